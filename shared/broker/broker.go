@@ -1,0 +1,246 @@
+// Package broker connects a mailferry service to NATS JetStream, starting an
+// embedded nats-server when no URL is configured, and declares the streams,
+// key-value buckets and object store the services share.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// Names of the streams, buckets and object store.
+const (
+	StreamMail   = "MF_MAIL"
+	StreamJobs   = "MF_JOBS"
+	StreamEvents = "MF_EVENTS"
+	StreamDead   = "MF_DEAD"
+
+	BucketCheckpoints = "mf_checkpoints"
+	BucketLedger      = "mf_ledger"
+	StoreBodies       = "mf_bodies"
+)
+
+// Broker is a connection to JetStream with the shared resources declared.
+type Broker struct {
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+
+	Checkpoints jetstream.KeyValue
+	Ledger      jetstream.KeyValue
+	Bodies      jetstream.ObjectStore
+
+	cfg      config.NATS
+	embedded *server.Server
+}
+
+// Open connects as client name (or starts the embedded server) and declares
+// every stream, bucket and store idempotently.
+func Open(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger) (*Broker, error) {
+	b := &Broker{cfg: cfg}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(200 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("nats disconnected")
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("nats reconnected")
+		}),
+	}
+	url := cfg.URL
+	if url == "" {
+		srv, err := startEmbedded(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		b.embedded = srv
+		if cfg.Listen == "" {
+			opts = append(opts, nats.InProcessServer(srv))
+		}
+		url = srv.ClientURL()
+	} else {
+		tlsOpts, err := clientTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, tlsOpts...)
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	b.Conn = nc
+	if b.JS, err = jetstream.New(nc); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := b.declare(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func clientTLS(cfg config.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
+	}
+	return opts, nil
+}
+
+func startEmbedded(cfg config.NATS, log zerolog.Logger) (*server.Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded nats data dir: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: cfg.ServerName,
+		JetStream:  true,
+		StoreDir:   cfg.DataDir,
+		DontListen: cfg.Listen == "",
+		NoSigs:     true,
+		// The server's own default; large bodies go to the object store.
+		MaxPayload: 1 << 20,
+	}
+	if cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats.listen %q: %w", cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("nats.listen %q: %w", cfg.Listen, err)
+		}
+		opts.Host, opts.Port = host, p
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	log.Info().Str("data_dir", cfg.DataDir).Str("listen", cfg.Listen).Msg("embedded nats started")
+	return srv, nil
+}
+
+// Embedded reports whether this broker runs the server in-process.
+func (b *Broker) Embedded() bool { return b.embedded != nil }
+
+// ClientURL returns the URL other processes can use to reach the embedded
+// server (empty when it does not listen).
+func (b *Broker) ClientURL() string {
+	if b.embedded == nil || b.cfg.Listen == "" {
+		return ""
+	}
+	return b.embedded.ClientURL()
+}
+
+// Close drains the connection and stops an embedded server.
+func (b *Broker) Close() {
+	if b.Conn != nil {
+		_ = b.Conn.Drain()
+		deadline := time.Now().Add(5 * time.Second)
+		for !b.Conn.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.Conn.Close()
+	}
+	if b.embedded != nil {
+		b.embedded.Shutdown()
+		b.embedded.WaitForShutdown()
+	}
+}
+
+func (b *Broker) declare(ctx context.Context) error {
+	r := b.cfg.Replicas
+	streams := []jetstream.StreamConfig{{
+		Name:        StreamMail,
+		Description: "mail records: folders, messages, end of pass; replayable",
+		Subjects:    []string{subject.MailPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      b.cfg.MailMaxAge.Std(),
+		MaxBytes:    b.cfg.MailMaxBytes,
+		Duplicates:  b.cfg.DedupWindow.Std(),
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	}, {
+		Name:        StreamJobs,
+		Description: "mailbox jobs, one per mailbox and pass",
+		Subjects:    []string{subject.JobPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		Duplicates:  b.cfg.DedupWindow.Std(),
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	}, {
+		Name:        StreamEvents,
+		Description: "lifecycle events every service reads and writes",
+		Subjects:    []string{subject.EventPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      90 * 24 * time.Hour,
+		Duplicates:  b.cfg.DedupWindow.Std(),
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	}, {
+		Name:        StreamDead,
+		Description: "dead letters: messages the target refused for good",
+		Subjects:    []string{subject.DeadPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		Duplicates:  b.cfg.DedupWindow.Std(),
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	}}
+	for _, sc := range streams {
+		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("declare stream %s: %w", sc.Name, err)
+		}
+	}
+	var err error
+	if b.Checkpoints, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketCheckpoints, Description: "extractor checkpoints per folder",
+		Storage: jetstream.FileStorage, Replicas: r, History: 1,
+	}); err != nil {
+		return fmt.Errorf("declare bucket %s: %w", BucketCheckpoints, err)
+	}
+	if b.Ledger, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketLedger, Description: "loader ledger: source identity to target",
+		Storage: jetstream.FileStorage, Replicas: r, History: 1,
+	}); err != nil {
+		return fmt.Errorf("declare bucket %s: %w", BucketLedger, err)
+	}
+	if b.Bodies, err = b.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: StoreBodies, Description: "bodies of messages too large for one record",
+		Storage: jetstream.FileStorage, Replicas: r, TTL: b.cfg.MailMaxAge.Std(),
+	}); err != nil {
+		return fmt.Errorf("declare object store %s: %w", StoreBodies, err)
+	}
+	return nil
+}

@@ -1,0 +1,414 @@
+// Package config loads mailferry's YAML configuration: one file with a
+// section per service, overridable from the environment, with secrets read
+// from files or environment variables and never from the command line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix starts every environment override: MAILFERRY_SOURCE_ADDRESS
+// overrides source.address, MAILFERRY_NATS_URL overrides nats.url.
+const EnvPrefix = "MAILFERRY_"
+
+// Config is the whole configuration file.
+type Config struct {
+	NATS      NATS      `yaml:"nats"`
+	Source    IMAP      `yaml:"source"`
+	Target    IMAP      `yaml:"target"`
+	Mailboxes Mailboxes `yaml:"mailboxes"`
+	Extractor Extractor `yaml:"extractor"`
+	Loader    Loader    `yaml:"loader"`
+	Log       Log       `yaml:"log"`
+
+	// Dir is the directory of the configuration file; relative paths in
+	// it are resolved against Dir.
+	Dir string `yaml:"-"`
+}
+
+// NATS says how to reach the broker.
+type NATS struct {
+	// URL of a NATS server or cluster (comma-separated). Empty starts an
+	// embedded nats-server with JetStream on DataDir.
+	URL       string `yaml:"url"`
+	DataDir   string `yaml:"data_dir"`
+	CredsFile string `yaml:"creds_file"`
+	// CAFile, CertFile and KeyFile configure TLS to a remote server.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Replicas of every stream and bucket (1 on a single server).
+	Replicas int `yaml:"replicas"`
+	// MailMaxAge and MailMaxBytes bound the mail stream, which keeps
+	// records after they are loaded so a mailbox can be replayed.
+	MailMaxAge   Duration `yaml:"mail_max_age"`
+	MailMaxBytes int64    `yaml:"mail_max_bytes"`
+	// DedupWindow is the broker's duplicate window for Nats-Msg-Id.
+	DedupWindow Duration `yaml:"dedup_window"`
+	// MaxPendingBytes bounds bytes published but not yet acknowledged.
+	MaxPendingBytes int64 `yaml:"max_pending_bytes"`
+	// ServerName of the embedded server; keep it stable across restarts.
+	ServerName string `yaml:"server_name"`
+	// Listen, when set, makes the embedded server accept clients there
+	// (so other processes can attach); otherwise it is in-process only.
+	Listen string `yaml:"listen"`
+}
+
+// IMAP describes one IMAP server and how mailferry logs in to it.
+type IMAP struct {
+	Address string `yaml:"address"`
+	// TLS is none, starttls or implicit.
+	TLS                string `yaml:"tls"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	CAFile             string `yaml:"ca_file"`
+	ServerName         string `yaml:"server_name"`
+	// Auth is master (SASL PLAIN with authzid) or user.
+	Auth               string `yaml:"auth"`
+	MasterUser         string `yaml:"master_user"`
+	MasterPasswordFile string `yaml:"master_password_file"`
+	// Connections bounds concurrent connections to this server.
+	Connections    int      `yaml:"connections"`
+	CommandTimeout Duration `yaml:"command_timeout"`
+	DialTimeout    Duration `yaml:"dial_timeout"`
+}
+
+// TLS modes of IMAP.TLS.
+const (
+	TLSNone     = "none"
+	TLSStartTLS = "starttls"
+	TLSImplicit = "implicit"
+)
+
+// Auth modes of IMAP.Auth.
+const (
+	AuthMaster = "master"
+	AuthUser   = "user"
+)
+
+// Mailboxes names the inventory of mailboxes to migrate.
+type Mailboxes struct {
+	// File is a CSV with header source_user,target_user and optionally
+	// source_password_file,target_password_file.
+	File string `yaml:"file"`
+}
+
+// Extractor tunes the extractor service.
+type Extractor struct {
+	// Concurrency is how many mailboxes are extracted at once.
+	Concurrency int `yaml:"concurrency"`
+	// LargeMessageBytes: bodies above it go to the object store.
+	LargeMessageBytes int64 `yaml:"large_message_bytes"`
+	// CheckpointEvery is how many published messages between checkpoints.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+}
+
+// Loader tunes the loader service.
+type Loader struct {
+	// Concurrency is how many mailboxes are loaded at once.
+	Concurrency int `yaml:"concurrency"`
+	// BatchMessages and BatchBytes bound one append batch.
+	BatchMessages int   `yaml:"batch_messages"`
+	BatchBytes    int64 `yaml:"batch_bytes"`
+	// Substitute replaces a target separator inside a source folder level.
+	Substitute string `yaml:"substitute"`
+	// FolderMap overrides folder names: source name -> target name.
+	FolderMap map[string]string `yaml:"folder_map"`
+	// MultiAppend uses RFC 3502 MULTIAPPEND when the target offers it.
+	MultiAppend *bool `yaml:"multiappend"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // json | console
+}
+
+// Duration is a time.Duration written as "90s" or "24h" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: duration %q: %w", n.Line, n.Value, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Load reads the file at path, applies environment overrides and defaults,
+// resolves relative paths against the file's directory and validates.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(raw, filepath.Dir(path), os.Environ())
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse is Load on bytes, with dir for relative paths and env as KEY=VALUE
+// pairs.
+func Parse(raw []byte, dir string, env []string) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// An empty file is a valid, all-default configuration.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if err := applyEnv(reflect.ValueOf(c).Elem(), EnvPrefix, env); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("config dir: %w", err)
+	}
+	c.Dir = abs
+	c.defaults()
+	c.resolvePaths()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) defaults() {
+	setDefault(&c.NATS.DataDir, "./var/nats")
+	setDefault(&c.NATS.ServerName, "mailferry")
+	if c.NATS.Replicas == 0 {
+		c.NATS.Replicas = 1
+	}
+	if c.NATS.MailMaxAge == 0 {
+		c.NATS.MailMaxAge = Duration(30 * 24 * time.Hour)
+	}
+	if c.NATS.MailMaxBytes == 0 {
+		c.NATS.MailMaxBytes = 64 << 30
+	}
+	if c.NATS.DedupWindow == 0 {
+		c.NATS.DedupWindow = Duration(time.Hour)
+	}
+	if c.NATS.MaxPendingBytes == 0 {
+		c.NATS.MaxPendingBytes = 64 << 20
+	}
+	for _, s := range []*IMAP{&c.Source, &c.Target} {
+		setDefault(&s.TLS, TLSImplicit)
+		setDefault(&s.Auth, AuthMaster)
+		if s.Connections == 0 {
+			s.Connections = 8
+		}
+		if s.CommandTimeout == 0 {
+			s.CommandTimeout = Duration(5 * time.Minute)
+		}
+		if s.DialTimeout == 0 {
+			s.DialTimeout = Duration(30 * time.Second)
+		}
+	}
+	if c.Extractor.Concurrency == 0 {
+		c.Extractor.Concurrency = 4
+	}
+	if c.Extractor.LargeMessageBytes == 0 {
+		c.Extractor.LargeMessageBytes = 512 << 10
+	}
+	if c.Extractor.CheckpointEvery == 0 {
+		c.Extractor.CheckpointEvery = 200
+	}
+	if c.Loader.Concurrency == 0 {
+		c.Loader.Concurrency = 4
+	}
+	if c.Loader.BatchMessages == 0 {
+		c.Loader.BatchMessages = 100
+	}
+	if c.Loader.BatchBytes == 0 {
+		c.Loader.BatchBytes = 32 << 20
+	}
+	setDefault(&c.Loader.Substitute, "_")
+	setDefault(&c.Log.Level, "info")
+	setDefault(&c.Log.Format, "json")
+}
+
+func setDefault(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+// Path resolves p against the configuration's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+func (c *Config) resolvePaths() {
+	for _, p := range []*string{
+		&c.NATS.DataDir, &c.NATS.CredsFile, &c.NATS.CAFile, &c.NATS.CertFile, &c.NATS.KeyFile,
+		&c.Source.MasterPasswordFile, &c.Source.CAFile,
+		&c.Target.MasterPasswordFile, &c.Target.CAFile,
+		&c.Mailboxes.File,
+	} {
+		*p = c.Path(*p)
+	}
+}
+
+// Validate reports the first inconsistency in c.
+func (c *Config) Validate() error {
+	for name, s := range map[string]*IMAP{"source": &c.Source, "target": &c.Target} {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if c.Extractor.LargeMessageBytes > 900<<10 {
+		return fmt.Errorf("extractor.large_message_bytes %d: must stay below the broker's 1 MiB max_payload", c.Extractor.LargeMessageBytes)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		return fmt.Errorf("log.format %q: want json or console", c.Log.Format)
+	}
+	return nil
+}
+
+func (s *IMAP) validate() error {
+	switch s.TLS {
+	case TLSNone, TLSStartTLS, TLSImplicit:
+	default:
+		return fmt.Errorf("tls %q: want none, starttls or implicit", s.TLS)
+	}
+	switch s.Auth {
+	case AuthMaster:
+		if s.MasterUser == "" {
+			return errors.New("auth master needs master_user")
+		}
+	case AuthUser:
+	default:
+		return fmt.Errorf("auth %q: want master or user", s.Auth)
+	}
+	if s.Connections < 1 {
+		return fmt.Errorf("connections %d: want at least 1", s.Connections)
+	}
+	return nil
+}
+
+// MasterPassword returns the master password of an IMAP server, read from
+// MAILFERRY_<SIDE>_MASTER_PASSWORD or from master_password_file.
+func (c *Config) MasterPassword(side string) (string, error) {
+	s := &c.Source
+	if side == "target" {
+		s = &c.Target
+	}
+	return Secret(EnvPrefix+strings.ToUpper(side)+"_MASTER_PASSWORD", s.MasterPasswordFile)
+}
+
+// Secret reads a secret from the environment variable env if it is set,
+// else from file (trailing newline removed). The error never contains the
+// secret.
+func Secret(env, file string) (string, error) {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		return v, nil
+	}
+	if file == "" {
+		return "", fmt.Errorf("secret: neither %s nor a password file is set", env)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("secret: %w", err)
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("secret: %s is empty", file)
+	}
+	return v, nil
+}
+
+// applyEnv walks the yaml-tagged fields of v and overrides scalars from
+// env variables named prefix + upper-cased path.
+func applyEnv(v reflect.Value, prefix string, env []string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + strings.ToUpper(tag)
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct {
+			if err := applyEnv(fv, name+"_", env); err != nil {
+				return err
+			}
+			continue
+		}
+		val, ok := lookup(env, name)
+		if !ok {
+			continue
+		}
+		if err := setScalar(fv, val); err != nil {
+			return fmt.Errorf("env %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func lookup(env []string, name string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func setScalar(fv reflect.Value, val string) error {
+	if fv.Type() == reflect.TypeOf(Duration(0)) {
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return err
+		}
+		fv.SetInt(int64(d))
+		return nil
+	}
+	switch fv.Kind() {
+	case reflect.String:
+		fv.SetString(val)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			return err
+		}
+		fv.SetInt(n)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return err
+		}
+		fv.SetBool(b)
+	case reflect.Pointer:
+		if fv.Type().Elem().Kind() == reflect.Bool {
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return err
+			}
+			fv.Set(reflect.ValueOf(&b))
+		}
+	}
+	return nil
+}

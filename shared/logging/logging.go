@@ -1,0 +1,34 @@
+// Package logging builds the zerolog logger every mailferry service uses:
+// one event per fact, fields not prose.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// New returns a logger writing to w at level ("debug", "info", ...) in
+// format "json" or "console", with the service name as a field.
+func New(w io.Writer, level, format, service string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		return zerolog.Nop(), fmt.Errorf("log level %q: %w", level, err)
+	}
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	l := zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	if service != "" {
+		l = l.With().Str("service", service).Logger()
+	}
+	return l, nil
+}
+
+// Stderr is New on standard error.
+func Stderr(level, format, service string) (zerolog.Logger, error) {
+	return New(os.Stderr, level, format, service)
+}

@@ -1,0 +1,178 @@
+// Package record defines the versioned records of the mail stream: a
+// folder's description, a message (its exact bytes plus flags and date), and
+// the end of one extraction pass over a mailbox.
+package record
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// Version of the record schema written by this code.
+const Version = 1
+
+// Headers of a mail record.
+const (
+	// HeaderKind is folder, message or end.
+	HeaderKind = "Mf-Kind"
+	// HeaderVersion is the schema version.
+	HeaderVersion = "Mf-Version"
+	// HeaderMeta holds a message record's metadata as JSON; its body is
+	// the message's exact bytes (or empty when Object is set).
+	HeaderMeta = "Mf-Meta"
+)
+
+// Kinds, as in HeaderKind.
+const (
+	KindFolder  = "folder"
+	KindMessage = "message"
+	KindEnd     = "end"
+)
+
+// Folder describes a source folder; it precedes the folder's messages.
+type Folder struct {
+	Mailbox     string   `json:"mailbox"`
+	TargetUser  string   `json:"target_user"`
+	Pass        string   `json:"pass"`
+	Name        string   `json:"name"`
+	Delim       string   `json:"delim"`
+	Attrs       []string `json:"attrs,omitempty"`
+	Subscribed  bool     `json:"subscribed"`
+	UIDValidity uint32   `json:"uidvalidity"`
+	UIDNext     uint32   `json:"uidnext"`
+	Messages    uint32   `json:"messages"`
+}
+
+// Message is one source message. The body travels as the NATS payload,
+// or in the object store under Object when it is large.
+type Message struct {
+	Mailbox      string    `json:"mailbox"`
+	TargetUser   string    `json:"target_user"`
+	Pass         string    `json:"pass"`
+	Folder       string    `json:"folder"`
+	Delim        string    `json:"delim"`
+	UIDValidity  uint32    `json:"uidvalidity"`
+	UID          uint32    `json:"uid"`
+	Flags        []string  `json:"flags,omitempty"`
+	InternalDate time.Time `json:"internal_date"`
+	Size         int64     `json:"size"`
+	SHA256       string    `json:"sha256"`
+	Object       string    `json:"object,omitempty"`
+}
+
+// ID is the message's source identity.
+func (m *Message) ID() string {
+	return subject.SourceID(m.Mailbox, m.Folder, m.UIDValidity, m.UID)
+}
+
+// FolderSummary counts what one pass extracted from a folder.
+type FolderSummary struct {
+	Name        string `json:"name"`
+	UIDValidity uint32 `json:"uidvalidity"`
+	Messages    int64  `json:"messages"`
+	Bytes       int64  `json:"bytes"`
+	// Total is what the folder held at the time (checkpointed ones too).
+	Total uint32 `json:"total"`
+}
+
+// End closes one extraction pass over a mailbox; it is also the manifest.
+type End struct {
+	Mailbox    string          `json:"mailbox"`
+	TargetUser string          `json:"target_user"`
+	Pass       string          `json:"pass"`
+	Folders    []FolderSummary `json:"folders"`
+	Messages   int64           `json:"messages"`
+	Bytes      int64           `json:"bytes"`
+	Started    time.Time       `json:"started"`
+	Finished   time.Time       `json:"finished"`
+	// Problems names what could not be extracted, with the reason.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// FolderMsg encodes f as a NATS message.
+func FolderMsg(f *Folder) (*nats.Msg, error) {
+	body, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode folder record: %w", err)
+	}
+	m := nats.NewMsg(subject.Folder(f.Mailbox, f.Name))
+	m.Header.Set(HeaderKind, KindFolder)
+	m.Header.Set(HeaderVersion, strconv.Itoa(Version))
+	m.Header.Set(nats.MsgIdHdr, "folder."+subject.Token(f.Mailbox)+"."+subject.Token(f.Name)+"."+strconv.FormatUint(uint64(f.UIDValidity), 10)+"."+f.Pass)
+	m.Data = body
+	return m, nil
+}
+
+// MessageMsg encodes m with body (nil when m.Object is set).
+func MessageMsg(m *Message, body []byte) (*nats.Msg, error) {
+	meta, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode message record: %w", err)
+	}
+	n := nats.NewMsg(subject.Message(m.Mailbox, m.Folder))
+	n.Header.Set(HeaderKind, KindMessage)
+	n.Header.Set(HeaderVersion, strconv.Itoa(Version))
+	n.Header.Set(HeaderMeta, string(meta))
+	n.Header.Set(nats.MsgIdHdr, m.ID())
+	n.Data = body
+	return n, nil
+}
+
+// EndMsg encodes e.
+func EndMsg(e *End) (*nats.Msg, error) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode end record: %w", err)
+	}
+	m := nats.NewMsg(subject.End(e.Mailbox))
+	m.Header.Set(HeaderKind, KindEnd)
+	m.Header.Set(HeaderVersion, strconv.Itoa(Version))
+	m.Header.Set(nats.MsgIdHdr, "end."+subject.Token(e.Mailbox)+"."+e.Pass)
+	m.Data = body
+	return m, nil
+}
+
+// Decoded is one decoded record: exactly one of Folder, Message, End is set.
+// Body aliases the NATS payload for a message record.
+type Decoded struct {
+	Folder  *Folder
+	Message *Message
+	End     *End
+	Body    []byte
+}
+
+// Decode decodes a mail record from its headers and payload.
+func Decode(h nats.Header, data []byte) (*Decoded, error) {
+	if v := h.Get(HeaderVersion); v != strconv.Itoa(Version) {
+		return nil, fmt.Errorf("decode record: unsupported version %q", v)
+	}
+	d := &Decoded{}
+	var err error
+	switch k := h.Get(HeaderKind); k {
+	case KindFolder:
+		d.Folder = &Folder{}
+		err = json.Unmarshal(data, d.Folder)
+	case KindEnd:
+		d.End = &End{}
+		err = json.Unmarshal(data, d.End)
+	case KindMessage:
+		d.Message = &Message{}
+		err = json.Unmarshal([]byte(h.Get(HeaderMeta)), d.Message)
+		d.Body = data
+		if err == nil && d.Message.Object == "" && int64(len(data)) != d.Message.Size {
+			err = fmt.Errorf("body is %d bytes, record says %d", len(data), d.Message.Size)
+		}
+	default:
+		return nil, fmt.Errorf("decode record: unknown kind %q", k)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode %s record: %w", h.Get(HeaderKind), err)
+	}
+	return d, nil
+}

@@ -1,0 +1,124 @@
+// Package subject holds the NATS subject scheme shared by every mailferry
+// service, and the encoding that keeps a mailbox or folder name one token.
+package subject
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Subject prefixes. Streams are declared over these in package broker.
+const (
+	// MailPrefix carries mail records: mf.mail.<mailbox>.<kind>.<folder>.
+	MailPrefix = "mf.mail"
+	// JobPrefix carries mailbox jobs: mf.job.<mailbox>.
+	JobPrefix = "mf.job"
+	// EventPrefix carries lifecycle events: mf.event.<type...>.<key>.
+	EventPrefix = "mf.event"
+	// DeadPrefix carries dead letters: mf.dead.<mailbox>.
+	DeadPrefix = "mf.dead"
+)
+
+// Kinds of mail records, the token after the mailbox.
+const (
+	KindFolder  = "f"
+	KindMessage = "m"
+	KindEnd     = "end"
+)
+
+// Token encodes s so that it is exactly one NATS subject token: bytes
+// outside [A-Za-z0-9@_+=-] become %XX. Domains contain dots, which would
+// otherwise split a mailbox into several tokens; '*' and '>' would become
+// wildcards. The encoding is reversible with Untoken.
+func Token(s string) string {
+	if s == "" {
+		return "%"
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if keep(c) {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
+}
+
+func keep(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	case c == '@', c == '_', c == '+', c == '=', c == '-':
+		return true
+	}
+	return false
+}
+
+// Untoken reverses Token.
+func Untoken(t string) (string, error) {
+	if t == "%" {
+		return "", nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(t); i++ {
+		if t[i] != '%' {
+			b.WriteByte(t[i])
+			continue
+		}
+		if i+2 >= len(t) {
+			return "", fmt.Errorf("untoken %q: truncated escape at %d", t, i)
+		}
+		c, err := strconv.ParseUint(t[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", fmt.Errorf("untoken %q: bad escape at %d: %w", t, i, err)
+		}
+		b.WriteByte(byte(c))
+		i += 2
+	}
+	return b.String(), nil
+}
+
+// Mailbox returns the filter subject of every mail record of a mailbox.
+func Mailbox(mailbox string) string {
+	return MailPrefix + "." + Token(mailbox) + ".>"
+}
+
+// Folder returns the subject of a folder description record.
+func Folder(mailbox, folder string) string {
+	return MailPrefix + "." + Token(mailbox) + "." + KindFolder + "." + Token(folder)
+}
+
+// Message returns the subject of a message record.
+func Message(mailbox, folder string) string {
+	return MailPrefix + "." + Token(mailbox) + "." + KindMessage + "." + Token(folder)
+}
+
+// MessagesOfFolder returns the filter subject of one folder's records of
+// both kinds.
+func MessagesOfFolder(mailbox, folder string) string {
+	return MailPrefix + "." + Token(mailbox) + ".*." + Token(folder)
+}
+
+// End returns the subject of the record that closes one extraction pass.
+func End(mailbox string) string {
+	return MailPrefix + "." + Token(mailbox) + "." + KindEnd
+}
+
+// Job returns the subject of a mailbox job.
+func Job(mailbox string) string { return JobPrefix + "." + Token(mailbox) }
+
+// Event returns the subject of a lifecycle event of the given type (e.g.
+// "mailbox.extracted") about key (a mailbox, a domain).
+func Event(typ, key string) string { return EventPrefix + "." + typ + "." + Token(key) }
+
+// Dead returns the subject of a dead letter for a mailbox.
+func Dead(mailbox string) string { return DeadPrefix + "." + Token(mailbox) }
+
+// SourceID is the stable identity of a source message: the Nats-Msg-Id of
+// its record, the loader's ledger key and the name every report uses.
+func SourceID(mailbox, folder string, uidValidity, uid uint32) string {
+	return fmt.Sprintf("%s.%s.%d.%d", Token(mailbox), Token(folder), uidValidity, uid)
+}
