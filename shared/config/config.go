@@ -200,7 +200,9 @@ func (c *Config) defaults() {
 		c.NATS.MailMaxAge = Duration(30 * 24 * time.Hour)
 	}
 	if c.NATS.MailMaxBytes == 0 {
-		c.NATS.MailMaxBytes = 64 << 30
+		// No byte limit unless asked: a limit reserves that much of the
+		// server's storage up front, more than a small disk has.
+		c.NATS.MailMaxBytes = -1
 	}
 	if c.NATS.DedupWindow == 0 {
 		c.NATS.DedupWindow = Duration(time.Hour)

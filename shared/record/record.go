@@ -33,6 +33,7 @@ const (
 	KindFolder  = "folder"
 	KindMessage = "message"
 	KindEnd     = "end"
+	KindListing = "listing"
 )
 
 // Folder describes a source folder; it precedes the folder's messages.
@@ -69,6 +70,30 @@ type Message struct {
 // ID is the message's source identity.
 func (m *Message) ID() string {
 	return subject.SourceID(m.Mailbox, m.Folder, m.UIDValidity, m.UID)
+}
+
+// Listing is every folder of the source mailbox as LISTed at the start of
+// a pass, so that the loader maps the whole tree at once (collisions
+// between mapped names can only be seen with all names).
+type Listing struct {
+	Mailbox    string   `json:"mailbox"`
+	TargetUser string   `json:"target_user"`
+	Pass       string   `json:"pass"`
+	Folders    []Folder `json:"folders"`
+}
+
+// ListingMsg encodes l.
+func ListingMsg(l *Listing) (*nats.Msg, error) {
+	body, err := json.Marshal(l)
+	if err != nil {
+		return nil, fmt.Errorf("encode listing record: %w", err)
+	}
+	m := nats.NewMsg(subject.Listing(l.Mailbox))
+	m.Header.Set(HeaderKind, KindListing)
+	m.Header.Set(HeaderVersion, strconv.Itoa(Version))
+	m.Header.Set(nats.MsgIdHdr, "listing."+subject.Token(l.Mailbox)+"."+l.Pass)
+	m.Data = body
+	return m, nil
 }
 
 // FolderSummary counts what one pass extracted from a folder.
@@ -138,9 +163,11 @@ func EndMsg(e *End) (*nats.Msg, error) {
 	return m, nil
 }
 
-// Decoded is one decoded record: exactly one of Folder, Message, End is set.
+// Decoded is one decoded record: exactly one of Listing, Folder, Message,
+// End is set.
 // Body aliases the NATS payload for a message record.
 type Decoded struct {
+	Listing *Listing
 	Folder  *Folder
 	Message *Message
 	End     *End
@@ -158,6 +185,9 @@ func Decode(h nats.Header, data []byte) (*Decoded, error) {
 	case KindFolder:
 		d.Folder = &Folder{}
 		err = json.Unmarshal(data, d.Folder)
+	case KindListing:
+		d.Listing = &Listing{}
+		err = json.Unmarshal(data, d.Listing)
 	case KindEnd:
 		d.End = &End{}
 		err = json.Unmarshal(data, d.End)

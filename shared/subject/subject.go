@@ -18,6 +18,9 @@ const (
 	EventPrefix = "mf.event"
 	// DeadPrefix carries dead letters: mf.dead.<mailbox>.
 	DeadPrefix = "mf.dead"
+	// ProgressPrefix carries progress samples on core NATS (not stored):
+	// mf.progress.<service>.<mailbox>.
+	ProgressPrefix = "mf.progress"
 )
 
 // Kinds of mail records, the token after the mailbox.
@@ -25,6 +28,7 @@ const (
 	KindFolder  = "f"
 	KindMessage = "m"
 	KindEnd     = "end"
+	KindListing = "list"
 )
 
 // Token encodes s so that it is exactly one NATS subject token: bytes
@@ -102,6 +106,11 @@ func MessagesOfFolder(mailbox, folder string) string {
 	return MailPrefix + "." + Token(mailbox) + ".*." + Token(folder)
 }
 
+// Listing returns the subject of the record listing a mailbox's folders.
+func Listing(mailbox string) string {
+	return MailPrefix + "." + Token(mailbox) + "." + KindListing
+}
+
 // End returns the subject of the record that closes one extraction pass.
 func End(mailbox string) string {
 	return MailPrefix + "." + Token(mailbox) + "." + KindEnd
@@ -114,6 +123,11 @@ func Job(mailbox string) string { return JobPrefix + "." + Token(mailbox) }
 // "mailbox.extracted") about key (a mailbox, a domain).
 func Event(typ, key string) string { return EventPrefix + "." + typ + "." + Token(key) }
 
+// Progress returns the subject of a service's progress for a mailbox.
+func Progress(service, mailbox string) string {
+	return ProgressPrefix + "." + service + "." + Token(mailbox)
+}
+
 // Dead returns the subject of a dead letter for a mailbox.
 func Dead(mailbox string) string { return DeadPrefix + "." + Token(mailbox) }
 
@@ -121,4 +135,22 @@ func Dead(mailbox string) string { return DeadPrefix + "." + Token(mailbox) }
 // its record, the loader's ledger key and the name every report uses.
 func SourceID(mailbox, folder string, uidValidity, uid uint32) string {
 	return fmt.Sprintf("%s.%s.%d.%d", Token(mailbox), Token(folder), uidValidity, uid)
+}
+
+// Key encodes s as one token of a JetStream key-value key, whose alphabet
+// is narrower than a subject's: bytes outside [A-Za-z0-9_-] become =XX.
+func Key(s string) string {
+	if s == "" {
+		return "="
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "=%02X", c)
+	}
+	return b.String()
 }

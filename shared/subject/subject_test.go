@@ -41,3 +41,16 @@ func TestSubjectsForDottedMailbox(t *testing.T) {
 		t.Errorf("SourceID = %q", got)
 	}
 }
+
+func TestKeyUsesOnlyKeyValueAlphabet(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"alice@example.com", "alice=40example=2Ecom"},
+		{"Sent Items", "Sent=20Items"},
+		{"", "="},
+	}
+	for _, tt := range tests {
+		if got := Key(tt.in); got != tt.want {
+			t.Errorf("Key(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,230 @@
+// Command mailferry is the operator CLI: it runs the whole migration in one
+// process (migrate, demo), runs one service as a daemon (extractor, loader),
+// enqueues work for daemons started elsewhere (enqueue) and verifies.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/cmd/mailferry/demo"
+	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
+	"github.com/mailferry/mailferry/cmd/mailferry/verify"
+	"github.com/mailferry/mailferry/services/extractor"
+	"github.com/mailferry/mailferry/services/loader"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/logging"
+)
+
+const usage = `usage: mailferry COMMAND [flags]
+
+commands:
+  demo                      migrate generated mail between two in-process IMAP servers
+  migrate   -c FILE         run extractor and loader for every mailbox, then verify
+  verify    -c FILE [-json] compare every mailbox's source and target
+  enqueue   -c FILE         put a pass over every mailbox on the jobs stream
+  extractor -c FILE         run the extractor service
+  loader    -c FILE         run the loader service
+`
+
+// errDifferent makes the exit status non-zero without another message.
+var errDifferent = errors.New("differences found")
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errDifferent):
+		os.Exit(1)
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "mailferry:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "mailferry.yaml", "configuration file")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch cmd {
+	case "demo":
+		return runDemo(ctx, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, "")
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "migrate":
+		return runMigrate(ctx, cfg, log, stdout, stderr, *asJSON)
+	case "verify":
+		return runVerify(ctx, cfg, stdout, *asJSON)
+	case "enqueue":
+		return runEnqueue(ctx, cfg, log, stdout)
+	case "extractor", "loader":
+		return runService(ctx, cmd, cfg, log)
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func runMigrate(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout, stderr io.Writer, asJSON bool) error {
+	o := migrate.Options{}
+	if isTerminal(stderr) {
+		o.Display = stderr
+	}
+	res, err := migrate.Run(ctx, cfg, log, o)
+	if err != nil {
+		return err
+	}
+	return printResult(stdout, res, asJSON)
+}
+
+func printResult(w io.Writer, res *migrate.Result, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		res.Report.WriteText(w)
+		for _, p := range res.Progress {
+			if p.Phase != migrate.PhaseLoaded {
+				fmt.Fprintf(w, "NOT LOADED %s: %s (%d attempts failed): %s\n", p.Mailbox, p.Phase, p.Failures, p.LastError)
+			}
+		}
+		fmt.Fprintf(w, "pass %s took %s\n", res.Pass, res.Took.Round(1e6))
+	}
+	if !res.OK() {
+		return errDifferent
+	}
+	return nil
+}
+
+func runVerify(ctx context.Context, cfg *config.Config, stdout io.Writer, asJSON bool) error {
+	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	if err != nil {
+		return err
+	}
+	r := verify.Mailboxes(ctx, cfg, boxes)
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		r.WriteText(stdout)
+	}
+	if !r.OK {
+		return errDifferent
+	}
+	return nil
+}
+
+func runEnqueue(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer) error {
+	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	if err != nil {
+		return err
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-enqueue", log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	pass, err := migrate.Enqueue(ctx, b, boxes)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "enqueued %d mailboxes, pass %s\n", len(boxes), pass)
+	return nil
+}
+
+func runService(ctx context.Context, name string, cfg *config.Config, log zerolog.Logger) error {
+	log = log.With().Str("service", name).Logger()
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	log.Info().Msg("service started")
+	if name == "extractor" {
+		err = (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	} else {
+		err = (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	}
+	log.Info().Msg("service stopped")
+	return err
+}
+
+func runDemo(ctx context.Context, stdout, stderr io.Writer) error {
+	dir, err := os.MkdirTemp("", "mailferry-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	env, err := demo.Start(ctx, dir, 3, 1)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer env.Close()
+	cfg, err := env.Config()
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo: %d messages (%.1f MiB) in 3 mailboxes, %d folders each, embedded NATS in %s\n",
+		env.Messages, float64(env.Bytes)/(1<<20), 10, dir)
+	o := migrate.Options{}
+	if isTerminal(stderr) {
+		o.Display = stderr
+	}
+	res, err := migrate.Run(ctx, cfg, log, o)
+	if err != nil {
+		return err
+	}
+	return printResult(stdout, res, false)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

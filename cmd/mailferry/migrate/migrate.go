@@ -1,0 +1,213 @@
+// Package migrate runs a whole migration in one process: it starts the
+// extractor and loader services on the configured broker, enqueues a pass
+// over every mailbox, follows the lifecycle events to the end, and verifies
+// the result.
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/cmd/mailferry/verify"
+	"github.com/mailferry/mailferry/services/extractor"
+	"github.com/mailferry/mailferry/services/loader"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// Options tune Run.
+type Options struct {
+	// Mailboxes to migrate; nil reads the configured inventory.
+	Mailboxes []job.Mailbox
+	// Display receives the live progress table (a terminal); nil logs
+	// progress lines instead.
+	Display io.Writer
+	// MaxFailures is how many failed attempts make Run give up on a
+	// mailbox (default 5).
+	MaxFailures int
+	// External means the extractor and loader run as separate daemons:
+	// Run only enqueues, follows and verifies.
+	External bool
+}
+
+// Result is what a migration did.
+type Result struct {
+	Pass     string
+	Took     time.Duration
+	Progress []MailboxProgress
+	Report   *verify.Report
+}
+
+// OK reports whether every mailbox was loaded and verified.
+func (r *Result) OK() bool {
+	if r.Report == nil || !r.Report.OK {
+		return false
+	}
+	for _, p := range r.Progress {
+		if p.Phase != PhaseLoaded {
+			return false
+		}
+	}
+	return true
+}
+
+// Run migrates every mailbox once and verifies.
+func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options) (*Result, error) {
+	start := time.Now()
+	boxes := o.Mailboxes
+	if boxes == nil {
+		var err error
+		if boxes, err = job.ReadInventory(cfg.Mailboxes.File); err != nil {
+			return nil, err
+		}
+	}
+	if o.MaxFailures == 0 {
+		o.MaxFailures = 5
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-migrate", log)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+
+	svcCtx, stopServices := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stopServices(); wg.Wait() }()
+	if !o.External {
+		startServices(svcCtx, &wg, cfg, b, log)
+	}
+
+	tr := newTracker(boxes, o.MaxFailures)
+	sub, err := b.Conn.Subscribe(subject.ProgressPrefix+".>", tr.onProgress)
+	if err != nil {
+		return nil, fmt.Errorf("follow progress: %w", err)
+	}
+	defer sub.Unsubscribe()
+	events, err := followEvents(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	pass := nuid.Next()
+	if err := enqueue(ctx, b, boxes, pass); err != nil {
+		return nil, err
+	}
+	log.Info().Int("mailboxes", len(boxes)).Str("pass", pass).Msg("migration started")
+	if err := follow(ctx, events, tr, pass, o.Display, log); err != nil {
+		return nil, err
+	}
+	stopServices()
+	wg.Wait()
+	res := &Result{Pass: pass, Progress: tr.snapshot()}
+	log.Info().Msg("verifying")
+	res.Report = verify.Mailboxes(ctx, cfg, boxes)
+	ev := event.Publisher{JS: b.JS, Service: "migrate"}
+	for _, m := range res.Report.Mailboxes {
+		if m.OK {
+			_ = ev.Publish(ctx, event.MailboxVerified, m.Source, "verified."+m.Source+"."+pass, map[string]any{"pass": pass, "messages": m.Messages})
+		}
+	}
+	res.Took = time.Since(start)
+	return res, nil
+}
+
+func startServices(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, b *broker.Broker, log zerolog.Logger) {
+	ex := &extractor.Service{Config: cfg, Broker: b, Log: log.With().Str("service", "extractor").Logger()}
+	ld := &loader.Service{Config: cfg, Broker: b, Log: log.With().Str("service", "loader").Logger()}
+	for _, run := range []func(context.Context) error{ex.Run, ld.Run} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error().Err(err).Msg("service stopped")
+			}
+		}()
+	}
+}
+
+// followEvents starts reading mailbox events from the current end of the
+// events stream, before anything is enqueued, so none is missed.
+func followEvents(ctx context.Context, b *broker.Broker) (jetstream.Consumer, error) {
+	st, err := b.JS.Stream(ctx, broker.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("events stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("events stream: %w", err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject.EventPrefix + ".mailbox.>"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow events: %w", err)
+	}
+	return cons, nil
+}
+
+// Enqueue puts a pass over every mailbox on the jobs stream.
+func Enqueue(ctx context.Context, b *broker.Broker, boxes []job.Mailbox) (string, error) {
+	pass := nuid.Next()
+	return pass, enqueue(ctx, b, boxes, pass)
+}
+
+func enqueue(ctx context.Context, b *broker.Broker, boxes []job.Mailbox, pass string) error {
+	ev := event.Publisher{JS: b.JS, Service: "migrate"}
+	now := time.Now().UTC()
+	for _, mb := range boxes {
+		if err := job.Publish(ctx, b.JS, &job.Job{Mailbox: mb, Pass: pass, Enqueued: now}); err != nil {
+			return err
+		}
+		if err := ev.Publish(ctx, event.MailboxQueued, mb.SourceUser, "queued."+mb.SourceUser+"."+pass, map[string]string{"pass": pass}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func follow(ctx context.Context, cons jetstream.Consumer, tr *tracker, pass string, display io.Writer, log zerolog.Logger) error {
+	lastDraw, lastLog := time.Time{}, time.Now()
+	for !tr.finished() {
+		msg, err := cons.Next(jetstream.FetchMaxWait(250 * time.Millisecond))
+		switch {
+		case err == nil:
+			e, derr := event.Decode(msg.Data())
+			if derr != nil {
+				log.Warn().Err(derr).Msg("undecodable event")
+				break
+			}
+			tr.onEvent(e, pass, log)
+		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages):
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			return fmt.Errorf("read events: %w", err)
+		}
+		if display != nil && time.Since(lastDraw) > 300*time.Millisecond {
+			tr.draw(display)
+			lastDraw = time.Now()
+		}
+		if display == nil && time.Since(lastLog) > 10*time.Second {
+			tr.logTotals(log)
+			lastLog = time.Now()
+		}
+	}
+	if display != nil {
+		tr.draw(display)
+	}
+	tr.logTotals(log)
+	return nil
+}

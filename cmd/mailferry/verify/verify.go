@@ -1,0 +1,284 @@
+// Package verify compares every folder of a source mailbox with where the
+// loader put it on the target: message count, SHA-256 of every message's
+// bytes (as a multiset), flags per message and INTERNALDATE as an instant.
+package verify
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/foldermap"
+	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/mailscan"
+)
+
+// Report is the outcome for a set of mailboxes.
+type Report struct {
+	OK        bool            `json:"ok"`
+	Mailboxes []MailboxReport `json:"mailboxes"`
+}
+
+// MailboxReport is the outcome for one mailbox.
+type MailboxReport struct {
+	Source   string         `json:"source"`
+	Target   string         `json:"target"`
+	OK       bool           `json:"ok"`
+	Error    string         `json:"error,omitempty"`
+	Messages int            `json:"messages"`
+	Bytes    int64          `json:"bytes"`
+	Folders  []FolderReport `json:"folders"`
+}
+
+// FolderReport compares the source folders that map onto one target
+// folder (usually one; several when special-use folders merge).
+type FolderReport struct {
+	Sources        []string `json:"sources"`
+	Target         string   `json:"target"`
+	SourceMessages int      `json:"source_messages"`
+	TargetMessages int      `json:"target_messages"`
+	Differences    []Diff   `json:"differences,omitempty"`
+}
+
+// OK reports whether the folder matched.
+func (f FolderReport) OK() bool { return len(f.Differences) == 0 }
+
+// Diff is one difference, named by the source message it concerns.
+type Diff struct {
+	// Kind is missing, extra, flags or date.
+	Kind   string `json:"kind"`
+	Folder string `json:"folder,omitempty"`
+	UID    uint32 `json:"uid,omitempty"`
+	SHA256 string `json:"sha256"`
+	Want   string `json:"want,omitempty"`
+	Got    string `json:"got,omitempty"`
+}
+
+// Mailboxes verifies each mailbox of the inventory.
+func Mailboxes(ctx context.Context, cfg *config.Config, boxes []job.Mailbox) *Report {
+	r := &Report{OK: true}
+	for _, mb := range boxes {
+		mr := Mailbox(ctx, cfg, mb)
+		r.OK = r.OK && mr.OK
+		r.Mailboxes = append(r.Mailboxes, mr)
+	}
+	return r
+}
+
+// Mailbox verifies one mailbox; any error is part of the report.
+func Mailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox) MailboxReport {
+	mr := MailboxReport{Source: mb.SourceUser, Target: mb.TargetUser}
+	if err := compareMailbox(ctx, cfg, mb, &mr); err != nil {
+		mr.Error = err.Error()
+	}
+	mr.OK = mr.Error == ""
+	for _, f := range mr.Folders {
+		mr.OK = mr.OK && f.OK()
+	}
+	return mr
+}
+
+func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, mr *MailboxReport) error {
+	src, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tgt, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile)
+	if err != nil {
+		return err
+	}
+	defer tgt.Close()
+	srcList, err := list(ctx, src)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	tgtList, err := list(ctx, tgt)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	groups, err := group(srcList, tgtList, cfg.Loader)
+	if err != nil {
+		return err
+	}
+	idle := cfg.Source.CommandTimeout.Std()
+	for _, g := range groups {
+		fr, err := compareFolder(ctx, src, tgt, g, idle)
+		if err != nil {
+			return err
+		}
+		mr.Messages += fr.SourceMessages
+		mr.Folders = append(mr.Folders, fr)
+	}
+	return nil
+}
+
+func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string) (*imapclient.Client, error) {
+	cred, err := imapdial.CredentialsFor(cfg, side, user, pwFile)
+	if err != nil {
+		return nil, err
+	}
+	s := cfg.Source
+	if side == "target" {
+		s = cfg.Target
+	}
+	return imapdial.Dial(ctx, s, cred, nil)
+}
+
+func list(ctx context.Context, c *imapclient.Client) ([]foldermap.Folder, error) {
+	opts := &imap.ListOptions{}
+	if c.Caps().Has(imap.CapSpecialUse) && c.Caps().Has(imap.CapListExtended) {
+		opts.ReturnSpecialUse = true
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	ls, err := c.List("", "*", opts).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("list folders: %w", err)
+	}
+	out := make([]foldermap.Folder, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, foldermap.Folder{Name: l.Mailbox, Delim: l.Delim, Attrs: l.Attrs})
+	}
+	return out, nil
+}
+
+type folderGroup struct {
+	target  string
+	sources []string
+}
+
+// group maps the source folders as the loader does and groups them by
+// target name; folders that cannot hold messages are left out.
+func group(src, tgt []foldermap.Folder, lc config.Loader) ([]folderGroup, error) {
+	delim := rune('/')
+	for _, f := range tgt {
+		if f.Delim != 0 {
+			delim = f.Delim
+			break
+		}
+	}
+	m, err := foldermap.New(foldermap.Target{Delim: delim, Folders: tgt}, foldermap.Options{Substitute: lc.Substitute, Table: lc.FolderMap})
+	if err != nil {
+		return nil, fmt.Errorf("folder mapping: %w", err)
+	}
+	selectable := map[string]bool{}
+	for _, f := range src {
+		if !slices.Contains(f.Attrs, imap.MailboxAttrNoSelect) && !slices.Contains(f.Attrs, imap.MailboxAttrNonExistent) {
+			selectable[f.Name] = true
+		}
+	}
+	byTarget := map[string]*folderGroup{}
+	for _, r := range m.MapAll(src) {
+		if !selectable[r.Source] {
+			continue
+		}
+		g := byTarget[r.Target]
+		if g == nil {
+			g = &folderGroup{target: r.Target}
+			byTarget[r.Target] = g
+		}
+		g.sources = append(g.sources, r.Source)
+	}
+	out := make([]folderGroup, 0, len(byTarget))
+	for _, g := range byTarget {
+		slices.Sort(g.sources)
+		out = append(out, *g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].target < out[j].target })
+	return out, nil
+}
+
+// fingerprint is what must match per message, apart from the hash.
+type fingerprint struct {
+	folder string
+	uid    uint32
+	flags  string
+	date   int64
+}
+
+func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGroup, idle time.Duration) (FolderReport, error) {
+	fr := FolderReport{Sources: g.sources, Target: g.target}
+	want := map[string][]fingerprint{}
+	for _, s := range g.sources {
+		_, err := mailscan.Scan(ctx, src, s, 1, idle, func(m mailscan.Message) error {
+			want[m.SHA256] = append(want[m.SHA256], fingerprint{folder: s, uid: m.UID, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix()})
+			fr.SourceMessages++
+			return nil
+		})
+		if err != nil {
+			return fr, fmt.Errorf("source: %w", err)
+		}
+	}
+	got := map[string][]fingerprint{}
+	_, err := mailscan.Scan(ctx, tgt, g.target, 1, idle, func(m mailscan.Message) error {
+		got[m.SHA256] = append(got[m.SHA256], fingerprint{folder: g.target, uid: m.UID, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix()})
+		fr.TargetMessages++
+		return nil
+	})
+	if err != nil && !(fr.SourceMessages == 0 && isNonExistent(err)) {
+		return fr, fmt.Errorf("target: %w", err)
+	}
+	fr.Differences = diff(want, got)
+	return fr, nil
+}
+
+func isNonExistent(err error) bool {
+	return strings.Contains(err.Error(), "NONEXISTENT") || strings.Contains(strings.ToLower(err.Error()), "doesn't exist")
+}
+
+// diff compares two multisets of messages keyed by content hash. Within
+// one hash, copies are paired by equal flags and date first, so identical
+// messages with different flags are reported once each, not twice.
+func diff(want, got map[string][]fingerprint) []Diff {
+	var out []Diff
+	hashes := make([]string, 0, len(want)+len(got))
+	for h := range want {
+		hashes = append(hashes, h)
+	}
+	for h := range got {
+		if _, ok := want[h]; !ok {
+			hashes = append(hashes, h)
+		}
+	}
+	slices.Sort(hashes)
+	for _, h := range hashes {
+		w, g := slices.Clone(want[h]), slices.Clone(got[h])
+		// Exact pairs first.
+		for i := 0; i < len(w); {
+			j := slices.IndexFunc(g, func(x fingerprint) bool { return x.flags == w[i].flags && x.date == w[i].date })
+			if j < 0 {
+				i++
+				continue
+			}
+			w = slices.Delete(w, i, i+1)
+			g = slices.Delete(g, j, j+1)
+		}
+		for len(w) > 0 && len(g) > 0 {
+			a, b := w[0], g[0]
+			w, g = w[1:], g[1:]
+			if a.flags != b.flags {
+				out = append(out, Diff{Kind: "flags", Folder: a.folder, UID: a.uid, SHA256: h, Want: a.flags, Got: b.flags})
+			}
+			if a.date != b.date {
+				out = append(out, Diff{Kind: "date", Folder: a.folder, UID: a.uid, SHA256: h,
+					Want: time.Unix(a.date, 0).UTC().Format(time.RFC3339), Got: time.Unix(b.date, 0).UTC().Format(time.RFC3339)})
+			}
+		}
+		for _, a := range w {
+			out = append(out, Diff{Kind: "missing", Folder: a.folder, UID: a.uid, SHA256: h})
+		}
+		for _, b := range g {
+			out = append(out, Diff{Kind: "extra", Folder: b.folder, UID: b.uid, SHA256: h})
+		}
+	}
+	return out
+}

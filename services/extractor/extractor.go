@@ -1,0 +1,167 @@
+// Package extractor reads every folder and message of a mailbox from the
+// legacy IMAP server (bytes, flags, INTERNALDATE) and publishes them to the
+// mail stream in UID order, checkpointing per folder so that a restart
+// resumes where the broker last acknowledged.
+package extractor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/record"
+)
+
+// Service is the extractor.
+type Service struct {
+	Config *config.Config
+	Broker *broker.Broker
+	Log    zerolog.Logger
+}
+
+// Run consumes mailbox jobs until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
+		Durable:     "extractor",
+		Concurrency: s.Config.Extractor.Concurrency,
+	}, s.Log, s.handle)
+}
+
+func (s *Service) handle(ctx context.Context, j *job.Job) error {
+	ev := event.Publisher{JS: s.Broker.JS, Service: "extractor"}
+	_ = ev.Publish(ctx, event.MailboxExtracting, j.SourceUser, "extracting."+j.SourceUser+"."+j.Pass, map[string]string{"pass": j.Pass})
+	end, err := s.Extract(ctx, j)
+	if err != nil {
+		if ctx.Err() == nil {
+			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: !errors.Is(err, job.ErrPermanent)})
+		}
+		return err
+	}
+	return ev.Publish(ctx, event.MailboxExtracted, j.SourceUser, "extracted."+j.SourceUser+"."+j.Pass, end)
+}
+
+// Extract runs one pass over a mailbox: every selectable folder from its
+// checkpoint on, then the end record (the manifest).
+func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) {
+	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
+	cred, err := imapdial.CredentialsFor(s.Config, "source", j.SourceUser, j.SourcePasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, errors.Join(err, job.ErrPermanent))
+	}
+	c, err := imapdial.Dial(ctx, s.Config.Source, cred, nil)
+	if err != nil {
+		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
+	}
+	defer c.Close()
+	folders, err := listFolders(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
+	}
+	if err := s.publishListing(ctx, j, folders); err != nil {
+		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
+	}
+	end := &record.End{Mailbox: j.SourceUser, TargetUser: j.TargetUser, Pass: j.Pass, Started: time.Now().UTC()}
+	pub := newPublisher(s.Broker, s.Config.NATS.MaxPendingBytes)
+	prog := &event.Progress{Service: "extractor", Mailbox: j.SourceUser, Pass: j.Pass}
+	for _, f := range folders {
+		if f.noSelect {
+			continue
+		}
+		fx := &folderExtraction{svc: s, c: c, j: j, f: f, pub: pub, prog: prog, log: log.With().Str("folder", f.Name).Logger()}
+		sum, err := fx.run(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("extract %s folder %q: %w", j.SourceUser, f.Name, err)
+		}
+		end.Folders = append(end.Folders, sum)
+		end.Messages += sum.Messages
+		end.Bytes += sum.Bytes
+	}
+	end.Finished = time.Now().UTC()
+	event.SendProgress(s.Broker.Conn, *prog)
+	m, err := record.EndMsg(end)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Broker.JS.PublishMsg(ctx, m); err != nil {
+		return nil, fmt.Errorf("extract %s: publish end record: %w", j.SourceUser, err)
+	}
+	_ = c.Logout().Wait()
+	log.Info().Int("folders", len(end.Folders)).Int64("messages", end.Messages).Int64("bytes", end.Bytes).
+		Dur("took", end.Finished.Sub(end.Started)).Msg("mailbox extracted")
+	return end, nil
+}
+
+func (s *Service) publishListing(ctx context.Context, j *job.Job, folders []folderInfo) error {
+	l := &record.Listing{Mailbox: j.SourceUser, TargetUser: j.TargetUser, Pass: j.Pass}
+	for _, f := range folders {
+		l.Folders = append(l.Folders, f.Folder)
+	}
+	m, err := record.ListingMsg(l)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Broker.JS.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish listing: %w", err)
+	}
+	return nil
+}
+
+// folderInfo is one LISTed folder.
+type folderInfo struct {
+	record.Folder
+	noSelect bool
+}
+
+func listFolders(ctx context.Context, c *imapclient.Client) ([]folderInfo, error) {
+	opts := &imap.ListOptions{}
+	caps := c.Caps()
+	ext := caps.Has(imap.CapListExtended) || caps.Has(imap.CapIMAP4rev2)
+	if ext {
+		opts.ReturnSubscribed = true
+	}
+	if caps.Has(imap.CapSpecialUse) || caps.Has(imap.CapIMAP4rev2) {
+		opts.ReturnSpecialUse = ext
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	list, err := c.List("", "*", opts).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("list folders: %w", err)
+	}
+	subscribed := map[string]bool{}
+	if !ext {
+		// Without LIST-EXTENDED the subscription state is unknown: keep
+		// every folder subscribed rather than hide mail from the user.
+		for _, l := range list {
+			subscribed[l.Mailbox] = true
+		}
+	}
+	out := make([]folderInfo, 0, len(list))
+	for _, l := range list {
+		fi := folderInfo{Folder: record.Folder{Name: l.Mailbox, Subscribed: subscribed[l.Mailbox]}}
+		if l.Delim != 0 {
+			fi.Delim = string(l.Delim)
+		}
+		for _, a := range l.Attrs {
+			switch a {
+			case imap.MailboxAttrSubscribed:
+				fi.Subscribed = true
+			case imap.MailboxAttrNoSelect, imap.MailboxAttrNonExistent:
+				fi.noSelect = true
+			}
+			fi.Attrs = append(fi.Attrs, string(a))
+		}
+		out = append(out, fi)
+	}
+	return out, nil
+}

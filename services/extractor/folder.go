@@ -1,0 +1,288 @@
+package extractor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/record"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// Checkpoint is what the extractor remembers per folder: every message up
+// to LastUID under UIDValidity is acknowledged by the broker.
+type Checkpoint struct {
+	UIDValidity uint32    `json:"uidvalidity"`
+	LastUID     uint32    `json:"last_uid"`
+	Updated     time.Time `json:"updated"`
+}
+
+// CheckpointKey is the key-value key of a folder's checkpoint.
+func CheckpointKey(mailbox, folder string) string {
+	return subject.Key(mailbox) + "." + subject.Key(folder)
+}
+
+type folderExtraction struct {
+	svc  *Service
+	c    *imapclient.Client
+	j    *job.Job
+	f    folderInfo
+	pub  *publisher
+	prog *event.Progress
+	log  zerolog.Logger
+
+	key     string
+	cp      Checkpoint
+	cpRev   uint64
+	sum     record.FolderSummary
+	sinceCP int
+}
+
+func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, error) {
+	fx.key = CheckpointKey(fx.j.SourceUser, fx.f.Name)
+	if err := fx.loadCheckpoint(ctx); err != nil {
+		return fx.sum, err
+	}
+	sel, err := fx.examine(ctx)
+	if err != nil {
+		return fx.sum, err
+	}
+	fx.sum = record.FolderSummary{Name: fx.f.Name, UIDValidity: sel.UIDValidity, Total: sel.NumMessages}
+	fx.prog.Total += int64(sel.NumMessages)
+	if fx.cp.UIDValidity != sel.UIDValidity {
+		if fx.cp.UIDValidity != 0 {
+			fx.log.Warn().Uint32("old_uidvalidity", fx.cp.UIDValidity).Uint32("uidvalidity", sel.UIDValidity).Msg("uidvalidity changed, folder extracted again")
+		}
+		fx.cp = Checkpoint{UIDValidity: sel.UIDValidity}
+	}
+	if err := fx.publishFolder(ctx, sel); err != nil {
+		return fx.sum, err
+	}
+	if sel.NumMessages > 0 && (sel.UIDNext == 0 || uint32(sel.UIDNext) > fx.cp.LastUID+1) {
+		if err := fx.fetchAll(ctx); err != nil {
+			return fx.sum, err
+		}
+	}
+	if err := fx.pub.drain(ctx); err != nil {
+		return fx.sum, err
+	}
+	if err := fx.saveCheckpoint(ctx, fx.pub.lastAcked(fx.cp.LastUID)); err != nil {
+		return fx.sum, err
+	}
+	fx.log.Debug().Int64("messages", fx.sum.Messages).Int64("bytes", fx.sum.Bytes).Uint32("last_uid", fx.cp.LastUID).Msg("folder extracted")
+	return fx.sum, nil
+}
+
+func (fx *folderExtraction) loadCheckpoint(ctx context.Context) error {
+	e, err := fx.svc.Broker.Checkpoints.Get(ctx, fx.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	fx.cpRev = e.Revision()
+	if err := json.Unmarshal(e.Value(), &fx.cp); err != nil {
+		return fmt.Errorf("decode checkpoint %s: %w", fx.key, err)
+	}
+	return nil
+}
+
+// saveCheckpoint records lastUID with compare-and-set, so two extractors
+// that race on one folder cannot move its checkpoint backwards unseen.
+func (fx *folderExtraction) saveCheckpoint(ctx context.Context, lastUID uint32) error {
+	if lastUID == fx.cp.LastUID && fx.cpRev != 0 {
+		return nil
+	}
+	fx.cp.LastUID = lastUID
+	fx.cp.Updated = time.Now().UTC()
+	b, _ := json.Marshal(fx.cp)
+	var rev uint64
+	var err error
+	if fx.cpRev == 0 {
+		rev, err = fx.svc.Broker.Checkpoints.Create(ctx, fx.key, b)
+	} else {
+		rev, err = fx.svc.Broker.Checkpoints.Update(ctx, fx.key, b, fx.cpRev)
+	}
+	if err != nil {
+		return fmt.Errorf("write checkpoint %s: %w", fx.key, err)
+	}
+	fx.cpRev = rev
+	return nil
+}
+
+func (fx *folderExtraction) examine(ctx context.Context) (*imap.SelectData, error) {
+	stop := context.AfterFunc(ctx, func() { fx.c.Close() })
+	defer stop()
+	sel, err := fx.c.Select(fx.f.Name, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("examine: %w", err)
+	}
+	return sel, nil
+}
+
+func (fx *folderExtraction) publishFolder(ctx context.Context, sel *imap.SelectData) error {
+	f := fx.f.Folder
+	f.Mailbox, f.TargetUser, f.Pass = fx.j.SourceUser, fx.j.TargetUser, fx.j.Pass
+	f.UIDValidity, f.UIDNext, f.Messages = sel.UIDValidity, uint32(sel.UIDNext), sel.NumMessages
+	m, err := record.FolderMsg(&f)
+	if err != nil {
+		return err
+	}
+	if _, err := fx.svc.Broker.JS.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish folder record: %w", err)
+	}
+	return nil
+}
+
+// fetchAll streams UID FETCH last+1:* in UID order. Bodies are read one at
+// a time; nothing holds more than one message plus the bounded bytes in
+// flight to the broker.
+func (fx *folderExtraction) fetchAll(ctx context.Context) error {
+	start := imap.UID(fx.cp.LastUID + 1)
+	set := imap.UIDSet{}
+	set.AddRange(start, 0)
+	wd := imapdial.Watch(ctx, fx.c, fx.svc.Config.Source.CommandTimeout.Std())
+	defer wd.Stop()
+	cmd := fx.c.Fetch(set, &imap.FetchOptions{
+		UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	var ferr error
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		wd.Kick()
+		if ferr != nil {
+			continue // drain the command after a failure
+		}
+		ferr = fx.one(ctx, msg)
+	}
+	cerr := cmd.Close()
+	if ferr != nil {
+		return ferr
+	}
+	if cerr != nil {
+		return fmt.Errorf("uid fetch %d:*: %w", start, wd.Err(cerr))
+	}
+	return nil
+}
+
+func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessageData) error {
+	rec := &record.Message{
+		Mailbox: fx.j.SourceUser, TargetUser: fx.j.TargetUser, Pass: fx.j.Pass,
+		Folder: fx.f.Name, Delim: fx.f.Delim, UIDValidity: fx.cp.UIDValidity,
+	}
+	var body []byte
+	haveBody := false
+	for {
+		item := msg.Next()
+		if item == nil {
+			break
+		}
+		switch it := item.(type) {
+		case imapclient.FetchItemDataUID:
+			rec.UID = uint32(it.UID)
+		case imapclient.FetchItemDataFlags:
+			rec.Flags = keepFlags(it.Flags)
+		case imapclient.FetchItemDataInternalDate:
+			rec.InternalDate = it.Time
+		case imapclient.FetchItemDataRFC822Size:
+			// The literal's own length is authoritative; RFC822.SIZE
+			// is only a server's estimate on some platforms.
+		case imapclient.FetchItemDataBodySection:
+			if it.Literal == nil {
+				return fmt.Errorf("seq %d: server sent NIL body", msg.SeqNum)
+			}
+			b, err := fx.readBody(ctx, rec, it.Literal)
+			if err != nil {
+				return fmt.Errorf("seq %d: %w", msg.SeqNum, err)
+			}
+			body, haveBody = b, true
+		}
+	}
+	if rec.UID == 0 || rec.UID <= fx.cp.LastUID {
+		// "UID n:*" always returns the highest message, even below n.
+		return nil
+	}
+	if !haveBody {
+		return fmt.Errorf("uid %d: server sent no body", rec.UID)
+	}
+	if err := fx.pub.publish(ctx, rec, body); err != nil {
+		return err
+	}
+	fx.sum.Messages++
+	fx.sum.Bytes += rec.Size
+	fx.prog.Messages++
+	fx.prog.Bytes += rec.Size
+	fx.sinceCP++
+	if fx.sinceCP >= fx.svc.Config.Extractor.CheckpointEvery {
+		fx.sinceCP = 0
+		event.SendProgress(fx.svc.Broker.Conn, *fx.prog)
+		if err := fx.pub.collect(ctx, false); err != nil {
+			return err
+		}
+		return fx.saveCheckpoint(ctx, fx.pub.lastAcked(fx.cp.LastUID))
+	}
+	return nil
+}
+
+// readBody reads a message's literal: into memory when small, streamed to
+// the object store when large. It fills Size, SHA256 and Object.
+func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, lit imap.LiteralReader) ([]byte, error) {
+	size := lit.Size()
+	rec.Size = size
+	h := sha256.New()
+	if size <= fx.svc.Config.Extractor.LargeMessageBytes {
+		b := make([]byte, size)
+		if _, err := io.ReadFull(lit, b); err != nil {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+		h.Write(b)
+		rec.SHA256 = hex.EncodeToString(h.Sum(nil))
+		return b, nil
+	}
+	name := objectName(rec)
+	_, err := fx.svc.Broker.Bodies.Put(ctx, jetstream.ObjectMeta{Name: name}, io.TeeReader(lit, h))
+	if err != nil {
+		return nil, fmt.Errorf("store large body (%d bytes): %w", size, err)
+	}
+	rec.SHA256 = hex.EncodeToString(h.Sum(nil))
+	rec.Object = name
+	return nil, nil
+}
+
+// objectName names a large body by mailbox, folder, UIDVALIDITY and a
+// per-process sequence: the UID may arrive after the body in a FETCH
+// response, and a re-extraction simply overwrites a new name.
+func objectName(rec *record.Message) string {
+	return fmt.Sprintf("%s/%s/%d/%d", subject.Key(rec.Mailbox), subject.Key(rec.Folder), rec.UIDValidity, time.Now().UnixNano())
+}
+
+// keepFlags drops \Recent, which is session state and never copied.
+func keepFlags(in []imap.Flag) []string {
+	out := make([]string, 0, len(in))
+	for _, f := range in {
+		if strings.EqualFold(string(f), `\Recent`) {
+			continue
+		}
+		out = append(out, string(f))
+	}
+	return out
+}

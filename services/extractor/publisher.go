@@ -1,0 +1,113 @@
+package extractor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/record"
+)
+
+// publisher publishes message records asynchronously with a bound on the
+// bytes awaiting the broker's acknowledgement, and tells which UID is the
+// last of an unbroken acknowledged run (what a checkpoint may record).
+type publisher struct {
+	js       jetstream.JetStream
+	maxBytes int64
+	pending  []pendingPub
+	bytes    int64
+	acked    uint32
+}
+
+type pendingPub struct {
+	f    jetstream.PubAckFuture
+	msg  *nats.Msg
+	uid  uint32
+	size int64
+}
+
+func newPublisher(b *broker.Broker, maxBytes int64) *publisher {
+	return &publisher{js: b.JS, maxBytes: maxBytes}
+}
+
+func (p *publisher) publish(ctx context.Context, rec *record.Message, body []byte) error {
+	m, err := record.MessageMsg(rec, body)
+	if err != nil {
+		return err
+	}
+	size := int64(len(body)) + 512
+	for p.bytes+size > p.maxBytes && len(p.pending) > 0 {
+		if err := p.collectOne(ctx); err != nil {
+			return err
+		}
+	}
+	f, err := p.js.PublishMsgAsync(m)
+	if err != nil {
+		return fmt.Errorf("publish uid %d: %w", rec.UID, err)
+	}
+	p.pending = append(p.pending, pendingPub{f: f, msg: m, uid: rec.UID, size: size})
+	p.bytes += size
+	return nil
+}
+
+// collect waits for acknowledgements: all of them, or (all=false) only
+// those already in.
+func (p *publisher) collect(ctx context.Context, all bool) error {
+	for len(p.pending) > 0 {
+		if !all {
+			select {
+			case <-p.pending[0].f.Ok():
+			case <-p.pending[0].f.Err():
+			default:
+				return nil
+			}
+		}
+		if err := p.collectOne(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *publisher) drain(ctx context.Context) error { return p.collect(ctx, true) }
+
+// collectOne waits for the oldest publish; a failed one is published again
+// synchronously a few times (the broker drops a duplicate by its id).
+func (p *publisher) collectOne(ctx context.Context) error {
+	pp := p.pending[0]
+	var perr error
+	select {
+	case <-pp.f.Ok():
+	case perr = <-pp.f.Err():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for try := 0; perr != nil && try < 5; try++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(try+1) * 200 * time.Millisecond):
+		}
+		_, perr = p.js.PublishMsg(ctx, pp.msg)
+	}
+	if perr != nil {
+		return fmt.Errorf("publish uid %d: %w", pp.uid, perr)
+	}
+	p.pending = p.pending[1:]
+	p.bytes -= pp.size
+	p.acked = pp.uid
+	return nil
+}
+
+// lastAcked is the highest UID such that it and every earlier message of
+// the folder are acknowledged; prev when nothing new is.
+func (p *publisher) lastAcked(prev uint32) uint32 {
+	if p.acked > prev {
+		return p.acked
+	}
+	return prev
+}

@@ -1,0 +1,309 @@
+package loader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailferry/mailferry/services/loader/imapappend"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/mailscan"
+	"github.com/mailferry/mailferry/shared/record"
+)
+
+func (ss *session) add(ctx context.Context, rec *record.Message, body []byte, seq uint64) error {
+	if ss.cur == nil || ss.cur.src != rec.Folder || ss.cur.uidv != rec.UIDValidity {
+		if err := ss.flush(ctx); err != nil {
+			return err
+		}
+		if err := ss.startFolder(ctx, rec.Folder, rec.Delim, rec.UIDValidity); err != nil {
+			return err
+		}
+	}
+	if ss.cur.done(rec.UID) || (len(ss.batch) > 0 && rec.UID <= ss.batch[len(ss.batch)-1].rec.UID) {
+		// Already loaded, or a record published twice outside the
+		// broker's duplicate window.
+		ss.stats.Skipped++
+		ss.lastSeq = seq
+		return nil
+	}
+	ss.batch = append(ss.batch, pending{rec: rec, body: body, seq: seq})
+	ss.bBytes += rec.Size
+	ss.lastSeq = seq
+	lc := ss.svc.Config.Loader
+	if len(ss.batch) >= lc.BatchMessages || ss.bBytes >= lc.BatchBytes {
+		return ss.flush(ctx)
+	}
+	return nil
+}
+
+// flush appends the current batch and commits the stream position.
+func (ss *session) flush(ctx context.Context) error {
+	if len(ss.batch) > 0 {
+		b := ss.batch
+		ss.batch, ss.bBytes = nil, 0
+		if err := ss.load(ctx, b); err != nil {
+			return err
+		}
+		event.SendProgress(ss.svc.Broker.Conn, event.Progress{Service: "loader", Mailbox: ss.j.SourceUser, Pass: ss.j.Pass,
+			Messages: ss.stats.Appended + ss.stats.Skipped + ss.stats.Dead, Bytes: ss.stats.Bytes, Skipped: ss.stats.Skipped, Dead: ss.stats.Dead})
+	}
+	if ss.lastSeq > ss.mbx.V.Seq {
+		return ss.advance(ctx, ss.lastSeq)
+	}
+	return nil
+}
+
+// load appends a batch, after taking out what the target already holds.
+func (ss *session) load(ctx context.Context, b []pending) error {
+	fr := ss.cur
+	var todo []pending
+	var present []pending
+	for _, p := range b {
+		if fr.present[p.rec.SHA256] > 0 {
+			fr.present[p.rec.SHA256]--
+			present = append(present, p)
+			continue
+		}
+		todo = append(todo, p)
+	}
+	if len(present) > 0 {
+		ss.stats.Skipped += int64(len(present))
+		fr.st.V.Present += int64(len(present))
+		if err := ss.record(ctx, present, nil, howPresent, todo); err != nil {
+			return err
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	return ss.appendBatch(ctx, todo)
+}
+
+// appendBatch appends items exactly once: record the intent, append, and
+// on any failure find out from the target what landed before deciding
+// what to retry, what to dead-letter and what to report.
+func (ss *session) appendBatch(ctx context.Context, items []pending) error {
+	fr := ss.cur
+	multi := ss.useMulti()
+	for attempt := 0; len(items) > 0; attempt++ {
+		if attempt > len(items)+3 {
+			return fmt.Errorf("append to %q: giving up after %d attempts", fr.target, attempt)
+		}
+		uidNext, err := ss.uidNext(ctx, fr.target)
+		if err != nil {
+			return err
+		}
+		fr.st.V.Pending = newIntent(uidNext, items)
+		if err := fr.st.save(ctx, ss.svc.Broker.Ledger); err != nil {
+			return err
+		}
+		intent := fr.st.V.Pending
+		res, aerr := ss.app.Append(ctx, fr.target, ss.outgoing(ctx, items), multi)
+		if aerr == nil && len(res.UIDs) == len(items) && res.UIDValidity == fr.st.V.TargetUIDValidity {
+			fr.st.V.Pending = nil
+			return ss.record(ctx, items, res.UIDs, howAppended, nil)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		left, err := ss.reconcile(ctx, items)
+		if err != nil {
+			return errors.Join(fmt.Errorf("append to %q: %w", fr.target, aerr), err)
+		}
+		items = left
+		if aerr == nil || len(items) == 0 {
+			continue
+		}
+		var se *imapappend.ServerError
+		if !errors.As(aerr, &se) || !permanent(se) {
+			return fmt.Errorf("append to %q: %w", fr.target, aerr)
+		}
+		if multi {
+			// MULTIAPPEND is all or nothing: find the culprit alone.
+			multi = false
+			continue
+		}
+		bad := refused(aerr, intent, items)
+		items = slices.DeleteFunc(items, func(p pending) bool { return p.rec.UID == bad.rec.UID })
+		if err := ss.deadLetter(ctx, bad, se, items); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refused finds the message a pipelined append's error is about.
+func refused(err error, in *Intent, items []pending) pending {
+	var ae *imapappend.AppendError
+	if errors.As(err, &ae) && ae.Index < len(in.Items) {
+		uid := in.Items[ae.Index].UID
+		for _, p := range items {
+			if p.rec.UID == uid {
+				return p
+			}
+		}
+	}
+	return items[0]
+}
+
+func (ss *session) useMulti() bool {
+	if m := ss.svc.Config.Loader.MultiAppend; m != nil && !*m {
+		return false
+	}
+	return ss.app.Has("MULTIAPPEND")
+}
+
+func (ss *session) uidNext(ctx context.Context, target string) (uint32, error) {
+	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
+	defer stop()
+	sd, err := ss.c.Status(target, &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
+	if err != nil {
+		return 0, fmt.Errorf("status %q: %w", target, err)
+	}
+	if sd.UIDValidity != ss.cur.st.V.TargetUIDValidity {
+		return 0, fmt.Errorf("target folder %q changed UIDVALIDITY during the load (%d to %d)", target, ss.cur.st.V.TargetUIDValidity, sd.UIDValidity)
+	}
+	return uint32(sd.UIDNext), nil
+}
+
+func newIntent(uidNext uint32, items []pending) *Intent {
+	in := &Intent{UIDNext: uidNext, Started: time.Now().UTC()}
+	for _, p := range items {
+		in.Items = append(in.Items, IntentItem{UID: p.rec.UID, SHA256: p.rec.SHA256, Size: p.rec.Size})
+	}
+	return in
+}
+
+// outgoing turns records into messages to append. Large bodies stream from
+// the object store when sent; keywords the folder refuses are dropped and
+// reported.
+func (ss *session) outgoing(ctx context.Context, items []pending) []imapappend.Message {
+	out := make([]imapappend.Message, 0, len(items))
+	for _, p := range items {
+		out = append(out, imapappend.Message{
+			Flags: ss.flags(p.rec),
+			Date:  p.rec.InternalDate,
+			Size:  p.rec.Size,
+			Open:  ss.opener(ctx, p),
+		})
+	}
+	return out
+}
+
+func (ss *session) opener(ctx context.Context, p pending) func() (io.ReadCloser, error) {
+	if p.rec.Object == "" {
+		body := p.body
+		return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	name := p.rec.Object
+	return func() (io.ReadCloser, error) {
+		r, err := ss.svc.Broker.Bodies.Get(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("read large body %s: %w", name, err)
+		}
+		return r, nil
+	}
+}
+
+func (ss *session) flags(rec *record.Message) []string {
+	out := make([]string, 0, len(rec.Flags))
+	for _, f := range rec.Flags {
+		if strings.EqualFold(f, `\Recent`) {
+			continue
+		}
+		if !strings.HasPrefix(f, `\`) && ss.cur.keywords != nil && !ss.cur.keywords[strings.ToLower(f)] {
+			ss.log.Warn().Str("id", rec.ID()).Str("keyword", f).Str("target", ss.cur.target).Msg("keyword refused by target folder, dropped")
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// reconcile settles the pending intent against the target: messages of
+// the intent found (in order, by content) from its UIDNEXT on are
+// committed as appended; the rest are returned to be appended again.
+func (ss *session) reconcile(ctx context.Context, items []pending) ([]pending, error) {
+	fr := ss.cur
+	in := fr.st.V.Pending
+	if in == nil {
+		return items, nil
+	}
+	uids, err := ss.landed(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	var got, left []pending
+	var gotUIDs []uint32
+	for _, p := range items {
+		if u, ok := uids[p.rec.UID]; ok {
+			got = append(got, p)
+			gotUIDs = append(gotUIDs, u)
+			continue
+		}
+		left = append(left, p)
+	}
+	fr.st.V.Pending = nil
+	if err := ss.record(ctx, got, gotUIDs, howAppended, left); err != nil {
+		return nil, err
+	}
+	return left, nil
+}
+
+// landed maps the intent's source UIDs to the target UIDs they got,
+// matching target messages from UIDNEXT on, in order, by SHA-256.
+func (ss *session) landed(ctx context.Context, in *Intent) (map[uint32]uint32, error) {
+	fr := ss.cur
+	out := map[uint32]uint32{}
+	i := 0
+	_, err := mailscan.Scan(ctx, ss.c, fr.target, in.UIDNext, ss.svc.Config.Target.CommandTimeout.Std(), func(m mailscan.Message) error {
+		for j := i; j < len(in.Items); j++ {
+			if in.Items[j].SHA256 == m.SHA256 {
+				out[in.Items[j].UID] = m.UID
+				i = j + 1
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile %q: %w", fr.target, err)
+	}
+	if _, err := ss.selectTarget(ctx, fr.target); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// resolvePending settles an intent left by a crash, before anything else
+// is appended to the folder.
+func (ss *session) resolvePending(ctx context.Context) error {
+	fr := ss.cur
+	in := fr.st.V.Pending
+	uids, err := ss.landed(ctx, in)
+	if err != nil {
+		return err
+	}
+	ss.log.Info().Str("folder", fr.src).Int("intended", len(in.Items)).Int("landed", len(uids)).Msg("pending append reconciled")
+	var got, left []pending
+	var gotUIDs []uint32
+	for _, it := range in.Items {
+		p := pending{rec: &record.Message{Mailbox: ss.j.SourceUser, Folder: fr.src, UIDValidity: fr.uidv, UID: it.UID, SHA256: it.SHA256, Size: it.Size}}
+		if u, ok := uids[it.UID]; ok {
+			got = append(got, p)
+			gotUIDs = append(gotUIDs, u)
+			continue
+		}
+		left = append(left, p)
+	}
+	fr.st.V.Pending = nil
+	return ss.record(ctx, got, gotUIDs, howAppended, left)
+}

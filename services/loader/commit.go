@@ -1,0 +1,179 @@
+package loader
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailferry/mailferry/services/loader/imapappend"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// How a message was dealt with, as written in its ledger entry.
+const (
+	howAppended = "appended"
+	howPresent  = "present"
+	howDead     = "dead"
+)
+
+// record writes the ledger entries of got (target UIDs in uids when
+// appended) and moves the folder's watermark as far as left, the messages
+// of the batch still to be dealt with, allows.
+func (ss *session) record(ctx context.Context, got []pending, uids []uint32, how string, left []pending) error {
+	fr := ss.cur
+	if len(got) > 0 {
+		if err := ss.writeEntries(ctx, got, uids, how); err != nil {
+			return err
+		}
+	}
+	for i, p := range got {
+		fr.st.V.Done = append(fr.st.V.Done, p.rec.UID)
+		switch how {
+		case howAppended:
+			fr.st.V.Appended++
+			fr.st.V.LastTargetUID = max(fr.st.V.LastTargetUID, uids[i])
+			ss.stats.Appended++
+			ss.stats.Bytes += p.rec.Size
+		case howDead:
+			fr.st.V.Dead++
+			ss.stats.Dead++
+		}
+	}
+	settle(&fr.st.V, left)
+	return fr.st.save(ctx, ss.svc.Broker.Ledger)
+}
+
+// settle folds Done into LastUID up to the first message still left.
+func settle(st *FolderState, left []pending) {
+	limit := ^uint32(0)
+	for _, p := range left {
+		limit = min(limit, p.rec.UID)
+	}
+	keep := st.Done[:0]
+	for _, u := range st.Done {
+		if u < limit {
+			st.LastUID = max(st.LastUID, u)
+			continue
+		}
+		keep = append(keep, u)
+	}
+	slices.Sort(keep)
+	st.Done = slices.Compact(keep)
+	if len(st.Done) == 0 {
+		st.Done = nil
+	}
+}
+
+// writeEntries publishes the per-message ledger entries asynchronously and
+// waits for all of them.
+func (ss *session) writeEntries(ctx context.Context, got []pending, uids []uint32, how string) error {
+	fr := ss.cur
+	js := ss.svc.Broker.JS
+	futs := make([]jetstream.PubAckFuture, 0, len(got))
+	for i, p := range got {
+		e := MessageEntry{TargetFolder: fr.target, SHA256: p.rec.SHA256, How: how}
+		if uids != nil {
+			e.TargetUIDValidity, e.TargetUID = fr.st.V.TargetUIDValidity, uids[i]
+		}
+		b, _ := json.Marshal(e)
+		key := MessageKey(ss.j.SourceUser, fr.src, fr.uidv, p.rec.UID)
+		f, err := js.PublishAsync("$KV."+broker.BucketLedger+"."+key, b)
+		if err != nil {
+			return fmt.Errorf("write ledger %s: %w", key, err)
+		}
+		futs = append(futs, f)
+	}
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("write ledger %s: %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// permanent says whether a refusal will not go away by retrying the same
+// bytes: the message is too big, over quota, or its bytes are refused.
+func permanent(se *imapappend.ServerError) bool {
+	if se.Status == "BAD" {
+		return true
+	}
+	switch strings.ToUpper(se.Code) {
+	case "UNAVAILABLE", "INUSE", "SERVERBUG", "TRYCREATE", "EXPUNGEISSUED", "NOPERM", "AUTHORIZATIONFAILED", "LIMIT":
+		// LIMIT is a server-side limit such as too many connections;
+		// TOOBIG is the per-message one.
+		return false
+	}
+	return true
+}
+
+// DeadLetter is a message the target refused for good, self-explaining:
+// who, what, the server's exact answer, when. The original record stays in
+// the mail stream (StreamSeq) for a retry.
+type DeadLetter struct {
+	ID           string    `json:"id"`
+	Mailbox      string    `json:"mailbox"`
+	TargetUser   string    `json:"target_user"`
+	Folder       string    `json:"folder"`
+	TargetFolder string    `json:"target_folder"`
+	UIDValidity  uint32    `json:"uidvalidity"`
+	UID          uint32    `json:"uid"`
+	Size         int64     `json:"size"`
+	SHA256       string    `json:"sha256"`
+	StreamSeq    uint64    `json:"stream_seq"`
+	Response     string    `json:"response"`
+	Code         string    `json:"code,omitempty"`
+	Reason       string    `json:"reason"`
+	Time         time.Time `json:"time"`
+}
+
+func (ss *session) deadLetter(ctx context.Context, p pending, se *imapappend.ServerError, left []pending) error {
+	fr := ss.cur
+	dl := DeadLetter{
+		ID: p.rec.ID(), Mailbox: ss.j.SourceUser, TargetUser: ss.j.TargetUser, Folder: fr.src, TargetFolder: fr.target,
+		UIDValidity: fr.uidv, UID: p.rec.UID, Size: p.rec.Size, SHA256: p.rec.SHA256, StreamSeq: p.seq,
+		Response: se.Line, Code: se.Code, Reason: se.Text, Time: time.Now().UTC(),
+	}
+	if err := ss.publishDead(ctx, dl); err != nil {
+		return err
+	}
+	ss.log.Error().Str("id", dl.ID).Str("folder", fr.src).Uint32("uid", dl.UID).Int64("size", dl.Size).
+		Str("response", dl.Response).Msg("message dead-lettered")
+	_ = ss.ev.Publish(ctx, event.MessageDeadLettered, ss.j.SourceUser, "dead."+dl.ID, dl)
+	return ss.record(ctx, []pending{p}, nil, howDead, left)
+}
+
+func (ss *session) publishDead(ctx context.Context, dl DeadLetter) error {
+	b, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	m := nats.NewMsg(subject.Dead(dl.Mailbox))
+	m.Header.Set(nats.MsgIdHdr, "dead."+dl.ID+"."+ss.j.Pass)
+	m.Data = b
+	if _, err := ss.svc.Broker.JS.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish dead letter %s: %w", dl.ID, err)
+	}
+	return nil
+}
+
+// deadRecord reports a mail record that cannot even be decoded.
+func (ss *session) deadRecord(ctx context.Context, subj string, seq uint64, cause error) {
+	dl := DeadLetter{ID: fmt.Sprintf("%s#%d", subj, seq), Mailbox: ss.j.SourceUser, TargetUser: ss.j.TargetUser,
+		StreamSeq: seq, Reason: cause.Error(), Time: time.Now().UTC()}
+	if err := ss.publishDead(ctx, dl); err != nil {
+		ss.log.Error().Err(err).Str("id", dl.ID).Msg("dead letter not published")
+	}
+	ss.log.Error().Err(cause).Str("subject", subj).Uint64("seq", seq).Msg("undecodable record dead-lettered")
+}

@@ -1,0 +1,140 @@
+package loader
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailferry/mailferry/shared/foldermap"
+	"github.com/mailferry/mailferry/shared/mailscan"
+	"github.com/mailferry/mailferry/shared/record"
+)
+
+// folderRun is the loading of one source folder (one UIDVALIDITY).
+type folderRun struct {
+	src    string
+	uidv   uint32
+	target string
+	st     *casEntry[FolderState]
+	// present counts content already in the target folder when the
+	// ledger knew nothing of this folder (a lost ledger, a changed
+	// UIDVALIDITY, a merge): such messages are not appended again.
+	present map[string]int
+	// keywords the target accepts; nil means any (PERMANENTFLAGS \*).
+	keywords map[string]bool
+}
+
+// done reports whether a source UID is already dealt with.
+func (fr *folderRun) done(uid uint32) bool {
+	return uid <= fr.st.V.LastUID || slices.Contains(fr.st.V.Done, uid)
+}
+
+func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uint32) error {
+	if ss.cur != nil && ss.cur.src == name && ss.cur.uidv == uidv {
+		return nil
+	}
+	target, err := ss.targetName(ctx, name, delim)
+	if err != nil {
+		return err
+	}
+	st, err := loadEntry[FolderState](ctx, ss.svc.Broker.Ledger, FolderKey(ss.j.SourceUser, name, uidv))
+	if err != nil {
+		return err
+	}
+	fr := &folderRun{src: name, uidv: uidv, target: target, st: st}
+	if st.exists() && st.V.Target != "" {
+		fr.target = st.V.Target
+	}
+	sel, err := ss.selectTarget(ctx, fr.target)
+	if err != nil {
+		return err
+	}
+	if st.exists() && st.V.TargetUIDValidity != 0 && st.V.TargetUIDValidity != sel.UIDValidity {
+		// The target folder was deleted and created again: what the
+		// ledger says is in it is gone. Start over and let the content
+		// index keep what the new folder already holds.
+		ss.log.Warn().Str("folder", name).Str("target", fr.target).Uint32("old_uidvalidity", st.V.TargetUIDValidity).
+			Uint32("uidvalidity", sel.UIDValidity).Msg("target folder recreated, reloading from the stream")
+		st.V = FolderState{}
+	}
+	fr.keywords = acceptedKeywords(sel.PermanentFlags)
+	st.V.Target, st.V.TargetUIDValidity = fr.target, sel.UIDValidity
+	ss.cur = fr
+	if st.V.Pending != nil {
+		if err := ss.resolvePending(ctx); err != nil {
+			return err
+		}
+	}
+	if !st.exists() && sel.NumMessages > 0 {
+		if fr.present, err = ss.contentIndex(ctx, fr.target); err != nil {
+			return err
+		}
+		ss.log.Info().Str("folder", name).Str("target", fr.target).Uint32("present", sel.NumMessages).
+			Msg("target folder not empty, matching content before appending")
+	}
+	return nil
+}
+
+// targetName is the mapped name of a source folder; a folder the listing
+// did not name (records older than the ledger) is mapped on its own.
+func (ss *session) targetName(ctx context.Context, name, delim string) (string, error) {
+	if t, ok := ss.mbx.V.Folders[name]; ok {
+		return t, nil
+	}
+	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders},
+		foldermap.Options{Substitute: ss.svc.Config.Loader.Substitute, Table: ss.svc.Config.Loader.FolderMap})
+	if err != nil {
+		return "", fmt.Errorf("folder mapping: %w", err)
+	}
+	t := m.Map(SourceFolder(record.Folder{Name: name, Delim: delim})).Target
+	if err := ss.ensureFolder(ctx, t, true); err != nil {
+		return "", err
+	}
+	if ss.mbx.V.Folders == nil {
+		ss.mbx.V.Folders = map[string]string{}
+	}
+	ss.mbx.V.Folders[name] = t
+	return t, nil
+}
+
+func (ss *session) selectTarget(ctx context.Context, name string) (*imap.SelectData, error) {
+	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
+	defer stop()
+	sel, err := ss.c.Select(name, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("select target folder %q: %w", name, err)
+	}
+	return sel, nil
+}
+
+// acceptedKeywords returns the keywords a folder takes, nil for any.
+func acceptedKeywords(perm []imap.Flag) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range perm {
+		if f == imap.FlagWildcard {
+			return nil
+		}
+		out[strings.ToLower(string(f))] = true
+	}
+	return out
+}
+
+func (ss *session) contentIndex(ctx context.Context, target string) (map[string]int, error) {
+	idx := map[string]int{}
+	_, err := mailscan.Scan(ctx, ss.c, target, 1, ss.svc.Config.Target.CommandTimeout.Std(), func(m mailscan.Message) error {
+		idx[m.SHA256]++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index target folder %q: %w", target, err)
+	}
+	// Scan examined the folder read-only; appends go through another
+	// connection, but later folder commands expect it selected.
+	if _, err := ss.selectTarget(ctx, target); err != nil {
+		return nil, err
+	}
+	return idx, nil
+}

@@ -1,0 +1,140 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/foldermap"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/record"
+)
+
+// targetInfo is what the loader knows of the target mailbox's folders.
+type targetInfo struct {
+	delim   rune
+	folders []foldermap.Folder
+	exists  map[string]bool
+}
+
+func (ss *session) listTarget(ctx context.Context) error {
+	opts := &imap.ListOptions{}
+	if ss.c.Caps().Has(imap.CapSpecialUse) && ss.c.Caps().Has(imap.CapListExtended) {
+		opts.ReturnSpecialUse = true
+	}
+	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
+	defer stop()
+	list, err := ss.c.List("", "*", opts).Collect()
+	if err != nil {
+		return fmt.Errorf("list target folders: %w", err)
+	}
+	ss.tgt = targetInfo{exists: map[string]bool{}}
+	for _, l := range list {
+		if l.Delim != 0 && ss.tgt.delim == 0 {
+			ss.tgt.delim = l.Delim
+		}
+		ss.tgt.folders = append(ss.tgt.folders, foldermap.Folder{Name: l.Mailbox, Delim: l.Delim, Attrs: l.Attrs})
+		if !slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) && !slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) {
+			ss.tgt.exists[l.Mailbox] = true
+		}
+	}
+	if ss.tgt.delim == 0 {
+		ss.tgt.delim = '/'
+	}
+	return nil
+}
+
+// applyListing maps the source tree onto the target once per pass and
+// creates what is missing. A folder mapped in an earlier pass keeps its
+// name, so a later pass never splits a folder in two.
+func (ss *session) applyListing(ctx context.Context, l *record.Listing) error {
+	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders},
+		foldermap.Options{Substitute: ss.svc.Config.Loader.Substitute, Table: ss.svc.Config.Loader.FolderMap})
+	if err != nil {
+		return fmt.Errorf("folder mapping: %w", errors.Join(err, job.ErrPermanent))
+	}
+	src := make([]foldermap.Folder, 0, len(l.Folders))
+	for _, f := range l.Folders {
+		src = append(src, SourceFolder(f))
+	}
+	st := &ss.mbx.V
+	if st.Folders == nil {
+		st.Folders, st.Delims, st.Subscribed = map[string]string{}, map[string]string{}, map[string]bool{}
+	}
+	for _, r := range m.MapAll(src) {
+		if _, done := st.Folders[r.Source]; done {
+			continue
+		}
+		st.Folders[r.Source] = r.Target
+		if r.Renamed || r.Merged {
+			ss.log.Warn().Str("folder", r.Source).Str("target", r.Target).Str("reason", r.Reason).Msg("folder renamed")
+			_ = ss.ev.Publish(ctx, event.FolderRenamed, ss.j.SourceUser, "renamed."+ss.j.SourceUser+"."+r.Source,
+				event.Renamed{Source: r.Source, Target: r.Target, Reason: r.Reason})
+		}
+	}
+	for _, f := range l.Folders {
+		st.Delims[f.Name] = f.Delim
+		st.Subscribed[f.Name] = f.Subscribed
+	}
+	names := make([]string, 0, len(l.Folders))
+	for _, f := range l.Folders {
+		names = append(names, f.Name)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if err := ss.ensureFolder(ctx, st.Folders[n], st.Subscribed[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SourceFolder turns a folder record into the mapper's input; the
+// verifier uses it too, so both map the same names the same way.
+func SourceFolder(f record.Folder) foldermap.Folder {
+	out := foldermap.Folder{Name: f.Name}
+	if f.Delim != "" {
+		out.Delim = []rune(f.Delim)[0]
+	}
+	for _, a := range f.Attrs {
+		out.Attrs = append(out.Attrs, imap.MailboxAttr(a))
+	}
+	return out
+}
+
+// ensureFolder creates a target folder (and its parents) if missing and
+// subscribes it when the source one was.
+func (ss *session) ensureFolder(ctx context.Context, name string, subscribe bool) error {
+	if name == "" {
+		return errors.New("ensure folder: empty target name")
+	}
+	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
+	defer stop()
+	if !ss.tgt.exists[name] && !strings.EqualFold(name, "INBOX") {
+		err := ss.c.Create(name, nil).Wait()
+		if err != nil && !isAlreadyExists(err) {
+			return fmt.Errorf("create target folder %q: %w", name, err)
+		}
+		ss.tgt.exists[name] = true
+		ss.log.Debug().Str("target", name).Msg("folder created")
+	}
+	if subscribe {
+		if err := ss.c.Subscribe(name).Wait(); err != nil {
+			return fmt.Errorf("subscribe target folder %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func isAlreadyExists(err error) bool {
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return ie.Code == imap.ResponseCodeAlreadyExists || strings.Contains(strings.ToLower(ie.Text), "already exists")
+	}
+	return false
+}

@@ -1,0 +1,139 @@
+package loader
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// The ledger is the loader's memory in a key-value bucket, updated by
+// revision (compare-and-set) so a second loader racing on one mailbox
+// fails instead of corrupting it:
+//
+//	mbx.<mailbox>                          MailboxState
+//	fld.<mailbox>.<folder>.<uidvalidity>   FolderState
+//	msg.<mailbox>.<folder>.<uidv>.<uid>    MessageEntry
+
+// MailboxState is where a mailbox's stream has been processed to, and the
+// folder names chosen for it (kept stable across passes).
+type MailboxState struct {
+	// Seq is the last mail-stream sequence whose effects are committed.
+	Seq     uint64            `json:"seq"`
+	Folders map[string]string `json:"folders"`
+	// Delims remembers each source folder's delimiter for resumes.
+	Delims map[string]string `json:"delims,omitempty"`
+	// Subscribed source folders.
+	Subscribed map[string]bool `json:"subscribed,omitempty"`
+	// LoadedPass is the last pass whose end record was reached.
+	LoadedPass string    `json:"loaded_pass,omitempty"`
+	Updated    time.Time `json:"updated"`
+}
+
+// FolderState is the exactly-once record of one source folder (under one
+// UIDVALIDITY): every source UID up to LastUID is in the target (or dead-
+// lettered), and Pending, when set, is an append that may or may not have
+// happened and must be reconciled against the target before anything else.
+type FolderState struct {
+	Target            string `json:"target"`
+	TargetUIDValidity uint32 `json:"target_uidvalidity"`
+	LastUID           uint32 `json:"last_uid"`
+	// Done lists UIDs above LastUID already dealt with (after a partial
+	// failure, later messages of a batch may have landed before an
+	// earlier one).
+	Done          []uint32 `json:"done,omitempty"`
+	LastTargetUID uint32   `json:"last_target_uid"`
+	Appended      int64    `json:"appended"`
+	Present       int64    `json:"present"`
+	Dead          int64    `json:"dead"`
+	Pending       *Intent  `json:"pending,omitempty"`
+}
+
+// Intent is an append about to be sent: the target's UIDNEXT before it and
+// the messages in order. After a crash, target messages from UIDNext on
+// whose content matches the items, in order, are the ones that made it.
+type Intent struct {
+	UIDNext uint32       `json:"uidnext"`
+	Items   []IntentItem `json:"items"`
+	Started time.Time    `json:"started"`
+}
+
+// IntentItem is one message of an Intent.
+type IntentItem struct {
+	UID    uint32 `json:"uid"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// MessageEntry maps one source identity to where it landed.
+type MessageEntry struct {
+	TargetFolder      string `json:"target_folder"`
+	TargetUIDValidity uint32 `json:"target_uidvalidity,omitempty"`
+	TargetUID         uint32 `json:"target_uid,omitempty"`
+	SHA256            string `json:"sha256"`
+	// How is appended, present (found already in the target) or dead.
+	How string `json:"how"`
+}
+
+// MailboxKey, FolderKey and MessageKey name ledger entries.
+func MailboxKey(mailbox string) string { return "mbx." + subject.Key(mailbox) }
+
+// FolderKey names a folder's ledger entry.
+func FolderKey(mailbox, folder string, uidValidity uint32) string {
+	return fmt.Sprintf("fld.%s.%s.%d", subject.Key(mailbox), subject.Key(folder), uidValidity)
+}
+
+// MessageKey names a message's ledger entry.
+func MessageKey(mailbox, folder string, uidValidity, uid uint32) string {
+	return fmt.Sprintf("msg.%s.%s.%d.%d", subject.Key(mailbox), subject.Key(folder), uidValidity, uid)
+}
+
+// casEntry is a JSON value in the ledger with the revision it was read at.
+type casEntry[T any] struct {
+	key string
+	rev uint64
+	V   T
+}
+
+func loadEntry[T any](ctx context.Context, kv jetstream.KeyValue, key string) (*casEntry[T], error) {
+	e := &casEntry[T]{key: key}
+	got, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return e, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read ledger %s: %w", key, err)
+	}
+	e.rev = got.Revision()
+	if err := json.Unmarshal(got.Value(), &e.V); err != nil {
+		return nil, fmt.Errorf("decode ledger %s: %w", key, err)
+	}
+	return e, nil
+}
+
+// exists reports whether the entry was in the ledger.
+func (e *casEntry[T]) exists() bool { return e.rev != 0 }
+
+// save writes the entry if nobody changed it since it was read.
+func (e *casEntry[T]) save(ctx context.Context, kv jetstream.KeyValue) error {
+	b, err := json.Marshal(e.V)
+	if err != nil {
+		return fmt.Errorf("encode ledger %s: %w", e.key, err)
+	}
+	var rev uint64
+	if e.rev == 0 {
+		rev, err = kv.Create(ctx, e.key, b)
+	} else {
+		rev, err = kv.Update(ctx, e.key, b, e.rev)
+	}
+	if err != nil {
+		return fmt.Errorf("write ledger %s (another loader on this mailbox?): %w", e.key, err)
+	}
+	e.rev = rev
+	return nil
+}

@@ -1,0 +1,232 @@
+// Package loader consumes a mailbox's records from the mail stream and
+// appends them to the new provider: folders mapped, flags and dates kept,
+// bytes exact, each message exactly once however often it is stopped.
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/services/loader/imapappend"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/record"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// Service is the loader.
+type Service struct {
+	Config *config.Config
+	Broker *broker.Broker
+	Log    zerolog.Logger
+	// IdleFlush is how long a partial batch waits for more records.
+	IdleFlush time.Duration
+}
+
+// Run consumes mailbox jobs until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
+		Durable:     "loader",
+		Concurrency: s.Config.Loader.Concurrency,
+	}, s.Log, s.handle)
+}
+
+func (s *Service) handle(ctx context.Context, j *job.Job) error {
+	ev := event.Publisher{JS: s.Broker.JS, Service: "loader"}
+	res, err := s.Load(ctx, j)
+	if err != nil {
+		if ctx.Err() == nil {
+			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: !errors.Is(err, job.ErrPermanent)})
+		}
+		return err
+	}
+	return ev.Publish(ctx, event.MailboxLoaded, j.SourceUser, "loaded."+j.SourceUser+"."+j.Pass, res)
+}
+
+// Load loads one pass of a mailbox: it follows the mailbox's records from
+// where the ledger says it stopped until the end record of j's pass.
+func (s *Service) Load(ctx context.Context, j *job.Job) (*event.Loaded, error) {
+	ss, err := s.open(ctx, j)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", j.SourceUser, err)
+	}
+	defer ss.close()
+	if err := ss.run(ctx); err != nil {
+		return nil, fmt.Errorf("load %s: %w", j.SourceUser, err)
+	}
+	ss.stats.Pass, ss.stats.TargetUser = j.Pass, j.TargetUser
+	ss.log.Info().Int64("appended", ss.stats.Appended).Int64("skipped", ss.stats.Skipped).
+		Int64("dead", ss.stats.Dead).Int64("bytes", ss.stats.Bytes).Msg("mailbox loaded")
+	return &ss.stats, nil
+}
+
+// session is the loading of one mailbox by one loader.
+type session struct {
+	svc *Service
+	j   *job.Job
+	log zerolog.Logger
+	ev  event.Publisher
+
+	c   *imapclient.Client
+	app *imapappend.Client
+	mbx *casEntry[MailboxState]
+	tgt targetInfo
+
+	cur     *folderRun
+	batch   []pending
+	bBytes  int64
+	lastSeq uint64
+	stats   event.Loaded
+}
+
+// pending is a message record waiting in the current batch.
+type pending struct {
+	rec  *record.Message
+	body []byte
+	seq  uint64
+}
+
+func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
+	ss := &session{svc: s, j: j, ev: event.Publisher{JS: s.Broker.JS, Service: "loader"},
+		log: s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()}
+	cred, err := imapdial.CredentialsFor(s.Config, "target", j.TargetUser, j.TargetPasswordFile)
+	if err != nil {
+		return nil, errors.Join(err, job.ErrPermanent)
+	}
+	if ss.c, err = imapdial.Dial(ctx, s.Config.Target, cred, nil); err != nil {
+		return nil, err
+	}
+	if ss.app, err = imapappend.Dial(ctx, s.Config.Target, cred); err != nil {
+		ss.c.Close()
+		return nil, err
+	}
+	if ss.mbx, err = loadEntry[MailboxState](ctx, s.Broker.Ledger, MailboxKey(j.SourceUser)); err != nil {
+		ss.close()
+		return nil, err
+	}
+	if err := ss.listTarget(ctx); err != nil {
+		ss.close()
+		return nil, err
+	}
+	return ss, nil
+}
+
+func (ss *session) close() {
+	if ss.app != nil {
+		ss.app.Close()
+	}
+	if ss.c != nil {
+		ss.c.Close()
+	}
+}
+
+func (ss *session) idle() time.Duration {
+	if ss.svc.IdleFlush > 0 {
+		return ss.svc.IdleFlush
+	}
+	return 500 * time.Millisecond
+}
+
+func (ss *session) run(ctx context.Context) error {
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject.Mailbox(ss.j.SourceUser)}}
+	if seq := ss.mbx.V.Seq; seq > 0 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = seq + 1
+	}
+	cons, err := ss.svc.Broker.JS.OrderedConsumer(ctx, broker.StreamMail, cc)
+	if err != nil {
+		return fmt.Errorf("follow mail stream: %w", err)
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchMaxWait(ss.idle()))
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := ss.flush(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read mail stream: %w", err)
+		}
+		done, err := ss.handle(ctx, msg)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func (ss *session) handle(ctx context.Context, msg jetstream.Msg) (done bool, err error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return false, fmt.Errorf("record metadata: %w", err)
+	}
+	seq := meta.Sequence.Stream
+	d, err := record.Decode(msg.Headers(), msg.Data())
+	if err != nil {
+		if err := ss.flush(ctx); err != nil {
+			return false, err
+		}
+		ss.deadRecord(ctx, msg.Subject(), seq, err)
+		return false, ss.advance(ctx, seq)
+	}
+	switch {
+	case d.Listing != nil:
+		if err := ss.flush(ctx); err != nil {
+			return false, err
+		}
+		if err := ss.applyListing(ctx, d.Listing); err != nil {
+			return false, err
+		}
+		return false, ss.advance(ctx, seq)
+	case d.Folder != nil:
+		if err := ss.flush(ctx); err != nil {
+			return false, err
+		}
+		if err := ss.startFolder(ctx, d.Folder.Name, d.Folder.Delim, d.Folder.UIDValidity); err != nil {
+			return false, err
+		}
+		ss.lastSeq = seq
+		return false, nil
+	case d.Message != nil:
+		return false, ss.add(ctx, d.Message, d.Body, seq)
+	case d.End != nil:
+		if err := ss.flush(ctx); err != nil {
+			return false, err
+		}
+		if d.End.Pass == ss.j.Pass {
+			ss.mbx.V.LoadedPass = d.End.Pass
+		}
+		if err := ss.advance(ctx, seq); err != nil {
+			return false, err
+		}
+		return d.End.Pass == ss.j.Pass, nil
+	}
+	return false, nil
+}
+
+// advance commits that every record up to seq is dealt with.
+func (ss *session) advance(ctx context.Context, seq uint64) error {
+	ss.lastSeq = seq
+	if seq <= ss.mbx.V.Seq && ss.mbx.exists() {
+		return nil
+	}
+	ss.mbx.V.Seq = seq
+	ss.mbx.V.Updated = time.Now().UTC()
+	return ss.mbx.save(ctx, ss.svc.Broker.Ledger)
+}

@@ -1,0 +1,137 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// Handler runs one job. It returns nil when the job is done, an error
+// wrapping ErrPermanent when retrying cannot help, any other error to have
+// the job retried later.
+type Handler func(ctx context.Context, j *Job) error
+
+// ErrPermanent marks errors that must not be retried.
+var ErrPermanent = errors.New("permanent")
+
+// ConsumeOptions tunes Consume.
+type ConsumeOptions struct {
+	// Durable names the consumer: one per service ("extractor", "loader").
+	Durable     string
+	Concurrency int
+	// RetryDelay is how long a failed job waits before it is redelivered.
+	RetryDelay time.Duration
+}
+
+// Consume runs h for every job on the jobs stream, at most Concurrency at
+// once, until ctx ends. Each service has its own durable consumer, so every
+// service sees every job. A job is acknowledged only when h returns nil;
+// while h runs, the job is kept in progress so it is not redelivered.
+func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log zerolog.Logger, h Handler) error {
+	if o.Concurrency < 1 {
+		o.Concurrency = 1
+	}
+	if o.RetryDelay == 0 {
+		o.RetryDelay = 10 * time.Second
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, broker.StreamJobs, jetstream.ConsumerConfig{
+		Durable:       o.Durable,
+		FilterSubject: subject.JobPrefix + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: o.Concurrency,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("jobs consumer %s: %w", o.Durable, err)
+	}
+	slots := make(chan struct{}, o.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case slots <- struct{}{}:
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn().Err(err).Str("consumer", o.Durable).Msg("fetch jobs")
+			sleep(ctx, time.Second)
+			continue
+		}
+		got := false
+		for m := range batch.Messages() {
+			got = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				runOne(ctx, m, o, log, h)
+			}()
+		}
+		if !got {
+			<-slots
+		}
+	}
+}
+
+func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.Logger, h Handler) {
+	j, err := Decode(m.Data())
+	if err != nil {
+		log.Error().Err(err).Str("subject", m.Subject()).Msg("undecodable job dropped")
+		_ = m.Term()
+		return
+	}
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go keepInProgress(jctx, m)
+	err = h(jctx, j)
+	switch {
+	case err == nil:
+		if aerr := m.DoubleAck(ctx); aerr != nil {
+			log.Warn().Err(aerr).Str("mailbox", j.SourceUser).Msg("ack job")
+		}
+	case errors.Is(err, ErrPermanent):
+		log.Error().Err(err).Str("mailbox", j.SourceUser).Str("pass", j.Pass).Msg("job failed for good")
+		_ = m.Term()
+	case ctx.Err() != nil:
+		// Shutting down: let another instance take it at once.
+		_ = m.Nak()
+	default:
+		log.Warn().Err(err).Str("mailbox", j.SourceUser).Str("pass", j.Pass).Dur("retry_in", o.RetryDelay).Msg("job failed, will retry")
+		_ = m.NakWithDelay(o.RetryDelay)
+	}
+}
+
+func keepInProgress(ctx context.Context, m jetstream.Msg) {
+	t := time.NewTicker(20 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = m.InProgress()
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

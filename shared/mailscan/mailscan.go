@@ -1,0 +1,128 @@
+// Package mailscan reads a folder's messages as fingerprints: UID, SHA-256
+// of the exact bytes, size, flags and INTERNALDATE, streaming each body
+// through the hash so no message is ever held in memory. The loader
+// reconciles against it and the verifier compares with it.
+package mailscan
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/shared/imapdial"
+)
+
+// Message is a message's fingerprint.
+type Message struct {
+	UID          uint32
+	SHA256       string
+	Size         int64
+	Flags        []string // sorted, without \Recent
+	InternalDate time.Time
+}
+
+// Scan selects folder read-only and calls fn for every message with a UID
+// of at least from, in UID order. idle bounds the time without progress.
+func Scan(ctx context.Context, c *imapclient.Client, folder string, from uint32, idle time.Duration, fn func(Message) error) (*imap.SelectData, error) {
+	wd := imapdial.Watch(ctx, c, idle)
+	defer wd.Stop()
+	sel, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("examine %q: %w", folder, wd.Err(err))
+	}
+	if sel.NumMessages == 0 {
+		return sel, nil
+	}
+	if from == 0 {
+		from = 1
+	}
+	set := imap.UIDSet{}
+	set.AddRange(imap.UID(from), 0)
+	cmd := c.Fetch(set, &imap.FetchOptions{
+		UID: true, Flags: true, InternalDate: true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	var ferr error
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		wd.Kick()
+		if ferr != nil {
+			continue
+		}
+		m, err := read(msg)
+		if err != nil {
+			ferr = fmt.Errorf("fetch %q: %w", folder, err)
+			continue
+		}
+		if m.UID < from {
+			continue // "UID n:*" returns the last message even below n
+		}
+		ferr = fn(m)
+	}
+	if err := cmd.Close(); err != nil && ferr == nil {
+		ferr = fmt.Errorf("fetch %q: %w", folder, wd.Err(err))
+	}
+	return sel, ferr
+}
+
+func read(msg *imapclient.FetchMessageData) (Message, error) {
+	var m Message
+	body := false
+	for {
+		item := msg.Next()
+		if item == nil {
+			break
+		}
+		switch it := item.(type) {
+		case imapclient.FetchItemDataUID:
+			m.UID = uint32(it.UID)
+		case imapclient.FetchItemDataFlags:
+			m.Flags = NormalizeFlags(it.Flags)
+		case imapclient.FetchItemDataInternalDate:
+			m.InternalDate = it.Time
+		case imapclient.FetchItemDataBodySection:
+			if it.Literal == nil {
+				return m, fmt.Errorf("seq %d: NIL body", msg.SeqNum)
+			}
+			h := sha256.New()
+			n, err := io.Copy(h, it.Literal)
+			if err != nil {
+				return m, fmt.Errorf("seq %d: read body: %w", msg.SeqNum, err)
+			}
+			m.Size, m.SHA256, body = n, hex.EncodeToString(h.Sum(nil)), true
+		}
+	}
+	if !body {
+		return m, fmt.Errorf("seq %d: no body", msg.SeqNum)
+	}
+	return m, nil
+}
+
+// NormalizeFlags sorts flags, drops \Recent and spells system flags the
+// standard way, so two servers' answers compare equal.
+func NormalizeFlags(in []imap.Flag) []string {
+	out := make([]string, 0, len(in))
+	for _, f := range in {
+		s := string(f)
+		if strings.HasPrefix(s, `\`) && len(s) > 1 {
+			if strings.EqualFold(s, `\Recent`) {
+				continue
+			}
+			s = `\` + strings.ToUpper(s[1:2]) + strings.ToLower(s[2:])
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
