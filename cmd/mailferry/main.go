@@ -23,6 +23,7 @@ import (
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/daemon"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/logging"
 )
@@ -91,8 +92,14 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 		return runVerify(ctx, cfg, stdout, *asJSON)
 	case "enqueue":
 		return runEnqueue(ctx, cfg, log, stdout)
-	case "extractor", "loader":
-		return runService(ctx, cmd, cfg, log)
+	case "extractor":
+		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+			return (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+		})
+	case "loader":
+		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+			return (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+		})
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
@@ -169,23 +176,6 @@ func runEnqueue(ctx context.Context, cfg *config.Config, log zerolog.Logger, std
 	}
 	fmt.Fprintf(stdout, "enqueued %d mailboxes, pass %s\n", len(boxes), pass)
 	return nil
-}
-
-func runService(ctx context.Context, name string, cfg *config.Config, log zerolog.Logger) error {
-	log = log.With().Str("service", name).Logger()
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	log.Info().Msg("service started")
-	if name == "extractor" {
-		err = (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
-	} else {
-		err = (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
-	}
-	log.Info().Msg("service stopped")
-	return err
 }
 
 func runDemo(ctx context.Context, stdout, stderr io.Writer) error {

@@ -22,8 +22,11 @@ import (
 
 // Message is a message's fingerprint.
 type Message struct {
-	UID          uint32
-	SHA256       string
+	UID    uint32
+	SHA256 string
+	// LinesSHA256 is the SHA-256 of the bytes with line endings
+	// normalised to CRLF (see lineNormalizer).
+	LinesSHA256  string
 	Size         int64
 	Flags        []string // sorted, without \Recent
 	InternalDate time.Time
@@ -95,12 +98,15 @@ func read(msg *imapclient.FetchMessageData) (Message, error) {
 			if it.Literal == nil {
 				return m, fmt.Errorf("seq %d: NIL body", msg.SeqNum)
 			}
-			h := sha256.New()
-			n, err := io.Copy(h, it.Literal)
+			h, lh := sha256.New(), sha256.New()
+			ln := &lineNormalizer{w: lh}
+			n, err := io.Copy(io.MultiWriter(h, ln), it.Literal)
 			if err != nil {
 				return m, fmt.Errorf("seq %d: read body: %w", msg.SeqNum, err)
 			}
+			_ = ln.Close()
 			m.Size, m.SHA256, body = n, hex.EncodeToString(h.Sum(nil)), true
+			m.LinesSHA256 = hex.EncodeToString(lh.Sum(nil))
 		}
 	}
 	if !body {

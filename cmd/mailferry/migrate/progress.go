@@ -33,6 +33,7 @@ type MailboxProgress struct {
 	Total          int64  `json:"total"`
 	Loaded         int64  `json:"loaded"`
 	LoadedBytes    int64  `json:"loaded_bytes"`
+	Appended       int64  `json:"appended"`
 	Skipped        int64  `json:"skipped"`
 	Dead           int64  `json:"dead"`
 	Failures       int    `json:"failures"`
@@ -115,7 +116,7 @@ func (t *tracker) onEvent(e *event.Event, pass string, log zerolog.Logger) {
 		b.Total = d.Messages
 	case event.MailboxLoaded:
 		b.Phase = PhaseLoaded
-		b.Loaded, b.Skipped, b.Dead, b.LoadedBytes = d.Appended+d.Skipped+d.Dead, d.Skipped, d.Dead, d.Bytes
+		b.Loaded, b.Appended, b.Skipped, b.Dead, b.LoadedBytes = d.Appended+d.Skipped+d.Dead, d.Appended, d.Skipped, d.Dead, d.Bytes
 		log.Info().Str("mailbox", b.Mailbox).Int64("appended", d.Appended).Int64("skipped", d.Skipped).Int64("dead", d.Dead).Msg("mailbox loaded")
 	case event.MailboxFailed:
 		b.Failures++

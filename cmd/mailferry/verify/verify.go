@@ -203,6 +203,7 @@ type fingerprint struct {
 	uid    uint32
 	flags  string
 	date   int64
+	lines  string // hash with normalised line endings
 }
 
 func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGroup, idle time.Duration) (FolderReport, error) {
@@ -210,7 +211,7 @@ func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGro
 	want := map[string][]fingerprint{}
 	for _, s := range g.sources {
 		_, err := mailscan.Scan(ctx, src, s, 1, idle, func(m mailscan.Message) error {
-			want[m.SHA256] = append(want[m.SHA256], fingerprint{folder: s, uid: m.UID, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix()})
+			want[m.SHA256] = append(want[m.SHA256], fingerprint{folder: s, uid: m.UID, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix(), lines: m.LinesSHA256})
 			fr.SourceMessages++
 			return nil
 		})
@@ -220,7 +221,7 @@ func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGro
 	}
 	got := map[string][]fingerprint{}
 	_, err := mailscan.Scan(ctx, tgt, g.target, 1, idle, func(m mailscan.Message) error {
-		got[m.SHA256] = append(got[m.SHA256], fingerprint{folder: g.target, uid: m.UID, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix()})
+		got[m.SHA256] = append(got[m.SHA256], fingerprint{folder: g.target, uid: m.UID, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix(), lines: m.LinesSHA256})
 		fr.TargetMessages++
 		return nil
 	})
@@ -237,9 +238,13 @@ func isNonExistent(err error) bool {
 
 // diff compares two multisets of messages keyed by content hash. Within
 // one hash, copies are paired by equal flags and date first, so identical
-// messages with different flags are reported once each, not twice.
+// messages with different flags are reported once each, not twice. A
+// missing message and an extra one that differ only in line endings are
+// one message the target altered.
 func diff(want, got map[string][]fingerprint) []Diff {
 	var out []Diff
+	var missing, extra []Diff
+	var missingFP, extraFP []fingerprint
 	hashes := make([]string, 0, len(want)+len(got))
 	for h := range want {
 		hashes = append(hashes, h)
@@ -274,11 +279,24 @@ func diff(want, got map[string][]fingerprint) []Diff {
 			}
 		}
 		for _, a := range w {
-			out = append(out, Diff{Kind: "missing", Folder: a.folder, UID: a.uid, SHA256: h})
+			missing = append(missing, Diff{Kind: "missing", Folder: a.folder, UID: a.uid, SHA256: h})
+			missingFP = append(missingFP, a)
 		}
 		for _, b := range g {
-			out = append(out, Diff{Kind: "extra", Folder: b.folder, UID: b.uid, SHA256: h})
+			extra = append(extra, Diff{Kind: "extra", Folder: b.folder, UID: b.uid, SHA256: h})
+			extraFP = append(extraFP, b)
 		}
 	}
-	return out
+	for i := range missing {
+		j := slices.IndexFunc(extraFP, func(x fingerprint) bool { return x.lines != "" && x.lines == missingFP[i].lines })
+		if j < 0 {
+			out = append(out, missing[i])
+			continue
+		}
+		out = append(out, Diff{Kind: "altered", Folder: missing[i].Folder, UID: missing[i].UID, SHA256: missing[i].SHA256,
+			Want: "bytes as on the source", Got: "target stored other line endings (sha256 " + extra[j].SHA256 + ")"})
+		extra = slices.Delete(extra, j, j+1)
+		extraFP = slices.Delete(extraFP, j, j+1)
+	}
+	return append(out, extra...)
 }

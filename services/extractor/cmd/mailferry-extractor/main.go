@@ -3,42 +3,18 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/logging"
+	"github.com/mailferry/mailferry/shared/daemon"
 )
 
-func main() {
-	path := flag.String("c", "mailferry.yaml", "configuration file")
-	flag.Parse()
-	if err := run(*path); err != nil {
-		fmt.Fprintln(os.Stderr, "mailferry-extractor:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("extractor", Run) }
 
-func run(path string) error {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return err
-	}
-	log, err := logging.Stderr(cfg.Log.Level, cfg.Log.Format, "extractor")
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-extractor", log)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
+// Run runs the extractor until ctx ends.
+func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
 	return (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
 }

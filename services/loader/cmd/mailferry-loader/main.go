@@ -1,0 +1,20 @@
+// Command mailferry-loader runs the loader service on its own.
+package main
+
+import (
+	"context"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/services/loader"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/daemon"
+)
+
+func main() { daemon.Main("loader", Run) }
+
+// Run runs the loader until ctx ends.
+func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+	return (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+}

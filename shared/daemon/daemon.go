@@ -1,0 +1,60 @@
+// Package daemon is the common life of a mailferry service process: load
+// the configuration, set up logging, connect to the broker, run until
+// SIGINT or SIGTERM, shut down in order.
+package daemon
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/logging"
+)
+
+// Service runs until ctx ends.
+type Service func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error
+
+// Main is a service binary's main: it parses -c, runs svc and exits.
+func Main(name string, svc Service) {
+	path := flag.String("c", "mailferry.yaml", "configuration file")
+	flag.Parse()
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = Run(ctx, name, cfg, svc)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// Run runs svc with a logger and a broker connection made from cfg.
+func Run(ctx context.Context, name string, cfg *config.Config, svc Service) error {
+	log, err := logging.Stderr(cfg.Log.Level, cfg.Log.Format, name)
+	if err != nil {
+		return err
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	log.Info().Msg("service started")
+	err = svc(ctx, cfg, b, log)
+	log.Info().Err(err).Msg("service stopped")
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
