@@ -106,10 +106,19 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 			return err
 		}
 		intent := fr.st.V.Pending
+		if err := ss.svc.crash(pointIntentSaved); err != nil {
+			return err
+		}
 		res, aerr := ss.app.Append(ctx, fr.target, ss.outgoing(ctx, items), multi)
+		if err := ss.svc.crash(pointAppended); err != nil {
+			return err
+		}
 		if aerr == nil && len(res.UIDs) == len(items) && res.UIDValidity == fr.st.V.TargetUIDValidity {
 			fr.st.V.Pending = nil
-			return ss.record(ctx, items, res.UIDs, howAppended, nil)
+			if err := ss.record(ctx, items, res.UIDs, howAppended, nil); err != nil {
+				return err
+			}
+			return ss.checkStored(ctx, items, res.UIDs)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -306,4 +315,46 @@ func (ss *session) resolvePending(ctx context.Context) error {
 	}
 	fr.st.V.Pending = nil
 	return ss.record(ctx, got, gotUIDs, howAppended, left)
+}
+
+// checkStored compares the size the target gives each appended message
+// with the size sent: a target that rewrites bytes (line endings, NULs)
+// must not pass unnoticed until verification.
+func (ss *session) checkStored(ctx context.Context, items []pending, uids []uint32) error {
+	set := imap.UIDSet{}
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
+	defer stop()
+	msgs, err := ss.c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
+	if err != nil {
+		return fmt.Errorf("check stored sizes in %q: %w", ss.cur.target, err)
+	}
+	stored := make(map[uint32]int64, len(msgs))
+	for _, m := range msgs {
+		stored[uint32(m.UID)] = m.RFC822Size
+	}
+	for i, p := range items {
+		got, ok := stored[uids[i]]
+		if !ok || got == p.rec.Size {
+			continue
+		}
+		a := Altered{ID: p.rec.ID(), Folder: ss.cur.src, TargetFolder: ss.cur.target, UID: p.rec.UID,
+			TargetUID: uids[i], Size: p.rec.Size, StoredSize: got}
+		ss.log.Warn().Str("id", a.ID).Int64("size", a.Size).Int64("stored_size", got).Msg("target stored the message altered")
+		_ = ss.ev.Publish(ctx, event.MessageAltered, ss.j.SourceUser, "altered."+a.ID, a)
+	}
+	return nil
+}
+
+// Altered is a message the target accepted but stores with other bytes.
+type Altered struct {
+	ID           string `json:"id"`
+	Folder       string `json:"folder"`
+	TargetFolder string `json:"target_folder"`
+	UID          uint32 `json:"uid"`
+	TargetUID    uint32 `json:"target_uid"`
+	Size         int64  `json:"size"`
+	StoredSize   int64  `json:"stored_size"`
 }

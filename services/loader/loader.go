@@ -31,6 +31,23 @@ type Service struct {
 	Log    zerolog.Logger
 	// IdleFlush is how long a partial batch waits for more records.
 	IdleFlush time.Duration
+
+	// crashAt, set by tests, makes a session fail at a named point as if
+	// the process died there.
+	crashAt func(point string) error
+}
+
+// Points where tests simulate a crash.
+const (
+	pointIntentSaved = "intent-saved"
+	pointAppended    = "appended"
+)
+
+func (s *Service) crash(point string) error {
+	if s.crashAt == nil {
+		return nil
+	}
+	return s.crashAt(point)
 }
 
 // Run consumes mailbox jobs until ctx ends.

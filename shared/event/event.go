@@ -28,6 +28,7 @@ const (
 	MailboxFailed       = "mailbox.failed"
 	FolderRenamed       = "folder.renamed"
 	MessageDeadLettered = "message.dead_lettered"
+	MessageAltered      = "message.altered"
 	MailboxProvisioned  = "mailbox.provisioned"
 	DomainProvisioned   = "domain.provisioned"
 	DNSSwitched         = "dns.switched"

@@ -115,8 +115,9 @@ func read(msg *imapclient.FetchMessageData) (Message, error) {
 	return m, nil
 }
 
-// NormalizeFlags sorts flags, drops \Recent and spells system flags the
-// standard way, so two servers' answers compare equal.
+// NormalizeFlags sorts flags, drops \Recent, spells system flags the
+// standard way and keywords in lower case (flag names are
+// case-insensitive, RFC 3501 2.3.2), so two servers' answers compare equal.
 func NormalizeFlags(in []imap.Flag) []string {
 	out := make([]string, 0, len(in))
 	for _, f := range in {
@@ -126,6 +127,8 @@ func NormalizeFlags(in []imap.Flag) []string {
 				continue
 			}
 			s = `\` + strings.ToUpper(s[1:2]) + strings.ToLower(s[2:])
+		} else {
+			s = strings.ToLower(s)
 		}
 		out = append(out, s)
 	}

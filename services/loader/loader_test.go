@@ -1,0 +1,342 @@
+package loader
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/mailscan"
+	"github.com/mailferry/mailferry/shared/record"
+)
+
+const (
+	srcUser = "alice@old.example"
+	tgtUser = "alice@new.example"
+)
+
+// fixture is a loader on an embedded nats-server appending to an in-memory
+// IMAP server; the test plays the extractor by publishing records.
+type fixture struct {
+	t    *testing.T
+	ctx  context.Context
+	b    *broker.Broker
+	cfg  *config.Config
+	svc  *Service
+	addr string
+	pw   string
+	pass int
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	mem := imapmemserver.New()
+	u := imapmemserver.NewUser(tgtUser, "target-pw")
+	mem.AddUser(u)
+	if err := u.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession:   func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) { return mem.NewSession(), nil, nil },
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapLiteralPlus: {}, imap.CapUIDPlus: {}},
+		InsecureAuth: true,
+	})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	pw := filepath.Join(dir, "target.pw")
+	if err := os.WriteFile(pw, []byte("target-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf("nats: {data_dir: %s}\nsource: {auth: user, tls: none}\ntarget: {address: %q, tls: none, auth: user}\nloader: {batch_messages: 4}\n",
+		filepath.Join(dir, "nats"), ln.Addr().String())
+	cfg, err := config.Parse([]byte(yaml), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "loader-test", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	f := &fixture{t: t, ctx: ctx, b: b, cfg: cfg, addr: ln.Addr().String(), pw: pw}
+	f.svc = &Service{Config: cfg, Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), IdleFlush: 20 * time.Millisecond}
+	return f
+}
+
+// msg is a source message as the test extractor publishes it.
+type msg struct {
+	folder string
+	uid    uint32
+	body   string
+	flags  []string
+	date   time.Time
+}
+
+func (f *fixture) job() *job.Job {
+	return &job.Job{Mailbox: job.Mailbox{SourceUser: srcUser, TargetUser: tgtUser, TargetPasswordFile: f.pw}, Pass: fmt.Sprintf("pass%d", f.pass)}
+}
+
+// publishPass publishes a whole extraction pass: listing, folder records,
+// messages in order, end record. msgIDSuffix makes ids differ so the
+// broker's duplicate window does not drop a deliberate republication.
+func (f *fixture) publishPass(msgs []msg, msgIDSuffix string) *job.Job {
+	f.t.Helper()
+	f.pass++
+	j := f.job()
+	var folders []string
+	for _, m := range msgs {
+		if !slices.Contains(folders, m.folder) {
+			folders = append(folders, m.folder)
+		}
+	}
+	l := &record.Listing{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass}
+	for _, name := range folders {
+		l.Folders = append(l.Folders, record.Folder{Name: name, Delim: "/", Subscribed: true})
+	}
+	f.publish(record.ListingMsg(l))
+	for _, name := range folders {
+		f.publish(record.FolderMsg(&record.Folder{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass, Name: name, Delim: "/", UIDValidity: 7}))
+		for _, m := range msgs {
+			if m.folder != name {
+				continue
+			}
+			sum := sha256.Sum256([]byte(m.body))
+			rec := &record.Message{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass, Folder: m.folder, Delim: "/",
+				UIDValidity: 7, UID: m.uid, Flags: m.flags, InternalDate: m.date, Size: int64(len(m.body)), SHA256: hex.EncodeToString(sum[:])}
+			body := []byte(m.body)
+			if len(body) > 100_000 {
+				rec.Object = fmt.Sprintf("obj-%d-%s", m.uid, msgIDSuffix)
+				if _, err := f.b.Bodies.PutBytes(f.ctx, rec.Object, body); err != nil {
+					f.t.Fatal(err)
+				}
+				body = nil
+			}
+			n, err := record.MessageMsg(rec, body)
+			if err == nil && msgIDSuffix != "" {
+				n.Header.Set(nats.MsgIdHdr, rec.ID()+msgIDSuffix)
+			}
+			f.publish(n, err)
+		}
+	}
+	f.publish(record.EndMsg(&record.End{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass}))
+	return j
+}
+
+func (f *fixture) publish(m *nats.Msg, err error) {
+	f.t.Helper()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.b.JS.PublishMsg(f.ctx, m); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// target returns a target folder's messages in UID order.
+func (f *fixture) target(folder string) []msg {
+	f.t.Helper()
+	c, err := imapclient.DialInsecure(f.addr, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(tgtUser, "target-pw").Wait(); err != nil {
+		f.t.Fatal(err)
+	}
+	sel, err := c.Select(folder, nil).Wait()
+	if err != nil {
+		f.t.Fatalf("select %q: %v", folder, err)
+	}
+	if sel.NumMessages == 0 {
+		return nil
+	}
+	set := imap.SeqSet{}
+	set.AddRange(1, 0)
+	bufs, err := c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []msg
+	for _, b := range bufs {
+		flags := mailscan.NormalizeFlags(b.Flags)
+		out = append(out, msg{folder: folder, uid: uint32(b.UID), body: string(b.FindBodySection(&imap.FetchItemBodySection{Peek: true})), flags: flags, date: b.InternalDate})
+	}
+	return out
+}
+
+func toFlags(in []string) []imap.Flag {
+	out := make([]imap.Flag, 0, len(in))
+	for _, f := range in {
+		out = append(out, imap.Flag(f))
+	}
+	return out
+}
+
+func corpusOf(n int, folder string) []msg {
+	var out []msg
+	for i := range n {
+		body := fmt.Sprintf("From: a@b\r\nSubject: %d\r\n\r\nbody %d\r\n", i, i)
+		if i%5 == 4 {
+			body = "From: a@b\r\nSubject: same\r\n\r\nidentical, no Message-ID\r\n"
+		}
+		out = append(out, msg{folder: folder, uid: uint32(10 + 3*i), body: body, flags: []string{`\Seen`, "$Label1"}[:i%3%2+i%2],
+			date: time.Date(2011, 3, 4, 5, 6, i%60, 0, time.UTC)})
+	}
+	return out
+}
+
+// checkTarget fails unless folder holds exactly want, in order, with
+// bytes, flags and dates.
+func (f *fixture) checkTarget(folder string, want []msg) {
+	f.t.Helper()
+	got := f.target(folder)
+	if len(got) != len(want) {
+		f.t.Fatalf("target %q holds %d messages, want %d", folder, len(got), len(want))
+	}
+	for i := range want {
+		var w []string
+		for _, fl := range want[i].flags {
+			w = append(w, string(fl))
+		}
+		w = mailscan.NormalizeFlags(toFlags(w))
+		if got[i].body != want[i].body || !slices.Equal(got[i].flags, w) || !got[i].date.Equal(want[i].date) {
+			f.t.Errorf("message %d: got %q %v %v, want %q %v %v", i, got[i].body, got[i].flags, got[i].date, want[i].body, w, want[i].date)
+		}
+	}
+}
+
+func TestLoadAppendsEveryMessageOnceInSourceOrder(t *testing.T) {
+	f := newFixture(t)
+	inbox := corpusOf(11, "INBOX")
+	nested := corpusOf(6, "Archive/2010")
+	big := strings.Repeat("x", 300_000)
+	nested = append(nested, msg{folder: "Archive/2010", uid: 999, body: "Subject: big\r\n\r\n" + big, date: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)})
+	j := f.publishPass(append(inbox, nested...), "")
+	res, err := f.svc.Load(f.ctx, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Appended != int64(len(inbox)+len(nested)) {
+		t.Errorf("appended %d, want %d", res.Appended, len(inbox)+len(nested))
+	}
+	f.checkTarget("INBOX", inbox)
+	f.checkTarget("Archive/2010", nested)
+}
+
+func TestLoadAfterCrashAppendsNeitherTwiceNorNever(t *testing.T) {
+	for _, point := range []string{pointIntentSaved, pointAppended} {
+		t.Run(point, func(t *testing.T) {
+			f := newFixture(t)
+			want := corpusOf(10, "INBOX")
+			j := f.publishPass(want, "")
+			crashes := 0
+			f.svc.crashAt = func(p string) error {
+				if p == point && crashes < 2 {
+					crashes++
+					return errors.New("simulated crash at " + p)
+				}
+				return nil
+			}
+			for range 2 {
+				if _, err := f.svc.Load(f.ctx, j); err == nil || !strings.Contains(err.Error(), "simulated crash") {
+					t.Fatalf("Load with a crash: err = %v", err)
+				}
+			}
+			if _, err := f.svc.Load(f.ctx, j); err != nil {
+				t.Fatal(err)
+			}
+			f.checkTarget("INBOX", want)
+		})
+	}
+}
+
+func TestLoadSecondPassAppendsNothing(t *testing.T) {
+	f := newFixture(t)
+	want := corpusOf(9, "INBOX")
+	if _, err := f.svc.Load(f.ctx, f.publishPass(want, "")); err != nil {
+		t.Fatal(err)
+	}
+	// The same messages published again after the broker's duplicate
+	// window (other ids), as a re-run extractor without checkpoints would.
+	res, err := f.svc.Load(f.ctx, f.publishPass(want, "-again"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Appended != 0 || res.Skipped != int64(len(want)) {
+		t.Errorf("second pass appended %d, skipped %d; want 0, %d", res.Appended, res.Skipped, len(want))
+	}
+	f.checkTarget("INBOX", want)
+}
+
+func TestLoadWithLostLedgerMatchesWhatTheTargetHolds(t *testing.T) {
+	f := newFixture(t)
+	want := corpusOf(8, "INBOX")
+	if _, err := f.svc.Load(f.ctx, f.publishPass(want, "")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.b.JS.Stream(f.ctx, "KV_"+broker.BucketLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	more := append(slices.Clone(want), msg{folder: "INBOX", uid: 500, body: "Subject: new\r\n\r\nnew\r\n", date: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
+	res, err := f.svc.Load(f.ctx, f.publishPass(more, "-lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Appended != 1 {
+		t.Errorf("appended %d after losing the ledger, want 1 (the new message)", res.Appended)
+	}
+	f.checkTarget("INBOX", more)
+}
+
+func TestSettleKeepsWatermarkBelowMessagesStillLeft(t *testing.T) {
+	p := func(uid uint32) pending { return pending{rec: &record.Message{UID: uid}} }
+	tests := []struct {
+		name     string
+		st       FolderState
+		left     []pending
+		wantLast uint32
+		wantDone []uint32
+	}{
+		{"all done", FolderState{LastUID: 3, Done: []uint32{5, 4}}, nil, 5, nil},
+		{"gap left", FolderState{LastUID: 3, Done: []uint32{4, 6}}, []pending{p(5)}, 4, []uint32{6}},
+		{"nothing new", FolderState{LastUID: 3}, []pending{p(4)}, 3, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := tt.st
+			settle(&st, tt.left)
+			if st.LastUID != tt.wantLast || !slices.Equal(st.Done, tt.wantDone) {
+				t.Errorf("settle = last %d done %v, want %d %v", st.LastUID, st.Done, tt.wantLast, tt.wantDone)
+			}
+		})
+	}
+}
