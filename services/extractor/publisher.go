@@ -41,7 +41,7 @@ func (p *publisher) publish(ctx context.Context, rec *record.Message, body []byt
 	}
 	size := int64(len(body)) + 512
 	for p.bytes+size > p.maxBytes && len(p.pending) > 0 {
-		if err := p.collectOne(ctx); err != nil {
+		if _, err := p.collectOne(ctx, true); err != nil {
 			return err
 		}
 	}
@@ -58,15 +58,8 @@ func (p *publisher) publish(ctx context.Context, rec *record.Message, body []byt
 // those already in.
 func (p *publisher) collect(ctx context.Context, all bool) error {
 	for len(p.pending) > 0 {
-		if !all {
-			select {
-			case <-p.pending[0].f.Ok():
-			case <-p.pending[0].f.Err():
-			default:
-				return nil
-			}
-		}
-		if err := p.collectOne(ctx); err != nil {
+		done, err := p.collectOne(ctx, all)
+		if err != nil || !done {
 			return err
 		}
 	}
@@ -75,32 +68,42 @@ func (p *publisher) collect(ctx context.Context, all bool) error {
 
 func (p *publisher) drain(ctx context.Context) error { return p.collect(ctx, true) }
 
-// collectOne waits for the oldest publish; a failed one is published again
-// synchronously a few times (the broker drops a duplicate by its id).
-func (p *publisher) collectOne(ctx context.Context) error {
+// collectOne settles the oldest publish, waiting for it when block is set;
+// a failed one is published again synchronously a few times (the broker
+// drops a duplicate by its id).
+func (p *publisher) collectOne(ctx context.Context, block bool) (bool, error) {
 	pp := p.pending[0]
 	var perr error
-	select {
-	case <-pp.f.Ok():
-	case perr = <-pp.f.Err():
-	case <-ctx.Done():
-		return ctx.Err()
+	if block {
+		select {
+		case <-pp.f.Ok():
+		case perr = <-pp.f.Err():
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	} else {
+		select {
+		case <-pp.f.Ok():
+		case perr = <-pp.f.Err():
+		default:
+			return false, nil
+		}
 	}
 	for try := 0; perr != nil && try < 5; try++ {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(time.Duration(try+1) * 200 * time.Millisecond):
 		}
 		_, perr = p.js.PublishMsg(ctx, pp.msg)
 	}
 	if perr != nil {
-		return fmt.Errorf("publish uid %d: %w", pp.uid, perr)
+		return false, fmt.Errorf("publish uid %d: %w", pp.uid, perr)
 	}
 	p.pending = p.pending[1:]
 	p.bytes -= pp.size
 	p.acked = pp.uid
-	return nil
+	return true, nil
 }
 
 // lastAcked is the highest UID such that it and every earlier message of

@@ -1,0 +1,262 @@
+package extractor
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/record"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+const user = "alice@old.example"
+
+type fixture struct {
+	t    *testing.T
+	ctx  context.Context
+	u    *imapmemserver.User
+	b    *broker.Broker
+	svc  *Service
+	pw   string
+	pass int
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	mem := imapmemserver.New()
+	u := imapmemserver.NewUser(user, "pw")
+	mem.AddUser(u)
+	if err := u.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession:   func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) { return mem.NewSession(), nil, nil },
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+		InsecureAuth: true,
+	})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf("nats: {data_dir: %s}\nsource: {address: %q, tls: none, auth: user}\ntarget: {auth: user}\nextractor: {checkpoint_every: 3, large_message_bytes: 1000}\n",
+		filepath.Join(dir, "nats"), ln.Addr().String())
+	cfg, err := config.Parse([]byte(yaml), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "extractor-test", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return &fixture{t: t, ctx: ctx, u: u, b: b, pw: pw,
+		svc: &Service{Config: cfg, Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}}
+}
+
+type lit struct {
+	*bytes.Reader
+	n int64
+}
+
+func (l lit) Size() int64 { return l.n }
+
+func (f *fixture) add(folder, body string, flags ...imap.Flag) {
+	f.t.Helper()
+	if _, err := f.u.Append(folder, lit{bytes.NewReader([]byte(body)), int64(len(body))}, &imap.AppendOptions{Flags: flags, Time: time.Date(2009, 2, 3, 4, 5, 6, 0, time.UTC)}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) extract() *record.End {
+	f.t.Helper()
+	f.pass++
+	end, err := f.svc.Extract(f.ctx, &job.Job{Mailbox: job.Mailbox{SourceUser: user, TargetUser: user, SourcePasswordFile: f.pw}, Pass: fmt.Sprintf("p%d", f.pass)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return end
+}
+
+// records reads every mail record of the mailbox in stream order.
+func (f *fixture) records() []*record.Decoded {
+	f.t.Helper()
+	cons, err := f.b.JS.OrderedConsumer(f.ctx, broker.StreamMail, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject.Mailbox(user)}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []*record.Decoded
+	for {
+		m, err := cons.Next(jetstream.FetchMaxWait(200 * time.Millisecond))
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
+			return out
+		}
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		d, err := record.Decode(m.Headers(), m.Data())
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+}
+
+func (f *fixture) body(m *record.Decoded) []byte {
+	f.t.Helper()
+	if m.Message.Object == "" {
+		return m.Body
+	}
+	r, err := f.b.Bodies.Get(f.ctx, m.Message.Object)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+func messages(ds []*record.Decoded) []*record.Decoded {
+	var out []*record.Decoded
+	for _, d := range ds {
+		if d.Message != nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func TestExtractPublishesEveryMessageInUIDOrderWithExactBytesFlagsAndDate(t *testing.T) {
+	f := newFixture(t)
+	if err := f.u.Create("Archive/2010", nil); err != nil {
+		t.Fatal(err)
+	}
+	big := "Subject: big\r\n\r\n" + strings.Repeat("y", 5000) + "\r\n"
+	f.add("INBOX", "Subject: one\r\n\r\nbare\nLF and \x00 NUL\r\n", imap.FlagSeen, "$Label1")
+	f.add("INBOX", big)
+	f.add("Archive/2010", "Subject: three\r\n\r\n3\r\n", imap.FlagFlagged)
+	end := f.extract()
+	if end.Messages != 3 || end.Bytes == 0 {
+		t.Fatalf("end record = %+v", end)
+	}
+	ds := f.records()
+	if ds[0].Listing == nil || len(ds[0].Listing.Folders) < 2 {
+		t.Fatalf("first record is not a listing of the folders: %+v", ds[0])
+	}
+	if ds[len(ds)-1].End == nil {
+		t.Fatal("last record is not the end record")
+	}
+	ms := messages(ds)
+	if len(ms) != 3 {
+		t.Fatalf("%d message records, want 3", len(ms))
+	}
+	wantBodies := map[string]string{"INBOX/1": "Subject: one\r\n\r\nbare\nLF and \x00 NUL\r\n", "INBOX/2": big, "Archive/2010/1": "Subject: three\r\n\r\n3\r\n"}
+	for _, m := range ms {
+		key := fmt.Sprintf("%s/%d", m.Message.Folder, m.Message.UID)
+		b := f.body(m)
+		if string(b) != wantBodies[key] {
+			t.Errorf("%s: body %q", key, b)
+		}
+		sum := sha256.Sum256(b)
+		if m.Message.SHA256 != hex.EncodeToString(sum[:]) || m.Message.Size != int64(len(b)) {
+			t.Errorf("%s: sha256/size do not describe the body", key)
+		}
+		if !m.Message.InternalDate.Equal(time.Date(2009, 2, 3, 4, 5, 6, 0, time.UTC)) {
+			t.Errorf("%s: date %v", key, m.Message.InternalDate)
+		}
+		for _, fl := range m.Message.Flags {
+			if strings.EqualFold(fl, `\Recent`) {
+				t.Errorf("%s: \\Recent copied", key)
+			}
+		}
+	}
+	byKey := map[string]*record.Message{}
+	for _, m := range ms {
+		byKey[fmt.Sprintf("%s/%d", m.Message.Folder, m.Message.UID)] = m.Message
+	}
+	if byKey["INBOX/2"].Object == "" || byKey["INBOX/1"].Object != "" {
+		t.Error("bodies over large_message_bytes, and only those, must go to the object store")
+	}
+	if got := byKey["INBOX/1"].Flags; len(got) != 2 {
+		t.Errorf("flags = %v, want \\Seen and $Label1", got)
+	}
+}
+
+func TestExtractResumesFromCheckpointAndPublishesOnlyNewMail(t *testing.T) {
+	f := newFixture(t)
+	for i := range 5 {
+		f.add("INBOX", fmt.Sprintf("Subject: %d\r\n\r\n%d\r\n", i, i))
+	}
+	f.extract()
+	f.add("INBOX", "Subject: new\r\n\r\nnew\r\n")
+	end := f.extract()
+	if end.Messages != 1 {
+		t.Errorf("second pass extracted %d messages, want only the new one", end.Messages)
+	}
+	ms := messages(f.records())
+	if len(ms) != 6 || ms[5].Message.UID != 6 {
+		t.Errorf("stream holds %d messages (last uid %d), want 6 ending with uid 6", len(ms), ms[len(ms)-1].Message.UID)
+	}
+}
+
+func TestExtractStartsOverWhenUIDValidityChanges(t *testing.T) {
+	f := newFixture(t)
+	if err := f.u.Create("Work", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.add("Work", "Subject: a\r\n\r\na\r\n")
+	f.extract()
+	if err := f.u.Delete("Work"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.u.Create("Work", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.add("Work", "Subject: a\r\n\r\na\r\n")
+	end := f.extract()
+	if end.Messages != 1 {
+		t.Errorf("after a UIDVALIDITY change extracted %d messages, want the folder again (1)", end.Messages)
+	}
+}
+
+func TestExtractFailsClearlyOnBadPassword(t *testing.T) {
+	f := newFixture(t)
+	if err := os.WriteFile(f.pw, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.svc.Extract(f.ctx, &job.Job{Mailbox: job.Mailbox{SourceUser: user, TargetUser: user, SourcePasswordFile: f.pw}, Pass: "p"})
+	if err == nil || !strings.Contains(err.Error(), "log in") || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("err = %v, want a login error that does not show the password", err)
+	}
+}
