@@ -32,8 +32,9 @@ type Service struct {
 // Run consumes mailbox jobs until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
-		Durable:     "extractor",
-		Concurrency: s.Config.Extractor.Concurrency,
+		Durable: "extractor",
+		// One source connection per mailbox being extracted.
+		Concurrency: min(s.Config.Extractor.Concurrency, s.Config.Source.Connections),
 	}, s.Log, s.handle)
 }
 

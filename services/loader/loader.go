@@ -53,8 +53,10 @@ func (s *Service) crash(point string) error {
 // Run consumes mailbox jobs until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
-		Durable:     "loader",
-		Concurrency: s.Config.Loader.Concurrency,
+		Durable: "loader",
+		// Two target connections per mailbox being loaded: one for
+		// folders and reconciliation, one for appends.
+		Concurrency: min(s.Config.Loader.Concurrency, max(1, s.Config.Target.Connections/2)),
 	}, s.Log, s.handle)
 }
 

@@ -77,7 +77,8 @@ type IMAP struct {
 	Auth               string `yaml:"auth"`
 	MasterUser         string `yaml:"master_user"`
 	MasterPasswordFile string `yaml:"master_password_file"`
-	// Connections bounds concurrent connections to this server.
+	// Connections bounds concurrent connections to this server: the
+	// extractor uses one per mailbox, the loader two.
 	Connections    int      `yaml:"connections"`
 	CommandTimeout Duration `yaml:"command_timeout"`
 	DialTimeout    Duration `yaml:"dial_timeout"`

@@ -99,9 +99,13 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 	defer cancel()
 	go keepInProgress(jctx, m)
 	err = h(jctx, j)
+	// The job's outcome must reach the broker even when shutdown began
+	// while it finished.
+	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer acancel()
 	switch {
 	case err == nil:
-		if aerr := m.DoubleAck(ctx); aerr != nil {
+		if aerr := m.DoubleAck(actx); aerr != nil {
 			log.Warn().Err(aerr).Str("mailbox", j.SourceUser).Msg("ack job")
 		}
 	case errors.Is(err, ErrPermanent):
