@@ -67,7 +67,7 @@ func TestVerifyExitsNonZeroAndNamesTheMessageWhenTargetLacksOne(t *testing.T) {
 
 func TestBadConfigGivesAClearError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(path, []byte("source:\n  tls: sometimes\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("source:\n  address: mail.example:993\n  tls: sometimes\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer

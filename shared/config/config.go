@@ -275,6 +275,10 @@ func (c *Config) resolvePaths() {
 // Validate reports the first inconsistency in c.
 func (c *Config) Validate() error {
 	for name, s := range map[string]*IMAP{"source": &c.Source, "target": &c.Target} {
+		if s.Address == "" {
+			// A service's own file may leave out the other side.
+			continue
+		}
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

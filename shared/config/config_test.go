@@ -51,8 +51,8 @@ func TestParseAcceptsTheDocumentedContract(t *testing.T) {
 func TestParseRejectsBadConfig(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
 		{"unknown key", "source:\n  adress: x\n", "adress"},
-		{"bad tls", "source: {tls: ssl, auth: user}\n", "tls \"ssl\""},
-		{"master without user", "source: {auth: master}\n", "master_user"},
+		{"bad tls", "source: {address: 'h:1', tls: ssl, auth: user}\n", "tls \"ssl\""},
+		{"master without user", "source: {address: 'h:1', auth: master}\n", "master_user"},
 		{"bad duration", "nats: {dedup_window: soon}\n", "duration"},
 		{"payload over broker limit", "source: {auth: user}\ntarget: {auth: user}\nextractor: {large_message_bytes: 2000000}\n", "max_payload"},
 	}

@@ -88,6 +88,9 @@ func TLSConfig(s config.IMAP) (*tls.Config, error) {
 
 // Dial connects to s and logs in with cred. opts may be nil.
 func Dial(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient.Options) (*imapclient.Client, error) {
+	if s.Address == "" {
+		return nil, errors.New("no server address configured")
+	}
 	c, err := connect(ctx, s, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", s.Address, err)

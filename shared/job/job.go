@@ -39,6 +39,9 @@ type Job struct {
 // ReadInventory reads the mailboxes CSV at path. Relative password file
 // paths are resolved against the CSV's directory.
 func ReadInventory(path string) ([]Mailbox, error) {
+	if path == "" {
+		return nil, errors.New("read mailboxes: mailboxes.file is not set")
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read mailboxes: %w", err)

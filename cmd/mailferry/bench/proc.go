@@ -1,0 +1,305 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat. It
+// is 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// killWait bounds how long a process may take to disappear after SIGKILL.
+const killWait = 10 * time.Second
+
+// child is a process the benchmark started and must stop: it runs in its
+// own process group (so a terminal's Ctrl-C reaches only the benchmark,
+// which then stops it in order) and gets SIGTERM if the benchmark dies.
+type child struct {
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has been reaped
+	err    error         // the result of Wait, set before exited is closed
+}
+
+// startChild starts cmd as child name.
+func startChild(name string, cmd *exec.Cmd) (*child, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	c := &child{name: name, cmd: cmd, exited: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// Pdeathsig fires when the thread that forked the child ends, not
+		// the process: keep this goroutine on its own thread until the
+		// child has been reaped. The thread ends with the goroutine.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		c.err = cmd.Wait()
+		close(c.exited)
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// done reports whether the child has exited.
+func (c *child) done() bool {
+	select {
+	case <-c.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits until the child exits, or kills its group when ctx ends first.
+func (c *child) wait(ctx context.Context) error {
+	select {
+	case <-c.exited:
+		return c.err
+	case <-ctx.Done():
+		c.kill()
+		return fmt.Errorf("%s: %w", c.name, ctx.Err())
+	}
+}
+
+// stop sends SIGTERM to the child's group, waits up to grace for it to
+// exit, then kills the group. It returns the child's exit error.
+func (c *child) stop(grace time.Duration) error {
+	if !c.done() {
+		_ = syscall.Kill(-c.pid(), syscall.SIGTERM)
+		select {
+		case <-c.exited:
+		case <-time.After(grace):
+			c.kill()
+			if !c.done() {
+				return fmt.Errorf("%s (pid %d) still running after SIGKILL", c.name, c.pid())
+			}
+			return fmt.Errorf("%s did not stop within %s of SIGTERM and was killed", c.name, grace)
+		}
+	}
+	// Anything it forked and left behind goes too.
+	_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
+	return c.err
+}
+
+// kill sends SIGKILL to the child's group and waits a bounded time for the
+// child to be reaped.
+func (c *child) kill() {
+	_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
+	select {
+	case <-c.exited:
+	case <-time.After(killWait):
+	}
+}
+
+// usage returns the child's resource usage; valid once it has exited.
+func (c *child) usage() *syscall.Rusage {
+	if !c.done() || c.cmd.ProcessState == nil {
+		return nil
+	}
+	ru, _ := c.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return ru
+}
+
+// cpuSeconds is user plus system time of a resource usage.
+func cpuSeconds(ru *syscall.Rusage) float64 {
+	if ru == nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// selfCPU returns the CPU seconds this process used so far.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return cpuSeconds(&ru)
+}
+
+// procStatusKiB reads a memory field such as "VmHWM" (in kB) from
+// /proc/<pid>/status; pid 0 means this process.
+func procStatusKiB(pid int, field string) (int64, error) {
+	p := "/proc/self/status"
+	if pid != 0 {
+		p = "/proc/" + strconv.Itoa(pid) + "/status"
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", field, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || name != field {
+			continue
+		}
+		num := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB"))
+		v, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse %s of %s: %w", field, p, err)
+		}
+		return v, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read %s: %w", p, err)
+	}
+	return 0, fmt.Errorf("%s has no %s", p, field)
+}
+
+// resetPeakRSS sets this process's VmHWM back to its current RSS (Linux
+// 4.0 and later), so the peak measured afterwards belongs to what follows.
+func resetPeakRSS() error {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		return fmt.Errorf("reset peak RSS: %w", err)
+	}
+	return nil
+}
+
+// groupCPU returns the CPU seconds used so far by the live processes of
+// process group pgid and by every descendant they have reaped. For a
+// Dovecot master that includes its finished imap processes.
+func groupCPU(pgid int) float64 {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command name: state ppid pgrp
+		// session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
+		// stime cutime cstime.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		if g, err := strconv.Atoi(f[2]); err != nil || g != pgid {
+			continue
+		}
+		for _, k := range f[11:15] {
+			if v, err := strconv.ParseInt(k, 10, 64); err == nil {
+				ticks += v
+			}
+		}
+	}
+	return float64(ticks) / clockTicks
+}
+
+// masterPID reads the pid of a Dovecot master, which leads its process
+// group, from base_dir/master.pid.
+func masterPID(baseDir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(baseDir, "master.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("dovecot master pid: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("dovecot master pid %q: not a pid", strings.TrimSpace(string(b)))
+	}
+	return pid, nil
+}
+
+// tailBuffer keeps the last max bytes written to it: the output of a
+// child process, for error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
+}
+
+// fileTail returns the last n lines of the file at path.
+func fileTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// dirSize sums the sizes of the regular files below dir.
+func dirSize(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			total += fi.Size()
+		}
+		return nil
+	})
+	return total, err
+}
+
+// childEnv is the environment of child processes without MAILFERRY_
+// overrides, which would silently change the benchmark's configuration.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MAILFERRY_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
