@@ -44,7 +44,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	end, err := s.Extract(ctx, j)
 	if err != nil {
 		if ctx.Err() == nil {
-			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: !errors.Is(err, job.ErrPermanent)})
+			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: retried(ctx, err)})
 		}
 		return err
 	}
@@ -165,4 +165,10 @@ func listFolders(ctx context.Context, c *imapclient.Client) ([]folderInfo, error
 		out = append(out, fi)
 	}
 	return out, nil
+}
+
+// retried says whether a failed job will be tried again.
+func retried(ctx context.Context, err error) bool {
+	_, last := job.Delivery(ctx)
+	return !last && !errors.Is(err, job.ErrPermanent)
 }

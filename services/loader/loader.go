@@ -65,7 +65,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	res, err := s.Load(ctx, j)
 	if err != nil {
 		if ctx.Err() == nil {
-			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: !errors.Is(err, job.ErrPermanent)})
+			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: retried(ctx, err)})
 		}
 		return err
 	}
@@ -248,4 +248,10 @@ func (ss *session) advance(ctx context.Context, seq uint64) error {
 	ss.mbx.V.Seq = seq
 	ss.mbx.V.Updated = time.Now().UTC()
 	return ss.mbx.save(ctx, ss.svc.Broker.Ledger)
+}
+
+// retried says whether a failed job will be tried again.
+func retried(ctx context.Context, err error) bool {
+	_, last := job.Delivery(ctx)
+	return !last && !errors.Is(err, job.ErrPermanent)
 }

@@ -22,6 +22,24 @@ type Handler func(ctx context.Context, j *Job) error
 // ErrPermanent marks errors that must not be retried.
 var ErrPermanent = errors.New("permanent")
 
+// MaxDeliver is how often a job is tried before it is given up; giving up
+// is reported (see Delivery), never silent.
+const MaxDeliver = 20
+
+// backoff spaces out redeliveries of a job whose worker vanished.
+func backoff() []time.Duration {
+	return []time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+}
+
+type deliveryKey struct{}
+
+// Delivery returns which attempt at its job a handler's ctx belongs to and
+// whether it is the last one.
+func Delivery(ctx context.Context) (attempt uint64, last bool) {
+	n, _ := ctx.Value(deliveryKey{}).(uint64)
+	return n, n >= MaxDeliver
+}
+
 // ConsumeOptions tunes Consume.
 type ConsumeOptions struct {
 	// Durable names the consumer: one per service ("extractor", "loader").
@@ -47,6 +65,8 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 		FilterSubject: subject.JobPrefix + ".>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
+		MaxDeliver:    MaxDeliver,
+		BackOff:       backoff(),
 		MaxAckPending: o.Concurrency,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -97,6 +117,9 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 	}
 	jctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if meta, err := m.Metadata(); err == nil {
+		jctx = context.WithValue(jctx, deliveryKey{}, meta.NumDelivered)
+	}
 	go keepInProgress(jctx, m)
 	err = h(jctx, j)
 	// The job's outcome must reach the broker even when shutdown began
@@ -110,6 +133,9 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 		}
 	case errors.Is(err, ErrPermanent):
 		log.Error().Err(err).Str("mailbox", j.SourceUser).Str("pass", j.Pass).Msg("job failed for good")
+		_ = m.Term()
+	case isLast(jctx):
+		log.Error().Err(err).Str("mailbox", j.SourceUser).Str("pass", j.Pass).Int("attempts", MaxDeliver).Msg("job given up after its last attempt")
 		_ = m.Term()
 	case ctx.Err() != nil:
 		// Shutting down: let another instance take it at once.
@@ -138,4 +164,9 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+func isLast(ctx context.Context) bool {
+	_, last := Delivery(ctx)
+	return last
 }

@@ -1,0 +1,87 @@
+package imapappend
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ServerError is a NO or BAD answer of the server.
+type ServerError struct {
+	// Status is "NO" or "BAD".
+	Status string
+	// Code is the response code atom in upper case, such as "OVERQUOTA",
+	// "TOOBIG", "LIMIT", "TRYCREATE", "UNAVAILABLE" or "CANNOT"; empty when
+	// the server sent none.
+	Code string
+	// Text is the human-readable text after the response code.
+	Text string
+	// Line is the exact line the server sent, without CRLF, so a dead-letter
+	// record can show what the server said.
+	Line string
+}
+
+// Error returns the status, the code and the text.
+func (e *ServerError) Error() string {
+	var b strings.Builder
+	b.WriteString("server said ")
+	b.WriteString(e.Status)
+	if e.Code != "" {
+		b.WriteString(" [")
+		b.WriteString(e.Code)
+		b.WriteString("]")
+	}
+	if e.Text != "" {
+		b.WriteString(" ")
+		b.WriteString(e.Text)
+	}
+	return b.String()
+}
+
+// AppendError reports a batch that was not appended whole, message by
+// message, so the caller can retry exactly what is missing.
+//
+// In pipelined mode the messages before Index were appended. Commands
+// already on the wire when the first failure became known still complete,
+// so messages after Index may have been appended too (Dovecot does store
+// them): Appended tells. In MULTIAPPEND mode no message is Appended; Index
+// names the message that could not be sent (it failed to open, yielded the
+// wrong number of bytes, or the server refused its literal), or is 0 with
+// Unknown set when the connection failed after the whole command was sent.
+type AppendError struct {
+	// Index is the first message that was not appended.
+	Index int
+	// Err says why message Index was not appended: a *ServerError when the
+	// server refused it, otherwise the local or connection error.
+	Err error
+	// Appended has one entry per message of the batch: true when the server
+	// confirmed that message.
+	Appended []bool
+	// Unknown is set when the connection failed while commands were on the
+	// wire without an answer: some messages that are not Appended may
+	// nevertheless have been stored by the server.
+	Unknown bool
+}
+
+// Error names the failed message and the cause.
+func (e *AppendError) Error() string {
+	n := 0
+	for _, ok := range e.Appended {
+		if ok {
+			n++
+		}
+	}
+	s := fmt.Sprintf("message %d of %d: %v (%d appended", e.Index, len(e.Appended), e.Err, n)
+	if e.Unknown {
+		s += ", others unknown"
+	}
+	return s + ")"
+}
+
+// Unwrap returns Err, so errors.As finds a *ServerError inside.
+func (e *AppendError) Unwrap() error { return e.Err }
+
+// ErrSizeMismatch is wrapped when a message's reader yields a number of
+// bytes other than its Size. The connection is then aborted inside the
+// message's literal, so the server stores nothing of it.
+var ErrSizeMismatch = errors.New("message size mismatch")
