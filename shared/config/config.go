@@ -30,6 +30,8 @@ type Config struct {
 	Mailboxes Mailboxes `yaml:"mailboxes"`
 	Extractor Extractor `yaml:"extractor"`
 	Loader    Loader    `yaml:"loader"`
+	DNS       DNS       `yaml:"dns"`
+	Auth      Auth      `yaml:"auth"`
 	Log       Log       `yaml:"log"`
 
 	// Dir is the directory of the configuration file; relative paths in
@@ -243,6 +245,8 @@ func (c *Config) defaults() {
 		c.Loader.BatchBytes = 32 << 20
 	}
 	setDefault(&c.Loader.Substitute, "_")
+	c.DNS.defaults(c)
+	c.Auth.defaults(c)
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 }
@@ -285,6 +289,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Extractor.LargeMessageBytes > 900<<10 {
 		return fmt.Errorf("extractor.large_message_bytes %d: must stay below the broker's 1 MiB max_payload", c.Extractor.LargeMessageBytes)
+	}
+	if err := c.DNS.validate(); err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	if err := c.Auth.validate(); err != nil {
+		return fmt.Errorf("auth: %w", err)
 	}
 	switch c.Log.Format {
 	case "json", "console":
