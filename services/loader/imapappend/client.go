@@ -2,11 +2,11 @@
 // built for the loader's throughput: RFC 3502 MULTIAPPEND puts a whole
 // batch into one server transaction (one index and uidlist update with its
 // fsyncs on Dovecot instead of one per message), and without it APPEND
-// commands are
-// pipelined with RFC 7888 non-synchronizing literals. Message bodies are
-// streamed from their readers, never held in memory, and a reader that
-// yields more or fewer bytes than announced aborts the connection inside
-// the literal, so no truncated or padded message is ever stored.
+// commands are pipelined with RFC 7888 non-synchronizing literals. Message
+// bodies are streamed from their readers, never held in memory, and a
+// reader that yields more or fewer bytes than announced aborts the
+// connection inside the literal, so no truncated or padded message is ever
+// stored.
 package imapappend
 
 import (
