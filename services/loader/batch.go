@@ -64,6 +64,9 @@ func (ss *session) flush(ctx context.Context) error {
 // load appends a batch, after taking out what the target already holds.
 func (ss *session) load(ctx context.Context, b []pending) error {
 	fr := ss.cur
+	if err := ss.scanGap(ctx); err != nil {
+		return err
+	}
 	var todo []pending
 	var present []pending
 	for _, p := range b {
@@ -85,6 +88,49 @@ func (ss *session) load(ctx context.Context, b []pending) error {
 		return nil
 	}
 	return ss.appendBatch(ctx, todo)
+}
+
+// scanGap indexes target messages the ledger cannot account for: mail
+// that arrived in the target folder beyond what this folder's ledger
+// entry last saw (a lost ledger write, another writer, a merged source
+// folder). Their content is then not appended again.
+func (ss *session) scanGap(ctx context.Context) error {
+	fr := ss.cur
+	if ss.next == nil {
+		ss.next = map[string]uint32{}
+	}
+	expected, ok := ss.next[fr.target]
+	if !ok {
+		expected = fr.st.V.LastTargetUID + 1
+	}
+	now, err := ss.uidNext(ctx, fr.target)
+	if err != nil {
+		return err
+	}
+	if !fr.st.exists() || now <= expected {
+		ss.next[fr.target] = now
+		return nil
+	}
+	if fr.present == nil {
+		fr.present = map[string]int{}
+	}
+	n := 0
+	_, err = mailscan.Scan(ctx, ss.c, fr.target, expected, ss.svc.Config.Target.CommandTimeout.Std(), func(m mailscan.Message) error {
+		fr.present[m.SHA256]++
+		n++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index unaccounted mail in %q: %w", fr.target, err)
+	}
+	if _, err := ss.selectTarget(ctx, fr.target); err != nil {
+		return err
+	}
+	if n > 0 {
+		ss.log.Info().Str("target", fr.target).Uint32("from_uid", expected).Int("messages", n).Msg("target holds mail the ledger does not account for, matching content")
+	}
+	ss.next[fr.target] = now
+	return nil
 }
 
 // appendBatch appends items exactly once: record the intent, append, and
@@ -118,6 +164,7 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 			if err := ss.record(ctx, items, res.UIDs, howAppended, nil); err != nil {
 				return err
 			}
+			ss.next[fr.target] = max(ss.next[fr.target], slices.Max(res.UIDs)+1)
 			return ss.checkStored(ctx, items, res.UIDs)
 		}
 		if ctx.Err() != nil {
@@ -127,6 +174,8 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 		if err != nil {
 			return errors.Join(fmt.Errorf("append to %q: %w", fr.target, aerr), err)
 		}
+		// reconcile scanned everything from the intent's UIDNEXT on.
+		delete(ss.next, fr.target)
 		items = left
 		if aerr == nil || len(items) == 0 {
 			continue

@@ -101,7 +101,10 @@ type session struct {
 	mbx *casEntry[MailboxState]
 	tgt targetInfo
 
-	cur     *folderRun
+	cur *folderRun
+	// next is, per target folder, the UIDNEXT this session accounts for:
+	// every message below it is known to the ledger or was scanned.
+	next    map[string]uint32
 	batch   []pending
 	bBytes  int64
 	lastSeq uint64

@@ -342,3 +342,36 @@ func TestSettleKeepsWatermarkBelowMessagesStillLeft(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadWithLedgerRolledBackToAnOlderRevisionAppendsNothingTwice(t *testing.T) {
+	f := newFixture(t)
+	want := corpusOf(10, "INBOX")
+	j := f.publishPass(want, "")
+	if _, err := f.svc.Load(f.ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	// As if the last writes of the ledger were lost: the folder entry
+	// and the stream position go back to after the first batch.
+	older := FolderState{Target: "INBOX", LastUID: want[3].uid, LastTargetUID: 4}
+	fk := FolderKey(srcUser, "INBOX", 7)
+	e, err := loadEntry[FolderState](f.ctx, f.b.Ledger, fk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	older.TargetUIDValidity = e.V.TargetUIDValidity
+	e.V = older
+	if err := e.save(f.ctx, f.b.Ledger); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.b.Ledger.Delete(f.ctx, MailboxKey(srcUser)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.svc.Load(f.ctx, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Appended != 0 {
+		t.Errorf("appended %d messages again after the ledger lost its last writes", res.Appended)
+	}
+	f.checkTarget("INBOX", want)
+}
