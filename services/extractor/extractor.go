@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/shared/backoff"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
@@ -40,15 +41,27 @@ func (s *Service) Run(ctx context.Context) error {
 
 func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "extractor"}
+	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	_ = ev.Publish(ctx, event.MailboxExtracting, j.SourceUser, "extracting."+j.SourceUser+"."+j.Pass, map[string]string{"pass": j.Pass})
-	end, err := s.Extract(ctx, j)
-	if err != nil {
-		if ctx.Err() == nil {
-			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: retried(ctx, err)})
+	retry := backoff.Default()
+	for attempt := 0; ; attempt++ {
+		end, err := s.Extract(ctx, j)
+		if err == nil {
+			return ev.Publish(ctx, event.MailboxExtracted, j.SourceUser, "extracted."+j.SourceUser+"."+j.Pass, end)
 		}
-		return err
+		if errors.Is(err, imapdial.ErrLoginRefused) {
+			err = errors.Join(err, job.ErrPermanent)
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if errors.Is(err, job.ErrPermanent) || !retry.Wait(ctx, attempt) {
+			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: retried(ctx, err)})
+			return err
+		}
+		// Resume from the checkpoints on a new connection.
+		log.Warn().Err(err).Int("attempt", attempt+1).Msg("extraction interrupted, retrying")
 	}
-	return ev.Publish(ctx, event.MailboxExtracted, j.SourceUser, "extracted."+j.SourceUser+"."+j.Pass, end)
 }
 
 // Extract runs one pass over a mailbox: every selectable folder from its
@@ -80,6 +93,13 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 		}
 		fx := &folderExtraction{svc: s, c: c, j: j, f: f, pub: pub, prog: prog, log: log.With().Str("folder", f.Name).Logger()}
 		sum, err := fx.run(ctx)
+		if errors.Is(err, errFolderGone) {
+			// Deleted or renamed since LIST: the rest goes on, the
+			// manifest names it, the next pass sees the new name.
+			end.Problems = append(end.Problems, fmt.Sprintf("folder %q: %v", f.Name, err))
+			log.Warn().Err(err).Str("folder", f.Name).Msg("folder vanished from the source during the pass")
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("extract %s folder %q: %w", j.SourceUser, f.Name, err)
 		}

@@ -23,6 +23,18 @@ import (
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
+// errFolderGone marks a listed folder the server no longer selects.
+var errFolderGone = errors.New("folder no longer exists")
+
+// temporary says whether a NO with this code may go away by itself.
+func temporary(code imap.ResponseCode) bool {
+	switch code {
+	case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeServerBug, imap.ResponseCodeLimit:
+		return true
+	}
+	return false
+}
+
 // Checkpoint is what the extractor remembers per folder: every message up
 // to LastUID under UIDValidity is acknowledged by the broker.
 type Checkpoint struct {
@@ -129,6 +141,10 @@ func (fx *folderExtraction) examine(ctx context.Context) (*imap.SelectData, erro
 	stop := context.AfterFunc(ctx, func() { fx.c.Close() })
 	defer stop()
 	sel, err := fx.c.Select(fx.f.Name, &imap.SelectOptions{ReadOnly: true}).Wait()
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo && !temporary(ie.Code) {
+		return nil, fmt.Errorf("examine: %w", errors.Join(err, errFolderGone))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("examine: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/loader/imapappend"
+	"github.com/mailferry/mailferry/shared/backoff"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
@@ -62,14 +63,26 @@ func (s *Service) Run(ctx context.Context) error {
 
 func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "loader"}
-	res, err := s.Load(ctx, j)
-	if err != nil {
-		if ctx.Err() == nil {
-			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: retried(ctx, err)})
+	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
+	retry := backoff.Default()
+	for attempt := 0; ; attempt++ {
+		res, err := s.Load(ctx, j)
+		if err == nil {
+			return ev.Publish(ctx, event.MailboxLoaded, j.SourceUser, "loaded."+j.SourceUser+"."+j.Pass, res)
 		}
-		return err
+		if errors.Is(err, imapdial.ErrLoginRefused) {
+			err = errors.Join(err, job.ErrPermanent)
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		if errors.Is(err, job.ErrPermanent) || !retry.Wait(ctx, attempt) {
+			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: retried(ctx, err)})
+			return err
+		}
+		// The ledger holds what is done; a new session resumes there.
+		log.Warn().Err(err).Int("attempt", attempt+1).Msg("loading interrupted, retrying")
 	}
-	return ev.Publish(ctx, event.MailboxLoaded, j.SourceUser, "loaded."+j.SourceUser+"."+j.Pass, res)
 }
 
 // Load loads one pass of a mailbox: it follows the mailbox's records from

@@ -99,6 +99,9 @@ func Dial(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient
 	defer stop()
 	if err := login(c, cred); err != nil {
 		c.Close()
+		if refused(err) {
+			err = errors.Join(err, ErrLoginRefused)
+		}
 		return nil, fmt.Errorf("log in to %s as %s: %w", s.Address, cred, err)
 	}
 	if ctx.Err() != nil {
@@ -153,6 +156,22 @@ func greet(ctx context.Context, c *imapclient.Client) error {
 		return fmt.Errorf("greeting: %w", err)
 	}
 	return nil
+}
+
+// ErrLoginRefused marks a login the server refused for the credentials;
+// retrying the same credentials cannot help.
+var ErrLoginRefused = errors.New("login refused")
+
+func refused(err error) bool {
+	var ie *imap.Error
+	if !errors.As(err, &ie) {
+		return false
+	}
+	switch ie.Code {
+	case imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed, imap.ResponseCodeExpired:
+		return true
+	}
+	return false
 }
 
 func login(c *imapclient.Client, cred Credentials) error {
