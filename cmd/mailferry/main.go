@@ -13,11 +13,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
+	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/services/loader"
@@ -34,6 +36,7 @@ commands:
   demo                      migrate generated mail between two in-process IMAP servers
   migrate   -c FILE         run extractor and loader for every mailbox, then verify
   verify    -c FILE [-json] compare every mailbox's source and target
+  status    -c FILE [-json] [-watch]  where every mailbox stands, from JetStream
   enqueue   -c FILE         put a pass over every mailbox on the jobs stream
   extractor -c FILE         run the extractor service
   loader    -c FILE         run the loader service
@@ -67,6 +70,7 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	fs.SetOutput(stderr)
 	path := fs.String("c", "mailferry.yaml", "configuration file")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	watch := fs.Bool("watch", false, "status: redraw every two seconds until interrupted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,7 +93,9 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	case "migrate":
 		return runMigrate(ctx, cfg, log, stdout, stderr, *asJSON)
 	case "verify":
-		return runVerify(ctx, cfg, stdout, *asJSON)
+		return runVerify(ctx, cfg, log, stdout, *asJSON)
+	case "status":
+		return runStatus(ctx, cfg, log, stdout, *asJSON, *watch)
 	case "enqueue":
 		return runEnqueue(ctx, cfg, log, stdout)
 	case "extractor":
@@ -139,12 +145,15 @@ func printResult(w io.Writer, res *migrate.Result, asJSON bool) error {
 	return nil
 }
 
-func runVerify(ctx context.Context, cfg *config.Config, stdout io.Writer, asJSON bool) error {
+func runVerify(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer, asJSON bool) error {
 	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
 	if err != nil {
 		return err
 	}
 	r := verify.Mailboxes(ctx, cfg, boxes)
+	if err := migrate.PublishVerified(ctx, cfg, log, r); err != nil {
+		log.Warn().Err(err).Msg("verified events not published")
+	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -158,6 +167,42 @@ func runVerify(ctx context.Context, cfg *config.Config, stdout io.Writer, asJSON
 		return errDifferent
 	}
 	return nil
+}
+
+func runStatus(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer, asJSON, watch bool) error {
+	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	if err != nil {
+		return err
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-status", log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	for {
+		st, err := status.Read(ctx, b, boxes)
+		if err != nil {
+			return err
+		}
+		if watch && isTerminal(stdout) {
+			fmt.Fprint(stdout, "\033[H\033[2J")
+		}
+		if asJSON {
+			if err := json.NewEncoder(stdout).Encode(st); err != nil {
+				return err
+			}
+		} else {
+			st.WriteText(stdout)
+		}
+		if !watch {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func runEnqueue(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer) error {

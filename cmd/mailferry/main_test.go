@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/demo"
+	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 )
 
@@ -104,5 +105,39 @@ func deleteFirst(t *testing.T, env *demo.Env, folder string) {
 	}
 	if err := c.Expunge().Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStatusAfterMigrateShowsEveryMailboxDoneWithItsCounts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env, err := demo.Start(ctx, t.TempDir(), 2, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	var out, errOut bytes.Buffer
+	if err := run(ctx, "status", []string{"-c", env.ConfigPath}, &out, &errOut); err != nil {
+		t.Fatalf("status before anything: %v", err)
+	}
+	if !strings.Contains(out.String(), "not queued 2") {
+		t.Errorf("status before migrating:\n%s", out.String())
+	}
+	if err := run(ctx, "migrate", []string{"-c", env.ConfigPath}, &out, &errOut); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, errOut.String())
+	}
+	out.Reset()
+	if err := run(ctx, "status", []string{"-c", env.ConfigPath, "-json"}, &out, &errOut); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var st status.Status
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+		t.Fatalf("status -json: %v\n%s", err, out.String())
+	}
+	if st.Phases[status.PhaseDone] != 2 {
+		t.Errorf("phases = %v, want 2 done", st.Phases)
+	}
+	if st.Totals.Appended != int64(env.Messages) || st.Totals.Total != int64(env.Messages) || st.Totals.Extracted != int64(env.Messages) {
+		t.Errorf("totals = %+v, want %d messages extracted and appended", st.Totals, env.Messages)
 	}
 }

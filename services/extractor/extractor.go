@@ -86,7 +86,7 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 	}
 	end := &record.End{Mailbox: j.SourceUser, TargetUser: j.TargetUser, Pass: j.Pass, Started: time.Now().UTC()}
 	pub := newPublisher(s.Broker, s.Config.NATS.MaxPendingBytes)
-	prog := &event.Progress{Service: "extractor", Mailbox: j.SourceUser, Pass: j.Pass}
+	prog := event.NewReporter(s.Broker.Conn, s.Broker.Progress, "extractor", j.SourceUser, j.Pass)
 	for _, f := range folders {
 		if f.noSelect {
 			continue
@@ -108,7 +108,7 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 		end.Bytes += sum.Bytes
 	}
 	end.Finished = time.Now().UTC()
-	event.SendProgress(s.Broker.Conn, *prog)
+	prog.Send(ctx, true)
 	m, err := record.EndMsg(end)
 	if err != nil {
 		return nil, err

@@ -54,7 +54,7 @@ type folderExtraction struct {
 	j    *job.Job
 	f    folderInfo
 	pub  *publisher
-	prog *event.Progress
+	prog *event.Reporter
 	log  zerolog.Logger
 
 	key     string
@@ -74,7 +74,7 @@ func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, erro
 		return fx.sum, err
 	}
 	fx.sum = record.FolderSummary{Name: fx.f.Name, UIDValidity: sel.UIDValidity, Total: sel.NumMessages}
-	fx.prog.Total += int64(sel.NumMessages)
+	fx.prog.Current.Total += int64(sel.NumMessages)
 	if fx.cp.UIDValidity != sel.UIDValidity {
 		if fx.cp.UIDValidity != 0 {
 			fx.log.Warn().Uint32("old_uidvalidity", fx.cp.UIDValidity).Uint32("uidvalidity", sel.UIDValidity).Msg("uidvalidity changed, folder extracted again")
@@ -245,12 +245,12 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 	}
 	fx.sum.Messages++
 	fx.sum.Bytes += rec.Size
-	fx.prog.Messages++
-	fx.prog.Bytes += rec.Size
+	fx.prog.Current.Messages++
+	fx.prog.Current.Bytes += rec.Size
 	fx.sinceCP++
 	if fx.sinceCP >= fx.svc.Config.Extractor.CheckpointEvery {
 		fx.sinceCP = 0
-		event.SendProgress(fx.svc.Broker.Conn, *fx.prog)
+		fx.prog.Send(ctx, false)
 		if err := fx.pub.collect(ctx, false); err != nil {
 			return err
 		}

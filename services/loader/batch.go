@@ -52,13 +52,20 @@ func (ss *session) flush(ctx context.Context) error {
 		if err := ss.load(ctx, b); err != nil {
 			return err
 		}
-		event.SendProgress(ss.svc.Broker.Conn, event.Progress{Service: "loader", Mailbox: ss.j.SourceUser, Pass: ss.j.Pass,
-			Messages: ss.stats.Appended + ss.stats.Skipped + ss.stats.Dead, Bytes: ss.stats.Bytes, Skipped: ss.stats.Skipped, Dead: ss.stats.Dead})
+		ss.progress(ctx, false)
 	}
 	if ss.lastSeq > ss.mbx.V.Seq {
 		return ss.advance(ctx, ss.lastSeq)
 	}
 	return nil
+}
+
+// progress reports the session's counters.
+func (ss *session) progress(ctx context.Context, final bool) {
+	p := &ss.prog.Current
+	p.Messages, p.Bytes = ss.stats.Appended+ss.stats.Skipped+ss.stats.Dead, ss.stats.Bytes
+	p.Appended, p.Skipped, p.Dead = ss.stats.Appended, ss.stats.Skipped, ss.stats.Dead
+	ss.prog.Send(ctx, final)
 }
 
 // load appends a batch, after taking out what the target already holds.

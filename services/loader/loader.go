@@ -97,6 +97,7 @@ func (s *Service) Load(ctx context.Context, j *job.Job) (*event.Loaded, error) {
 		return nil, fmt.Errorf("load %s: %w", j.SourceUser, err)
 	}
 	ss.stats.Pass, ss.stats.TargetUser = j.Pass, j.TargetUser
+	ss.progress(ctx, true)
 	ss.log.Info().Int64("appended", ss.stats.Appended).Int64("skipped", ss.stats.Skipped).
 		Int64("dead", ss.stats.Dead).Int64("bytes", ss.stats.Bytes).Msg("mailbox loaded")
 	return &ss.stats, nil
@@ -122,6 +123,7 @@ type session struct {
 	bBytes  int64
 	lastSeq uint64
 	stats   event.Loaded
+	prog    *event.Reporter
 }
 
 // pending is a message record waiting in the current batch.
@@ -133,7 +135,8 @@ type pending struct {
 
 func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 	ss := &session{svc: s, j: j, ev: event.Publisher{JS: s.Broker.JS, Service: "loader"},
-		log: s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()}
+		prog: event.NewReporter(s.Broker.Conn, s.Broker.Progress, "loader", j.SourceUser, j.Pass),
+		log:  s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()}
 	cred, err := imapdial.CredentialsFor(s.Config, "target", j.TargetUser, j.TargetPasswordFile)
 	if err != nil {
 		return nil, errors.Join(err, job.ErrPermanent)
@@ -145,6 +148,9 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 		ss.c.Close()
 		return nil, err
 	}
+	ss.prog.Resume(ctx)
+	p := ss.prog.Current
+	ss.stats.Appended, ss.stats.Skipped, ss.stats.Dead, ss.stats.Bytes = p.Appended, p.Skipped, p.Dead, p.Bytes
 	if ss.mbx, err = loadEntry[MailboxState](ctx, s.Broker.Ledger, MailboxKey(j.SourceUser)); err != nil {
 		ss.close()
 		return nil, err

@@ -30,6 +30,7 @@ const (
 
 	BucketCheckpoints = "mf_checkpoints"
 	BucketLedger      = "mf_ledger"
+	BucketProgress    = "mf_progress"
 	StoreBodies       = "mf_bodies"
 )
 
@@ -40,6 +41,7 @@ type Broker struct {
 
 	Checkpoints jetstream.KeyValue
 	Ledger      jetstream.KeyValue
+	Progress    jetstream.KeyValue
 	Bodies      jetstream.ObjectStore
 
 	cfg      config.NATS
@@ -237,6 +239,12 @@ func (b *Broker) declare(ctx context.Context) error {
 		Storage: jetstream.FileStorage, Replicas: r, History: 1,
 	}); err != nil {
 		return fmt.Errorf("declare bucket %s: %w", BucketLedger, err)
+	}
+	if b.Progress, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketProgress, Description: "latest progress per service and mailbox",
+		Storage: jetstream.FileStorage, Replicas: r, History: 1,
+	}); err != nil {
+		return fmt.Errorf("declare bucket %s: %w", BucketProgress, err)
 	}
 	if b.Bodies, err = b.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: StoreBodies, Description: "bodies of messages too large for one record",

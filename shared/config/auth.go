@@ -1,8 +1,363 @@
 package config
 
-// Auth configures the auth service (owned by the auth service's issue).
-type Auth struct{}
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
 
-func (a *Auth) defaults(c *Config) {}
+// Auth configures the auth service: where it listens, which target provider
+// receives the users' new credentials, how passwords are checked and how
+// hard guessing is made.
+type Auth struct {
+	// Listen is host:port of the HTTP(S) listener.
+	Listen string `yaml:"listen"`
+	// Provider names the target adapter: dovecot or opensrs.
+	Provider string      `yaml:"provider"`
+	Dovecot  AuthDovecot `yaml:"dovecot"`
+	OpenSRS  AuthOpenSRS `yaml:"opensrs"`
+	// LegacyIMAP, when its address is set, verifies users that have no
+	// stored hash by a LOGIN to the legacy server (its auth key is
+	// ignored: the user's own password is always used).
+	LegacyIMAP IMAP `yaml:"legacy_imap"`
+	// Bucket is the JetStream key-value bucket of the accounts.
+	Bucket string  `yaml:"bucket"`
+	TLS    AuthTLS `yaml:"tls"`
+	// AllowPlaintext permits a listener without TLS on an address other
+	// than loopback, for a TLS-terminating proxy in front of the service.
+	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// TrustedProxies are addresses or CIDR prefixes whose
+	// X-Forwarded-For header names the real client.
+	TrustedProxies []string       `yaml:"trusted_proxies"`
+	Policy         PasswordPolicy `yaml:"policy"`
+	RateLimit      AuthRateLimit  `yaml:"rate_limit"`
+	Argon2         AuthArgon2     `yaml:"argon2"`
+	// RequestTimeout bounds one HTTP request, provider call included.
+	RequestTimeout Duration `yaml:"request_timeout"`
+}
 
-func (a *Auth) validate() error { return nil }
+// Target providers of Auth.Provider.
+const (
+	ProviderDovecot = "dovecot"
+	ProviderOpenSRS = "opensrs"
+)
+
+// AuthDovecot configures the Dovecot target adapter.
+type AuthDovecot struct {
+	// PasswdFile is the passwd-file passdb the target Dovecot reads.
+	PasswdFile string `yaml:"passwd_file"`
+	// Scheme of the hashes written: SHA512-CRYPT, SHA256-CRYPT,
+	// BLF-CRYPT, SSHA512 or ARGON2ID.
+	Scheme string `yaml:"scheme"`
+}
+
+// AuthOpenSRS configures the OpenSRS Mail API (OMA) adapter.
+type AuthOpenSRS struct {
+	// URL is the OMA base URL; method names are appended to it.
+	URL string `yaml:"url"`
+	// User and PasswordFile are the OMA credentials of a company or
+	// domain administrator.
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	// CAFile adds trusted certificates (a private test endpoint).
+	CAFile string `yaml:"ca_file"`
+	// Client is sent as credentials.client, for OpenSRS's logs.
+	Client  string   `yaml:"client"`
+	Timeout Duration `yaml:"timeout"`
+	// TokenDir, when set, makes provisioning mint a session token per
+	// mailbox (generate_token) and write it to TokenDir/<mailbox>, mode
+	// 0600: the loader's target_password_file for migration logins.
+	TokenDir string `yaml:"token_dir"`
+	// TokenHours is the tokens' lifetime.
+	TokenHours int `yaml:"token_hours"`
+}
+
+// AuthTLS configures TLS on the listener.
+type AuthTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// MinVersion is "1.2" or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Enabled reports whether the listener serves TLS.
+func (t AuthTLS) Enabled() bool { return t.CertFile != "" }
+
+// PasswordPolicy is what the target provider accepts as a new password.
+// The defaults are OpenSRS's: at least 10 characters with a digit, an
+// upper-case letter and a symbol.
+type PasswordPolicy struct {
+	MinLength     int   `yaml:"min_length"`
+	MaxLength     int   `yaml:"max_length"`
+	RequireDigit  *bool `yaml:"require_digit"`
+	RequireUpper  *bool `yaml:"require_upper"`
+	RequireLower  *bool `yaml:"require_lower"`
+	RequireSymbol *bool `yaml:"require_symbol"`
+}
+
+// AuthRateLimit bounds guessing: after AccountFailures failed attempts on
+// one account (or AddressFailures from one client address) within Window,
+// further attempts are refused for Lockout, doubling with each lockout up
+// to MaxLockout.
+type AuthRateLimit struct {
+	AccountFailures int      `yaml:"account_failures"`
+	AddressFailures int      `yaml:"address_failures"`
+	Window          Duration `yaml:"window"`
+	Lockout         Duration `yaml:"lockout"`
+	MaxLockout      Duration `yaml:"max_lockout"`
+	// AddressRequests bounds all sign-in and change requests per client
+	// address and minute, failed or not (each costs a hash computation).
+	AddressRequests int `yaml:"address_requests"`
+}
+
+// AuthArgon2 are the argon2id parameters of the hashes the service stores.
+type AuthArgon2 struct {
+	Time      int `yaml:"time"`
+	MemoryKiB int `yaml:"memory_kib"`
+	Threads   int `yaml:"threads"`
+}
+
+// Configured reports whether the file has an auth section worth validating.
+func (a *Auth) Configured() bool { return a.Provider != "" }
+
+func (a *Auth) defaults(c *Config) {
+	setDefault(&a.Listen, "127.0.0.1:8080")
+	setDefault(&a.Bucket, "mf_accounts")
+	setDefault(&a.Dovecot.Scheme, "SHA512-CRYPT")
+	a.Dovecot.Scheme = strings.ToUpper(a.Dovecot.Scheme)
+	setDefault(&a.OpenSRS.Client, "mailferry")
+	if a.OpenSRS.Timeout == 0 {
+		a.OpenSRS.Timeout = Duration(30 * time.Second)
+	}
+	if a.OpenSRS.TokenHours == 0 {
+		a.OpenSRS.TokenHours = 168
+	}
+	setDefault(&a.TLS.MinVersion, "1.2")
+	a.LegacyIMAP.Auth = AuthUser
+	setDefault(&a.LegacyIMAP.TLS, TLSImplicit)
+	if a.LegacyIMAP.Connections == 0 {
+		a.LegacyIMAP.Connections = 8
+	}
+	if a.LegacyIMAP.CommandTimeout == 0 {
+		a.LegacyIMAP.CommandTimeout = Duration(15 * time.Second)
+	}
+	if a.LegacyIMAP.DialTimeout == 0 {
+		a.LegacyIMAP.DialTimeout = Duration(10 * time.Second)
+	}
+	if a.RequestTimeout == 0 {
+		a.RequestTimeout = Duration(30 * time.Second)
+	}
+	a.Policy.defaults()
+	a.RateLimit.defaults()
+	a.Argon2.defaults()
+	for _, p := range []*string{
+		&a.Dovecot.PasswdFile, &a.OpenSRS.PasswordFile, &a.OpenSRS.CAFile, &a.OpenSRS.TokenDir,
+		&a.TLS.CertFile, &a.TLS.KeyFile, &a.LegacyIMAP.CAFile,
+	} {
+		*p = c.Path(*p)
+	}
+}
+
+func (p *PasswordPolicy) defaults() {
+	if p.MinLength == 0 {
+		p.MinLength = 10
+	}
+	if p.MaxLength == 0 {
+		p.MaxLength = 128
+	}
+	yes, no := true, false
+	for _, b := range []struct {
+		p   **bool
+		def *bool
+	}{{&p.RequireDigit, &yes}, {&p.RequireUpper, &yes}, {&p.RequireLower, &no}, {&p.RequireSymbol, &yes}} {
+		if *b.p == nil {
+			v := *b.def
+			*b.p = &v
+		}
+	}
+}
+
+func (r *AuthRateLimit) defaults() {
+	if r.AccountFailures == 0 {
+		r.AccountFailures = 5
+	}
+	if r.AddressFailures == 0 {
+		r.AddressFailures = 20
+	}
+	if r.Window == 0 {
+		r.Window = Duration(15 * time.Minute)
+	}
+	if r.Lockout == 0 {
+		r.Lockout = Duration(15 * time.Minute)
+	}
+	if r.MaxLockout == 0 {
+		r.MaxLockout = Duration(24 * time.Hour)
+	}
+	if r.AddressRequests == 0 {
+		r.AddressRequests = 60
+	}
+}
+
+// The defaults are OWASP's minimum for argon2id: cheap enough to verify
+// on every sign-in of a small machine, far above any legacy scheme.
+func (g *AuthArgon2) defaults() {
+	if g.Time == 0 {
+		g.Time = 2
+	}
+	if g.MemoryKiB == 0 {
+		g.MemoryKiB = 19 * 1024
+	}
+	if g.Threads == 0 {
+		g.Threads = 1
+	}
+}
+
+// dovecotSchemes are the schemes the Dovecot adapter can write.
+var dovecotSchemes = []string{"SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "SSHA512", "ARGON2ID"}
+
+func (a *Auth) validate() error {
+	if !a.Configured() {
+		// A service's own file may leave the auth section out.
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+		return fmt.Errorf("listen %q: %w", a.Listen, err)
+	}
+	switch a.Provider {
+	case ProviderDovecot:
+		if err := a.Dovecot.validate(); err != nil {
+			return fmt.Errorf("dovecot: %w", err)
+		}
+	case ProviderOpenSRS:
+		if err := a.OpenSRS.validate(); err != nil {
+			return fmt.Errorf("opensrs: %w", err)
+		}
+	default:
+		return fmt.Errorf("provider %q: want %s or %s", a.Provider, ProviderDovecot, ProviderOpenSRS)
+	}
+	if a.LegacyIMAP.Address != "" {
+		if err := a.LegacyIMAP.validate(); err != nil {
+			return fmt.Errorf("legacy_imap: %w", err)
+		}
+	}
+	if err := a.validateListener(); err != nil {
+		return err
+	}
+	if _, err := ParsePrefixes(a.TrustedProxies); err != nil {
+		return fmt.Errorf("trusted_proxies: %w", err)
+	}
+	if err := a.Policy.validate(); err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	if a.RateLimit.AccountFailures < 1 || a.RateLimit.AddressFailures < 1 || a.RateLimit.AddressRequests < 1 {
+		return errors.New("rate_limit: failures and requests must be at least 1")
+	}
+	if err := a.Argon2.validate(); err != nil {
+		return fmt.Errorf("argon2: %w", err)
+	}
+	return nil
+}
+
+func (a *Auth) validateListener() error {
+	if (a.TLS.CertFile == "") != (a.TLS.KeyFile == "") {
+		return errors.New("tls: cert_file and key_file go together")
+	}
+	switch a.TLS.MinVersion {
+	case "1.2", "1.3":
+	default:
+		return fmt.Errorf("tls.min_version %q: want 1.2 or 1.3", a.TLS.MinVersion)
+	}
+	if a.TLS.Enabled() || a.AllowPlaintext {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(a.Listen)
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	// Passwords would cross the network in clear.
+	return fmt.Errorf("listen %q is not loopback: configure tls.cert_file and tls.key_file, or allow_plaintext behind a TLS proxy", a.Listen)
+}
+
+func (d *AuthDovecot) validate() error {
+	if d.PasswdFile == "" {
+		return errors.New("passwd_file is required")
+	}
+	for _, s := range dovecotSchemes {
+		if d.Scheme == s {
+			return nil
+		}
+	}
+	return fmt.Errorf("scheme %q: want one of %s", d.Scheme, strings.Join(dovecotSchemes, ", "))
+}
+
+func (o *AuthOpenSRS) validate() error {
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return fmt.Errorf("url: %w", err)
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		// The API receives users' passwords.
+		return fmt.Errorf("url %q: want an https:// URL", o.URL)
+	}
+	if o.User == "" {
+		return errors.New("user is required")
+	}
+	if o.PasswordFile == "" {
+		return errors.New("password_file is required (or MAILFERRY_AUTH_OPENSRS_PASSWORD)")
+	}
+	if o.TokenHours < 1 {
+		return fmt.Errorf("token_hours %d: want at least 1", o.TokenHours)
+	}
+	return nil
+}
+
+func (g *AuthArgon2) validate() error {
+	if g.Time < 1 || g.Threads < 1 || g.Threads > 255 {
+		return fmt.Errorf("time %d, threads %d: want time >= 1 and 1 <= threads <= 255", g.Time, g.Threads)
+	}
+	if g.MemoryKiB < 8*g.Threads || g.MemoryKiB > 4<<20 {
+		return fmt.Errorf("memory_kib %d: want at least 8 per thread and at most 4 GiB", g.MemoryKiB)
+	}
+	return nil
+}
+
+func (p *PasswordPolicy) validate() error {
+	if p.MinLength < 1 || p.MaxLength < p.MinLength {
+		return fmt.Errorf("min_length %d, max_length %d: want 1 <= min <= max", p.MinLength, p.MaxLength)
+	}
+	if p.MaxLength > 1024 {
+		return fmt.Errorf("max_length %d: want at most 1024", p.MaxLength)
+	}
+	return nil
+}
+
+// OpenSRSPassword returns the OMA password, from
+// MAILFERRY_AUTH_OPENSRS_PASSWORD or opensrs.password_file.
+func (a *Auth) OpenSRSPassword() (string, error) {
+	return Secret(EnvPrefix+"AUTH_OPENSRS_PASSWORD", a.OpenSRS.PasswordFile)
+}
+
+// ParsePrefixes parses addresses ("192.0.2.1") and CIDR prefixes
+// ("10.0.0.0/8").
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: neither an address nor a CIDR prefix", s)
+		}
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return out, nil
+}

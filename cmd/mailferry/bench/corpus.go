@@ -79,14 +79,14 @@ var names = []string{"Anna Schmidt", "Bob Miller", "Chloé Dubois", "Dmitri Ivan
 
 // Corpus describes the generated corpus as seeded into the source.
 type Corpus struct {
-	Mailboxes int    `json:"mailboxes"`
-	Folders   int    `json:"folders"`
-	Messages  int    `json:"messages"`
-	Bytes     int64  `json:"bytes"`
-	Largest   int64  `json:"largest_bytes"`
-	Median    int64  `json:"median_bytes"`
-	Over1MB   int    `json:"over_1mb"`
-	Seed      uint64 `json:"seed"`
+	Mailboxes int     `json:"mailboxes"`
+	Folders   int     `json:"folders"`
+	Messages  int     `json:"messages"`
+	Bytes     int64   `json:"bytes"`
+	Largest   int64   `json:"largest_bytes"`
+	Median    int64   `json:"median_bytes"`
+	Over1MB   int     `json:"over_1mb"`
+	Seed      uint64  `json:"seed"`
 	Seconds   float64 `json:"seed_seconds"`
 }
 

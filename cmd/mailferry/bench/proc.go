@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -99,6 +100,25 @@ func (c *child) stop(grace time.Duration) error {
 	// Anything it forked and left behind goes too.
 	_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
 	return c.err
+}
+
+// stopAll stops children at once (see stop) and returns each one's
+// error and how long it took, in the order of children.
+func stopAll(children []*child, grace time.Duration) ([]error, []time.Duration) {
+	errs := make([]error, len(children))
+	took := make([]time.Duration, len(children))
+	var wg sync.WaitGroup
+	for i, c := range children {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			errs[i] = c.stop(grace)
+			took[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	return errs, took
 }
 
 // kill sends SIGKILL to the child's group and waits a bounded time for the
@@ -302,4 +322,108 @@ func childEnv() []string {
 		}
 	}
 	return env
+}
+
+// peakMeter measures the peak RSS of a comparison tool's process. The
+// Maxrss that wait4 reports for a direct child of this process is of no
+// use: Go starts children with vfork, and when the child calls exec the
+// kernel records the peak of the memory it leaves, which is this
+// process's. GNU time forks the command from a small process and reports
+// the command's own peak; without GNU time the child's VmHWM is sampled
+// until it exits.
+type peakMeter struct {
+	gnuTime string // path of GNU time, or ""
+	dir     string // where GNU time writes its reports
+}
+
+// sampleEvery is the VmHWM sampling period without GNU time.
+const sampleEvery = 10 * time.Millisecond
+
+func newPeakMeter(dir string) *peakMeter {
+	m := &peakMeter{dir: dir}
+	if p, err := exec.LookPath("time"); err == nil {
+		if out, err := exec.Command(p, "--version").CombinedOutput(); err == nil && bytes.Contains(out, []byte("GNU")) {
+			m.gnuTime = p
+		}
+	}
+	return m
+}
+
+func (m *peakMeter) method() string {
+	if m.gnuTime != "" {
+		return "GNU time (%M) of each process"
+	}
+	return fmt.Sprintf("VmHWM of each process sampled every %s (GNU time not found)", sampleEvery)
+}
+
+// start starts cmd as child name and returns it with a function that
+// returns the peak RSS in KiB (0 when unknown) once the child has exited.
+func (m *peakMeter) start(name string, cmd *exec.Cmd) (*child, func() int64, error) {
+	if cmd.Err != nil {
+		return nil, nil, fmt.Errorf("start %s: %w", name, cmd.Err)
+	}
+	if m.gnuTime != "" {
+		if err := os.MkdirAll(m.dir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		f, err := os.CreateTemp(m.dir, "rusage-")
+		if err != nil {
+			return nil, nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		report := f.Name()
+		f.Close()
+		wrapped := exec.Command(m.gnuTime, append([]string{"-f", "%M", "-o", report, cmd.Path}, cmd.Args[1:]...)...)
+		wrapped.Dir, wrapped.Env, wrapped.Stdin, wrapped.Stdout, wrapped.Stderr = cmd.Dir, cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr
+		c, err := startChild(name, wrapped)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() int64 { return readGNUTime(report) }, nil
+	}
+	c, err := startChild(name, cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	var peak atomic.Int64
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			if v, err := procStatusKiB(c.pid(), "VmHWM"); err == nil && v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-c.exited:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return c, func() int64 {
+		select {
+		case <-sampled:
+		case <-time.After(killWait):
+		}
+		return peak.Load()
+	}, nil
+}
+
+// readGNUTime reads the %M report of GNU time: its last line, after a
+// possible "Command exited with non-zero status" line.
+func readGNUTime(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	lines := strings.Fields(string(b))
+	if len(lines) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }

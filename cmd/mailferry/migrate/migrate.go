@@ -6,6 +6,7 @@ package migrate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -112,14 +113,45 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 	res := &Result{Pass: pass, Progress: tr.snapshot()}
 	log.Info().Msg("verifying")
 	res.Report = verify.Mailboxes(ctx, cfg, boxes)
-	ev := event.Publisher{JS: b.JS, Service: "migrate"}
-	for _, m := range res.Report.Mailboxes {
-		if m.OK {
-			_ = ev.Publish(ctx, event.MailboxVerified, m.Source, "verified."+m.Source+"."+pass, map[string]any{"pass": pass, "messages": m.Messages})
-		}
-	}
+	publishVerified(ctx, b, res.Report)
 	res.Took = time.Since(start)
 	return res, nil
+}
+
+// PublishVerified records on the events stream which mailboxes verified,
+// for the pass each was last queued in.
+func PublishVerified(ctx context.Context, cfg *config.Config, log zerolog.Logger, r *verify.Report) error {
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-verify", log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	publishVerified(ctx, b, r)
+	return nil
+}
+
+func publishVerified(ctx context.Context, b *broker.Broker, r *verify.Report) {
+	ev := event.Publisher{JS: b.JS, Service: "verify"}
+	st, err := b.JS.Stream(ctx, broker.StreamEvents)
+	if err != nil {
+		return
+	}
+	for _, m := range r.Mailboxes {
+		if !m.OK {
+			continue
+		}
+		pass := ""
+		if raw, err := st.GetLastMsgForSubject(ctx, subject.Event(event.MailboxQueued, m.Source)); err == nil {
+			if e, err := event.Decode(raw.Data); err == nil {
+				var d struct {
+					Pass string `json:"pass"`
+				}
+				_ = json.Unmarshal(e.Data, &d)
+				pass = d.Pass
+			}
+		}
+		_ = ev.Publish(ctx, event.MailboxVerified, m.Source, "verified."+m.Source+"."+pass+"."+nuid.Next(), map[string]any{"pass": pass, "messages": m.Messages})
+	}
 }
 
 func startServices(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, b *broker.Broker, log zerolog.Logger) {

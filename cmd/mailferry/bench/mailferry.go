@@ -1,0 +1,445 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
+	"github.com/mailferry/mailferry/cmd/mailferry/verify"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// Bounds of the mailferry run besides the overall -timeout.
+const (
+	readyTimeout = time.Minute      // until both services consume jobs
+	stallTimeout = 5 * time.Minute  // without any event or progress sample
+	stopGrace    = 15 * time.Second // from SIGTERM to SIGKILL
+	maxFailures  = 5                // failed attempts that give a mailbox up
+	progressLog  = 10 * time.Second
+)
+
+// runMailferry migrates the corpus with the extractor and the loader as
+// separate processes of the mailferry binary, connected through an
+// embedded NATS server that this process hosts, then verifies.
+func (r *runner) runMailferry(ctx context.Context) *Result {
+	res := &Result{Tool: "mailferry", Messages: r.corpus.Messages, Bytes: r.corpus.Bytes}
+	dir := filepath.Join(r.work, "mailferry")
+	defer r.removeUnlessKept(dir)
+	tgt, err := r.startTarget(ctx, dir)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	defer r.stopServer(tgt)
+	if err := r.mailferry(ctx, dir, tgt, res); err != nil {
+		res.Error = err.Error()
+	}
+	r.countTarget(ctx, tgt, res)
+	return res
+}
+
+func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Server, res *Result) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
+	defer cancel()
+	addr, err := freeAddr()
+	if err != nil {
+		return fmt.Errorf("mailferry: %w", err)
+	}
+	confPath, cfg, err := r.writeConfig(dir, tgt, "nats://"+addr)
+	if err != nil {
+		return fmt.Errorf("mailferry: %w", err)
+	}
+	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	if err != nil {
+		return fmt.Errorf("mailferry: %w", err)
+	}
+
+	// The embedded server's peak memory is this process's: start measuring
+	// it from here, without what generating the corpus took.
+	debug.FreeOSMemory()
+	if err := resetPeakRSS(); err != nil {
+		r.logf("warning: %v; the bench process's peak includes corpus generation", err)
+	}
+	cpu0 := selfCPU()
+	srvCPU0 := r.serverCPU(tgt)
+
+	bcfg := cfg.NATS
+	bcfg.URL, bcfg.Listen, bcfg.DataDir = "", addr, filepath.Join(dir, "nats")
+	b, err := broker.Open(ctx, bcfg, "mailferry-bench", zerolog.New(r.stderr).Level(zerolog.WarnLevel))
+	if err != nil {
+		return fmt.Errorf("mailferry: start embedded nats on %s: %w", addr, err)
+	}
+	defer b.Close()
+
+	var children []*child
+	defer func() { stopAll(children, stopGrace) }()
+	for _, svc := range []string{"extractor", "loader"} {
+		c, err := r.startService(dir, svc, confPath)
+		if err != nil {
+			return fmt.Errorf("mailferry: %w", err)
+		}
+		children = append(children, c)
+	}
+	if err := waitConsumers(ctx, b, children); err != nil {
+		return fmt.Errorf("mailferry: %w", err)
+	}
+
+	events, err := followEvents(ctx, b)
+	if err != nil {
+		return fmt.Errorf("mailferry: %w", err)
+	}
+	prog := &progressSum{loaded: map[string]int64{}}
+	sub, err := b.Conn.Subscribe(subject.ProgressPrefix+".loader.>", prog.onSample)
+	if err != nil {
+		return fmt.Errorf("mailferry: follow progress: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	r.logf("mailferry: migrating %d mailboxes (extractor and loader as processes, %d mailboxes at once)", len(boxes), r.opts.parallel)
+	start := time.Now()
+	pass, err := migrate.Enqueue(ctx, b, boxes)
+	if err != nil {
+		return fmt.Errorf("mailferry: enqueue: %w", err)
+	}
+	loaded, err := r.awaitLoaded(ctx, dir, events, pass, boxes, prog, children, start)
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("mailferry: pass %s: %w", pass, err)
+	}
+	res.setTime(took)
+	var appended, dead int64
+	for _, l := range loaded {
+		appended += l.Appended
+		dead += l.Dead
+	}
+	if dead > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d messages dead-lettered", dead))
+	}
+	r.logf("mailferry: %d messages appended in %.1f s", appended, took.Seconds())
+
+	// Peaks are read before the services stop: a stopping process can
+	// still allocate.
+	for _, c := range children {
+		kib, err := procStatusKiB(c.pid(), "VmHWM")
+		if err != nil {
+			return fmt.Errorf("mailferry: peak RSS of %s: %w", c.name, err)
+		}
+		res.Peaks = append(res.Peaks, Peak{Process: c.name, KiB: kib, Count: 1})
+	}
+	self, err := procStatusKiB(0, "VmHWM")
+	if err != nil {
+		return fmt.Errorf("mailferry: peak RSS of the bench process: %w", err)
+	}
+	res.Peaks = append(res.Peaks, Peak{Process: "nats+bench", KiB: self, Count: 1})
+	if size, err := dirSize(bcfg.DataDir); err == nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("JetStream store after the pass: %.1f MB", float64(size)/1e6))
+	}
+	res.CPU = selfCPU() - cpu0
+	var stopErrs []error
+	errs, stopTook := stopAll(children, stopGrace)
+	for i, c := range children {
+		r.logf("mailferry: %s stopped %.1f s after SIGTERM", c.name, stopTook[i].Seconds())
+		if errs[i] != nil {
+			stopErrs = append(stopErrs, fmt.Errorf("%s: %w (log %s)", c.name, errs[i], r.serviceLog(dir, c.name)))
+		}
+		res.CPU += cpuSeconds(c.usage())
+	}
+	children = nil
+	res.ServerCPU = r.serverCPU(tgt) - srvCPU0
+	if err := errors.Join(stopErrs...); err != nil {
+		return fmt.Errorf("mailferry: stop services: %w", err)
+	}
+
+	r.logf("mailferry: verifying")
+	vstart := time.Now()
+	rep := verify.Mailboxes(ctx, cfg, boxes)
+	res.Verify = summarize(rep, time.Since(vstart))
+	if ctx.Err() != nil {
+		return fmt.Errorf("mailferry: verify: %w", ctx.Err())
+	}
+	if !rep.OK {
+		var sb strings.Builder
+		rep.WriteText(&sb)
+		r.logf("mailferry verification report:\n%s", sb.String())
+	}
+	return nil
+}
+
+// writeConfig writes the services' configuration (nats.url set) with its
+// inventory and master password file, and returns it loaded.
+func (r *runner) writeConfig(dir string, tgt *dovecottest.Server, natsURL string) (string, *config.Config, error) {
+	pw := filepath.Join(dir, "master.pw")
+	if err := os.WriteFile(pw, []byte(r.masterPassword+"\n"), 0o600); err != nil {
+		return "", nil, fmt.Errorf("write master password: %w", err)
+	}
+	var csv strings.Builder
+	csv.WriteString("source_user,target_user\n")
+	for _, u := range r.users {
+		fmt.Fprintf(&csv, "%s,%s\n", u, u)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mailboxes.csv"), []byte(csv.String()), 0o600); err != nil {
+		return "", nil, fmt.Errorf("write inventory: %w", err)
+	}
+	// The loader holds two connections per mailbox.
+	conns := 2*r.opts.parallel + 2
+	yaml := fmt.Sprintf(`# written by mailferry bench
+nats:
+  url: %s
+source:
+  address: %s
+  tls: none
+  auth: master
+  master_user: %s
+  master_password_file: master.pw
+  connections: %d
+target:
+  address: %s
+  tls: none
+  auth: master
+  master_user: %s
+  master_password_file: master.pw
+  connections: %d
+mailboxes:
+  file: mailboxes.csv
+extractor:
+  concurrency: %d
+loader:
+  concurrency: %d
+log:
+  level: info
+  format: json
+`, natsURL, r.src.Addr, masterUser, conns, tgt.Addr, masterUser, conns, r.opts.parallel, r.opts.parallel)
+	path := filepath.Join(dir, "mailferry.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		return "", nil, fmt.Errorf("write config: %w", err)
+	}
+	cfg, err := config.Parse([]byte(yaml), dir, childEnv())
+	if err != nil {
+		return "", nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return path, cfg, nil
+}
+
+// startService starts `mailferry SVC -c CONF` with its log in dir.
+func (r *runner) startService(dir, svc, conf string) (*child, error) {
+	logf, err := os.Create(r.serviceLog(dir, svc))
+	if err != nil {
+		return nil, fmt.Errorf("%s log: %w", svc, err)
+	}
+	// The child has its own descriptor once started.
+	defer logf.Close()
+	cmd := exec.Command(r.opts.bin, svc, "-c", conf)
+	cmd.Dir = dir
+	cmd.Env = childEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	return startChild(svc, cmd)
+}
+
+func (r *runner) serviceLog(dir, svc string) string { return filepath.Join(dir, svc+".log") }
+
+// waitConsumers waits until the extractor's and the loader's durable job
+// consumers exist, that is until both services are connected and about to
+// fetch jobs, so the measured time does not include their start.
+func waitConsumers(ctx context.Context, b *broker.Broker, children []*child) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for _, name := range []string{"extractor", "loader"} {
+		for {
+			_, err := b.JS.Consumer(ctx, broker.StreamJobs, name)
+			if err == nil {
+				break
+			}
+			for _, c := range children {
+				if c.done() {
+					return fmt.Errorf("%s exited during start: %v", c.name, c.err)
+				}
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("wait for the %s to consume jobs: %w (last: %v)", name, ctx.Err(), err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// followEvents reads mailbox events from the current end of the events
+// stream, so the consumer exists before anything is enqueued.
+func followEvents(ctx context.Context, b *broker.Broker) (jetstream.Consumer, error) {
+	st, err := b.JS.Stream(ctx, broker.StreamEvents)
+	if err != nil {
+		return nil, fmt.Errorf("events stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("events stream: %w", err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject.EventPrefix + ".mailbox.>"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow events: %w", err)
+	}
+	return cons, nil
+}
+
+// progressSum adds up the loader's progress samples; the NATS callback and
+// the waiting loop share it.
+type progressSum struct {
+	mu     sync.Mutex
+	loaded map[string]int64
+	bytes  map[string]int64
+	seen   time.Time
+}
+
+func (p *progressSum) onSample(m *nats.Msg) {
+	var s event.Progress
+	if json.Unmarshal(m.Data, &s) != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bytes == nil {
+		p.bytes = map[string]int64{}
+	}
+	p.loaded[s.Mailbox] = s.Messages
+	p.bytes[s.Mailbox] = s.Bytes
+	p.seen = time.Now()
+}
+
+func (p *progressSum) totals() (msgs, bytes int64, last time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range p.loaded {
+		msgs += n
+	}
+	for _, n := range p.bytes {
+		bytes += n
+	}
+	return msgs, bytes, p.seen
+}
+
+// awaitLoaded follows the events of pass until every mailbox is loaded.
+// It gives up when a mailbox failed maxFailures times or for good, when a
+// service exits, when nothing happens for stallTimeout, or when ctx ends.
+func (r *runner) awaitLoaded(ctx context.Context, dir string, cons jetstream.Consumer, pass string, boxes []job.Mailbox,
+	prog *progressSum, children []*child, start time.Time) (map[string]event.Loaded, error) {
+	loaded := map[string]event.Loaded{}
+	failures := map[string]int{}
+	lastActivity, lastLog := time.Now(), time.Now()
+	for len(loaded) < len(boxes) {
+		for _, c := range children {
+			if c.done() {
+				return nil, fmt.Errorf("%s exited (%v); log tail:\n%s", c.name, c.err, fileTail(r.serviceLog(dir, c.name), 20))
+			}
+		}
+		msg, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		switch {
+		case err == nil:
+			lastActivity = time.Now()
+			e, derr := event.Decode(msg.Data())
+			if derr != nil {
+				r.logf("warning: mailferry: %v", derr)
+				break
+			}
+			if err := onEvent(e, pass, loaded, failures); err != nil {
+				return nil, err
+			}
+		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages):
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("%d of %d mailboxes loaded: %w", len(loaded), len(boxes), ctx.Err())
+		default:
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		msgs, bytes, seen := prog.totals()
+		if seen.After(lastActivity) {
+			lastActivity = seen
+		}
+		if time.Since(lastActivity) > stallTimeout {
+			return nil, fmt.Errorf("no event and no progress for %s (%d of %d mailboxes loaded)", stallTimeout, len(loaded), len(boxes))
+		}
+		if time.Since(lastLog) >= progressLog {
+			el := time.Since(start).Seconds()
+			r.logf("mailferry: %d/%d mailboxes loaded, %d messages, %.1f MB (%.0f messages/s, %.1f MB/s)",
+				len(loaded), len(boxes), msgs, float64(bytes)/1e6, float64(msgs)/el, float64(bytes)/1e6/el)
+			lastLog = time.Now()
+		}
+	}
+	return loaded, nil
+}
+
+// onEvent folds one event of pass into loaded and failures.
+func onEvent(e *event.Event, pass string, loaded map[string]event.Loaded, failures map[string]int) error {
+	switch e.Type {
+	case event.MailboxLoaded:
+		var d event.Loaded
+		if json.Unmarshal(e.Data, &d) != nil || d.Pass != pass {
+			return nil
+		}
+		loaded[e.Key] = d
+	case event.MailboxFailed:
+		var d event.Failed
+		if json.Unmarshal(e.Data, &d) != nil || d.Pass != pass {
+			return nil
+		}
+		failures[e.Key]++
+		if !d.Retried || failures[e.Key] >= maxFailures {
+			return fmt.Errorf("mailbox %s failed %d times, last while %s: %s", e.Key, failures[e.Key], d.Phase, d.Reason)
+		}
+	}
+	return nil
+}
+
+// summarize reduces a verification report to its outcome and the number
+// of differences by kind.
+func summarize(rep *verify.Report, took time.Duration) *Verification {
+	v := &Verification{OK: rep.OK, Seconds: took.Seconds(), Differences: map[string]int{}}
+	for _, m := range rep.Mailboxes {
+		v.Mailboxes++
+		v.Messages += m.Messages
+		if m.Error != "" {
+			v.Errors = append(v.Errors, m.Source+": "+m.Error)
+		}
+		for _, f := range m.Folders {
+			for _, d := range f.Differences {
+				v.Differences[d.Kind]++
+			}
+		}
+	}
+	return v
+}
+
+// freeAddr returns 127.0.0.1:port for a port that was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
+}

@@ -1,0 +1,384 @@
+// Package faultproxy is a TCP proxy for tests that must prove a client
+// survives a flaky server: it sits on loopback between the client and a real
+// server and, on request, cuts connections mid-stream, stalls them, refuses
+// new ones or adds latency.
+//
+// Fault choices come from a seeded generator, drawn once per connection in
+// accept order, so a run with the same seed and the same connection order
+// hits the same byte offsets.
+package faultproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Faults say what the proxy does to connections; the zero value forwards
+// faithfully.
+type Faults struct {
+	// CutAfter, when > 0, closes a connection abruptly (RST on both sides)
+	// once a random number of bytes in [CutAfter/2, CutAfter*3/2) has been
+	// forwarded server→client, the direction where big literals flow.
+	// Bytes still queued in the proxy's socket when it resets may be lost,
+	// so the client can see fewer bytes than that.
+	CutAfter int64
+	// CutProbability in [0,1] is the share of connections that get cut at
+	// all; 0 means 1 when CutAfter > 0.
+	CutProbability float64
+	// StallAfter, when > 0, makes connections stop forwarding server→client
+	// after a random byte count in [StallAfter/2, StallAfter*3/2) and hang,
+	// with both sockets open, until the client closes its side, the
+	// connection is cut by CutAll, or the proxy is closed.
+	StallAfter int64
+	// StallProbability in [0,1] is the share of connections that stall; 0
+	// means 1 when StallAfter > 0.
+	StallProbability float64
+	// RefuseFor is how long new connections are refused (accepted and reset
+	// at once) after Start when RefuseAtStart is true.
+	RefuseFor time.Duration
+	// RefuseAtStart makes Start open a refusal window of RefuseFor.
+	RefuseAtStart bool
+	// Latency is added before every forwarded chunk in both directions.
+	Latency time.Duration
+}
+
+// Stats counts what the proxy did since Start.
+type Stats struct {
+	Connections int64 // connections accepted and forwarded (refused ones excluded)
+	Open        int64 // connections forwarding right now
+	Cut         int64 // connections reset by CutAfter or CutAll
+	Stalled     int64 // connections that hit StallAfter
+	Refused     int64 // connections reset at accept during a refusal window
+	BytesUp     int64 // bytes forwarded client→server
+	BytesDown   int64 // bytes forwarded server→client
+}
+
+// Proxy forwards TCP connections from a loopback listener to a target,
+// injecting Faults. All methods are safe for concurrent use.
+type Proxy struct {
+	ln      net.Listener
+	target  string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	latency atomic.Int64
+
+	mu          sync.Mutex
+	faults      Faults
+	rng         *rand.Rand
+	refuseUntil time.Time
+	conns       map[*pconn]struct{}
+	closed      bool
+
+	connections, cut, stalled, refused, bytesUp, bytesDown atomic.Int64
+}
+
+// pconn is one proxied connection.
+type pconn struct {
+	p              *Proxy
+	client, server *net.TCPConn
+	cutAt, stallAt atomic.Int64 // server→client offsets; -1 = none
+	stalledNow     atomic.Bool  // the down copier is hanging
+	upDone         atomic.Bool  // the client closed its sending side
+	halves         atomic.Int32 // directions that ended with EOF
+	done           chan struct{}
+	once           sync.Once
+}
+
+// Start listens on 127.0.0.1:0 and forwards every accepted connection to
+// target, applying f. seed makes fault choices reproducible. Cancelling ctx
+// shuts the proxy down like Close, but only Close waits for its goroutines.
+func Start(ctx context.Context, target string, f Faults, seed uint64) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		ln:     ln,
+		target: target,
+		faults: f,
+		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		conns:  make(map[*pconn]struct{}),
+	}
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	p.latency.Store(int64(f.Latency))
+	if f.RefuseAtStart {
+		p.refuseUntil = time.Now().Add(f.RefuseFor)
+	}
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		<-p.ctx.Done()
+		p.shutdown()
+	}()
+	go p.acceptLoop()
+	return p, nil
+}
+
+// Addr returns the proxy's listening address, host:port on 127.0.0.1.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetFaults replaces the faults at run time, e.g. to stop them so a
+// migration can finish. Open connections drop any cut or stall they have not
+// hit yet (connections already stalled stay stalled); connections accepted
+// from now on draw from f. The latency applies at once; RefuseAtStart is
+// ignored (use Refuse).
+func (p *Proxy) SetFaults(f Faults) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.faults = f
+	p.latency.Store(int64(f.Latency))
+	for c := range p.conns {
+		c.cutAt.Store(-1)
+		c.stallAt.Store(-1)
+	}
+}
+
+// Refuse resets every new connection for d from now; d <= 0 ends any
+// refusal window. Open connections are not affected.
+func (p *Proxy) Refuse(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuseUntil = time.Now().Add(d)
+}
+
+// CutAll abruptly closes (RST) every open connection, stalled ones included.
+func (p *Proxy) CutAll() {
+	for _, c := range p.snapshot() {
+		if c.abort(true) {
+			p.cut.Add(1)
+		}
+	}
+}
+
+// Stats returns the counters.
+func (p *Proxy) Stats() Stats {
+	p.mu.Lock()
+	open := int64(len(p.conns))
+	p.mu.Unlock()
+	return Stats{
+		Connections: p.connections.Load(),
+		Open:        open,
+		Cut:         p.cut.Load(),
+		Stalled:     p.stalled.Load(),
+		Refused:     p.refused.Load(),
+		BytesUp:     p.bytesUp.Load(),
+		BytesDown:   p.bytesDown.Load(),
+	}
+}
+
+// Close stops listening, closes every connection and waits until all of the
+// proxy's goroutines have returned. It is safe to call more than once.
+func (p *Proxy) Close() error {
+	p.shutdown()
+	p.wg.Wait()
+	return nil
+}
+
+func (p *Proxy) snapshot() []*pconn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := make([]*pconn, 0, len(p.conns))
+	for c := range p.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func (p *Proxy) shutdown() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	p.ln.Close()
+	for _, c := range p.snapshot() {
+		c.abort(false)
+	}
+}
+
+// offset draws whether a fault with the given size and probability hits a
+// connection and at which server→client byte offset; -1 means it does not.
+// It always consumes two draws so one fault's settings do not shift another's.
+func offset(r *rand.Rand, after int64, prob float64) int64 {
+	hit, at := r.Float64(), r.Int64N(max(after, 1))
+	if after <= 0 {
+		return -1
+	}
+	if prob <= 0 {
+		prob = 1
+	}
+	if hit >= prob {
+		return -1
+	}
+	return after/2 + at
+}
+
+func (p *Proxy) acceptLoop() {
+	defer p.wg.Done()
+	for {
+		nc, err := p.ln.Accept()
+		if err != nil {
+			if p.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			select { // transient error such as EMFILE: back off briefly
+			case <-time.After(10 * time.Millisecond):
+			case <-p.ctx.Done():
+			}
+			continue
+		}
+		client := nc.(*net.TCPConn)
+		p.mu.Lock()
+		refusing := time.Now().Before(p.refuseUntil)
+		cutAt := offset(p.rng, p.faults.CutAfter, p.faults.CutProbability)
+		stallAt := offset(p.rng, p.faults.StallAfter, p.faults.StallProbability)
+		p.mu.Unlock()
+		if refusing {
+			client.SetLinger(0)
+			client.Close()
+			p.refused.Add(1)
+			continue
+		}
+		p.connections.Add(1)
+		c := &pconn{p: p, client: client, done: make(chan struct{})}
+		c.cutAt.Store(cutAt)
+		c.stallAt.Store(stallAt)
+		p.wg.Add(1)
+		go p.handle(c)
+	}
+}
+
+func (p *Proxy) handle(c *pconn) {
+	defer p.wg.Done()
+	d := net.Dialer{Timeout: 10 * time.Second}
+	sc, err := d.DialContext(p.ctx, "tcp", p.target)
+	if err != nil {
+		c.client.SetLinger(0)
+		c.client.Close()
+		return
+	}
+	c.server = sc.(*net.TCPConn)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		c.client.Close()
+		c.server.Close()
+		return
+	}
+	p.conns[c] = struct{}{}
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		c.pipe(c.client, c.server, false)
+	}()
+	c.pipe(c.server, c.client, true)
+}
+
+// abort closes both sockets (with RST when rst is set) and releases a stall.
+// It reports whether this call did it.
+func (c *pconn) abort(rst bool) bool {
+	did := false
+	c.once.Do(func() {
+		did = true
+		if rst {
+			c.client.SetLinger(0)
+			c.server.SetLinger(0)
+		}
+		c.client.Close()
+		c.server.Close()
+		close(c.done)
+		c.p.mu.Lock()
+		delete(c.p.conns, c)
+		c.p.mu.Unlock()
+	})
+	return did
+}
+
+// pipe copies src to dst until EOF, an error or a fault; down marks the
+// server→client direction, the only one that faults.
+func (c *pconn) pipe(src, dst *net.TCPConn, down bool) {
+	buf := make([]byte, 32<<10)
+	var pos int64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if lat := time.Duration(c.p.latency.Load()); lat > 0 {
+				t := time.NewTimer(lat)
+				select {
+				case <-t.C:
+				case <-c.done:
+					t.Stop()
+					return
+				}
+			}
+			data := buf[:n]
+			if down {
+				if at := c.cutAt.Load(); at >= 0 && pos+int64(n) >= at {
+					c.forward(dst, data[:at-pos], down)
+					if c.abort(true) {
+						c.p.cut.Add(1)
+					}
+					return
+				}
+				if at := c.stallAt.Load(); at >= 0 && pos+int64(n) >= at {
+					c.forward(dst, data[:at-pos], down)
+					c.p.stalled.Add(1)
+					c.stalledNow.Store(true)
+					if c.upDone.Load() { // the client has already given up
+						c.abort(false)
+					}
+					<-c.done
+					return
+				}
+			}
+			if !c.forward(dst, data, down) {
+				return
+			}
+			pos += int64(n)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				c.abort(false)
+				return
+			}
+			if !down {
+				c.upDone.Store(true)
+				if c.stalledNow.Load() {
+					c.abort(false)
+					return
+				}
+			}
+			dst.CloseWrite()
+			if c.halves.Add(1) == 2 {
+				c.abort(false)
+			}
+			return
+		}
+	}
+}
+
+// forward writes data to dst and counts it; on failure it tears c down.
+func (c *pconn) forward(dst *net.TCPConn, data []byte, down bool) bool {
+	n, err := dst.Write(data)
+	if down {
+		c.p.bytesDown.Add(int64(n))
+	} else {
+		c.p.bytesUp.Add(int64(n))
+	}
+	if err != nil {
+		c.abort(false)
+		return false
+	}
+	return true
+}
