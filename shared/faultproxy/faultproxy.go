@@ -68,6 +68,7 @@ type Proxy struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	latency atomic.Int64
+	gen     atomic.Uint64 // bumped by SetFaults; older fault plans are void
 
 	mu          sync.Mutex
 	faults      Faults
@@ -83,7 +84,8 @@ type Proxy struct {
 type pconn struct {
 	p              *Proxy
 	client, server *net.TCPConn
-	cutAt, stallAt atomic.Int64 // server→client offsets; -1 = none
+	gen            uint64       // p.gen when cutAt and stallAt were drawn
+	cutAt, stallAt int64        // server→client offsets; -1 = none
 	stalledNow     atomic.Bool  // the down copier is hanging
 	upDone         atomic.Bool  // the client closed its sending side
 	halves         atomic.Int32 // directions that ended with EOF
@@ -134,10 +136,7 @@ func (p *Proxy) SetFaults(f Faults) {
 	defer p.mu.Unlock()
 	p.faults = f
 	p.latency.Store(int64(f.Latency))
-	for c := range p.conns {
-		c.cutAt.Store(-1)
-		c.stallAt.Store(-1)
-	}
+	p.gen.Add(1)
 }
 
 // Refuse resets every new connection for d from now; d <= 0 ends any
@@ -151,9 +150,7 @@ func (p *Proxy) Refuse(d time.Duration) {
 // CutAll abruptly closes (RST) every open connection, stalled ones included.
 func (p *Proxy) CutAll() {
 	for _, c := range p.snapshot() {
-		if c.abort(true) {
-			p.cut.Add(1)
-		}
+		c.abort(true)
 	}
 }
 
@@ -240,8 +237,9 @@ func (p *Proxy) acceptLoop() {
 		client := nc.(*net.TCPConn)
 		p.mu.Lock()
 		refusing := time.Now().Before(p.refuseUntil)
-		cutAt := offset(p.rng, p.faults.CutAfter, p.faults.CutProbability)
-		stallAt := offset(p.rng, p.faults.StallAfter, p.faults.StallProbability)
+		c := &pconn{p: p, client: client, done: make(chan struct{}), gen: p.gen.Load()}
+		c.cutAt = offset(p.rng, p.faults.CutAfter, p.faults.CutProbability)
+		c.stallAt = offset(p.rng, p.faults.StallAfter, p.faults.StallProbability)
 		p.mu.Unlock()
 		if refusing {
 			client.SetLinger(0)
@@ -250,9 +248,6 @@ func (p *Proxy) acceptLoop() {
 			continue
 		}
 		p.connections.Add(1)
-		c := &pconn{p: p, client: client, done: make(chan struct{})}
-		c.cutAt.Store(cutAt)
-		c.stallAt.Store(stallAt)
 		p.wg.Add(1)
 		go p.handle(c)
 	}
@@ -285,24 +280,22 @@ func (p *Proxy) handle(c *pconn) {
 	c.pipe(c.server, c.client, true)
 }
 
-// abort closes both sockets (with RST when rst is set) and releases a stall.
-// It reports whether this call did it.
-func (c *pconn) abort(rst bool) bool {
-	did := false
+// abort closes both sockets, with RST and counted as a cut when rst is set,
+// and releases a stall. Stats are updated before the peers can notice.
+func (c *pconn) abort(rst bool) {
 	c.once.Do(func() {
-		did = true
+		c.p.mu.Lock()
+		delete(c.p.conns, c)
+		c.p.mu.Unlock()
 		if rst {
+			c.p.cut.Add(1)
 			c.client.SetLinger(0)
 			c.server.SetLinger(0)
 		}
 		c.client.Close()
 		c.server.Close()
 		close(c.done)
-		c.p.mu.Lock()
-		delete(c.p.conns, c)
-		c.p.mu.Unlock()
 	})
-	return did
 }
 
 // pipe copies src to dst until EOF, an error or a fault; down marks the
@@ -323,15 +316,13 @@ func (c *pconn) pipe(src, dst *net.TCPConn, down bool) {
 				}
 			}
 			data := buf[:n]
-			if down {
-				if at := c.cutAt.Load(); at >= 0 && pos+int64(n) >= at {
+			if down && c.gen == c.p.gen.Load() {
+				if at := c.cutAt; at >= 0 && pos+int64(n) >= at {
 					c.forward(dst, data[:at-pos], down)
-					if c.abort(true) {
-						c.p.cut.Add(1)
-					}
+					c.abort(true)
 					return
 				}
-				if at := c.stallAt.Load(); at >= 0 && pos+int64(n) >= at {
+				if at := c.stallAt; at >= 0 && pos+int64(n) >= at {
 					c.forward(dst, data[:at-pos], down)
 					c.p.stalled.Add(1)
 					c.stalledNow.Store(true)

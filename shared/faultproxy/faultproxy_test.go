@@ -104,6 +104,18 @@ func readUntilErr(t *testing.T, c net.Conn, per time.Duration) (int64, error) {
 	}
 }
 
+// dialAndDrain connects and reads until an error. A cut can come so early
+// that the dial itself sees the reset; that counts as 0 bytes read.
+func dialAndDrain(t *testing.T, addr string, per time.Duration) (int64, error) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return readUntilErr(t, c, per)
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
@@ -175,8 +187,7 @@ func TestCutAfterResetsConnectionMidStream(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := startProxy(t, b.addr(), Faults{CutAfter: tt.cutAfter})
-			c := dial(t, p.Addr())
-			got, err := readUntilErr(t, c, 5*time.Second)
+			got, err := dialAndDrain(t, p.Addr(), 5*time.Second)
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("read timed out after %d bytes; want a cut", got)
 			}
@@ -195,9 +206,7 @@ func TestCutProbabilityCutsOnlyThatShareOfConnections(t *testing.T) {
 	b := startBackend(t, stream(randomBytes(t, 256<<10)))
 	p := startProxy(t, b.addr(), Faults{CutAfter: 16 << 10, CutProbability: 0.5})
 	for range n {
-		c := dial(t, p.Addr())
-		readUntilErr(t, c, 5*time.Second)
-		c.Close()
+		dialAndDrain(t, p.Addr(), 5*time.Second)
 	}
 	if cut := p.Stats().Cut; cut < n/5 || cut > n*4/5 {
 		t.Fatalf("cut %d of %d connections with probability 0.5", cut, n)
@@ -433,4 +442,30 @@ func TestCancelledContextShutsProxyDown(t *testing.T) {
 		t.Fatal("proxy still accepts after cancel")
 	}
 	p.Close()
+}
+
+func TestLatencyDelaysEveryChunkAndSetFaultsRemovesIt(t *testing.T) {
+	const lat = 100 * time.Millisecond
+	b := startBackend(t, echo)
+	p := startProxy(t, b.addr(), Faults{Latency: lat})
+	tests := []struct {
+		name     string
+		latency  time.Duration
+		min, max time.Duration
+	}{
+		{"latency on both directions", lat, 2 * lat, time.Second},
+		{"latency removed at run time", 0, 0, lat},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p.SetFaults(Faults{Latency: tt.latency})
+			start := time.Now()
+			if err := roundTrip(p.Addr()); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d < tt.min || d > tt.max {
+				t.Fatalf("round trip took %v, want [%v, %v]", d, tt.min, tt.max)
+			}
+		})
+	}
 }
