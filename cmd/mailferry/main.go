@@ -38,6 +38,10 @@ commands:
   verify    -c FILE [-json] compare every mailbox's source and target
   status    -c FILE [-json] [-watch]  where every mailbox stands, from JetStream
   enqueue   -c FILE         put a pass over every mailbox on the jobs stream
+  deadletter list|show|retry -c FILE [-mailbox M] [-seq N] [-all] [-json] [-wait]
+                            messages the target refused for good, and retrying them
+  replay    -c FILE -mailbox M [-folder F] [-from-seq N | -since RFC3339] [-wait]
+                            deliver a mailbox's records to the loader again
   extractor -c FILE         run the extractor service
   loader    -c FILE         run the loader service
 `
@@ -66,11 +70,26 @@ func main() {
 }
 
 func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	sub := ""
+	if cmd == "deadletter" {
+		if len(args) == 0 {
+			return errors.New("deadletter: want list, show or retry")
+		}
+		sub, args = args[0], args[1:]
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", "mailferry.yaml", "configuration file")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	watch := fs.Bool("watch", false, "status: redraw every two seconds until interrupted")
+	var o opsFlags
+	fs.StringVar(&o.mailbox, "mailbox", "", "deadletter, replay: the source mailbox")
+	fs.StringVar(&o.folder, "folder", "", "replay: only this source folder")
+	fs.Uint64Var(&o.fromSeq, "from-seq", 0, "replay: first mail-stream sequence")
+	fs.StringVar(&o.since, "since", "", "replay: records stored since this RFC 3339 time")
+	fs.Uint64Var(&o.seq, "seq", 0, "deadletter show, retry: the dead letter's sequence")
+	fs.BoolVar(&o.all, "all", false, "deadletter retry: every dead letter (of -mailbox if given)")
+	fs.BoolVar(&o.wait, "wait", false, "replay, deadletter retry: run a loader here until done")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,6 +117,10 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 		return runStatus(ctx, cfg, log, stdout, *asJSON, *watch)
 	case "enqueue":
 		return runEnqueue(ctx, cfg, log, stdout)
+	case "deadletter":
+		return runDeadLetter(ctx, cfg, log, sub, o, stdout, *asJSON)
+	case "replay":
+		return runReplay(ctx, cfg, log, o, stdout)
 	case "extractor":
 		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
 			return (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)

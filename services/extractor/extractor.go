@@ -40,6 +40,9 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) handle(ctx context.Context, j *job.Job) error {
+	if j.LoaderOnly() {
+		return nil
+	}
 	ev := event.Publisher{JS: s.Broker.JS, Service: "extractor"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	_ = ev.Publish(ctx, event.MailboxExtracting, j.SourceUser, "extracting."+j.SourceUser+"."+j.Pass, map[string]string{"pass": j.Pass})

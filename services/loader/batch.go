@@ -27,7 +27,7 @@ func (ss *session) add(ctx context.Context, rec *record.Message, body []byte, se
 			return err
 		}
 	}
-	if ss.cur.done(rec.UID) || (len(ss.batch) > 0 && rec.UID <= ss.batch[len(ss.batch)-1].rec.UID) {
+	if (ss.replay == nil && ss.cur.done(rec.UID)) || (len(ss.batch) > 0 && rec.UID <= ss.batch[len(ss.batch)-1].rec.UID) {
 		// Already loaded, or a record published twice outside the
 		// broker's duplicate window.
 		ss.stats.Skipped++
@@ -149,6 +149,9 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 	for attempt := 0; len(items) > 0; attempt++ {
 		if attempt > len(items)+3 {
 			return fmt.Errorf("append to %q: giving up after %d attempts", fr.target, attempt)
+		}
+		if err := ss.lease.renew(ctx); err != nil {
+			return err
 		}
 		uidNext, err := ss.uidNext(ctx, fr.target)
 		if err != nil {

@@ -110,9 +110,9 @@ func permanent(se *imapappend.ServerError) bool {
 		return true
 	}
 	switch strings.ToUpper(se.Code) {
-	case "UNAVAILABLE", "INUSE", "SERVERBUG", "TRYCREATE", "EXPUNGEISSUED", "NOPERM", "AUTHORIZATIONFAILED", "LIMIT":
-		// LIMIT is a server-side limit such as too many connections;
-		// TOOBIG is the per-message one.
+	case "UNAVAILABLE", "INUSE", "SERVERBUG", "TRYCREATE", "EXPUNGEISSUED", "NOPERM", "AUTHORIZATIONFAILED":
+		// LIMIT (Dovecot's answer to a message over its size limit)
+		// and TOOBIG are about this message and stay.
 		return false
 	}
 	return true

@@ -48,6 +48,12 @@ func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uin
 	if st.exists() && st.V.Target != "" {
 		fr.target = st.V.Target
 	}
+	if !ss.tgt.exists[fr.target] {
+		// Deleted on the target since the listing (a replay rebuilds it).
+		if err := ss.ensureFolder(ctx, fr.target, ss.mbx.V.Subscribed[name]); err != nil {
+			return err
+		}
+	}
 	sel, err := ss.selectTarget(ctx, fr.target)
 	if err != nil {
 		return err
@@ -68,7 +74,7 @@ func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uin
 			return err
 		}
 	}
-	if !st.exists() && sel.NumMessages > 0 {
+	if (!st.exists() || ss.replay != nil) && sel.NumMessages > 0 {
 		if fr.present, err = ss.contentIndex(ctx, fr.target); err != nil {
 			return err
 		}

@@ -66,7 +66,13 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	retry := backoff.Default()
 	for attempt := 0; ; attempt++ {
-		res, err := s.Load(ctx, j)
+		var res *event.Loaded
+		var err error
+		if len(j.Retry) > 0 {
+			res, err = s.RetryDead(ctx, j)
+		} else {
+			res, err = s.Load(ctx, j)
+		}
 		if err == nil {
 			return ev.Publish(ctx, event.MailboxLoaded, j.SourceUser, "loaded."+j.SourceUser+"."+j.Pass, res)
 		}
@@ -110,10 +116,15 @@ type session struct {
 	log zerolog.Logger
 	ev  event.Publisher
 
-	c   *imapclient.Client
-	app *imapappend.Client
-	mbx *casEntry[MailboxState]
-	tgt targetInfo
+	lease *lease
+	c     *imapclient.Client
+	app   *imapappend.Client
+	mbx   *casEntry[MailboxState]
+	tgt   targetInfo
+
+	// replay, when set, delivers records again: the target's content,
+	// not the ledger's watermark, decides what is appended.
+	replay *job.Replay
 
 	cur *folderRun
 	// next is, per target folder, the UIDNEXT this session accounts for:
@@ -134,14 +145,18 @@ type pending struct {
 }
 
 func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
-	ss := &session{svc: s, j: j, ev: event.Publisher{JS: s.Broker.JS, Service: "loader"},
+	ss := &session{svc: s, j: j, replay: j.Replay, ev: event.Publisher{JS: s.Broker.JS, Service: "loader"},
 		prog: event.NewReporter(s.Broker.Conn, s.Broker.Progress, "loader", j.SourceUser, j.Pass),
 		log:  s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()}
 	cred, err := imapdial.CredentialsFor(s.Config, "target", j.TargetUser, j.TargetPasswordFile)
 	if err != nil {
 		return nil, errors.Join(err, job.ErrPermanent)
 	}
+	if ss.lease, err = acquire(ctx, s.Broker.Ledger, j.SourceUser); err != nil {
+		return nil, err
+	}
 	if ss.c, err = imapdial.Dial(ctx, s.Config.Target, cred, nil); err != nil {
+		ss.close()
 		return nil, err
 	}
 	if ss.app, err = imapappend.Dial(ctx, s.Config.Target, cred); err != nil {
@@ -163,6 +178,11 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 }
 
 func (ss *session) close() {
+	if ss.lease != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ss.lease.release(ctx)
+		cancel()
+	}
 	if ss.app != nil {
 		ss.app.Close()
 	}
@@ -184,11 +204,20 @@ func (ss *session) run(ctx context.Context) error {
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cc.OptStartSeq = seq + 1
 	}
+	if r := ss.replay; r != nil {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.FromSeq
+		if r.Folder != "" {
+			cc.FilterSubjects = []string{subject.MessagesOfFolder(ss.j.SourceUser, r.Folder)}
+		}
+	}
 	cons, err := ss.svc.Broker.JS.OrderedConsumer(ctx, broker.StreamMail, cc)
 	if err != nil {
 		return fmt.Errorf("follow mail stream: %w", err)
 	}
 	for {
+		if err := ss.lease.renew(ctx); err != nil {
+			return err
+		}
 		msg, err := cons.Next(jetstream.FetchMaxWait(ss.idle()))
 		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
 			if ctx.Err() != nil {
@@ -196,6 +225,11 @@ func (ss *session) run(ctx context.Context) error {
 			}
 			if err := ss.flush(ctx); err != nil {
 				return err
+			}
+			if ss.replay != nil {
+				// Everything replayed is already in the stream: a
+				// quiet consumer has delivered it all.
+				return nil
 			}
 			continue
 		}
@@ -208,6 +242,9 @@ func (ss *session) run(ctx context.Context) error {
 		done, err := ss.handle(ctx, msg)
 		if err != nil || done {
 			return err
+		}
+		if r := ss.replay; r != nil && ss.lastSeq >= r.UntilSeq {
+			return ss.flush(ctx)
 		}
 	}
 }
@@ -256,7 +293,7 @@ func (ss *session) handle(ctx context.Context, msg jetstream.Msg) (done bool, er
 		if err := ss.advance(ctx, seq); err != nil {
 			return false, err
 		}
-		return d.End.Pass == ss.j.Pass, nil
+		return d.End.Pass == ss.j.Pass && ss.replay == nil, nil
 	}
 	return false, nil
 }
@@ -264,6 +301,10 @@ func (ss *session) handle(ctx context.Context, msg jetstream.Msg) (done bool, er
 // advance commits that every record up to seq is dealt with.
 func (ss *session) advance(ctx context.Context, seq uint64) error {
 	ss.lastSeq = seq
+	if ss.replay != nil {
+		// A replay leaves the mailbox's own position alone.
+		return nil
+	}
 	if seq <= ss.mbx.V.Seq && ss.mbx.exists() {
 		return nil
 	}

@@ -376,3 +376,22 @@ func TestLoadWithLedgerRolledBackToAnOlderRevisionAppendsNothingTwice(t *testing
 	}
 	f.checkTarget("INBOX", want)
 }
+
+func TestASecondSessionOnABusyMailboxIsTurnedAway(t *testing.T) {
+	f := newFixture(t)
+	first, err := acquire(f.ctx, f.b.Ledger, srcUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acquire(f.ctx, f.b.Ledger, srcUser); !errors.Is(err, errBusy) {
+		t.Fatalf("second acquire: err = %v, want busy", err)
+	}
+	j := f.publishPass(corpusOf(2, "INBOX"), "")
+	if _, err := f.svc.Load(f.ctx, j); !errors.Is(err, errBusy) {
+		t.Fatalf("Load while another session holds the mailbox: err = %v, want busy", err)
+	}
+	first.release(f.ctx)
+	if _, err := f.svc.Load(f.ctx, j); err != nil {
+		t.Fatalf("Load after the lease was released: %v", err)
+	}
+}

@@ -26,9 +26,13 @@ var ErrPermanent = errors.New("permanent")
 // is reported (see Delivery), never silent.
 const MaxDeliver = 20
 
-// backoff spaces out redeliveries of a job whose worker vanished.
-func backoff() []time.Duration {
-	return []time.Duration{5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+// retryDelay spaces out the attempts at a failed job.
+func retryDelay(attempt uint64, first time.Duration) time.Duration {
+	d := first
+	for i := uint64(1); i < attempt && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
 }
 
 type deliveryKey struct{}
@@ -66,7 +70,6 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
 		MaxDeliver:    MaxDeliver,
-		BackOff:       backoff(),
 		MaxAckPending: o.Concurrency,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -141,13 +144,17 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 		// Shutting down: let another instance take it at once.
 		_ = m.Nak()
 	default:
-		log.Warn().Err(err).Str("mailbox", j.SourceUser).Str("pass", j.Pass).Dur("retry_in", o.RetryDelay).Msg("job failed, will retry")
-		_ = m.NakWithDelay(o.RetryDelay)
+		n, _ := Delivery(jctx)
+		d := retryDelay(n, o.RetryDelay)
+		log.Warn().Err(err).Str("mailbox", j.SourceUser).Str("pass", j.Pass).Uint64("attempt", n).Dur("retry_in", d).Msg("job failed, will retry")
+		_ = m.NakWithDelay(d)
 	}
 }
 
 func keepInProgress(ctx context.Context, m jetstream.Msg) {
-	t := time.NewTicker(20 * time.Second)
+	// Well inside AckWait, so a long job is never handed to another
+	// worker while this one still runs it.
+	t := time.NewTicker(15 * time.Second)
 	defer t.Stop()
 	for {
 		select {

@@ -34,6 +34,31 @@ type Job struct {
 	Mailbox
 	Pass     string    `json:"pass"`
 	Enqueued time.Time `json:"enqueued"`
+	// Retry, when set, makes this a job for the loader alone: append
+	// these dead-lettered records again.
+	Retry []RetryItem `json:"retry,omitempty"`
+	// Replay, when set, makes this a job for the loader alone: deliver
+	// the mailbox's records again from a point in the mail stream.
+	Replay *Replay `json:"replay,omitempty"`
+}
+
+// LoaderOnly reports whether the extractor has nothing to do for j.
+func (j *Job) LoaderOnly() bool { return len(j.Retry) > 0 || j.Replay != nil }
+
+// RetryItem names a dead letter and the mail record it is about.
+type RetryItem struct {
+	MailSeq uint64 `json:"mail_seq"`
+	DeadSeq uint64 `json:"dead_seq"`
+}
+
+// Replay says which records of a mailbox to deliver again.
+type Replay struct {
+	// Folder limits the replay to one source folder ("" for all).
+	Folder string `json:"folder,omitempty"`
+	// FromSeq is the first mail-stream sequence to deliver.
+	FromSeq uint64 `json:"from_seq"`
+	// UntilSeq is the last: the stream's end when the replay was asked.
+	UntilSeq uint64 `json:"until_seq"`
 }
 
 // ReadInventory reads the mailboxes CSV at path. Relative password file

@@ -26,7 +26,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,7 +231,7 @@ func (r *runner) run(ctx context.Context, stdout io.Writer) (err error) {
 	defer r.stopServer(r.src)
 
 	r.logf("seeding %d messages into %d mailboxes (seed %d, max size %d bytes)", r.opts.messages, r.opts.mailboxes, r.opts.seed, r.opts.maxSize)
-	rng := rand.New(rand.NewPCG(r.opts.seed, r.opts.seed^0x9e3779b97f4a7c15))
+	rng := newRand(r.opts.seed)
 	plans := planCorpus(r.users, r.opts.messages, r.opts.maxSize, rng)
 	if r.corpus, err = seedCorpus(ctx, r.src, plans, rng, r.opts.seed); err != nil {
 		return fmt.Errorf("bench: %w (source log: %s)", err, r.src.LogPath)
@@ -435,7 +434,10 @@ func (v *Verification) String() string {
 		total += n
 	}
 	sort.Strings(kinds)
-	s := fmt.Sprintf("FAILED: %d differences (%s)", total, strings.Join(kinds, ", "))
+	s := "FAILED"
+	if total > 0 {
+		s += fmt.Sprintf(": %d differences (%s)", total, strings.Join(kinds, ", "))
+	}
 	if len(v.Errors) > 0 {
 		s += fmt.Sprintf("; %d mailboxes not compared, first: %s", len(v.Errors), v.Errors[0])
 	}

@@ -101,6 +101,11 @@ type folderPlan struct {
 	sizes []int64
 }
 
+// newRand returns the corpus generator for seed.
+func newRand(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
 // planCorpus decides mailboxes, folders and message sizes. It draws from
 // rng in a fixed order, so a seed always gives the same corpus.
 func planCorpus(users []string, messages int, maxSize int64, rng *rand.Rand) []mailboxPlan {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -36,6 +37,7 @@ const (
 	stopGrace    = 15 * time.Second // from SIGTERM to SIGKILL
 	maxFailures  = 5                // failed attempts that give a mailbox up
 	progressLog  = 10 * time.Second
+	reportLines  = 40 // of a failed verification, on stderr
 )
 
 // runMailferry migrates the corpus with the extractor and the loader as
@@ -54,7 +56,9 @@ func (r *runner) runMailferry(ctx context.Context) *Result {
 	if err := r.mailferry(ctx, dir, tgt, res); err != nil {
 		res.Error = err.Error()
 	}
-	r.countTarget(ctx, tgt, res)
+	if ctx.Err() == nil {
+		r.countTarget(ctx, tgt, res)
+	}
 	return res
 }
 
@@ -80,7 +84,9 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 	if err := resetPeakRSS(); err != nil {
 		r.logf("warning: %v; the bench process's peak includes corpus generation", err)
 	}
-	cpu0 := selfCPU()
+	var usage0 benchUsage
+	usage0.rss, _ = procStatusKiB(0, "VmRSS")
+	usage0.cpu = selfCPU()
 	srvCPU0 := r.serverCPU(tgt)
 
 	bcfg := cfg.NATS
@@ -137,39 +143,16 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 	}
 	r.logf("mailferry: %d messages appended in %.1f s", appended, took.Seconds())
 
-	// Peaks are read before the services stop: a stopping process can
-	// still allocate.
-	for _, c := range children {
-		kib, err := procStatusKiB(c.pid(), "VmHWM")
-		if err != nil {
-			return fmt.Errorf("mailferry: peak RSS of %s: %w", c.name, err)
-		}
-		res.Peaks = append(res.Peaks, Peak{Process: c.name, KiB: kib, Count: 1})
-	}
-	self, err := procStatusKiB(0, "VmHWM")
-	if err != nil {
-		return fmt.Errorf("mailferry: peak RSS of the bench process: %w", err)
-	}
-	res.Peaks = append(res.Peaks, Peak{Process: "nats+bench", KiB: self, Count: 1})
-	if size, err := dirSize(bcfg.DataDir); err == nil {
-		res.Notes = append(res.Notes, fmt.Sprintf("JetStream store after the pass: %.1f MB", float64(size)/1e6))
-	}
-	res.CPU = selfCPU() - cpu0
-	var stopErrs []error
-	errs, stopTook := stopAll(children, stopGrace)
-	for i, c := range children {
-		r.logf("mailferry: %s stopped %.1f s after SIGTERM", c.name, stopTook[i].Seconds())
-		if errs[i] != nil {
-			stopErrs = append(stopErrs, fmt.Errorf("%s: %w (log %s)", c.name, errs[i], r.serviceLog(dir, c.name)))
-		}
-		res.CPU += cpuSeconds(c.usage())
-	}
-	children = nil
+	err = r.finishServices(dir, children, bcfg.DataDir, usage0, res)
+	children = nil // stopped
 	res.ServerCPU = r.serverCPU(tgt) - srvCPU0
-	if err := errors.Join(stopErrs...); err != nil {
-		return fmt.Errorf("mailferry: stop services: %w", err)
+	if err != nil {
+		return fmt.Errorf("mailferry: %w", err)
 	}
 
+	if ctx.Err() != nil {
+		return fmt.Errorf("mailferry: %w", ctx.Err())
+	}
 	r.logf("mailferry: verifying")
 	vstart := time.Now()
 	rep := verify.Mailboxes(ctx, cfg, boxes)
@@ -180,9 +163,63 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 	if !rep.OK {
 		var sb strings.Builder
 		rep.WriteText(&sb)
-		r.logf("mailferry verification report:\n%s", sb.String())
+		r.logf("mailferry verification report (first %d lines):\n%s", reportLines, firstLines(sb.String(), reportLines))
 	}
 	return nil
+}
+
+// benchUsage is this process's RSS (KiB) and CPU seconds when the pass
+// started.
+type benchUsage struct {
+	rss int64
+	cpu float64
+}
+
+// finishServices records the peak RSS of the services and of this process
+// (the embedded NATS server), then stops the services and adds up the CPU
+// time of all three.
+func (r *runner) finishServices(dir string, children []*child, natsDir string, usage0 benchUsage, res *Result) error {
+	// Peaks are read before the services stop: a stopping process can
+	// still allocate. The services are stopped whatever fails here.
+	var errs []error
+	for _, c := range children {
+		kib, err := procStatusKiB(c.pid(), "VmHWM")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("peak RSS of %s: %w", c.name, err))
+			continue
+		}
+		res.Peaks = append(res.Peaks, Peak{Process: c.name, KiB: kib, Count: 1})
+	}
+	if self, err := procStatusKiB(0, "VmHWM"); err != nil {
+		errs = append(errs, fmt.Errorf("peak RSS of the bench process: %w", err))
+	} else {
+		res.Peaks = append(res.Peaks, Peak{Process: "nats+bench", KiB: self, Count: 1})
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.Notes = append(res.Notes, fmt.Sprintf("bench process (embedded NATS): RSS %.1f MiB when the pass started; "+
+		"Go heap %.1f MiB in use, %.1f MiB obtained from the OS when it ended",
+		float64(usage0.rss)/1024, float64(ms.HeapInuse)/(1<<20), float64(ms.HeapSys)/(1<<20)))
+	if size, err := dirSize(natsDir); err == nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("JetStream store after the pass: %.1f MB", float64(size)/1e6))
+	}
+	benchCPU := selfCPU() - usage0.cpu
+	res.CPU = benchCPU
+
+	var cpuNotes []string
+	stopErrs, took := stopAll(children, stopGrace)
+	for i, c := range children {
+		r.logf("mailferry: %s stopped %.1f s after SIGTERM", c.name, took[i].Seconds())
+		if stopErrs[i] != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w (log %s)", c.name, stopErrs[i], r.serviceLog(dir, c.name)))
+		}
+		cpu := cpuSeconds(c.usage())
+		res.CPU += cpu
+		cpuNotes = append(cpuNotes, fmt.Sprintf("%s %.1f s", c.name, cpu))
+	}
+	cpuNotes = append(cpuNotes, fmt.Sprintf("nats+bench %.1f s", benchCPU))
+	res.Notes = append(res.Notes, "CPU: "+strings.Join(cpuNotes, ", ")+" (the services' includes their start and stop)")
+	return errors.Join(errs...)
 }
 
 // writeConfig writes the services' configuration (nats.url set) with its
@@ -367,7 +404,7 @@ func (r *runner) awaitLoaded(ctx context.Context, dir string, cons jetstream.Con
 				r.logf("warning: mailferry: %v", derr)
 				break
 			}
-			if err := onEvent(e, pass, loaded, failures); err != nil {
+			if err := r.onEvent(e, pass, loaded, failures); err != nil {
 				return nil, err
 			}
 		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages):
@@ -394,7 +431,7 @@ func (r *runner) awaitLoaded(ctx context.Context, dir string, cons jetstream.Con
 }
 
 // onEvent folds one event of pass into loaded and failures.
-func onEvent(e *event.Event, pass string, loaded map[string]event.Loaded, failures map[string]int) error {
+func (r *runner) onEvent(e *event.Event, pass string, loaded map[string]event.Loaded, failures map[string]int) error {
 	switch e.Type {
 	case event.MailboxLoaded:
 		var d event.Loaded
@@ -408,6 +445,7 @@ func onEvent(e *event.Event, pass string, loaded map[string]event.Loaded, failur
 			return nil
 		}
 		failures[e.Key]++
+		r.logf("mailferry: %s: attempt %d failed while %s (retried: %t): %s", e.Key, failures[e.Key], d.Phase, d.Retried, d.Reason)
 		if !d.Retried || failures[e.Key] >= maxFailures {
 			return fmt.Errorf("mailbox %s failed %d times, last while %s: %s", e.Key, failures[e.Key], d.Phase, d.Reason)
 		}
@@ -442,4 +480,13 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
+}
+
+// firstLines returns the first n lines of s.
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
 }

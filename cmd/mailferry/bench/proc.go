@@ -78,7 +78,7 @@ func (c *child) wait(ctx context.Context) error {
 		return c.err
 	case <-ctx.Done():
 		c.kill()
-		return fmt.Errorf("%s: %w", c.name, ctx.Err())
+		return ctx.Err()
 	}
 }
 

@@ -197,18 +197,24 @@ feed:
 	close(users)
 	wg.Wait()
 	took := time.Since(start)
-	res.setTime(took)
 	res.Peaks = []Peak{peak}
 	res.CPU = cpu
 	res.ServerCPU = r.serverCPU(tgt) - srvCPU0
+	failed := len(errs)
 	if tctx.Err() != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", res.Tool, tctx.Err()))
+		errs = append(errs, fmt.Errorf("stopped after %.1f s: %w", took.Seconds(), tctx.Err()))
 	}
 	if len(errs) > 0 {
-		res.Error = fmt.Sprintf("%d of %d mailboxes failed: %v", len(errs), len(r.users), errors.Join(errs...))
+		// No rate for an incomplete run.
+		res.Error = fmt.Sprintf("%d of %d mailboxes failed: %v", failed, len(r.users), errors.Join(errs...))
 		r.logf("%s: %s", res.Tool, res.Error)
+	} else {
+		res.setTime(took)
+		r.logf("%s: done in %.1f s", res.Tool, took.Seconds())
 	}
-	r.logf("%s: done in %.1f s", res.Tool, took.Seconds())
+	if ctx.Err() != nil {
+		return
+	}
 	r.countTarget(ctx, tgt, res)
 	if r.opts.verifyOthers {
 		r.verifyTarget(ctx, tgt, res)
@@ -233,7 +239,7 @@ func (r *runner) runOne(ctx context.Context, tool string, tgt *dovecottest.Serve
 	err = c.wait(ctx)
 	kib, cpu := peak(), cpuSeconds(c.usage())
 	if err != nil {
-		return kib, cpu, fmt.Errorf("%s %s: %w: %s", tool, user, err, out.String())
+		return kib, cpu, fmt.Errorf("%s %s: %w; output: %s", tool, user, err, out.String())
 	}
 	return kib, cpu, nil
 }

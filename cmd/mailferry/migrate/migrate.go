@@ -190,6 +190,49 @@ func followEvents(ctx context.Context, b *broker.Broker) (jetstream.Consumer, er
 	return cons, nil
 }
 
+// Await runs a loader in this process until every job of pass for boxes
+// is loaded or has failed for good (replays and retries, which only the
+// loader handles), and returns how each ended.
+func Await(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, boxes []job.Mailbox, pass string, since uint64) ([]MailboxProgress, error) {
+	svcCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	ld := &loader.Service{Config: cfg, Broker: b, Log: log.With().Str("service", "loader").Logger()}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := ld.Run(svcCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error().Err(err).Msg("loader stopped")
+		}
+	}()
+	tr := newTracker(boxes, 1)
+	cons, err := b.JS.OrderedConsumer(ctx, broker.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject.EventPrefix + ".mailbox.>"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: since + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow events: %w", err)
+	}
+	if err := follow(ctx, cons, tr, pass, nil, log); err != nil {
+		return nil, err
+	}
+	return tr.snapshot(), nil
+}
+
+// EventsEnd returns the last sequence of the events stream, to Await
+// events published after it.
+func EventsEnd(ctx context.Context, b *broker.Broker) (uint64, error) {
+	st, err := b.JS.Stream(ctx, broker.StreamEvents)
+	if err != nil {
+		return 0, fmt.Errorf("events stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("events stream: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
 // Enqueue puts a pass over every mailbox on the jobs stream.
 func Enqueue(ctx context.Context, b *broker.Broker, boxes []job.Mailbox) (string, error) {
 	pass := nuid.Next()

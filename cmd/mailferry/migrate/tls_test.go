@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/e2etest"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/dovecottest"
@@ -16,18 +17,18 @@ import (
 
 func TestMigrateOverVerifiedTLSImplicitAndStartTLS(t *testing.T) {
 	users := map[string]string{"tls@old.example": "pw"}
-	src := dovecottest.StartT(t, dovecottest.Options{Separator: '/', MasterUser: "admin", MasterPassword: masterPassword, Users: users, TLS: true})
-	tgt := dovecottest.StartT(t, dovecottest.Options{Separator: '.', MasterUser: "admin", MasterPassword: masterPassword, Users: users, TLS: true})
+	src := dovecottest.StartT(t, dovecottest.Options{Separator: '/', MasterUser: "admin", MasterPassword: e2etest.MasterPassword, Users: users, TLS: true})
+	tgt := dovecottest.StartT(t, dovecottest.Options{Separator: '.', MasterUser: "admin", MasterPassword: e2etest.MasterPassword, Users: users, TLS: true})
 	msgs := []dovecottest.Message{
 		{Body: []byte("Subject: over tls\r\n\r\nhello\r\n"), Flags: []string{`\Seen`}, Date: time.Unix(1_300_000_000, 0)},
-		{Body: bigMessage(700_000, "tls-large"), Date: time.Unix(1_300_000_100, 0)},
+		{Body: e2etest.BigMessage(700_000, "tls-large"), Date: time.Unix(1_300_000_100, 0)},
 	}
 	if err := src.Seed("tls@old.example", "INBOX", msgs); err != nil {
 		t.Fatal(err)
 	}
-	p := &peers{src: src, tgt: tgt, dir: t.TempDir(), users: []string{"tls@old.example"}}
-	cfg := p.config(t, filepath.Join(p.dir, "nats"))
-	ca := filepath.Join(p.dir, "ca.pem")
+	p := &e2etest.Peers{Src: src, Tgt: tgt, Dir: t.TempDir(), Users: []string{"tls@old.example"}}
+	_, cfg := p.Config(t, filepath.Join(p.Dir, "nats"))
+	ca := filepath.Join(p.Dir, "ca.pem")
 	if err := os.WriteFile(ca, append(append([]byte{}, src.CACertPEM...), tgt.CACertPEM...), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +36,7 @@ func TestMigrateOverVerifiedTLSImplicitAndStartTLS(t *testing.T) {
 	cfg.Target.TLS, cfg.Target.CAFile = config.TLSStartTLS, ca
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := migrate.Run(ctx, cfg, testLogger(t), migrate.Options{})
+	res, err := migrate.Run(ctx, cfg, e2etest.Logger(t), migrate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,175 @@
+// Package e2etest sets up end-to-end migrations against real Dovecot
+// servers for tests: a source and a target with master users, a
+// configuration pointing mailferry at them, seeded mail.
+package e2etest
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/corpus"
+	"github.com/mailferry/mailferry/shared/dovecottest"
+)
+
+// MasterPassword is the master users' password on both servers.
+const MasterPassword = "master-secret-Pw1!"
+
+// Folders the corpus is spread over: nested, non-ASCII, a dotted name
+// (which a '.'-separated target must not split) and special-use names.
+var Folders = []string{"INBOX", "Archive/2010", "Archive/2010/Q1", "Entwürfe", "Projekte/v1.2", "日本語/メール", "Sent Items", "Drafts", "Junk E-mail"}
+
+var keywords = []string{"$Label1", "$Forwarded", "Work", "NonJunk"}
+
+// Peers is a source Dovecot ('/' separator) and a target Dovecot ('.'),
+// both with the master user "admin".
+type Peers struct {
+	Src, Tgt *dovecottest.Server
+	Dir      string
+	Users    []string
+}
+
+// Start starts the two servers with n users on each.
+func Start(t *testing.T, n int, target dovecottest.Options) *Peers {
+	t.Helper()
+	p := &Peers{Dir: t.TempDir()}
+	accounts := map[string]string{}
+	for i := range n {
+		u := fmt.Sprintf("user%d@old.example", i+1)
+		p.Users = append(p.Users, u)
+		accounts[u] = fmt.Sprintf("pw-%d", i)
+	}
+	p.Src = dovecottest.StartT(t, dovecottest.Options{Separator: '/', MasterUser: "admin", MasterPassword: MasterPassword, Users: accounts, PlainPasswords: true})
+	target.Separator, target.MasterUser, target.MasterPassword = '.', "admin", MasterPassword
+	target.Users, target.PlainPasswords, target.AutoCreateSpecial = accounts, true, true
+	p.Tgt = dovecottest.StartT(t, target)
+	return p
+}
+
+// Config writes a configuration for the peers (NATS data in natsDir) and
+// returns its path and the loaded configuration.
+func (p *Peers) Config(t *testing.T, natsDir string) (string, *config.Config) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(p.Dir, "master.pw"), []byte(MasterPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var csv strings.Builder
+	csv.WriteString("source_user,target_user\n")
+	for _, u := range p.Users {
+		fmt.Fprintf(&csv, "%s,%s\n", u, u)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, "mailboxes.csv"), []byte(csv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf(`nats:
+  data_dir: %s
+source:
+  address: %s
+  tls: none
+  auth: master
+  master_user: admin
+  master_password_file: master.pw
+  command_timeout: 20s
+target:
+  address: %s
+  tls: none
+  auth: master
+  master_user: admin
+  master_password_file: master.pw
+  command_timeout: 20s
+mailboxes:
+  file: mailboxes.csv
+log:
+  level: warn
+`, natsDir, p.Src.Addr, p.Tgt.Addr)
+	path := filepath.Join(p.Dir, "mailferry.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, cfg
+}
+
+// SeedCorpus spreads the shared corpus over the users and Folders with
+// random flags, keywords and dates, and subscribes the folders; it returns
+// how many messages it wrote.
+func (p *Peers) SeedCorpus(t *testing.T, rng *rand.Rand) int {
+	t.Helper()
+	files := corpus.FilesT(t)
+	batches := map[[2]string][]dovecottest.Message{}
+	for i, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := [2]string{p.Users[i%len(p.Users)], Folders[rng.IntN(len(Folders))]}
+		batches[key] = append(batches[key], dovecottest.Message{Body: body, Flags: RandomFlags(rng), Date: RandomDate(rng)})
+	}
+	for key, msgs := range batches {
+		if err := p.Src.Seed(key[0], key[1], msgs); err != nil {
+			t.Fatalf("seed %s %q: %v", key[0], key[1], err)
+		}
+		if err := p.Src.Subscribe(key[0], key[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(files)
+}
+
+// Generated returns n small generated messages (CRLF, unique bodies).
+func Generated(rng *rand.Rand, n int, tag string) []dovecottest.Message {
+	out := make([]dovecottest.Message, 0, n)
+	for i := range n {
+		body := fmt.Sprintf("From: gen@old.example\r\nSubject: %s %d\r\nMessage-ID: <%s.%d.%x@old.example>\r\n\r\n%s\r\n",
+			tag, i, tag, i, rng.Uint64(), strings.Repeat("text line for the body\r\n", 1+rng.IntN(40)))
+		out = append(out, dovecottest.Message{Body: []byte(body), Flags: RandomFlags(rng), Date: RandomDate(rng)})
+	}
+	return out
+}
+
+// RandomFlags picks system flags and at most one keyword.
+func RandomFlags(rng *rand.Rand) []string {
+	var out []string
+	for _, f := range []string{`\Seen`, `\Answered`, `\Flagged`, `\Draft`, `\Deleted`} {
+		if rng.IntN(3) == 0 {
+			out = append(out, f)
+		}
+	}
+	if rng.IntN(3) == 0 {
+		out = append(out, keywords[rng.IntN(len(keywords))])
+	}
+	return out
+}
+
+// RandomDate picks a date between 1990 and 2024.
+func RandomDate(rng *rand.Rand) time.Time {
+	return time.Unix(631152000+rng.Int64N(1_100_000_000), 0)
+}
+
+// BigMessage makes a message of about size bytes with CRLF lines.
+func BigMessage(size int, tag string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: big@old.example\r\nTo: user@old.example\r\nSubject: %s\r\nMessage-ID: <%s@old.example>\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n", tag, tag)
+	line := []byte("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n")
+	for b.Len() < size {
+		b.Write(line)
+	}
+	return b.Bytes()
+}
+
+// Logger logs warnings and errors into the test's output.
+func Logger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}

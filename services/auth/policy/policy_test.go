@@ -1,0 +1,90 @@
+package policy
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/mailferry/mailferry/shared/config"
+)
+
+func openSRS(t *testing.T) Policy {
+	t.Helper()
+	c, err := config.Parse(nil, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return FromConfig(c.Auth.Policy)
+}
+
+func TestCheckNamesEveryBrokenRule(t *testing.T) {
+	p := openSRS(t)
+	for _, tc := range []struct {
+		password string
+		want     []Violation
+	}{
+		{"Abcdefgh1!", nil},
+		{"Ünïcödé-Pass 9", nil},
+		{"short1!A", []Violation{"must be at least 10 characters long"}},
+		{"alllowercase", []Violation{"must contain a digit", "must contain an upper-case letter", "must contain a symbol (such as ! # % or -)"}},
+		{"NoDigitsHere!", []Violation{"must contain a digit"}},
+		{"nouppercase1!", []Violation{"must contain an upper-case letter"}},
+		{"NoSymbol1234", []Violation{"must contain a symbol (such as ! # % or -)"}},
+		{"Tab\tinside1!", []Violation{"must not contain control characters"}},
+		{strings.Repeat("Aa1!", 33), []Violation{"must be at most 128 characters long"}},
+	} {
+		err := p.Check(tc.password)
+		var pe *Error
+		if tc.want == nil {
+			if err != nil {
+				t.Errorf("Check(%q) = %v, want nil", tc.password, err)
+			}
+			continue
+		}
+		if !errors.As(err, &pe) || !reflect.DeepEqual(pe.Violations, tc.want) {
+			t.Errorf("Check(%q) = %v, want %v", tc.password, err, tc.want)
+		}
+		if strings.Contains(err.Error(), tc.password) {
+			t.Errorf("error %q contains the password", err)
+		}
+	}
+}
+
+func TestDescribeStatesTheOpenSRSRules(t *testing.T) {
+	got := openSRS(t).Describe()
+	want := "at least 10 characters, with a digit, an upper-case letter and a symbol"
+	if got != want {
+		t.Fatalf("Describe() = %q, want %q", got, want)
+	}
+}
+
+func TestConfiguredPolicyOverridesDefaults(t *testing.T) {
+	c, err := config.Parse([]byte("auth: {policy: {min_length: 4, require_symbol: false, require_upper: false}}"), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := FromConfig(c.Auth.Policy)
+	if err := p.Check("abc1"); err != nil {
+		t.Fatalf("Check = %v", err)
+	}
+	if p.Describe() != "at least 4 characters, with a digit" {
+		t.Fatalf("Describe = %q", p.Describe())
+	}
+}
+
+func TestCheckForRefusesTheMailboxName(t *testing.T) {
+	p := openSRS(t)
+	err := p.CheckFor("Joanna@example.org", "Hi-JOANNA-2024")
+	var pe *Error
+	if !errors.As(err, &pe) || len(pe.Violations) != 1 || pe.Violations[0] != "must not contain your mailbox name" {
+		t.Fatalf("CheckFor = %v", err)
+	}
+	if err := p.CheckFor("jo@example.org", "Hi-Jo-2024!"); err != nil {
+		t.Fatalf("a two-letter name counted: %v", err)
+	}
+	err = p.CheckFor("joanna@example.org", "joanna")
+	if !errors.As(err, &pe) || pe.Violations[len(pe.Violations)-1] != "must not contain your mailbox name" {
+		t.Fatalf("CheckFor with other violations = %v", err)
+	}
+}

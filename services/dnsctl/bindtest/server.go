@@ -1,0 +1,207 @@
+package bindtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Server is one named process.
+type Server struct {
+	// Addr is 127.0.0.1:port, UDP and TCP.
+	Addr string
+	// Dir holds named.conf, zones/, journals and named.log.
+	Dir      string
+	ConfPath string
+	LogPath  string
+
+	port   int
+	cmd    *exec.Cmd
+	exited chan struct{}
+	once   sync.Once
+	err    error
+}
+
+func newServer(dir string, port int) *Server {
+	return &Server{
+		Addr:     fmt.Sprintf("127.0.0.1:%d", port),
+		Dir:      dir,
+		ConfPath: filepath.Join(dir, "named.conf"),
+		LogPath:  filepath.Join(dir, "named.log"),
+		port:     port,
+	}
+}
+
+func (s *Server) start(ctx context.Context) error {
+	cmd := exec.Command("named", "-f", "-c", s.ConfPath)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// Own process group so Stop reaches every thread and child; die with
+	// the test binary rather than outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start named %s: %w", s.Addr, err)
+	}
+	s.cmd = cmd
+	s.exited = make(chan struct{})
+	go func() {
+		s.err = cmd.Wait()
+		close(s.exited)
+	}()
+	if err := s.waitListening(ctx); err != nil {
+		return fmt.Errorf("start named %s: %w\n%s%s", s.Addr, err, out.String(), s.LogTail(30))
+	}
+	return nil
+}
+
+// waitListening waits until named answers a query at all.
+func (s *Server) waitListening(ctx context.Context) error {
+	q := new(dns.Msg)
+	q.SetQuestion("version.bind.", dns.TypeTXT)
+	q.Question[0].Qclass = dns.ClassCHAOS
+	cl := &dns.Client{Timeout: 200 * time.Millisecond}
+	for {
+		if _, _, err := cl.ExchangeContext(ctx, q, s.Addr); err == nil {
+			return nil
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("%w: %v", errExited, s.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitZones waits until the server answers authoritatively for every zone.
+func (s *Server) waitZones(ctx context.Context, zones []string) error {
+	pending := zones
+	for {
+		var err error
+		pending, err = s.unserved(ctx, pending)
+		if err != nil {
+			return err
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if bad := s.loadErrors(); bad != "" {
+			return fmt.Errorf("named %s: zones failed to load:\n%s", s.Addr, bad)
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("named %s: %w: %v\n%s", s.Addr, errExited, s.err, s.LogTail(30))
+		case <-ctx.Done():
+			return fmt.Errorf("named %s: %d zones not loaded (first %s): %w\n%s", s.Addr, len(pending), pending[0], ctx.Err(), s.LogTail(30))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// unserved returns the zones whose SOA the server does not yet serve.
+func (s *Server) unserved(ctx context.Context, zones []string) ([]string, error) {
+	const workers = 16
+	results := make([]bool, len(zones))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				serial, err := s.Serial(ctx, zones[i])
+				results[i] = err == nil && serial != 0
+			}
+		}()
+	}
+	for i := range zones {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var out []string
+	for i, ok := range results {
+		if !ok {
+			out = append(out, zones[i])
+		}
+	}
+	return out, ctx.Err()
+}
+
+// Serial returns the SOA serial the server serves for zone.
+func (s *Server) Serial(ctx context.Context, zone string) (uint32, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.CanonicalName(zone), dns.TypeSOA)
+	q.RecursionDesired = false
+	cl := &dns.Client{Timeout: 2 * time.Second}
+	r, _, err := cl.ExchangeContext(ctx, q, s.Addr)
+	if err != nil {
+		return 0, fmt.Errorf("soa %s at %s: %w", zone, s.Addr, err)
+	}
+	if r.Rcode != dns.RcodeSuccess || !r.Authoritative {
+		return 0, fmt.Errorf("soa %s at %s: %s, aa=%t", zone, s.Addr, dns.RcodeToString[r.Rcode], r.Authoritative)
+	}
+	for _, rr := range r.Answer {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return soa.Serial, nil
+		}
+	}
+	return 0, fmt.Errorf("soa %s at %s: no SOA in the answer", zone, s.Addr)
+}
+
+// Stop stops named: SIGTERM to its process group, SIGKILL after a grace
+// period. It is safe to call more than once.
+func (s *Server) Stop() error {
+	s.once.Do(func() {
+		if s.cmd == nil || s.cmd.Process == nil {
+			return
+		}
+		pgid := s.cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(stopGrace):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-s.exited
+		}
+	})
+	return nil
+}
+
+// loadErrors returns the log lines of zones named refused to load.
+func (s *Server) loadErrors() string {
+	b, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "not loaded due to errors") || strings.Contains(l, "loading from master file") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// LogTail returns the last n lines of named.log.
+func (s *Server) LogTail(n int) string {
+	b, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

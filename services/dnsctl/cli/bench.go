@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/mailferry/mailferry/services/dnsctl/bench"
+	"github.com/mailferry/mailferry/shared/logging"
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dns bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := bench.Options{}
+	fs.IntVar(&o.Zones, "zones", 5000, "customer zones per method")
+	fs.IntVar(&o.Concurrency, "concurrency", 16, "domains dnsctl handles at once")
+	fs.Float64Var(&o.Rate, "rate", -1, "dnsctl updates per second (-1: unbounded)")
+	asJSON := fs.Bool("json", false, "print the figures as JSON")
+	keep := fs.Bool("keep", false, "keep the work directory (BIND logs, scripts)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.Zones < 1 || o.Concurrency < 1 {
+		return fmt.Errorf("dns bench: -zones and -concurrency must be at least 1")
+	}
+	dir, err := os.MkdirTemp("", "mailferry-dns-bench-")
+	if err != nil {
+		return err
+	}
+	if *keep {
+		fmt.Fprintf(stderr, "work directory: %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	o.Dir = dir
+	if o.Log, err = logging.New(stderr, "info", "console", "bench"); err != nil {
+		return err
+	}
+	res, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, res)
+	}
+	writeBench(stdout, res, o)
+	return nil
+}
+
+func writeBench(w io.Writer, r *bench.Result, o bench.Options) {
+	rate := "unbounded"
+	if o.Rate > 0 {
+		rate = fmt.Sprintf("%g/s", o.Rate)
+	}
+	ms := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+	perSec := func(d time.Duration) float64 { return float64(r.Switched) / d.Seconds() }
+	fmt.Fprintf(w, "BIND primary + secondary on loopback, %d zones per method (%d switched), started in %s\n",
+		r.Zones, r.Switched, ms(r.BindStart))
+	fmt.Fprintf(w, "%-34s %10s %10s %10s %10s %12s\n", "method", "plan", "update", "verify", "total", "switches/s")
+	row := func(name string, t bench.Timing) {
+		fmt.Fprintf(w, "%-34s %10s %10s %10s %10s %12.0f\n", name, ms(t.Plan), ms(t.Apply), ms(t.Verify), ms(t.Total()), perSec(t.Total()))
+	}
+	row(fmt.Sprintf("dnsctl (concurrency %d, rate %s)", o.Concurrency, rate), r.Dnsctl)
+	row("nsupdate, one process per zone", r.PerZone)
+	row("nsupdate, one batch file", r.Batch)
+	fmt.Fprintf(w, "dnsctl is %.1fx the per-zone script and %.1fx the batch script (total time; the scripts' plan is free)\n",
+		r.PerZone.Total().Seconds()/r.Dnsctl.Total().Seconds(), r.Batch.Total().Seconds()/r.Dnsctl.Total().Seconds())
+}

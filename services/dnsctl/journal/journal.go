@@ -1,0 +1,232 @@
+// Package journal keeps dnsctl's state in a JetStream key-value bucket:
+// the plan an operator reviewed, and per domain the RRsets as they were
+// before the switch, so that a run can be resumed, verified and rolled
+// back by any process. Every write is a compare-and-set on the revision
+// it was read at.
+package journal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailferry/mailferry/services/dnsctl/plan"
+	"github.com/mailferry/mailferry/services/dnsctl/records"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// Bucket is the key-value bucket of the journal.
+const Bucket = "mf_dns_journal"
+
+// Key prefixes: one entry and one stored plan per domain.
+const (
+	prefixState = "state."
+	prefixPlan  = "plan."
+)
+
+// casAttempts bounds retries of a write that lost a race.
+const casAttempts = 20
+
+// State is where a domain is in its switch.
+type State string
+
+// States of an entry.
+const (
+	// Applying: the old records are journaled and the update is being
+	// sent; after a crash the records tell whether it was applied.
+	Applying State = "applying"
+	// Applied: the primary serves the new records.
+	Applied State = "applied"
+	// Verified: every authoritative server serves them.
+	Verified State = "verified"
+	// RolledBack: the old records are back.
+	RolledBack State = "rolled_back"
+)
+
+// Entry is one domain's journal.
+type Entry struct {
+	Domain string `json:"domain"`
+	State  State  `json:"state,omitempty"`
+	// Changes are the RRsets replaced: Old as they were, New as written.
+	Changes []records.Change `json:"changes,omitempty"`
+	// PlanID names the plan the changes came from.
+	PlanID string `json:"plan_id,omitempty"`
+	// Serial is the primary's SOA serial after the update.
+	Serial uint32 `json:"serial,omitempty"`
+	// OldTTL is the longest TTL of the replaced mail-routing RRsets.
+	OldTTL          uint32    `json:"old_ttl,omitempty"`
+	AppliedAt       time.Time `json:"applied_at,omitzero"`
+	VerifiedAt      time.Time `json:"verified_at,omitzero"`
+	OldTTLExpiresAt time.Time `json:"old_ttl_expires_at,omitzero"`
+	RolledBackAt    time.Time `json:"rolled_back_at,omitzero"`
+	// Lowered records the last lower-ttl run on the domain.
+	Lowered   *Lowering `json:"ttl_lowered,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Error is the last failure on the domain, cleared by success.
+	Error string `json:"error,omitempty"`
+}
+
+// Lowering is the last TTL lowering of a domain's mail records.
+type Lowering struct {
+	At   time.Time `json:"at"`
+	From uint32    `json:"from"`
+	To   uint32    `json:"to"`
+	// HeldUntil is when resolvers drop the last record they cached with
+	// a TTL from before any lowering: until then a switch is not seen
+	// everywhere within To.
+	HeldUntil time.Time `json:"held_until"`
+}
+
+// Switched reports whether the new records are in place.
+func (e *Entry) Switched() bool { return e.State == Applied || e.State == Verified }
+
+// ExpiresAt computes when no resolver can still hold the old records,
+// counted from since (the moment every server served the new ones): the
+// old TTL after since, or later when a TTL lowering is still running out.
+func (e *Entry) ExpiresAt(since time.Time) time.Time {
+	t := since.Add(time.Duration(e.OldTTL) * time.Second)
+	if e.Lowered != nil && e.Lowered.HeldUntil.After(t) {
+		t = e.Lowered.HeldUntil
+	}
+	return t.UTC()
+}
+
+// Stored is a plan saved by `dns plan`, for `dns apply` to carry out.
+type Stored struct {
+	ID string `json:"id"`
+	plan.Domain
+}
+
+// Journal is the bucket.
+type Journal struct {
+	kv jetstream.KeyValue
+}
+
+// Open declares the bucket (idempotently) and returns the journal.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Journal, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "dnsctl: reviewed plans and the records each domain had before its switch",
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+		History:     5,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("declare bucket %s: %w", Bucket, err)
+	}
+	return &Journal{kv: kv}, nil
+}
+
+func key(prefix, domain string) string {
+	return prefix + subject.Key(strings.TrimSuffix(strings.ToLower(domain), "."))
+}
+
+// Get returns the domain's entry, or nil when it has none.
+func (j *Journal) Get(ctx context.Context, domain string) (*Entry, error) {
+	e := &Entry{}
+	if _, err := j.get(ctx, key(prefixState, domain), e); err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return e, nil
+}
+
+func (j *Journal) get(ctx context.Context, k string, v any) (uint64, error) {
+	got, err := j.kv.Get(ctx, k)
+	if err != nil {
+		return 0, fmt.Errorf("read journal %s: %w", k, err)
+	}
+	if err := json.Unmarshal(got.Value(), v); err != nil {
+		return 0, fmt.Errorf("decode journal %s: %w", k, err)
+	}
+	return got.Revision(), nil
+}
+
+// Modify reads the domain's entry (a fresh one when absent), lets f change
+// it and writes it back if nobody wrote in between; otherwise it reads
+// again and retries. An error from f leaves the entry as it was.
+func (j *Journal) Modify(ctx context.Context, domain string, f func(*Entry) error) (*Entry, error) {
+	k := key(prefixState, domain)
+	for range casAttempts {
+		e := &Entry{}
+		rev, err := j.get(ctx, k, e)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			e = &Entry{Domain: domain}
+		case err != nil:
+			return nil, err
+		}
+		if err := f(e); err != nil {
+			return nil, err
+		}
+		e.UpdatedAt = time.Now().UTC()
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode journal %s: %w", k, err)
+		}
+		if rev == 0 {
+			_, err = j.kv.Create(ctx, k, b)
+		} else {
+			_, err = j.kv.Update(ctx, k, b, rev)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("write journal %s: %w", k, err)
+		}
+		return e, nil
+	}
+	return nil, fmt.Errorf("write journal %s: lost %d races for it", k, casAttempts)
+}
+
+// Entries returns every domain's entry.
+func (j *Journal) Entries(ctx context.Context) ([]*Entry, error) {
+	keys, err := j.kv.ListKeysFiltered(ctx, prefixState+">")
+	if err != nil {
+		return nil, fmt.Errorf("list journal: %w", err)
+	}
+	var out []*Entry
+	for k := range keys.Keys() {
+		e := &Entry{}
+		if _, err := j.get(ctx, k, e); err != nil {
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue // deleted while listing
+			}
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// SavePlan stores a domain's plan under the run id.
+func (j *Journal) SavePlan(ctx context.Context, id string, d plan.Domain) error {
+	b, err := json.Marshal(Stored{ID: id, Domain: d})
+	if err != nil {
+		return fmt.Errorf("encode plan %s: %w", d.Domain, err)
+	}
+	if _, err := j.kv.Put(ctx, key(prefixPlan, d.Domain), b); err != nil {
+		return fmt.Errorf("store plan %s: %w", d.Domain, err)
+	}
+	return nil
+}
+
+// Plan returns the stored plan of a domain, or nil.
+func (j *Journal) Plan(ctx context.Context, domain string) (*Stored, error) {
+	s := &Stored{}
+	if _, err := j.get(ctx, key(prefixPlan, domain), s); err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return s, nil
+}

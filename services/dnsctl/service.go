@@ -1,0 +1,163 @@
+package dnsctl
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/services/dnsctl/journal"
+	"github.com/mailferry/mailferry/services/dnsctl/plan"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// consumerName is the service's durable consumer on the events stream.
+const consumerName = "dnsctl"
+
+// Service runs dnsctl as a daemon: it switches a domain when the auth
+// service reports it provisioned (unless switch_on_provisioned is off) or
+// when an operator requests its cutover, and reports every outcome as an
+// event.
+type Service struct {
+	Config *config.Config
+	Broker *broker.Broker
+	Log    zerolog.Logger
+}
+
+// Run consumes events until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	eng, err := New(ctx, s.Config, s.Broker.JS, event.Publisher{JS: s.Broker.JS, Service: ServiceName}, s.Log)
+	if err != nil {
+		return err
+	}
+	filters := []string{subject.EventPrefix + "." + CutoverRequested + ".*"}
+	if *s.Config.DNS.SwitchOnProvisioned {
+		filters = append(filters, subject.EventPrefix+"."+event.DomainProvisioned+".*")
+	}
+	cons, err := s.Broker.JS.CreateOrUpdateConsumer(ctx, broker.StreamEvents, jetstream.ConsumerConfig{
+		Durable:        consumerName,
+		Description:    "dnsctl: domains to switch",
+		FilterSubjects: filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		// A switch waits for verification; give it that and some.
+		AckWait:       eng.VerifyTimeout + 2*time.Minute,
+		MaxAckPending: eng.Concurrency,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("events consumer %s: %w", consumerName, err)
+	}
+	s.Log.Info().Strs("subjects", filters).Msg("consuming events")
+	return s.consume(ctx, cons, eng)
+}
+
+func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, eng *Engine) error {
+	slots := make(chan struct{}, eng.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case slots <- struct{}{}:
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.Log.Warn().Err(err).Msg("fetch events")
+			sleep(ctx, time.Second)
+			continue
+		}
+		got := false
+		for m := range batch.Messages() {
+			got = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				s.handle(ctx, eng, m)
+			}()
+		}
+		if !got {
+			<-slots
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// handle switches the event's domain. The outcome, failures included, is
+// published as an event, so the message is acknowledged once handled; it
+// is left for redelivery only when the service stops mid-way (a switch is
+// idempotent).
+func (s *Service) handle(ctx context.Context, eng *Engine, m jetstream.Msg) {
+	e, err := event.Decode(m.Data())
+	if err != nil {
+		s.Log.Error().Err(err).Str("subject", m.Subject()).Msg("undecodable event dropped")
+		_ = m.Term()
+		return
+	}
+	domain, err := CanonicalDomain(e.Key)
+	if err != nil {
+		s.Log.Error().Err(err).Str("event", e.ID).Msg("event without a domain dropped")
+		_ = m.Term()
+		return
+	}
+	res := eng.Switch(ctx, domain)
+	if ctx.Err() != nil {
+		return
+	}
+	s.Log.Info().Str("domain", domain).Str("trigger", e.Type).Str("outcome", string(res.Outcome)).Str("code", res.Code).Msg("event handled")
+	if err := m.Ack(); err != nil {
+		s.Log.Warn().Err(err).Str("domain", domain).Msg("ack event")
+	}
+}
+
+// Switch plans, applies and verifies one domain now, publishing the
+// outcome. A domain switched before but not verified (the run died) is
+// verified.
+func (e *Engine) Switch(ctx context.Context, domain string) Result {
+	d := e.planOne(ctx, domain)
+	if d.Code == plan.CodeAlreadySwitched {
+		if en, err := e.Journal.Get(ctx, domain); err == nil && en != nil && en.State == journal.Applied {
+			return e.verifyOne(ctx, domain)
+		}
+	}
+	res := e.applyPlanned(ctx, planned{id: newPlanID(e.now()), Domain: d}, false)
+	if res.Outcome != Switched && res.Outcome != Unchanged {
+		return res
+	}
+	return e.verifyOne(ctx, domain)
+}
+
+func (e *Engine) verifyOne(ctx context.Context, domain string) Result {
+	v, err := e.Verify(ctx, []string{domain})
+	if err != nil {
+		return Result{Domain: domain, Outcome: Failed, Error: err.Error()}
+	}
+	return v.Results[0]
+}
+
+// RequestCutover publishes the event that makes the service switch domain.
+func RequestCutover(ctx context.Context, events Publisher, domain string) error {
+	d, err := CanonicalDomain(domain)
+	if err != nil {
+		return err
+	}
+	id := eventID(CutoverRequested, d, time.Now().UnixNano())
+	return events.Publish(ctx, CutoverRequested, trimDot(d), id, struct{}{})
+}
