@@ -217,4 +217,3 @@ func TestUIDValidityChangeOnTheSourceReextractsWithoutDuplicates(t *testing.T) {
 		t.Errorf("after a UIDVALIDITY change: %+v, want the 2 new appended and the 12 known matched", res.Progress[0])
 	}
 }
-
