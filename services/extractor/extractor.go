@@ -80,7 +80,7 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
 	}
 	defer c.Close()
-	folders, err := listFolders(ctx, c)
+	folders, err := listFolders(ctx, c, s.Config.Source.CommandTimeout.Std())
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
 	}
@@ -146,7 +146,7 @@ type folderInfo struct {
 	noSelect bool
 }
 
-func listFolders(ctx context.Context, c *imapclient.Client) ([]folderInfo, error) {
+func listFolders(ctx context.Context, c *imapclient.Client, timeout time.Duration) ([]folderInfo, error) {
 	opts := &imap.ListOptions{}
 	caps := c.Caps()
 	ext := caps.Has(imap.CapListExtended) || caps.Has(imap.CapIMAP4rev2)
@@ -156,8 +156,7 @@ func listFolders(ctx context.Context, c *imapclient.Client) ([]folderInfo, error
 	if caps.Has(imap.CapSpecialUse) || caps.Has(imap.CapIMAP4rev2) {
 		opts.ReturnSpecialUse = ext
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
+	defer imapdial.Watch(ctx, c, timeout).Stop()
 	list, err := c.List("", "*", opts).Collect()
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -260,5 +261,36 @@ func TestExtractFailsClearlyOnBadPassword(t *testing.T) {
 	_, err := f.svc.Extract(f.ctx, &job.Job{Mailbox: job.Mailbox{SourceUser: user, TargetUser: user, SourcePasswordFile: f.pw}, Pass: "p"})
 	if err == nil || !strings.Contains(err.Error(), "log in") || strings.Contains(err.Error(), "wrong") {
 		t.Errorf("err = %v, want a login error that does not show the password", err)
+	}
+}
+
+func TestCheckpointOfOneFolderNeverCarriesAnotherFoldersUIDs(t *testing.T) {
+	f := newFixture(t)
+	if err := f.u.Create("Big", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 9 {
+		f.add("Big", fmt.Sprintf("Subject: big %d\r\n\r\n%d\r\n", i, i))
+	}
+	// INBOX, empty, is extracted after Big.
+	f.extract()
+	for _, folder := range []string{"INBOX", "Big"} {
+		e, err := f.b.Checkpoints.Get(f.ctx, CheckpointKey(user, folder))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cp Checkpoint
+		if err := json.Unmarshal(e.Value(), &cp); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]uint32{"INBOX": 0, "Big": 9}[folder]
+		if cp.LastUID != want {
+			t.Errorf("checkpoint of %s = uid %d, want %d", folder, cp.LastUID, want)
+		}
+	}
+	// New mail in the folder with the lower UIDs is still found.
+	f.add("INBOX", "Subject: two\r\n\r\n2\r\n")
+	if end := f.extract(); end.Messages != 1 {
+		t.Errorf("second pass extracted %d messages, want the new one", end.Messages)
 	}
 }

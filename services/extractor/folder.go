@@ -65,6 +65,8 @@ type folderExtraction struct {
 }
 
 func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, error) {
+	// The previous folder drained the publisher before it checkpointed.
+	fx.pub.startFolder()
 	fx.key = CheckpointKey(fx.j.SourceUser, fx.f.Name)
 	if err := fx.loadCheckpoint(ctx); err != nil {
 		return fx.sum, err
@@ -138,8 +140,7 @@ func (fx *folderExtraction) saveCheckpoint(ctx context.Context, lastUID uint32) 
 }
 
 func (fx *folderExtraction) examine(ctx context.Context) (*imap.SelectData, error) {
-	stop := context.AfterFunc(ctx, func() { fx.c.Close() })
-	defer stop()
+	defer imapdial.Watch(ctx, fx.c, fx.svc.Config.Source.CommandTimeout.Std()).Stop()
 	sel, err := fx.c.Select(fx.f.Name, &imap.SelectOptions{ReadOnly: true}).Wait()
 	var ie *imap.Error
 	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo && !temporary(ie.Code) {

@@ -106,6 +106,12 @@ func (p *publisher) collectOne(ctx context.Context, block bool) (bool, error) {
 	return true, nil
 }
 
+// startFolder begins a folder: acknowledgements count from here, so one
+// folder's UIDs never move another folder's checkpoint.
+func (p *publisher) startFolder() {
+	p.acked = 0
+}
+
 // lastAcked is the highest UID such that it and every earlier message of
 // the folder are acknowledged; prev when nothing new is.
 func (p *publisher) lastAcked(prev uint32) uint32 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailferry/mailferry/services/loader/imapappend"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
 )
@@ -230,8 +231,7 @@ func (ss *session) useMulti() bool {
 }
 
 func (ss *session) uidNext(ctx context.Context, target string) (uint32, error) {
-	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
-	defer stop()
+	defer imapdial.Watch(ctx, ss.c, ss.svc.Config.Target.CommandTimeout.Std()).Stop()
 	sd, err := ss.c.Status(target, &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
 	if err != nil {
 		return 0, fmt.Errorf("status %q: %w", target, err)
@@ -384,8 +384,7 @@ func (ss *session) checkStored(ctx context.Context, items []pending, uids []uint
 	for _, u := range uids {
 		set.AddNum(imap.UID(u))
 	}
-	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
-	defer stop()
+	defer imapdial.Watch(ctx, ss.c, ss.svc.Config.Target.CommandTimeout.Std()).Stop()
 	msgs, err := ss.c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
 	if err != nil {
 		return fmt.Errorf("check stored sizes in %q: %w", ss.cur.target, err)

@@ -3,6 +3,7 @@ package loader
 import (
 	"context"
 	"fmt"
+	"github.com/mailferry/mailferry/shared/imapdial"
 	"slices"
 	"strings"
 
@@ -107,8 +108,7 @@ func (ss *session) targetName(ctx context.Context, name, delim string) (string, 
 }
 
 func (ss *session) selectTarget(ctx context.Context, name string) (*imap.SelectData, error) {
-	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
-	defer stop()
+	defer imapdial.Watch(ctx, ss.c, ss.svc.Config.Target.CommandTimeout.Std()).Stop()
 	sel, err := ss.c.Select(name, nil).Wait()
 	if err != nil {
 		return nil, fmt.Errorf("select target folder %q: %w", name, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mailferry/mailferry/shared/imapdial"
 	"slices"
 	"strings"
 
@@ -27,8 +28,7 @@ func (ss *session) listTarget(ctx context.Context) error {
 	if ss.c.Caps().Has(imap.CapSpecialUse) && ss.c.Caps().Has(imap.CapListExtended) {
 		opts.ReturnSpecialUse = true
 	}
-	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
-	defer stop()
+	defer imapdial.Watch(ctx, ss.c, ss.svc.Config.Target.CommandTimeout.Std()).Stop()
 	list, err := ss.c.List("", "*", opts).Collect()
 	if err != nil {
 		return fmt.Errorf("list target folders: %w", err)
@@ -113,8 +113,7 @@ func (ss *session) ensureFolder(ctx context.Context, name string, subscribe bool
 	if name == "" {
 		return errors.New("ensure folder: empty target name")
 	}
-	stop := context.AfterFunc(ctx, func() { ss.c.Close() })
-	defer stop()
+	defer imapdial.Watch(ctx, ss.c, ss.svc.Config.Target.CommandTimeout.Std()).Stop()
 	if !ss.tgt.exists[name] && !strings.EqualFold(name, "INBOX") {
 		err := ss.c.Create(name, nil).Wait()
 		if err != nil && !isAlreadyExists(err) {

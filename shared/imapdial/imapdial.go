@@ -91,27 +91,34 @@ func Dial(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient
 	if s.Address == "" {
 		return nil, errors.New("no server address configured")
 	}
-	c, err := connect(ctx, s, opts)
+	c, conn, err := connect(ctx, s, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", s.Address, err)
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
+	// A server that stalls during login fails the dial like one that
+	// does not answer the connect.
+	wd := Watch(ctx, c, s.DialTimeout.Std())
+	defer wd.Stop()
 	if err := login(c, cred); err != nil {
 		c.Close()
 		if refused(err) {
 			err = errors.Join(err, ErrLoginRefused)
 		}
-		return nil, fmt.Errorf("log in to %s as %s: %w", s.Address, cred, err)
+		return nil, fmt.Errorf("log in to %s as %s: %w", s.Address, cred, wd.Err(err))
 	}
 	if ctx.Err() != nil {
 		c.Close()
 		return nil, ctx.Err()
 	}
+	// Past the handshake, commands have their own watchdogs.
+	_ = conn.SetDeadline(time.Time{})
 	return c, nil
 }
 
-func connect(ctx context.Context, s config.IMAP, opts *imapclient.Options) (*imapclient.Client, error) {
+// connect dials s and reads the greeting (after TLS or STARTTLS as
+// configured). The whole handshake must finish within DialTimeout; the
+// deadline stays on the returned connection until the caller clears it.
+func connect(ctx context.Context, s config.IMAP, opts *imapclient.Options) (*imapclient.Client, net.Conn, error) {
 	o := imapclient.Options{}
 	if opts != nil {
 		o = *opts
@@ -119,33 +126,37 @@ func connect(ctx context.Context, s config.IMAP, opts *imapclient.Options) (*ima
 	d := &net.Dialer{Timeout: s.DialTimeout.Std(), KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", s.Address)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if s.DialTimeout > 0 {
+		_ = conn.SetDeadline(time.Now().Add(s.DialTimeout.Std()))
 	}
 	switch s.TLS {
 	case config.TLSNone:
 		c := imapclient.New(conn, &o)
-		return c, greet(ctx, c)
+		return c, conn, greet(ctx, c)
 	case config.TLSStartTLS:
 		if o.TLSConfig, err = TLSConfig(s); err != nil {
 			conn.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		return imapclient.NewStartTLS(conn, &o)
+		c, err := imapclient.NewStartTLS(conn, &o)
+		return c, conn, err
 	case config.TLSImplicit:
 		if o.TLSConfig, err = TLSConfig(s); err != nil {
 			conn.Close()
-			return nil, err
+			return nil, nil, err
 		}
 		tc := tls.Client(conn, o.TLSConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("tls handshake: %w", err)
+			return nil, nil, fmt.Errorf("tls handshake: %w", err)
 		}
 		c := imapclient.New(tc, &o)
-		return c, greet(ctx, c)
+		return c, conn, greet(ctx, c)
 	}
 	conn.Close()
-	return nil, fmt.Errorf("tls mode %q unknown", s.TLS)
+	return nil, nil, fmt.Errorf("tls mode %q unknown", s.TLS)
 }
 
 func greet(ctx context.Context, c *imapclient.Client) error {

@@ -97,11 +97,11 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, mr 
 		return err
 	}
 	defer tgt.Close()
-	srcList, err := list(ctx, src)
+	srcList, err := list(ctx, src, cfg.Source.CommandTimeout.Std())
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
-	tgtList, err := list(ctx, tgt)
+	tgtList, err := list(ctx, tgt, cfg.Target.CommandTimeout.Std())
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
@@ -133,13 +133,12 @@ func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string) (*
 	return imapdial.Dial(ctx, s, cred, nil)
 }
 
-func list(ctx context.Context, c *imapclient.Client) ([]foldermap.Folder, error) {
+func list(ctx context.Context, c *imapclient.Client, timeout time.Duration) ([]foldermap.Folder, error) {
 	opts := &imap.ListOptions{}
 	if c.Caps().Has(imap.CapSpecialUse) && c.Caps().Has(imap.CapListExtended) {
 		opts.ReturnSpecialUse = true
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
+	defer imapdial.Watch(ctx, c, timeout).Stop()
 	ls, err := c.List("", "*", opts).Collect()
 	if err != nil {
 		return nil, fmt.Errorf("list folders: %w", err)
