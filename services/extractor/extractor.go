@@ -55,7 +55,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		if errors.Is(err, imapdial.ErrLoginRefused) {
 			err = errors.Join(err, job.ErrPermanent)
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || job.IsStopping(ctx) {
 			return err
 		}
 		if errors.Is(err, job.ErrPermanent) || !retry.Wait(ctx, attempt) {

@@ -87,7 +87,15 @@ func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, erro
 		return fx.sum, err
 	}
 	if sel.NumMessages > 0 && (sel.UIDNext == 0 || uint32(sel.UIDNext) > fx.cp.LastUID+1) {
-		if err := fx.fetchAll(ctx); err != nil {
+		err := fx.fetchAll(ctx)
+		if errors.Is(err, job.ErrStopping) {
+			// Keep what the broker has: checkpoint it, then stop.
+			if derr := fx.pub.drain(ctx); derr != nil {
+				return fx.sum, derr
+			}
+			return fx.sum, errors.Join(err, fx.saveCheckpoint(ctx, fx.pub.lastAcked(fx.cp.LastUID)))
+		}
+		if err != nil {
 			return fx.sum, err
 		}
 	}
@@ -189,11 +197,19 @@ func (fx *folderExtraction) fetchAll(ctx context.Context) error {
 		if ferr != nil {
 			continue // drain the command after a failure
 		}
+		if job.IsStopping(ctx) {
+			ferr = job.ErrStopping
+			fx.c.Close() // end the FETCH now rather than read the folder out
+			continue
+		}
 		ferr = fx.one(ctx, msg)
 	}
 	cerr := cmd.Close()
 	if ferr != nil {
 		return ferr
+	}
+	if job.IsStopping(ctx) {
+		return job.ErrStopping
 	}
 	if cerr != nil {
 		return fmt.Errorf("uid fetch %d:*: %w", start, wd.Err(cerr))

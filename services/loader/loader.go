@@ -79,7 +79,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		if errors.Is(err, imapdial.ErrLoginRefused) {
 			err = errors.Join(err, job.ErrPermanent)
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || job.IsStopping(ctx) {
 			return err
 		}
 		if errors.Is(err, job.ErrPermanent) || !retry.Wait(ctx, attempt) {
@@ -215,6 +215,13 @@ func (ss *session) run(ctx context.Context) error {
 		return fmt.Errorf("follow mail stream: %w", err)
 	}
 	for {
+		if job.IsStopping(ctx) {
+			// Settle the batch in hand; the rest waits in the stream.
+			if err := ss.flush(ctx); err != nil {
+				return err
+			}
+			return job.ErrStopping
+		}
 		if err := ss.lease.renew(ctx); err != nil {
 			return err
 		}

@@ -395,3 +395,41 @@ func TestASecondSessionOnABusyMailboxIsTurnedAway(t *testing.T) {
 		t.Fatalf("Load after the lease was released: %v", err)
 	}
 }
+
+func TestShutdownSettlesTheBatchInHandAndLosesNothing(t *testing.T) {
+	f := newFixture(t)
+	want := corpusOf(400, "INBOX")
+	j := f.publishPass(want, "")
+	if err := job.Publish(f.ctx, f.b.JS, j); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(f.ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.svc.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(f.target("INBOX")) < 20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	start := time.Now()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the loader did not stop within its grace period")
+	}
+	t.Logf("stopped in %v with %d of %d messages loaded", time.Since(start), len(f.target("INBOX")), len(want))
+	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, "INBOX", 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.V.Pending != nil {
+		t.Errorf("shutdown left an unsettled append: %+v", st.V.Pending)
+	}
+	if got := len(f.target("INBOX")); int64(got) != st.V.Appended {
+		t.Errorf("target holds %d messages, ledger says %d appended", got, st.V.Appended)
+	}
+	if _, err := f.svc.Load(f.ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	f.checkTarget("INBOX", want)
+}

@@ -37,11 +37,37 @@ func retryDelay(attempt uint64, first time.Duration) time.Duration {
 
 type deliveryKey struct{}
 
+type stoppingKey struct{}
+
+// Stopping returns a channel closed when the service is asked to stop: a
+// handler should then finish the unit of work in hand (a batch, a folder's
+// checkpoint) and return; its context ends for good a grace period later.
+func Stopping(ctx context.Context) <-chan struct{} {
+	if ch, ok := ctx.Value(stoppingKey{}).(<-chan struct{}); ok {
+		return ch
+	}
+	return nil
+}
+
 // Delivery returns which attempt at its job a handler's ctx belongs to and
 // whether it is the last one.
 func Delivery(ctx context.Context) (attempt uint64, last bool) {
 	n, _ := ctx.Value(deliveryKey{}).(uint64)
 	return n, n >= MaxDeliver
+}
+
+// ErrStopping is returned by a handler that stopped early because the
+// service is shutting down.
+var ErrStopping = errors.New("stopping: service shutting down")
+
+// IsStopping reports whether the service asked ctx's job to stop.
+func IsStopping(ctx context.Context) bool {
+	select {
+	case <-Stopping(ctx):
+		return Stopping(ctx) != nil
+	default:
+		return false
+	}
 }
 
 // ConsumeOptions tunes Consume.
@@ -51,6 +77,9 @@ type ConsumeOptions struct {
 	Concurrency int
 	// RetryDelay is how long a failed job waits before it is redelivered.
 	RetryDelay time.Duration
+	// Grace is how long running jobs may take to wind down once ctx
+	// ends (default 10s).
+	Grace time.Duration
 }
 
 // Consume runs h for every job on the jobs stream, at most Concurrency at
@@ -63,6 +92,9 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 	}
 	if o.RetryDelay == 0 {
 		o.RetryDelay = 10 * time.Second
+	}
+	if o.Grace == 0 {
+		o.Grace = 10 * time.Second
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, broker.StreamJobs, jetstream.ConsumerConfig{
 		Durable:       o.Durable,
@@ -118,8 +150,16 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 		_ = m.Term()
 		return
 	}
-	jctx, cancel := context.WithCancel(ctx)
+	// The job outlives ctx by the grace period, so a shutdown lets it
+	// settle what it holds instead of tearing it mid-append.
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(o.Grace, cancel)
+		context.AfterFunc(jctx, func() { t.Stop() })
+	})
+	defer stopGrace()
+	jctx = context.WithValue(jctx, stoppingKey{}, ctx.Done())
 	if meta, err := m.Metadata(); err == nil {
 		jctx = context.WithValue(jctx, deliveryKey{}, meta.NumDelivered)
 	}
@@ -142,6 +182,7 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 		_ = m.Term()
 	case ctx.Err() != nil:
 		// Shutting down: let another instance take it at once.
+		log.Info().Err(err).Str("mailbox", j.SourceUser).Msg("job handed back at shutdown")
 		_ = m.Nak()
 	default:
 		n, _ := Delivery(jctx)
