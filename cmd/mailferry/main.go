@@ -42,6 +42,7 @@ commands:
                             messages the target refused for good, and retrying them
   replay    -c FILE -mailbox M [-folder F] [-from-seq N | -since RFC3339] [-wait]
                             deliver a mailbox's records to the loader again
+  nats      -c FILE         run a nats-server with JetStream on nats.listen and nats.data_dir
   extractor -c FILE         run the extractor service
   loader    -c FILE         run the loader service
 `
@@ -121,6 +122,8 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 		return runDeadLetter(ctx, cfg, log, sub, o, stdout, *asJSON)
 	case "replay":
 		return runReplay(ctx, cfg, log, o, stdout)
+	case "nats":
+		return runNATS(ctx, cfg, log)
 	case "extractor":
 		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
 			return (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
@@ -189,6 +192,22 @@ func runVerify(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdo
 	if !r.OK {
 		return errDifferent
 	}
+	return nil
+}
+
+// runNATS runs the same embedded nats-server as a process of its own, for
+// daemons on other machines or for tests that kill it.
+func runNATS(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+	if cfg.NATS.URL != "" || cfg.NATS.Listen == "" {
+		return errors.New("nats: set nats.listen (and leave nats.url empty) to run a server")
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-nats", log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	log.Info().Str("listen", cfg.NATS.Listen).Str("data_dir", cfg.NATS.DataDir).Msg("nats-server running")
+	<-ctx.Done()
 	return nil
 }
 

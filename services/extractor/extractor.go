@@ -34,6 +34,7 @@ type Service struct {
 func (s *Service) Run(ctx context.Context) error {
 	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
 		Durable: "extractor",
+		AckWait: s.Config.NATS.JobAckWait.Std(),
 		// One source connection per mailbox being extracted.
 		Concurrency: min(s.Config.Extractor.Concurrency, s.Config.Source.Connections),
 	}, s.Log, s.handle)

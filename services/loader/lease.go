@@ -20,8 +20,6 @@ type Lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-const leaseTTL = 30 * time.Second
-
 // errBusy reports a mailbox another live session holds.
 var errBusy = errors.New("mailbox is being loaded by another session")
 
@@ -31,10 +29,11 @@ func LeaseKey(mailbox string) string { return "lease." + subject.Key(mailbox) }
 type lease struct {
 	e       *casEntry[Lease]
 	kv      jetstream.KeyValue
+	ttl     time.Duration
 	renewed time.Time
 }
 
-func acquire(ctx context.Context, kv jetstream.KeyValue, mailbox string) (*lease, error) {
+func acquire(ctx context.Context, kv jetstream.KeyValue, mailbox string, ttl time.Duration) (*lease, error) {
 	e, err := loadEntry[Lease](ctx, kv, LeaseKey(mailbox))
 	if err != nil {
 		return nil, err
@@ -42,20 +41,20 @@ func acquire(ctx context.Context, kv jetstream.KeyValue, mailbox string) (*lease
 	if e.exists() && time.Now().Before(e.V.Expires) {
 		return nil, fmt.Errorf("%w (until %s)", errBusy, e.V.Expires.Format(time.RFC3339))
 	}
-	e.V = Lease{Owner: nuid.Next(), Expires: time.Now().Add(leaseTTL).UTC()}
+	e.V = Lease{Owner: nuid.Next(), Expires: time.Now().Add(ttl).UTC()}
 	if err := e.save(ctx, kv); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBusy, err)
 	}
-	return &lease{e: e, kv: kv, renewed: time.Now()}, nil
+	return &lease{e: e, kv: kv, ttl: ttl, renewed: time.Now()}, nil
 }
 
 // renew extends the lease; it fails when another session took it over,
 // and then nothing more may be written.
 func (l *lease) renew(ctx context.Context) error {
-	if time.Since(l.renewed) < leaseTTL/3 {
+	if time.Since(l.renewed) < l.ttl/3 {
 		return nil
 	}
-	l.e.V.Expires = time.Now().Add(leaseTTL).UTC()
+	l.e.V.Expires = time.Now().Add(l.ttl).UTC()
 	if err := l.e.save(ctx, l.kv); err != nil {
 		return fmt.Errorf("lease of the mailbox lost: %w", err)
 	}

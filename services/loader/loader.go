@@ -55,6 +55,7 @@ func (s *Service) crash(point string) error {
 func (s *Service) Run(ctx context.Context) error {
 	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
 		Durable: "loader",
+		AckWait: s.Config.NATS.JobAckWait.Std(),
 		// Two target connections per mailbox being loaded: one for
 		// folders and reconciliation, one for appends.
 		Concurrency: min(s.Config.Loader.Concurrency, max(1, s.Config.Target.Connections/2)),
@@ -152,7 +153,7 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 	if err != nil {
 		return nil, errors.Join(err, job.ErrPermanent)
 	}
-	if ss.lease, err = acquire(ctx, s.Broker.Ledger, j.SourceUser); err != nil {
+	if ss.lease, err = acquire(ctx, s.Broker.Ledger, j.SourceUser, s.Config.Loader.LeaseTTL.Std()); err != nil {
 		return nil, err
 	}
 	if ss.c, err = imapdial.Dial(ctx, s.Config.Target, cred, nil); err != nil {

@@ -379,11 +379,11 @@ func TestLoadWithLedgerRolledBackToAnOlderRevisionAppendsNothingTwice(t *testing
 
 func TestASecondSessionOnABusyMailboxIsTurnedAway(t *testing.T) {
 	f := newFixture(t)
-	first, err := acquire(f.ctx, f.b.Ledger, srcUser)
+	first, err := acquire(f.ctx, f.b.Ledger, srcUser, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := acquire(f.ctx, f.b.Ledger, srcUser); !errors.Is(err, errBusy) {
+	if _, err := acquire(f.ctx, f.b.Ledger, srcUser, time.Minute); !errors.Is(err, errBusy) {
 		t.Fatalf("second acquire: err = %v, want busy", err)
 	}
 	j := f.publishPass(corpusOf(2, "INBOX"), "")

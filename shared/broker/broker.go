@@ -125,6 +125,7 @@ func startEmbedded(cfg config.NATS, log zerolog.Logger) (*server.Server, error) 
 		StoreDir:   cfg.DataDir,
 		DontListen: cfg.Listen == "",
 		NoSigs:     true,
+		SyncAlways: cfg.SyncAlways,
 		// The server's own default; large bodies go to the object store.
 		MaxPayload: 1 << 20,
 	}

@@ -65,6 +65,12 @@ type NATS struct {
 	// Listen, when set, makes the embedded server accept clients there
 	// (so other processes can attach); otherwise it is in-process only.
 	Listen string `yaml:"listen"`
+	// JobAckWait is how long a job stays with a worker that stopped
+	// answering (a killed process) before another worker gets it.
+	JobAckWait Duration `yaml:"job_ack_wait"`
+	// SyncAlways makes the embedded server fsync every write (for hosts
+	// that may lose power, not only processes that may die).
+	SyncAlways bool `yaml:"sync_always"`
 }
 
 // IMAP describes one IMAP server and how mailferry logs in to it.
@@ -125,6 +131,9 @@ type Loader struct {
 	BatchBytes    int64 `yaml:"batch_bytes"`
 	// Substitute replaces a target separator inside a source folder level.
 	Substitute string `yaml:"substitute"`
+	// LeaseTTL is how long a mailbox stays locked to a loader session
+	// that stopped renewing it (a killed process).
+	LeaseTTL Duration `yaml:"lease_ttl"`
 	// FolderMap overrides folder names: source name -> target name.
 	FolderMap map[string]string `yaml:"folder_map"`
 	// MultiAppend uses RFC 3502 MULTIAPPEND when the target offers it.
@@ -209,6 +218,12 @@ func (c *Config) defaults() {
 	}
 	if c.NATS.DedupWindow == 0 {
 		c.NATS.DedupWindow = Duration(time.Hour)
+	}
+	if c.NATS.JobAckWait == 0 {
+		c.NATS.JobAckWait = Duration(time.Minute)
+	}
+	if c.Loader.LeaseTTL == 0 {
+		c.Loader.LeaseTTL = Duration(30 * time.Second)
 	}
 	if c.NATS.MaxPendingBytes == 0 {
 		c.NATS.MaxPendingBytes = 64 << 20

@@ -52,11 +52,11 @@ type DNS struct {
 	DomainsFile string `yaml:"domains_file"`
 	// Concurrency bounds domains handled at once; Rate bounds updates per
 	// second (default 100; -1: unbounded).
-	Concurrency int     `yaml:"concurrency"`
-	Rate        float64 `yaml:"rate"`
-	// MaxChangeShare is the share of the domains file one run may change
-	// without --force.
-	MaxChangeShare float64 `yaml:"max_change_share"`
+	Concurrency int `yaml:"concurrency"`
+	Rate        int `yaml:"rate"`
+	// MaxChangePercent is the share of its domains, in percent, one run
+	// may change without --force.
+	MaxChangePercent int `yaml:"max_change_percent"`
 	// Timeout bounds one query or update; VerifyTimeout one domain's
 	// verification; PlanMaxAge how old a stored plan apply accepts.
 	Timeout       Duration `yaml:"timeout"`
@@ -106,10 +106,10 @@ func (d *DNS) defaults(c *Config) {
 	if d.Rate == 0 {
 		d.Rate = 100
 	}
-	if d.MaxChangeShare == 0 {
+	if d.MaxChangePercent == 0 {
 		// octoDNS's default: a run that would change more than this is
 		// more likely a wrong configuration than a cutover.
-		d.MaxChangeShare = 0.3
+		d.MaxChangePercent = 30
 	}
 	if d.Timeout == 0 {
 		d.Timeout = Duration(5 * time.Second)
@@ -260,11 +260,11 @@ func (d *DNS) validateLimits() error {
 	if d.Concurrency < 1 {
 		return fmt.Errorf("concurrency %d: want at least 1", d.Concurrency)
 	}
-	if d.Rate < 0 && d.Rate != -1 {
-		return fmt.Errorf("rate %g: want updates per second, or -1 for unbounded", d.Rate)
+	if d.Rate < -1 {
+		return fmt.Errorf("rate %d: want updates per second, or -1 for unbounded", d.Rate)
 	}
-	if d.MaxChangeShare <= 0 || d.MaxChangeShare > 1 {
-		return fmt.Errorf("max_change_share %g: want a share in (0, 1]", d.MaxChangeShare)
+	if d.MaxChangePercent < 1 || d.MaxChangePercent > 100 {
+		return fmt.Errorf("max_change_percent %d: want 1 to 100", d.MaxChangePercent)
 	}
 	return nil
 }

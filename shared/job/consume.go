@@ -80,6 +80,8 @@ type ConsumeOptions struct {
 	// Grace is how long running jobs may take to wind down once ctx
 	// ends (default 10s).
 	Grace time.Duration
+	// AckWait is how long a job stays with a silent worker (default 1m).
+	AckWait time.Duration
 }
 
 // Consume runs h for every job on the jobs stream, at most Concurrency at
@@ -96,11 +98,14 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 	if o.Grace == 0 {
 		o.Grace = 10 * time.Second
 	}
+	if o.AckWait == 0 {
+		o.AckWait = time.Minute
+	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, broker.StreamJobs, jetstream.ConsumerConfig{
 		Durable:       o.Durable,
 		FilterSubject: subject.JobPrefix + ".>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		AckWait:       o.AckWait,
 		MaxDeliver:    MaxDeliver,
 		MaxAckPending: o.Concurrency,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -163,7 +168,7 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 	if meta, err := m.Metadata(); err == nil {
 		jctx = context.WithValue(jctx, deliveryKey{}, meta.NumDelivered)
 	}
-	go keepInProgress(jctx, m)
+	go keepInProgress(jctx, m, o.AckWait/4)
 	err = h(jctx, j)
 	// The job's outcome must reach the broker even when shutdown began
 	// while it finished.
@@ -192,10 +197,11 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 	}
 }
 
-func keepInProgress(ctx context.Context, m jetstream.Msg) {
-	// Well inside AckWait, so a long job is never handed to another
-	// worker while this one still runs it.
-	t := time.NewTicker(15 * time.Second)
+// keepInProgress tells the broker every period (well inside AckWait) that
+// the job is still being worked on, so it is never handed to another worker
+// while this one runs it.
+func keepInProgress(ctx context.Context, m jetstream.Msg, period time.Duration) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
