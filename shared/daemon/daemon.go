@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/shared/backoff"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/logging"
@@ -45,7 +47,7 @@ func Run(ctx context.Context, name string, cfg *config.Config, svc Service) erro
 	if err != nil {
 		return err
 	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
+	b, err := open(ctx, cfg, name, log)
 	if err != nil {
 		return err
 	}
@@ -57,4 +59,20 @@ func Run(ctx context.Context, name string, cfg *config.Config, svc Service) erro
 		return nil
 	}
 	return err
+}
+
+// open connects to the broker, waiting for it while it is not up yet (a
+// daemon started before its server, or during the server's restart).
+func open(ctx context.Context, cfg *config.Config, name string, log zerolog.Logger) (*broker.Broker, error) {
+	retry := backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 30}
+	for attempt := 0; ; attempt++ {
+		b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
+		if err == nil || cfg.NATS.URL == "" {
+			return b, err
+		}
+		log.Warn().Err(err).Int("attempt", attempt+1).Msg("broker not reachable, retrying")
+		if !retry.Wait(ctx, attempt) {
+			return nil, err
+		}
+	}
 }
