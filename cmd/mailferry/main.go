@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/chaos"
 	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
@@ -42,6 +43,8 @@ commands:
                             messages the target refused for good, and retrying them
   replay    -c FILE -mailbox M [-folder F] [-from-seq N | -since RFC3339] [-wait]
                             deliver a mailbox's records to the loader again
+  chaos     [-seed N] [-kills K] [-mailboxes M] [-messages N]
+                            migrate between two Dovecot servers while kill -9ing every process
   nats      -c FILE         run a nats-server with JetStream on nats.listen and nats.data_dir
   extractor -c FILE         run the extractor service
   loader    -c FILE         run the loader service
@@ -71,6 +74,11 @@ func main() {
 }
 
 func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	// Commands with flags of their own.
+	switch cmd {
+	case "chaos":
+		return chaos.Main(ctx, args, stdout, stderr)
+	}
 	sub := ""
 	if cmd == "deadletter" {
 		if len(args) == 0 {

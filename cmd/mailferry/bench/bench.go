@@ -238,7 +238,7 @@ func (r *runner) run(ctx context.Context, stdout io.Writer) (err error) {
 	}
 	r.logf("seeded %d messages, %.1f MB in %d folders in %.1f s", r.corpus.Messages, float64(r.corpus.Bytes)/1e6, r.corpus.Folders, r.corpus.Seconds)
 
-	rep := &Report{Corpus: r.corpus, Parallel: r.opts.parallel, CPUs: runtime.NumCPU()}
+	rep := &Report{Corpus: r.corpus, Parallel: r.opts.parallel, CPUs: runtime.NumCPU(), LoadBefore: loadAverage()}
 	mf := r.runMailferry(ctx)
 	rep.Results = append(rep.Results, mf)
 	for _, tool := range r.opts.compare {
@@ -252,6 +252,7 @@ func (r *runner) run(ctx context.Context, stdout io.Writer) (err error) {
 			rep.Results = append(rep.Results, r.runMbsync(ctx))
 		}
 	}
+	rep.LoadAfter = loadAverage()
 	rep.WriteText(stdout)
 	if r.opts.keep {
 		fmt.Fprintf(stdout, "work directory kept: %s\n", r.work)
@@ -366,10 +367,15 @@ func (r *runner) removeUnlessKept(dir string) {
 
 // Report is the outcome of a benchmark run.
 type Report struct {
-	Corpus   *Corpus   `json:"corpus"`
-	Parallel int       `json:"parallel"`
-	CPUs     int       `json:"cpus"`
-	Results  []*Result `json:"results"`
+	Corpus   *Corpus `json:"corpus"`
+	Parallel int     `json:"parallel"`
+	CPUs     int     `json:"cpus"`
+	// LoadBefore and LoadAfter are the 1-minute load averages before the
+	// first tool ran and after the last: other work on the machine skews
+	// every figure.
+	LoadBefore float64   `json:"load_before"`
+	LoadAfter  float64   `json:"load_after"`
+	Results    []*Result `json:"results"`
 }
 
 // Result is one tool's migration of the corpus.
@@ -449,8 +455,8 @@ func (rep *Report) WriteText(w io.Writer) {
 	c := rep.Corpus
 	fmt.Fprintf(w, "corpus: %d mailboxes, %d folders, %d messages, %.1f MB (median %.1f kB, largest %.1f MB, %d over 1 MB), seed %d\n",
 		c.Mailboxes, c.Folders, c.Messages, float64(c.Bytes)/1e6, float64(c.Median)/1e3, float64(c.Largest)/1e6, c.Over1MB, c.Seed)
-	fmt.Fprintf(w, "each tool: fresh target Dovecot, %d mailboxes at once, %d CPUs; MB = 10^6 bytes; wall time excludes verification\n\n",
-		rep.Parallel, rep.CPUs)
+	fmt.Fprintf(w, "each tool: fresh target Dovecot, %d mailboxes at once; MB = 10^6 bytes; wall time excludes verification\n", rep.Parallel)
+	fmt.Fprintf(w, "machine: %d CPUs, load average %.1f before, %.1f after\n\n", rep.CPUs, rep.LoadBefore, rep.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "tool\tmessages\tMB\tseconds\tmessages/s\tMB/s\ton target\ttool CPU s\tdovecot CPU s\tpeak RSS")
 	for _, res := range rep.Results {
@@ -479,6 +485,20 @@ func (rep *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "error: %s: %s\n", res.Tool, res.Error)
 		}
 	}
+}
+
+// loadAverage returns the 1-minute load average, 0 when unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 func peaks(ps []Peak) string {
