@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -40,13 +41,20 @@ func verifyJSON(t *testing.T, ctx context.Context, conf string) verify.Report {
 }
 
 func TestTargetRefusalsAreDeadLetteredByNameAndRetriedOnceTheTargetAccepts(t *testing.T) {
-	const limit = 300_000
-	p := e2etest.Start(t, 1, dovecottest.Options{MaxMailSize: limit})
+	const limit, quota = 300_000, 1_000_000
+	p := e2etest.Start(t, 2, dovecottest.Options{MaxMailSize: limit, QuotaBytes: quota})
 	rng := rand.New(rand.NewPCG(3, 4))
-	user := p.Users[0]
+	big, full := p.Users[0], p.Users[1]
 	msgs := e2etest.Generated(rng, 6, "small")
 	msgs = append(msgs[:3], append([]dovecottest.Message{{Body: e2etest.BigMessage(400_000, "too-big"), Date: e2etest.RandomDate(rng)}}, msgs[3:]...)...)
-	if err := p.Src.Seed(user, "Archive", msgs); err != nil {
+	if err := p.Src.Seed(big, "Archive", msgs); err != nil {
+		t.Fatal(err)
+	}
+	var over []dovecottest.Message
+	for i := range 15 {
+		over = append(over, dovecottest.Message{Body: e2etest.BigMessage(100_000, fmt.Sprintf("quota-%d", i)), Date: e2etest.RandomDate(rng)})
+	}
+	if err := p.Src.Seed(full, "INBOX", over); err != nil {
 		t.Fatal(err)
 	}
 	conf, _ := p.Config(t, filepath.Join(p.Dir, "nats"))
@@ -54,7 +62,7 @@ func TestTargetRefusalsAreDeadLetteredByNameAndRetriedOnceTheTargetAccepts(t *te
 	defer cancel()
 
 	if _, err := cli(t, ctx, "migrate", "-c", conf); !errors.Is(err, errDifferent) {
-		t.Fatalf("migrate with a refused message: err = %v, want differences", err)
+		t.Fatalf("migrate with refused messages: err = %v, want differences", err)
 	}
 	out, err := cli(t, ctx, "deadletter", "list", "-c", conf, "-json")
 	if err != nil {
@@ -64,43 +72,69 @@ func TestTargetRefusalsAreDeadLetteredByNameAndRetriedOnceTheTargetAccepts(t *te
 	if err := json.Unmarshal([]byte(out), &dead); err != nil {
 		t.Fatalf("deadletter list -json: %v\n%s", err, out)
 	}
-	if len(dead) != 1 {
-		t.Fatalf("dead letters = %+v, want the one message over the size limit", dead)
+	byMailbox := map[string][]ops.Dead{}
+	for _, d := range dead {
+		byMailbox[d.Mailbox] = append(byMailbox[d.Mailbox], d)
+		if !strings.Contains(d.Response, "NO ["+d.Code+"]") || d.Size < 100_000 || time.Since(d.Time) > time.Hour || d.UID == 0 {
+			t.Errorf("dead letter %+v does not carry the uid, size, the server's exact answer and the time", d)
+		}
 	}
-	d := dead[0]
-	if d.Mailbox != user || d.Folder != "Archive" || d.UID != 4 || d.Size < 400_000 || d.Code != "LIMIT" ||
-		!strings.Contains(d.Response, "NO [LIMIT]") || time.Since(d.Time) > time.Hour {
-		t.Errorf("dead letter = %+v, want mailbox, folder, uid 4, size, the server's LIMIT answer and the time", d)
+	if b := byMailbox[big]; len(b) != 1 || b[0].Folder != "Archive" || b[0].UID != 4 || b[0].Code != "LIMIT" {
+		t.Errorf("dead letters of %s = %+v, want Archive uid 4 refused with LIMIT", big, b)
 	}
+	f := byMailbox[full]
+	if len(f) < 3 || len(f) > 12 {
+		t.Errorf("%s has %d dead letters, want the messages over its 1 MB quota", full, len(f))
+	}
+	for _, d := range f {
+		if d.Code != "OVERQUOTA" {
+			t.Errorf("dead letter of %s: code %q, want OVERQUOTA (%s)", full, d.Code, d.Response)
+		}
+	}
+	if out, err := cli(t, ctx, "deadletter", "show", "-c", conf, "-seq", fmt.Sprint(dead[0].Seq)); err != nil || !strings.Contains(out, dead[0].Response) {
+		t.Errorf("deadletter show: %v\n%s", err, out)
+	}
+	// Every difference verify finds is a dead letter, named the same way.
 	r := verifyJSON(t, ctx, conf)
-	var diffs []verify.Diff
-	for _, f := range r.Mailboxes[0].Folders {
-		diffs = append(diffs, f.Differences...)
+	missing := 0
+	for _, m := range r.Mailboxes {
+		for _, fr := range m.Folders {
+			for _, d := range fr.Differences {
+				missing++
+				found := false
+				for _, dl := range byMailbox[m.Source] {
+					found = found || (dl.Folder == d.Folder && dl.UID == d.UID)
+				}
+				if d.Kind != "missing" || !found {
+					t.Errorf("%s: difference %+v is not a dead letter", m.Source, d)
+				}
+			}
+		}
 	}
-	if len(diffs) != 1 || diffs[0].Kind != "missing" || diffs[0].UID != 4 {
-		t.Errorf("verify differences = %+v, want only the dead-lettered message missing", diffs)
+	if missing != len(dead) {
+		t.Errorf("verify finds %d messages missing, %d were dead-lettered", missing, len(dead))
 	}
 
-	// The provider raises its limit; the dead letter is retried.
-	raiseLimit(t, ctx, p.Tgt)
+	// The provider raises its limits; the dead letters are retried.
+	raiseLimits(t, ctx, p.Tgt)
 	if out, err := cli(t, ctx, "deadletter", "retry", "-c", conf, "-all", "-wait"); err != nil {
 		t.Fatalf("deadletter retry: %v\n%s", err, out)
 	}
 	if r := verifyJSON(t, ctx, conf); !r.OK {
-		t.Errorf("after the retry the mailbox does not verify: %+v", r.Mailboxes[0].Folders)
+		t.Errorf("after the retry the mailboxes do not verify: %+v", r.Mailboxes)
 	}
 	if out, _ := cli(t, ctx, "deadletter", "list", "-c", conf); !strings.Contains(out, "0 dead letters") {
 		t.Errorf("dead letters left after a successful retry:\n%s", out)
 	}
 }
 
-func raiseLimit(t *testing.T, ctx context.Context, s *dovecottest.Server) {
+func raiseLimits(t *testing.T, ctx context.Context, s *dovecottest.Server) {
 	t.Helper()
 	f, err := os.OpenFile(s.ConfigPath, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.WriteString("\nplugin {\n  quota_max_mail_size = 0\n}\n")
+	_, err = f.WriteString("\nplugin {\n  quota_max_mail_size = 0\n  quota_rule = *:storage=1G\n}\n")
 	f.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,25 @@ type fixture struct {
 	pass int
 }
 
+// ghostSession lists a folder that no longer exists when selected, as a
+// folder deleted or renamed between LIST and EXAMINE would.
+type ghostSession struct {
+	*imapmemserver.UserSession
+}
+
+func (g ghostSession) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if err := g.UserSession.List(w, ref, patterns, options); err != nil {
+		return err
+	}
+	return w.WriteList(&imap.ListData{Mailbox: "Ghost", Delim: '/'})
+}
+
 func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	return newFixtureWith(t, false)
+}
+
+func newFixtureWith(t *testing.T, ghost bool) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
@@ -59,6 +77,9 @@ func newFixture(t *testing.T) *fixture {
 	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			if ghost {
+				return ghostSession{imapmemserver.NewUserSession(u)}, nil, nil
+			}
 			return mem.NewSession(), nil, nil
 		},
 		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
@@ -292,5 +313,17 @@ func TestCheckpointOfOneFolderNeverCarriesAnotherFoldersUIDs(t *testing.T) {
 	f.add("INBOX", "Subject: two\r\n\r\n2\r\n")
 	if end := f.extract(); end.Messages != 1 {
 		t.Errorf("second pass extracted %d messages, want the new one", end.Messages)
+	}
+}
+
+func TestAFolderGoneSinceListIsReportedAndTheRestExtracted(t *testing.T) {
+	f := newFixtureWith(t, true)
+	f.add("INBOX", "Subject: kept\r\n\r\nkept\r\n")
+	end := f.extract()
+	if end.Messages != 1 {
+		t.Errorf("extracted %d messages, want INBOX's one", end.Messages)
+	}
+	if len(end.Problems) != 1 || !strings.Contains(end.Problems[0], `"Ghost"`) {
+		t.Errorf("problems = %q, want the vanished folder named", end.Problems)
 	}
 }
