@@ -12,6 +12,7 @@ replace (
 
 require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
+	github.com/mailferry/mailferry/services/auth v0.0.0-00010101000000-000000000000
 	github.com/mailferry/mailferry/services/extractor v0.0.0-00010101000000-000000000000
 	github.com/mailferry/mailferry/services/loader v0.0.0-00010101000000-000000000000
 	github.com/mailferry/mailferry/shared v0.0.0-00010101000000-000000000000

@@ -17,11 +17,13 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/bench"
 	"github.com/mailferry/mailferry/cmd/mailferry/chaos"
 	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
+	authcli "github.com/mailferry/mailferry/services/auth/cli"
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
@@ -43,6 +45,8 @@ commands:
                             messages the target refused for good, and retrying them
   replay    -c FILE -mailbox M [-folder F] [-from-seq N | -since RFC3339] [-wait]
                             deliver a mailbox's records to the loader again
+  bench     [-mailboxes N] [-messages N] [-max-size S] [-compare doveadm,mbsync] [-json]
+                            build a corpus in Dovecot, migrate, verify; compare with doveadm and mbsync
   chaos     [-seed N] [-kills K] [-mailboxes M] [-messages N]
                             migrate between two Dovecot servers while kill -9ing every process
   nats      -c FILE         run a nats-server with JetStream on nats.listen and nats.data_dir
@@ -55,7 +59,7 @@ var errDifferent = errors.New("differences found")
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(os.Stderr, usage+authcli.Usage)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,7 +69,7 @@ func main() {
 	case err == nil:
 	case errors.Is(err, errDifferent):
 		os.Exit(1)
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp), errors.Is(err, authcli.ErrUsage):
 		os.Exit(2)
 	default:
 		fmt.Fprintln(os.Stderr, "mailferry:", err)
@@ -78,6 +82,10 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	switch cmd {
 	case "chaos":
 		return chaos.Main(ctx, args, stdout, stderr)
+	case "bench":
+		return bench.Main(ctx, args, stdout, stderr)
+	case "users", "provision", "auth":
+		return authcli.Main(ctx, cmd, args, stdout, stderr)
 	}
 	sub := ""
 	if cmd == "deadletter" {
@@ -106,7 +114,7 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	case "demo":
 		return runDemo(ctx, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+authcli.Usage)
 		return nil
 	}
 	cfg, err := config.Load(*path)

@@ -35,7 +35,13 @@ func TestKillingEveryProcessRepeatedlyLosesAndDuplicatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(work)
+	defer func() {
+		if t.Failed() && os.Getenv("MAILFERRY_CHAOS_KEEP") != "" {
+			t.Logf("work dir kept: %s", work)
+			return
+		}
+		os.RemoveAll(work)
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	var out bytes.Buffer

@@ -94,6 +94,7 @@ func (p phc) derive(password string) []byte {
 	return argon2.IDKey([]byte(password), p.salt, p.params.Time, p.params.MemoryKiB, p.params.Threads, uint32(len(p.key)))
 }
 
+// String is the PHC form Dovecot and libsodium read.
 func (p phc) String() string {
 	return fmt.Sprintf("$%s$v=%d$m=%d,t=%d,p=%d$%s$%s", p.variant, argon2.Version,
 		p.params.MemoryKiB, p.params.Time, p.params.Threads,

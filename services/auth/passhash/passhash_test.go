@@ -66,7 +66,7 @@ func TestParseRejectsWhatItCannotCheck(t *testing.T) {
 		{"{BLF-CRYPT}$2y$05$short", ErrMalformed},
 		{"{CRYPT}abcdefghijklm", ErrMalformed},
 		{"{SSHA}!!!", ErrMalformed},
-		{"{SSHA}" + strings.Repeat("A", 24), ErrMalformed}, // 18 bytes: shorter than a SHA-1 digest
+		{"{SSHA}" + strings.Repeat("A", 24), ErrMalformed},       // 18 bytes: shorter than a SHA-1 digest
 		{"{SSHA}" + strings.Repeat("A", 27) + "=", ErrMalformed}, // 20 bytes: a digest without salt
 		{"{SHA256}AAAA", ErrMalformed},
 		{"{PBKDF2}$1$salt$notanumber$00", ErrMalformed},

@@ -14,7 +14,7 @@ import (
 
 // Policy is a set of rules on new passwords.
 type Policy struct {
-	MinLength, MaxLength                                   int
+	MinLength, MaxLength                                    int
 	RequireDigit, RequireUpper, RequireLower, RequireSymbol bool
 }
 
@@ -37,6 +37,7 @@ type Error struct {
 	Violations []Violation
 }
 
+// Error joins the violations into one sentence.
 func (e *Error) Error() string {
 	parts := make([]string, len(e.Violations))
 	for i, v := range e.Violations {

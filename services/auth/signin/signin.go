@@ -59,11 +59,13 @@ var (
 // not an address). Msg is fit to show users.
 type InputError struct{ Msg string }
 
+// Error returns Msg.
 func (e *InputError) Error() string { return e.Msg }
 
 // PolicyError lists why a new password is not acceptable.
 type PolicyError struct{ Reasons []string }
 
+// Error lists the reasons in one sentence.
 func (e *PolicyError) Error() string {
 	s := "the new password is not acceptable"
 	for i, r := range e.Reasons {
@@ -80,6 +82,7 @@ func (e *PolicyError) Error() string {
 // LimitedError means too many attempts: try again after RetryAfter.
 type LimitedError struct{ RetryAfter time.Duration }
 
+// Error says when to try again.
 func (e *LimitedError) Error() string {
 	return fmt.Sprintf("too many attempts, please try again in %s", e.RetryAfter.Round(time.Second))
 }

@@ -72,6 +72,7 @@ type LogSink struct {
 // NewLogSink returns a sink that also forwards lines to the test log.
 func NewLogSink(t testing.TB) *LogSink { return &LogSink{t: t} }
 
+// Write stores and forwards one log line.
 func (s *LogSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

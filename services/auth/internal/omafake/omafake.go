@@ -1,8 +1,19 @@
-package opensrs
+// Package omafake is a local stand-in for the OpenSRS Mail API (OMA) for
+// tests: OpenSRS has no implementation one could run locally. It checks
+// every request against the documented request format (one JSON object
+// POSTed to <base>/<method>, a credentials object with user and password
+// or token and an optional client string, each method's required and
+// optional fields with their types) and answers in the documented
+// response format, errors included: HTTP 404 for an unknown method, 400
+// for bad JSON, and success false with error_number 1 (credentials), 2
+// (no such object), 5 (badly formatted request), 6 (bad attribute, with
+// hints) and 7 (exists). A request of the wrong shape also fails the test.
+package omafake
 
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,17 +22,16 @@ import (
 	"testing"
 )
 
-// fakeOMA is a local stand-in for the OpenSRS Mail API. It checks every
-// request against the documented request format (one JSON object POSTed
-// to <base>/<method>, a credentials object with user and password or
-// token and an optional client string, the method's required and
-// optional fields with their types) and answers in the documented
-// response format, errors included. A request of the wrong shape fails
-// the test as well as getting OMA's answer.
-type fakeOMA struct {
-	t        *testing.T
-	admin    string
-	password string
+// Admin and Password are the OMA credentials the fake accepts.
+const (
+	Admin    = "admin@example.com"
+	Password = "Adm1n-Secret!"
+)
+
+// Server is a running fake OMA; its URL plus "/api" is the base URL.
+type Server struct {
+	*httptest.Server
+	t testing.TB
 
 	mu       sync.Mutex
 	domains  map[string]bool
@@ -32,15 +42,57 @@ type fakeOMA struct {
 	failNext int               // answer the next request with this HTTP status
 }
 
-func newFakeOMA(t *testing.T, domains ...string) (*fakeOMA, *httptest.Server) {
-	f := &fakeOMA{t: t, admin: "admin@example.com", password: "Adm1n-Secret!", domains: map[string]bool{},
-		users: map[string]string{}, tokens: map[string]string{}}
+// Start serves a fake OMA over HTTPS that hosts domains, until the test
+// ends.
+func Start(t testing.TB, domains ...string) *Server {
+	f := &Server{t: t, domains: map[string]bool{}, users: map[string]string{}, tokens: map[string]string{}}
 	for _, d := range domains {
 		f.domains[d] = true
 	}
-	srv := httptest.NewTLSServer(http.HandlerFunc(f.serve))
-	t.Cleanup(srv.Close)
-	return f, srv
+	f.Server = httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Server.Close)
+	return f
+}
+
+// CAPEM is the server certificate, for the client's ca_file.
+func (f *Server) CAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Certificate().Raw})
+}
+
+// UserPassword returns the password OpenSRS would hold for mailbox.
+func (f *Server) UserPassword(mailbox string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pw, ok := f.users[mailbox]
+	return pw, ok
+}
+
+// TokenUser returns the mailbox a token was issued for.
+func (f *Server) TokenUser(token string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tokens[token]
+}
+
+// Requests returns the methods called so far, in order.
+func (f *Server) Requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.requests...)
+}
+
+// Clients returns credentials.client of every request.
+func (f *Server) Clients() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.clients...)
+}
+
+// FailNext makes the next request get HTTP status.
+func (f *Server) FailNext(status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failNext = status
 }
 
 // userAttributes are change_user attributes named in OpenSRS's
@@ -81,7 +133,7 @@ var (
 	errExists      = omaError{7, "An object with this name already exists."}
 )
 
-func (f *fakeOMA) serve(w http.ResponseWriter, r *http.Request) {
+func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failNext != 0 {
@@ -128,7 +180,7 @@ func (f *fakeOMA) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *fakeOMA) checkCredentials(method string, raw json.RawMessage) *omaError {
+func (f *Server) checkCredentials(method string, raw json.RawMessage) *omaError {
 	var c map[string]any
 	if err := json.Unmarshal(raw, &c); err != nil || c == nil {
 		f.t.Errorf("%s: no credentials object", method)
@@ -143,13 +195,13 @@ func (f *fakeOMA) checkCredentials(method string, raw json.RawMessage) *omaError
 	if client, ok := c["client"].(string); ok {
 		f.clients = append(f.clients, client)
 	}
-	if c["user"] != f.admin || c["password"] != f.password {
+	if c["user"] != Admin || c["password"] != Password {
 		return &errCredentials
 	}
 	return nil
 }
 
-func (f *fakeOMA) checkShape(method string, sp spec, body map[string]json.RawMessage) *omaError {
+func (f *Server) checkShape(method string, sp spec, body map[string]json.RawMessage) *omaError {
 	for name, typ := range sp.required {
 		v, ok := body[name]
 		if !ok || jsonType(v) != typ {
@@ -190,7 +242,7 @@ func jsonType(raw json.RawMessage) string {
 	return "number"
 }
 
-func (f *fakeOMA) changeUser(w http.ResponseWriter, body map[string]json.RawMessage) {
+func (f *Server) changeUser(w http.ResponseWriter, body map[string]json.RawMessage) {
 	var user string
 	var attrs map[string]json.RawMessage
 	var createOnly bool
@@ -235,7 +287,7 @@ func (f *fakeOMA) changeUser(w http.ResponseWriter, body map[string]json.RawMess
 	f.answer(w, omaError{}, nil)
 }
 
-func (f *fakeOMA) generateToken(w http.ResponseWriter, body map[string]json.RawMessage) {
+func (f *Server) generateToken(w http.ResponseWriter, body map[string]json.RawMessage) {
 	var user, typ string
 	duration := 24
 	json.Unmarshal(body["user"], &user)
@@ -260,7 +312,7 @@ func (f *fakeOMA) generateToken(w http.ResponseWriter, body map[string]json.RawM
 
 // answer writes a documented response: 200 with success and, on failure,
 // error and error_number.
-func (f *fakeOMA) answer(w http.ResponseWriter, e omaError, extra map[string]any) {
+func (f *Server) answer(w http.ResponseWriter, e omaError, extra map[string]any) {
 	out := map[string]any{"success": e.text == ""}
 	if e.text != "" {
 		out["error"] = e.text
@@ -271,11 +323,4 @@ func (f *fakeOMA) answer(w http.ResponseWriter, e omaError, extra map[string]any
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)
-}
-
-func (f *fakeOMA) password0(user string) (string, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	pw, ok := f.users[user]
-	return pw, ok
 }

@@ -54,6 +54,7 @@ type Error struct {
 	Hints map[string]string
 }
 
+// Error names the method, OpenSRS's error number, text and hints.
 func (e *Error) Error() string {
 	s := fmt.Sprintf("opensrs %s: error %d: %s", e.Method, e.Number, e.Text)
 	for k, v := range e.Hints {
@@ -240,6 +241,7 @@ func (c *Client) SetPassword(ctx context.Context, user, password string) error {
 // to show the user (OpenSRS's hint, never the password).
 type RefusedError struct{ Reason string }
 
+// Error phrases the refusal as a sentence about the password.
 func (e *RefusedError) Error() string { return "the new password " + e.Reason }
 
 // Refusal is what the user is told.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
+	"github.com/mailferry/mailferry/services/auth/internal/omafake"
 )
 
 // newClient configures the adapter as an operator would, against the
@@ -38,8 +39,9 @@ func newClient(t *testing.T, srv *httptest.Server, password string) *Client {
 }
 
 func TestCreateMailboxesIsIdempotent(t *testing.T) {
-	fake, srv := newFakeOMA(t, "example.org")
-	c := newClient(t, srv, fake.password)
+	fake := omafake.Start(t, "example.org")
+	srv := fake.Server
+	c := newClient(t, srv, omafake.Password)
 	ctx := authtest.Context(t, 30*time.Second)
 	users := []string{"ann@example.org", "bob@example.org"}
 	for i, err := range c.CreateMailboxes(ctx, users) {
@@ -47,8 +49,8 @@ func TestCreateMailboxesIsIdempotent(t *testing.T) {
 			t.Fatalf("%s: %v", users[i], err)
 		}
 	}
-	pwA, okA := fake.password0("ann@example.org")
-	pwB, okB := fake.password0("bob@example.org")
+	pwA, okA := fake.UserPassword("ann@example.org")
+	pwB, okB := fake.UserPassword("bob@example.org")
 	if !okA || !okB || pwA == pwB {
 		t.Fatalf("mailboxes not created with distinct random passwords")
 	}
@@ -58,10 +60,10 @@ func TestCreateMailboxesIsIdempotent(t *testing.T) {
 			t.Fatalf("second run, %s: %v", users[i], err)
 		}
 	}
-	if again, _ := fake.password0("ann@example.org"); again != pwA {
+	if again, _ := fake.UserPassword("ann@example.org"); again != pwA {
 		t.Fatal("second run changed an existing mailbox")
 	}
-	for _, cl := range fake.clients {
+	for _, cl := range fake.Clients() {
 		if cl != "mailferry" {
 			t.Fatalf("credentials.client %q", cl)
 		}
@@ -69,9 +71,10 @@ func TestCreateMailboxesIsIdempotent(t *testing.T) {
 }
 
 func TestCreateMailboxReportsDocumentedErrors(t *testing.T) {
-	fake, srv := newFakeOMA(t, "example.org")
+	fake := omafake.Start(t, "example.org")
+	srv := fake.Server
 	ctx := authtest.Context(t, 30*time.Second)
-	errs := newClient(t, srv, fake.password).CreateMailboxes(ctx, []string{"x@unknown.example", "y@example.org"})
+	errs := newClient(t, srv, omafake.Password).CreateMailboxes(ctx, []string{"x@unknown.example", "y@example.org"})
 	var oe *Error
 	if !errors.As(errs[0], &oe) || oe.Number != ErrNumNotFound || oe.Method != "change_user" {
 		t.Fatalf("unknown domain: %v, want error 2", errs[0])
@@ -89,8 +92,9 @@ func TestCreateMailboxReportsDocumentedErrors(t *testing.T) {
 }
 
 func TestSetPasswordSendsItAndReportsRefusals(t *testing.T) {
-	fake, srv := newFakeOMA(t, "example.org")
-	c := newClient(t, srv, fake.password)
+	fake := omafake.Start(t, "example.org")
+	srv := fake.Server
+	c := newClient(t, srv, omafake.Password)
 	ctx := authtest.Context(t, 30*time.Second)
 	if errs := c.CreateMailboxes(ctx, []string{"ann@example.org"}); errs[0] != nil {
 		t.Fatal(errs[0])
@@ -98,7 +102,7 @@ func TestSetPasswordSendsItAndReportsRefusals(t *testing.T) {
 	if err := c.SetPassword(ctx, "ann@example.org", "Zebra-Crossing-42"); err != nil {
 		t.Fatal(err)
 	}
-	if pw, _ := fake.password0("ann@example.org"); pw != "Zebra-Crossing-42" {
+	if pw, _ := fake.UserPassword("ann@example.org"); pw != "Zebra-Crossing-42" {
 		t.Fatal("the provider did not get the new password")
 	}
 	err := c.SetPassword(ctx, "ann@example.org", "Ann-Is-Great-42")
@@ -109,14 +113,15 @@ func TestSetPasswordSendsItAndReportsRefusals(t *testing.T) {
 	if strings.Contains(err.Error(), "Ann-Is-Great-42") {
 		t.Fatalf("error quotes the password: %v", err)
 	}
-	if pw, _ := fake.password0("ann@example.org"); pw != "Zebra-Crossing-42" {
+	if pw, _ := fake.UserPassword("ann@example.org"); pw != "Zebra-Crossing-42" {
 		t.Fatal("a refused password was stored")
 	}
 }
 
 func TestMintTokenReturnsASessionToken(t *testing.T) {
-	fake, srv := newFakeOMA(t, "example.org")
-	c := newClient(t, srv, fake.password)
+	fake := omafake.Start(t, "example.org")
+	srv := fake.Server
+	c := newClient(t, srv, omafake.Password)
 	ctx := authtest.Context(t, 30*time.Second)
 	if _, _, err := c.MintToken(ctx, "nobody@example.org"); !isOMA(err, ErrNumNotFound) {
 		t.Fatalf("token for a missing user: %v, want error 2", err)
@@ -129,32 +134,31 @@ func TestMintTokenReturnsASessionToken(t *testing.T) {
 	if tok == "" || d != 48*time.Hour {
 		t.Fatalf("token %q valid %v, want 48h", tok, d)
 	}
-	if fake.tokens[tok] != "ann@example.org" {
+	if fake.TokenUser(tok) != "ann@example.org" {
 		t.Fatal("token not for ann")
 	}
 }
 
 func TestHTTPFailuresAreErrorsWithoutSecrets(t *testing.T) {
-	fake, srv := newFakeOMA(t, "example.org")
-	c := newClient(t, srv, fake.password)
+	fake := omafake.Start(t, "example.org")
+	srv := fake.Server
+	c := newClient(t, srv, omafake.Password)
 	ctx := authtest.Context(t, 30*time.Second)
-	fake.mu.Lock()
-	fake.failNext = http.StatusInternalServerError
-	fake.mu.Unlock()
+	fake.FailNext(http.StatusInternalServerError)
 	err := c.SetPassword(ctx, "ann@example.org", "Zebra-Crossing-42")
 	if err == nil || !strings.Contains(err.Error(), "500") {
 		t.Fatalf("HTTP 500: %v", err)
 	}
-	authtest.AssertAbsent(t, "error", err.Error(), "Zebra-Crossing-42", fake.password)
+	authtest.AssertAbsent(t, "error", err.Error(), "Zebra-Crossing-42", omafake.Password)
 
 	redirect := httptest.NewTLSServer(http.RedirectHandler(srv.URL+"/api/change_user", http.StatusTemporaryRedirect))
 	defer redirect.Close()
-	rc := newClient(t, redirect, fake.password)
+	rc := newClient(t, redirect, omafake.Password)
 	if err := rc.SetPassword(ctx, "ann@example.org", "Zebra-Crossing-42"); err == nil {
 		t.Fatal("a redirect was followed with the credentials")
 	}
-	if len(fake.requests) != 0 {
-		t.Fatalf("the fake got %v through a redirect", fake.requests)
+	if reqs := fake.Requests(); len(reqs) != 0 {
+		t.Fatalf("the fake got %v through a redirect", reqs)
 	}
 }
 

@@ -1,0 +1,159 @@
+// Package auth assembles the auth service: accounts in JetStream, the
+// target provider's adapter, the legacy IMAP verifier, the sign-in core
+// and its HTTP front. The daemon (mailferry auth, mailferry-auth), the
+// import (mailferry users import) and provisioning (mailferry provision)
+// all start here.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/services/auth/account"
+	"github.com/mailferry/mailferry/services/auth/legacyimap"
+	"github.com/mailferry/mailferry/services/auth/policy"
+	"github.com/mailferry/mailferry/services/auth/provision"
+	"github.com/mailferry/mailferry/services/auth/signin"
+	"github.com/mailferry/mailferry/services/auth/target/dovecot"
+	"github.com/mailferry/mailferry/services/auth/target/opensrs"
+	"github.com/mailferry/mailferry/services/auth/web"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/event"
+)
+
+// ServiceName is the service's name in logs and events.
+const ServiceName = "auth"
+
+// provisionBatch is how many mailboxes one target call creates.
+const provisionBatch = 200
+
+// Adapter is a target provider: it creates mailboxes and sets passwords.
+type Adapter interface {
+	provision.Target
+	signin.Target
+}
+
+// ErrNotConfigured is returned when the file has no auth section.
+var ErrNotConfigured = errors.New("auth.provider is not set: the configuration has no auth section")
+
+// NewAdapter returns the configured target adapter.
+func NewAdapter(c config.Auth) (Adapter, error) {
+	switch c.Provider {
+	case config.ProviderDovecot:
+		return dovecot.New(c), nil
+	case config.ProviderOpenSRS:
+		return opensrs.New(c)
+	}
+	return nil, ErrNotConfigured
+}
+
+// Accounts opens the accounts bucket.
+func Accounts(ctx context.Context, cfg *config.Config, b *broker.Broker) (*account.Store, error) {
+	return account.Open(ctx, b.JS, cfg.Auth.Bucket, cfg.NATS.Replicas)
+}
+
+// Import reads users.csv from r into the accounts bucket.
+func Import(ctx context.Context, cfg *config.Config, b *broker.Broker, r io.Reader) (account.ImportResult, error) {
+	rows, err := account.ReadCSV(r)
+	if err != nil {
+		return account.ImportResult{}, err
+	}
+	store, err := Accounts(ctx, cfg, b)
+	if err != nil {
+		return account.ImportResult{}, err
+	}
+	return store.Import(ctx, rows, time.Now().UTC())
+}
+
+// Provision creates every imported user's mailbox at the target.
+func Provision(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) (provision.Report, error) {
+	if !cfg.Auth.Configured() {
+		return provision.Report{}, ErrNotConfigured
+	}
+	target, err := NewAdapter(cfg.Auth)
+	if err != nil {
+		return provision.Report{}, err
+	}
+	store, err := Accounts(ctx, cfg, b)
+	if err != nil {
+		return provision.Report{}, err
+	}
+	p := &provision.Provisioner{
+		Accounts:  store,
+		Target:    target,
+		Events:    event.Publisher{JS: b.JS, Service: ServiceName},
+		Log:       log,
+		BatchSize: provisionBatch,
+	}
+	if m, ok := target.(provision.TokenMinter); ok && cfg.Auth.OpenSRS.TokenDir != "" {
+		p.Tokens, p.TokenDir = m, cfg.Auth.OpenSRS.TokenDir
+	}
+	return p.Run(ctx)
+}
+
+// Service is the auth daemon.
+type Service struct {
+	Config *config.Config
+	Broker *broker.Broker
+	Log    zerolog.Logger
+	// Ready, when set, receives the listening address once requests are
+	// accepted.
+	Ready func(addr string)
+}
+
+// Run serves sign-ins and password changes until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	a := s.Config.Auth
+	if !a.Configured() {
+		return ErrNotConfigured
+	}
+	target, err := NewAdapter(a)
+	if err != nil {
+		return err
+	}
+	store, err := Accounts(ctx, s.Config, s.Broker)
+	if err != nil {
+		return err
+	}
+	pol := policy.FromConfig(a.Policy)
+	opts := signin.Options{
+		Accounts:  store,
+		Target:    target,
+		Policy:    pol,
+		Argon2:    signin.Argon2FromConfig(a.Argon2),
+		Events:    event.Publisher{JS: s.Broker.JS, Service: ServiceName},
+		Log:       s.Log,
+		RateLimit: a.RateLimit,
+	}
+	if a.LegacyIMAP.Address != "" {
+		opts.Legacy = legacyimap.New(a.LegacyIMAP)
+	}
+	proxies, err := config.ParsePrefixes(a.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("auth.trusted_proxies: %w", err)
+	}
+	front := &web.Server{
+		Auth:           signin.New(opts),
+		PolicyText:     pol.Describe(),
+		Log:            s.Log,
+		TrustedProxies: proxies,
+		Secure:         a.TLS.Enabled() || a.AllowPlaintext,
+		RequestTimeout: a.RequestTimeout.Std(),
+	}
+	ln, err := web.Listen(a)
+	if err != nil {
+		return err
+	}
+	s.Log.Info().Str("listen", ln.Addr().String()).Bool("tls", a.TLS.Enabled()).Str("provider", target.Name()).
+		Bool("legacy_imap", opts.Legacy != nil).Msg("auth service listening")
+	if s.Ready != nil {
+		s.Ready(ln.Addr().String())
+	}
+	return web.Serve(ctx, ln, front.Handler(), a.RequestTimeout.Std())
+}

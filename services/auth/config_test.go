@@ -1,0 +1,68 @@
+package auth
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/shared/config"
+)
+
+// The configuration contract of the issue, verbatim.
+const contract = `
+auth:
+  listen: 127.0.0.1:8080
+  provider: dovecot                  # dovecot | opensrs
+  dovecot: {passwd_file: /path/passwd, scheme: SHA512-CRYPT}
+  opensrs: {url: https://admin.test.hostedemail.com/api, user: admin@example.com, password_file: /path}
+  legacy_imap: {address: 127.0.0.1:10143, tls: none}   # optional: lazy verification
+`
+
+func TestConfigContractParsesWithDefaults(t *testing.T) {
+	c, err := config.Parse([]byte(contract), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Auth
+	if a.Listen != "127.0.0.1:8080" || a.Provider != "dovecot" || a.Dovecot.PasswdFile != "/path/passwd" || a.Dovecot.Scheme != "SHA512-CRYPT" ||
+		a.OpenSRS.URL != "https://admin.test.hostedemail.com/api" || a.LegacyIMAP.Address != "127.0.0.1:10143" || a.LegacyIMAP.TLS != "none" {
+		t.Fatalf("parsed %+v", a)
+	}
+	if a.Bucket != "mf_accounts" || a.Policy.MinLength != 10 || !*a.Policy.RequireSymbol || a.RateLimit.AccountFailures != 5 ||
+		a.RateLimit.Lockout.Std() != 15*time.Minute || a.LegacyIMAP.Auth != config.AuthUser {
+		t.Fatalf("defaults %+v", a)
+	}
+	env := []string{"MAILFERRY_AUTH_PROVIDER=opensrs", "MAILFERRY_AUTH_POLICY_MIN_LENGTH=12"}
+	c, err = config.Parse([]byte(contract), t.TempDir(), env)
+	if err != nil || c.Auth.Provider != "opensrs" || c.Auth.Policy.MinLength != 12 {
+		t.Fatalf("environment overrides: %+v, %v", c.Auth, err)
+	}
+}
+
+func TestConfigRefusesUnsafeOrIncompleteAuthSections(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"auth: {provider: exchange}", `provider "exchange"`},
+		{"auth: {provider: dovecot}", "passwd_file is required"},
+		{"auth: {provider: dovecot, dovecot: {passwd_file: p, scheme: PLAIN}}", `scheme "PLAIN"`},
+		{"auth: {provider: opensrs, opensrs: {url: http://admin.example/api, user: u, password_file: p}}", "https://"},
+		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, listen: 0.0.0.0:8080}", "not loopback"},
+		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, tls: {cert_file: c}}", "go together"},
+		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, policy: {min_length: 20, max_length: 10}}", "min_length"},
+		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, trusted_proxies: [nope]}", "trusted_proxies"},
+		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, legacy_imap: {address: 'h:1', tls: plain}}", "legacy_imap"},
+	} {
+		_, err := config.Parse([]byte(tc.yaml), t.TempDir(), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.yaml, err, tc.want)
+		}
+	}
+	for _, ok := range []string{
+		"auth: {provider: dovecot, dovecot: {passwd_file: p}, listen: 0.0.0.0:8443, tls: {cert_file: c, key_file: k}}",
+		"auth: {provider: dovecot, dovecot: {passwd_file: p}, listen: 10.0.0.5:8080, allow_plaintext: true, trusted_proxies: [10.0.0.0/8]}",
+		"nats: {url: nats://x:4222}", // a file without an auth section
+	} {
+		if _, err := config.Parse([]byte(ok), t.TempDir(), nil); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+}
