@@ -50,7 +50,8 @@ func (ss *session) flush(ctx context.Context) error {
 	if len(ss.batch) > 0 {
 		b := ss.batch
 		ss.batch, ss.bBytes = nil, 0
-		if err := ss.load(ctx, b); err != nil {
+		// Every write to the target happens under a live lease.
+		if err := ss.lease.hold(ctx, func(ctx context.Context) error { return ss.load(ctx, b) }); err != nil {
 			return err
 		}
 		ss.progress(ctx, false)
@@ -150,9 +151,6 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 	for attempt := 0; len(items) > 0; attempt++ {
 		if attempt > len(items)+3 {
 			return fmt.Errorf("append to %q: giving up after %d attempts", fr.target, attempt)
-		}
-		if err := ss.lease.renew(ctx); err != nil {
-			return err
 		}
 		uidNext, err := ss.uidNext(ctx, fr.target)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,48 +21,125 @@ type Lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-// errBusy reports a mailbox another live session holds.
-var errBusy = errors.New("mailbox is being loaded by another session")
+var (
+	// errBusy reports a mailbox another live session holds.
+	errBusy = errors.New("mailbox is being loaded by another session")
+	// errLeaseLost stops a session whose lease could not be renewed.
+	errLeaseLost = errors.New("lease of the mailbox lost")
+)
 
 // LeaseKey names a mailbox's lease.
 func LeaseKey(mailbox string) string { return "lease." + subject.Key(mailbox) }
 
+// lease is a session's hold on its mailbox. The holder stops writing to
+// the target a margin before the lease expires; a newcomer takes over only
+// a margin after it expired. Between the two, any append of the old holder
+// has been aborted or has finished, so reconciling it is safe.
 type lease struct {
-	e       *casEntry[Lease]
-	kv      jetstream.KeyValue
-	ttl     time.Duration
-	renewed time.Time
+	mu         sync.Mutex
+	e          *casEntry[Lease]
+	kv         jetstream.KeyValue
+	ttl        time.Duration
+	validUntil time.Time
 }
+
+func margin(ttl time.Duration) time.Duration { return ttl / 4 }
 
 func acquire(ctx context.Context, kv jetstream.KeyValue, mailbox string, ttl time.Duration) (*lease, error) {
 	e, err := loadEntry[Lease](ctx, kv, LeaseKey(mailbox))
 	if err != nil {
 		return nil, err
 	}
-	if e.exists() && time.Now().Before(e.V.Expires) {
-		return nil, fmt.Errorf("%w (until %s)", errBusy, e.V.Expires.Format(time.RFC3339))
+	if e.exists() && time.Now().Before(e.V.Expires.Add(margin(ttl))) {
+		return nil, fmt.Errorf("%w (until %s)", errBusy, e.V.Expires.Add(margin(ttl)).Format(time.RFC3339))
 	}
-	e.V = Lease{Owner: nuid.Next(), Expires: time.Now().Add(ttl).UTC()}
-	if err := e.save(ctx, kv); err != nil {
+	l := &lease{e: e, kv: kv, ttl: ttl}
+	e.V.Owner = nuid.Next()
+	if err := l.extend(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBusy, err)
 	}
-	return &lease{e: e, kv: kv, ttl: ttl, renewed: time.Now()}, nil
+	return l, nil
 }
 
-// renew extends the lease; it fails when another session took it over,
-// and then nothing more may be written.
-func (l *lease) renew(ctx context.Context) error {
-	if time.Since(l.renewed) < l.ttl/3 {
-		return nil
-	}
-	l.e.V.Expires = time.Now().Add(l.ttl).UTC()
+// extend writes a new expiry; it fails when another session took over.
+func (l *lease) extend(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	until := time.Now().Add(l.ttl)
+	l.e.V.Expires = until.UTC()
 	if err := l.e.save(ctx, l.kv); err != nil {
-		return fmt.Errorf("lease of the mailbox lost: %w", err)
+		return fmt.Errorf("%w: %v", errLeaseLost, err)
 	}
-	l.renewed = time.Now()
+	l.validUntil = until
 	return nil
 }
 
+// renew extends the lease when a third of it has passed.
+func (l *lease) renew(ctx context.Context) error {
+	l.mu.Lock()
+	due := time.Until(l.validUntil) < l.ttl*2/3
+	l.mu.Unlock()
+	if !due {
+		return nil
+	}
+	return l.extend(ctx)
+}
+
+// writeDeadline is when this holder must have stopped writing.
+func (l *lease) writeDeadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.validUntil.Add(-margin(l.ttl))
+}
+
+// hold runs fn, keeping the lease alive meanwhile; fn's context ends when
+// the lease could not be renewed in time, so that no write of fn outlives
+// the lease.
+func (l *lease) hold(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := l.renew(ctx); err != nil {
+		return err
+	}
+	hctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.keepAlive(hctx, cancel)
+	}()
+	err := fn(hctx)
+	cancel(nil)
+	wg.Wait()
+	if cause := context.Cause(hctx); errors.Is(cause, errLeaseLost) {
+		return errors.Join(err, cause)
+	}
+	return err
+}
+
+func (l *lease) keepAlive(ctx context.Context, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(l.ttl / 6)
+	defer tick.Stop()
+	for {
+		deadline := time.NewTimer(time.Until(l.writeDeadline()))
+		select {
+		case <-ctx.Done():
+			deadline.Stop()
+			return
+		case <-deadline.C:
+			cancel(errLeaseLost)
+			return
+		case <-tick.C:
+			deadline.Stop()
+			if err := l.renew(ctx); err != nil && ctx.Err() == nil {
+				cancel(err)
+				return
+			}
+		}
+	}
+}
+
 func (l *lease) release(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	_ = l.kv.Delete(ctx, l.e.key, jetstream.LastRevision(l.e.rev))
 }

@@ -433,3 +433,36 @@ func TestShutdownSettlesTheBatchInHandAndLosesNothing(t *testing.T) {
 	}
 	f.checkTarget("INBOX", want)
 }
+
+func TestLeaseHolderStopsWritingBeforeANewcomerMayTakeOver(t *testing.T) {
+	f := newFixture(t)
+	const ttl = 400 * time.Millisecond
+	l, err := acquire(f.ctx, f.b.Ledger, srcUser, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone else's write makes renewals fail, as after a takeover.
+	e, err := loadEntry[Lease](f.ctx, f.b.Ledger, LeaseKey(srcUser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.V.Owner = "intruder"
+	if err := e.save(f.ctx, f.b.Ledger); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = l.hold(f.ctx, func(ctx context.Context) error {
+		<-ctx.Done() // an append that would run for ever
+		return ctx.Err()
+	})
+	took := time.Since(start)
+	if !errors.Is(err, errLeaseLost) {
+		t.Fatalf("hold after losing the lease: err = %v, want lease lost", err)
+	}
+	if took > ttl-margin(ttl) {
+		t.Errorf("the holder kept writing for %v, past its write deadline (ttl %v, margin %v)", took, ttl, margin(ttl))
+	}
+	if _, err := acquire(f.ctx, f.b.Ledger, srcUser, ttl); !errors.Is(err, errBusy) {
+		t.Errorf("a newcomer took the lease before it expired plus the margin: %v", err)
+	}
+}

@@ -64,5 +64,7 @@ func (ss *session) retryOne(ctx context.Context, mail jetstream.Stream, it job.R
 	if err := ss.startFolder(ctx, m.Folder, m.Delim, m.UIDValidity); err != nil {
 		return err
 	}
-	return ss.load(ctx, []pending{{rec: m, body: d.Body, seq: it.MailSeq}})
+	return ss.lease.hold(ctx, func(ctx context.Context) error {
+		return ss.load(ctx, []pending{{rec: m, body: d.Body, seq: it.MailSeq}})
+	})
 }
