@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailferry/mailferry/services/loader/imapappend"
-	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/subject"
 )
@@ -72,33 +70,27 @@ func settle(st *FolderState, left []pending) {
 	}
 }
 
-// writeEntries publishes the per-message ledger entries asynchronously and
-// waits for all of them.
+// writeEntries records where got landed, in one ledger entry.
 func (ss *session) writeEntries(ctx context.Context, got []pending, uids []uint32, how string) error {
 	fr := ss.cur
-	js := ss.svc.Broker.JS
-	futs := make([]jetstream.PubAckFuture, 0, len(got))
-	for i, p := range got {
-		e := MessageEntry{TargetFolder: fr.target, SHA256: p.rec.SHA256, How: how}
-		if uids != nil {
-			e.TargetUIDValidity, e.TargetUID = fr.st.V.TargetUIDValidity, uids[i]
-		}
-		b, _ := json.Marshal(e)
-		key := MessageKey(ss.j.SourceUser, fr.src, fr.uidv, p.rec.UID)
-		f, err := js.PublishAsync("$KV."+broker.BucketLedger+"."+key, b)
-		if err != nil {
-			return fmt.Errorf("write ledger %s: %w", key, err)
-		}
-		futs = append(futs, f)
+	m := Mapping{TargetFolder: fr.target, How: how, Items: make([]MappingItem, 0, len(got))}
+	if uids != nil {
+		m.TargetUIDValidity = fr.st.V.TargetUIDValidity
 	}
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("write ledger %s: %w", f.Msg().Subject, err)
-		case <-ctx.Done():
-			return ctx.Err()
+	for i, p := range got {
+		it := MappingItem{UID: p.rec.UID, SHA256: p.rec.SHA256}
+		if uids != nil {
+			it.TargetUID = uids[i]
 		}
+		m.Items = append(m.Items, it)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode mapping: %w", err)
+	}
+	key := MappingKey(ss.j.SourceUser, fr.src, fr.uidv, got[0].rec.UID)
+	if _, err := ss.svc.Broker.Ledger.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("write ledger %s: %w", key, err)
 	}
 	return nil
 }

@@ -18,7 +18,8 @@ import (
 //
 //	mbx.<mailbox>                          MailboxState
 //	fld.<mailbox>.<folder>.<uidvalidity>   FolderState
-//	msg.<mailbox>.<folder>.<uidv>.<uid>    MessageEntry
+//	map.<mailbox>.<folder>.<uidv>.<uid>    Mapping (one per committed batch,
+//	                                       keyed by its first source UID)
 
 // MailboxState is where a mailbox's stream has been processed to, and the
 // folder names chosen for it (kept stable across passes).
@@ -70,17 +71,24 @@ type IntentItem struct {
 	Size   int64  `json:"size"`
 }
 
-// MessageEntry maps one source identity to where it landed.
-type MessageEntry struct {
+// Mapping records where a committed batch of source messages landed: one
+// ledger write per batch rather than per message.
+type Mapping struct {
 	TargetFolder      string `json:"target_folder"`
 	TargetUIDValidity uint32 `json:"target_uidvalidity,omitempty"`
-	TargetUID         uint32 `json:"target_uid,omitempty"`
-	SHA256            string `json:"sha256"`
 	// How is appended, present (found already in the target) or dead.
-	How string `json:"how"`
+	How   string        `json:"how"`
+	Items []MappingItem `json:"items"`
 }
 
-// MailboxKey, FolderKey and MessageKey name ledger entries.
+// MappingItem maps one source UID to its target UID (0 when not appended).
+type MappingItem struct {
+	UID       uint32 `json:"uid"`
+	TargetUID uint32 `json:"target_uid,omitempty"`
+	SHA256    string `json:"sha256"`
+}
+
+// MailboxKey, FolderKey and MappingKey name ledger entries.
 func MailboxKey(mailbox string) string { return "mbx." + subject.Key(mailbox) }
 
 // FolderKey names a folder's ledger entry.
@@ -88,9 +96,9 @@ func FolderKey(mailbox, folder string, uidValidity uint32) string {
 	return fmt.Sprintf("fld.%s.%s.%d", subject.Key(mailbox), subject.Key(folder), uidValidity)
 }
 
-// MessageKey names a message's ledger entry.
-func MessageKey(mailbox, folder string, uidValidity, uid uint32) string {
-	return fmt.Sprintf("msg.%s.%s.%d.%d", subject.Key(mailbox), subject.Key(folder), uidValidity, uid)
+// MappingKey names the mapping of the batch starting at source UID uid.
+func MappingKey(mailbox, folder string, uidValidity, uid uint32) string {
+	return fmt.Sprintf("map.%s.%s.%d.%d", subject.Key(mailbox), subject.Key(folder), uidValidity, uid)
 }
 
 // casEntry is a JSON value in the ledger with the revision it was read at.
