@@ -47,25 +47,19 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "extractor"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	_ = ev.Publish(ctx, event.MailboxExtracting, j.SourceUser, "extracting."+j.SourceUser+"."+j.Pass, map[string]string{"pass": j.Pass})
-	retry := backoff.Default()
-	for attempt := 0; ; attempt++ {
+	// A retry resumes from the checkpoints on a new connection.
+	return job.Retry(ctx, backoff.Default(), log, func() error {
 		end, err := s.Extract(ctx, j)
-		if err == nil {
-			return ev.Publish(ctx, event.MailboxExtracted, j.SourceUser, "extracted."+j.SourceUser+"."+j.Pass, end)
-		}
 		if errors.Is(err, imapdial.ErrLoginRefused) {
-			err = errors.Join(err, job.ErrPermanent)
+			return errors.Join(err, job.ErrPermanent)
 		}
-		if ctx.Err() != nil || job.IsStopping(ctx) {
+		if err != nil {
 			return err
 		}
-		if errors.Is(err, job.ErrPermanent) || !retry.Wait(ctx, attempt) {
-			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: retried(ctx, err)})
-			return err
-		}
-		// Resume from the checkpoints on a new connection.
-		log.Warn().Err(err).Int("attempt", attempt+1).Msg("extraction interrupted, retrying")
-	}
+		return ev.Publish(ctx, event.MailboxExtracted, j.SourceUser, "extracted."+j.SourceUser+"."+j.Pass, end)
+	}, func(err error, retried bool) {
+		_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: retried})
+	})
 }
 
 // Extract runs one pass over a mailbox: every selectable folder from its
@@ -188,10 +182,4 @@ func listFolders(ctx context.Context, c *imapclient.Client, timeout time.Duratio
 		out = append(out, fi)
 	}
 	return out, nil
-}
-
-// retried says whether a failed job will be tried again.
-func retried(ctx context.Context, err error) bool {
-	_, last := job.Delivery(ctx)
-	return !last && !errors.Is(err, job.ErrPermanent)
 }

@@ -65,8 +65,8 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "loader"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
-	retry := backoff.Default()
-	for attempt := 0; ; attempt++ {
+	// A retry opens a new session, which resumes where the ledger says.
+	return job.Retry(ctx, backoff.Default(), log, func() error {
 		var res *event.Loaded
 		var err error
 		if len(j.Retry) > 0 {
@@ -74,22 +74,16 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		} else {
 			res, err = s.Load(ctx, j)
 		}
-		if err == nil {
-			return ev.Publish(ctx, event.MailboxLoaded, j.SourceUser, "loaded."+j.SourceUser+"."+j.Pass, res)
-		}
 		if errors.Is(err, imapdial.ErrLoginRefused) {
-			err = errors.Join(err, job.ErrPermanent)
+			return errors.Join(err, job.ErrPermanent)
 		}
-		if ctx.Err() != nil || job.IsStopping(ctx) {
+		if err != nil {
 			return err
 		}
-		if errors.Is(err, job.ErrPermanent) || !retry.Wait(ctx, attempt) {
-			_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: retried(ctx, err)})
-			return err
-		}
-		// The ledger holds what is done; a new session resumes there.
-		log.Warn().Err(err).Int("attempt", attempt+1).Msg("loading interrupted, retrying")
-	}
+		return ev.Publish(ctx, event.MailboxLoaded, j.SourceUser, "loaded."+j.SourceUser+"."+j.Pass, res)
+	}, func(err error, retried bool) {
+		_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: retried})
+	})
 }
 
 // Load loads one pass of a mailbox: it follows the mailbox's records from
@@ -319,10 +313,4 @@ func (ss *session) advance(ctx context.Context, seq uint64) error {
 	ss.mbx.V.Seq = seq
 	ss.mbx.V.Updated = time.Now().UTC()
 	return ss.mbx.save(ctx, ss.svc.Broker.Ledger)
-}
-
-// retried says whether a failed job will be tried again.
-func retried(ctx context.Context, err error) bool {
-	_, last := job.Delivery(ctx)
-	return !last && !errors.Is(err, job.ErrPermanent)
 }
