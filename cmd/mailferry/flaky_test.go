@@ -37,7 +37,8 @@ func TestMigrationThroughFlakyServersCompletesAndVerifies(t *testing.T) {
 	defer cancel()
 
 	// The old server cuts connections mid-literal, stalls and refuses
-	// connects for a while; the new one drops connections too.
+	// connects for a while; the new one is down for a while at first and
+	// drops connections too.
 	src, err := faultproxy.Start(ctx, p.Src.Addr, faultproxy.Faults{
 		CutAfter: 120_000, CutProbability: 0.6, StallAfter: 60_000, StallProbability: 0.2,
 		RefuseFor: 1500 * time.Millisecond, RefuseAtStart: true,
@@ -46,7 +47,7 @@ func TestMigrationThroughFlakyServersCompletesAndVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	tgt, err := faultproxy.Start(ctx, p.Tgt.Addr, faultproxy.Faults{CutAfter: 2_000, CutProbability: 0.8}, 2)
+	tgt, err := faultproxy.Start(ctx, p.Tgt.Addr, faultproxy.Faults{CutAfter: 2_000, CutProbability: 0.8, RefuseFor: 3 * time.Second, RefuseAtStart: true}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestMigrationThroughFlakyServersCompletesAndVerifies(t *testing.T) {
 	}
 	ss, ts := src.Stats(), tgt.Stats()
 	t.Logf("source proxy: %+v; target proxy: %+v", ss, ts)
-	if ss.Cut == 0 || ss.Stalled == 0 || ss.Refused == 0 || ts.Cut == 0 {
+	if ss.Cut == 0 || ss.Stalled == 0 || ss.Refused == 0 || ts.Cut == 0 || ts.Refused == 0 {
 		t.Errorf("faults did not all happen (source %+v, target %+v): the test proves nothing", ss, ts)
 	}
 	boxes, err := job.ReadInventory(direct.Mailboxes.File)
