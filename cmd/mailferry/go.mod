@@ -13,6 +13,7 @@ replace (
 require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/mailferry/mailferry/services/auth v0.0.0-00010101000000-000000000000
+	github.com/mailferry/mailferry/services/dnsctl v0.0.0-00010101000000-000000000000
 	github.com/mailferry/mailferry/services/extractor v0.0.0-00010101000000-000000000000
 	github.com/mailferry/mailferry/services/loader v0.0.0-00010101000000-000000000000
 	github.com/mailferry/mailferry/shared v0.0.0-00010101000000-000000000000
@@ -29,12 +30,14 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/miekg/dns v1.1.73 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )

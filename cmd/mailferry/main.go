@@ -24,6 +24,7 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	authcli "github.com/mailferry/mailferry/services/auth/cli"
+	dnscli "github.com/mailferry/mailferry/services/dnsctl/cli"
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
@@ -49,6 +50,8 @@ commands:
                             build a corpus in Dovecot, migrate, verify; compare with doveadm and mbsync
   chaos     [-seed N] [-kills K] [-mailboxes M] [-messages N]
                             migrate between two Dovecot servers while kill -9ing every process
+  dns plan|apply|verify|rollback|lower-ttl|bench -c FILE ...
+                            switch MX and mail records of the domains we host (see services/dnsctl/README.md)
   nats      -c FILE         run a nats-server with JetStream on nats.listen and nats.data_dir
   extractor -c FILE         run the extractor service
   loader    -c FILE         run the loader service
@@ -84,6 +87,8 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 		return chaos.Main(ctx, args, stdout, stderr)
 	case "bench":
 		return bench.Main(ctx, args, stdout, stderr)
+	case "dns":
+		return dnscli.Main(ctx, args, stdout, stderr)
 	case "users", "provision", "auth":
 		return authcli.Main(ctx, cmd, args, stdout, stderr)
 	}
