@@ -19,6 +19,7 @@ import (
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
 	"github.com/mailferry/mailferry/shared/subject"
 )
@@ -62,6 +63,8 @@ type folderExtraction struct {
 	cpRev   uint64
 	sum     record.FolderSummary
 	sinceCP int
+	// prev is the UID of the last message published in this fetch.
+	prev uint32
 }
 
 func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, error) {
@@ -178,6 +181,7 @@ func (fx *folderExtraction) publishFolder(ctx context.Context, sel *imap.SelectD
 // a time; nothing holds more than one message plus the bounded bytes in
 // flight to the broker.
 func (fx *folderExtraction) fetchAll(ctx context.Context) error {
+	fx.prev = fx.cp.LastUID
 	start := imap.UID(fx.cp.LastUID + 1)
 	set := imap.UIDSet{}
 	set.AddRange(start, 0)
@@ -257,9 +261,11 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 	if !haveBody {
 		return fmt.Errorf("uid %d: server sent no body", rec.UID)
 	}
+	rec.PrevUID = fx.prev
 	if err := fx.pub.publish(ctx, rec, body); err != nil {
 		return err
 	}
+	fx.prev = rec.UID
 	fx.sum.Messages++
 	fx.sum.Bytes += rec.Size
 	fx.prog.Current.Messages++
@@ -281,22 +287,26 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, lit imap.LiteralReader) ([]byte, error) {
 	size := lit.Size()
 	rec.Size = size
-	h := sha256.New()
+	h, lh := sha256.New(), sha256.New()
+	lines := mailscan.NewLineNormalizer(lh)
+	sums := io.MultiWriter(h, lines)
+	defer func() {
+		_ = lines.Close()
+		rec.SHA256, rec.LinesSHA256 = hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(lh.Sum(nil))
+	}()
 	if size <= fx.svc.Config.Extractor.LargeMessageBytes {
 		b := make([]byte, size)
 		if _, err := io.ReadFull(lit, b); err != nil {
 			return nil, fmt.Errorf("read body: %w", err)
 		}
-		h.Write(b)
-		rec.SHA256 = hex.EncodeToString(h.Sum(nil))
+		sums.Write(b)
 		return b, nil
 	}
 	name := objectName(rec)
-	_, err := fx.svc.Broker.Bodies.Put(ctx, jetstream.ObjectMeta{Name: name}, io.TeeReader(lit, h))
+	_, err := fx.svc.Broker.Bodies.Put(ctx, jetstream.ObjectMeta{Name: name}, io.TeeReader(lit, sums))
 	if err != nil {
 		return nil, fmt.Errorf("store large body (%d bytes): %w", size, err)
 	}
-	rec.SHA256 = hex.EncodeToString(h.Sum(nil))
 	rec.Object = name
 	return nil, nil
 }

@@ -28,7 +28,7 @@ func (ss *session) add(ctx context.Context, rec *record.Message, body []byte, se
 			return err
 		}
 	}
-	if (ss.replay == nil && ss.cur.done(rec.UID)) || (len(ss.batch) > 0 && rec.UID <= ss.batch[len(ss.batch)-1].rec.UID) {
+	if (ss.replay == nil && ss.cur.done(rec.UID)) || slices.ContainsFunc(ss.batch, func(p pending) bool { return p.rec.UID == rec.UID }) {
 		// Already loaded, or a record published twice outside the
 		// broker's duplicate window.
 		ss.stats.Skipped++
@@ -89,7 +89,7 @@ func (ss *session) load(ctx context.Context, b []pending) error {
 	if len(present) > 0 {
 		ss.stats.Skipped += int64(len(present))
 		fr.st.V.Present += int64(len(present))
-		if err := ss.record(ctx, present, nil, howPresent, todo); err != nil {
+		if err := ss.record(ctx, present, nil, howPresent); err != nil {
 			return err
 		}
 	}
@@ -116,7 +116,7 @@ func (ss *session) scanGap(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !fr.st.exists() || now <= expected {
+	if !fr.st.exists() || fr.indexed || now <= expected {
 		ss.next[fr.target] = now
 		return nil
 	}
@@ -131,6 +131,9 @@ func (ss *session) scanGap(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("index unaccounted mail in %q: %w", fr.target, err)
+	}
+	if err := ss.leaveAccounted(ctx, fr.present, fr.target, expected); err != nil {
+		return err
 	}
 	if _, err := ss.selectTarget(ctx, fr.target); err != nil {
 		return err
@@ -148,45 +151,45 @@ func (ss *session) scanGap(ctx context.Context) error {
 func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 	fr := ss.cur
 	multi := ss.useMulti()
+	one := false // a refusal named no message: find it one at a time
 	for attempt := 0; len(items) > 0; attempt++ {
 		if attempt > len(items)+3 {
 			return fmt.Errorf("append to %q: giving up after %d attempts", fr.target, attempt)
 		}
-		uidNext, err := ss.uidNext(ctx, fr.target)
+		send := items
+		if one {
+			send = items[:1]
+		}
+		res, intent, aerr, err := ss.appendOnce(ctx, send, multi)
 		if err != nil {
 			return err
 		}
-		fr.st.V.Pending = newIntent(uidNext, items)
-		if err := fr.st.save(ctx, ss.svc.Broker.Ledger); err != nil {
-			return err
-		}
-		intent := fr.st.V.Pending
-		if err := ss.svc.crash(pointIntentSaved); err != nil {
-			return err
-		}
-		res, aerr := ss.app.Append(ctx, fr.target, ss.outgoing(ctx, items), multi)
-		if err := ss.svc.crash(pointAppended); err != nil {
-			return err
-		}
-		if aerr == nil && len(res.UIDs) == len(items) && res.UIDValidity == fr.st.V.TargetUIDValidity {
+		if aerr == nil && len(res.UIDs) == len(send) && res.UIDValidity == fr.st.V.TargetUIDValidity {
 			fr.st.V.Pending = nil
-			if err := ss.record(ctx, items, res.UIDs, howAppended, nil); err != nil {
+			if err := ss.record(ctx, send, res.UIDs, howAppended); err != nil {
 				return err
 			}
 			ss.next[fr.target] = max(ss.next[fr.target], slices.Max(res.UIDs)+1)
-			return ss.checkStored(ctx, items, res.UIDs)
+			items = items[len(send):]
+			if err := ss.checkStored(ctx, send, res.UIDs); err != nil {
+				return err
+			}
+			continue
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		left, err := ss.reconcile(ctx, items)
+		if err := ss.redialIfBroken(ctx); err != nil {
+			return errors.Join(fmt.Errorf("append to %q: %w", fr.target, aerr), err)
+		}
+		left, err := ss.reconcile(ctx, send, aerr == nil)
 		if err != nil {
 			return errors.Join(fmt.Errorf("append to %q: %w", fr.target, aerr), err)
 		}
 		// reconcile scanned everything from the intent's UIDNEXT on.
 		delete(ss.next, fr.target)
-		items = left
-		if aerr == nil || len(items) == 0 {
+		items = append(left, items[len(send):]...)
+		if aerr == nil || len(left) == 0 {
 			continue
 		}
 		var se *imapappend.ServerError
@@ -198,27 +201,70 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 			multi = false
 			continue
 		}
-		bad := refused(aerr, intent, items)
+		bad, named := refused(aerr, intent, left)
+		if !named && len(send) > 1 {
+			one = true
+			continue
+		}
 		items = slices.DeleteFunc(items, func(p pending) bool { return p.rec.UID == bad.rec.UID })
-		if err := ss.deadLetter(ctx, bad, se, items); err != nil {
+		if err := ss.deadLetter(ctx, bad, se); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// refused finds the message a pipelined append's error is about.
-func refused(err error, in *Intent, items []pending) pending {
+// appendOnce records the intent and sends one append command (or one
+// pipelined series). err is a failure to record; aerr the append's own.
+func (ss *session) appendOnce(ctx context.Context, send []pending, multi bool) (imapappend.Result, *Intent, error, error) {
+	fr := ss.cur
+	uidNext, err := ss.uidNext(ctx, fr.target)
+	if err != nil {
+		return imapappend.Result{}, nil, nil, err
+	}
+	fr.st.V.Pending = newIntent(uidNext, send)
+	if err := fr.st.save(ctx, ss.svc.Broker.Ledger); err != nil {
+		return imapappend.Result{}, nil, nil, err
+	}
+	intent := fr.st.V.Pending
+	if err := ss.svc.crash(pointIntentSaved); err != nil {
+		return imapappend.Result{}, nil, nil, err
+	}
+	res, aerr := ss.app.Append(ctx, fr.target, ss.outgoing(ctx, send), multi)
+	if err := ss.svc.crash(pointAppended); err != nil {
+		return imapappend.Result{}, nil, nil, err
+	}
+	return res, intent, aerr, nil
+}
+
+// redialIfBroken replaces an append connection that can carry no more
+// commands, so that its last error is not mistaken for later refusals.
+func (ss *session) redialIfBroken(ctx context.Context) error {
+	if !ss.app.Broken() {
+		return nil
+	}
+	ss.app.Close()
+	app, err := imapappend.Dial(ctx, ss.svc.Config.Target, ss.cred)
+	if err != nil {
+		return fmt.Errorf("reconnect for appends: %w", err)
+	}
+	ss.app = app
+	return nil
+}
+
+// refused finds the message a pipelined append's error is about; named
+// is false when the error does not say (then items[0] is returned).
+func refused(err error, in *Intent, items []pending) (pending, bool) {
 	var ae *imapappend.AppendError
 	if errors.As(err, &ae) && ae.Index < len(in.Items) {
 		uid := in.Items[ae.Index].UID
 		for _, p := range items {
 			if p.rec.UID == uid {
-				return p
+				return p, true
 			}
 		}
 	}
-	return items[0]
+	return items[0], len(items) == 1 && len(in.Items) == 1
 }
 
 func (ss *session) useMulti() bool {
@@ -243,7 +289,7 @@ func (ss *session) uidNext(ctx context.Context, target string) (uint32, error) {
 func newIntent(uidNext uint32, items []pending) *Intent {
 	in := &Intent{UIDNext: uidNext, Started: time.Now().UTC()}
 	for _, p := range items {
-		in.Items = append(in.Items, IntentItem{UID: p.rec.UID, SHA256: p.rec.SHA256, Size: p.rec.Size})
+		in.Items = append(in.Items, IntentItem{UID: p.rec.UID, Prev: p.rec.PrevUID, SHA256: p.rec.SHA256, LinesSHA256: p.rec.LinesSHA256, Size: p.rec.Size})
 	}
 	return in
 }
@@ -297,7 +343,11 @@ func (ss *session) flags(rec *record.Message) []string {
 // reconcile settles the pending intent against the target: messages of
 // the intent found (in order, by content) from its UIDNEXT on are
 // committed as appended; the rest are returned to be appended again.
-func (ss *session) reconcile(ctx context.Context, items []pending) ([]pending, error) {
+//
+// confirmed says the server answered OK to every message: what the scan
+// cannot recognise was stored altered, and is recorded without a UID
+// instead of being appended again.
+func (ss *session) reconcile(ctx context.Context, items []pending, confirmed bool) ([]pending, error) {
 	fr := ss.cur
 	in := fr.st.V.Pending
 	if in == nil {
@@ -317,8 +367,16 @@ func (ss *session) reconcile(ctx context.Context, items []pending) ([]pending, e
 		}
 		left = append(left, p)
 	}
+	if confirmed && len(left) > 0 {
+		for _, p := range left {
+			ss.log.Warn().Str("id", p.rec.ID()).Str("target", fr.target).Msg("appended but not found by content: the target stored it altered")
+			got = append(got, p)
+			gotUIDs = append(gotUIDs, 0)
+		}
+		left = nil
+	}
 	fr.st.V.Pending = nil
-	if err := ss.record(ctx, got, gotUIDs, howAppended, left); err != nil {
+	if err := ss.record(ctx, got, gotUIDs, howAppended); err != nil {
 		return nil, err
 	}
 	return left, nil
@@ -332,7 +390,10 @@ func (ss *session) landed(ctx context.Context, in *Intent) (map[uint32]uint32, e
 	i := 0
 	_, err := mailscan.Scan(ctx, ss.c, fr.target, in.UIDNext, ss.svc.Config.Target.CommandTimeout.Std(), func(m mailscan.Message) error {
 		for j := i; j < len(in.Items); j++ {
-			if in.Items[j].SHA256 == m.SHA256 {
+			it := in.Items[j]
+			// A target that rewrote line endings stored the same
+			// message under another hash.
+			if it.SHA256 == m.SHA256 || (it.LinesSHA256 != "" && it.LinesSHA256 == m.LinesSHA256) {
 				out[in.Items[j].UID] = m.UID
 				i = j + 1
 				break
@@ -362,7 +423,8 @@ func (ss *session) resolvePending(ctx context.Context) error {
 	var got, left []pending
 	var gotUIDs []uint32
 	for _, it := range in.Items {
-		p := pending{rec: &record.Message{Mailbox: ss.j.SourceUser, Folder: fr.src, UIDValidity: fr.uidv, UID: it.UID, SHA256: it.SHA256, Size: it.Size}}
+		p := pending{rec: &record.Message{Mailbox: ss.j.SourceUser, Folder: fr.src, UIDValidity: fr.uidv,
+			UID: it.UID, PrevUID: it.Prev, SHA256: it.SHA256, LinesSHA256: it.LinesSHA256, Size: it.Size}}
 		if u, ok := uids[it.UID]; ok {
 			got = append(got, p)
 			gotUIDs = append(gotUIDs, u)
@@ -371,7 +433,7 @@ func (ss *session) resolvePending(ctx context.Context) error {
 		left = append(left, p)
 	}
 	fr.st.V.Pending = nil
-	return ss.record(ctx, got, gotUIDs, howAppended, left)
+	return ss.record(ctx, got, gotUIDs, howAppended)
 }
 
 // checkStored compares the size the target gives each appended message
@@ -383,6 +445,10 @@ func (ss *session) checkStored(ctx context.Context, items []pending, uids []uint
 		set.AddNum(imap.UID(u))
 	}
 	defer imapdial.Watch(ctx, ss.c, ss.svc.Config.Target.CommandTimeout.Std()).Stop()
+	// The appends went through the other connection: let this one see them.
+	if err := ss.c.Noop().Wait(); err != nil {
+		return fmt.Errorf("check stored sizes in %q: %w", ss.cur.target, err)
+	}
 	msgs, err := ss.c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
 	if err != nil {
 		return fmt.Errorf("check stored sizes in %q: %w", ss.cur.target, err)

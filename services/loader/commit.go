@@ -22,10 +22,9 @@ const (
 	howDead     = "dead"
 )
 
-// record writes the ledger entries of got (target UIDs in uids when
-// appended) and moves the folder's watermark as far as left, the messages
-// of the batch still to be dealt with, allows.
-func (ss *session) record(ctx context.Context, got []pending, uids []uint32, how string, left []pending) error {
+// record writes the ledger entry of got (target UIDs in uids when
+// appended) and moves the folder's watermark along the PrevUID chain.
+func (ss *session) record(ctx context.Context, got []pending, uids []uint32, how string) error {
 	fr := ss.cur
 	if len(got) > 0 {
 		if err := ss.writeEntries(ctx, got, uids, how); err != nil {
@@ -33,7 +32,7 @@ func (ss *session) record(ctx context.Context, got []pending, uids []uint32, how
 		}
 	}
 	for i, p := range got {
-		fr.st.V.Done = append(fr.st.V.Done, p.rec.UID)
+		fr.st.V.Done = append(fr.st.V.Done, DoneItem{UID: p.rec.UID, Prev: p.rec.PrevUID})
 		switch how {
 		case howAppended:
 			fr.st.V.Appended++
@@ -45,26 +44,30 @@ func (ss *session) record(ctx context.Context, got []pending, uids []uint32, how
 			ss.stats.Dead++
 		}
 	}
-	settle(&fr.st.V, left)
+	settle(&fr.st.V)
 	return fr.st.save(ctx, ss.svc.Broker.Ledger)
 }
 
-// settle folds Done into LastUID up to the first message still left.
-func settle(st *FolderState, left []pending) {
-	limit := ^uint32(0)
-	for _, p := range left {
-		limit = min(limit, p.rec.UID)
-	}
-	keep := st.Done[:0]
-	for _, u := range st.Done {
-		if u < limit {
-			st.LastUID = max(st.LastUID, u)
-			continue
+// settle moves LastUID along the chain: a done message whose predecessor
+// is at or below LastUID closes the gap up to itself, since the source had
+// nothing between the two. Messages whose chain is still open stay in Done.
+func settle(st *FolderState) {
+	for moved := true; moved; {
+		moved = false
+		keep := st.Done[:0]
+		for _, d := range st.Done {
+			switch {
+			case d.UID <= st.LastUID:
+			case d.Prev <= st.LastUID:
+				st.LastUID, moved = d.UID, true
+			default:
+				keep = append(keep, d)
+			}
 		}
-		keep = append(keep, u)
+		st.Done = keep
 	}
-	slices.Sort(keep)
-	st.Done = slices.Compact(keep)
+	slices.SortFunc(st.Done, func(a, b DoneItem) int { return int(a.UID) - int(b.UID) })
+	st.Done = slices.CompactFunc(st.Done, func(a, b DoneItem) bool { return a.UID == b.UID })
 	if len(st.Done) == 0 {
 		st.Done = nil
 	}
@@ -73,7 +76,7 @@ func settle(st *FolderState, left []pending) {
 // writeEntries records where got landed, in one ledger entry.
 func (ss *session) writeEntries(ctx context.Context, got []pending, uids []uint32, how string) error {
 	fr := ss.cur
-	m := Mapping{TargetFolder: fr.target, How: how, Items: make([]MappingItem, 0, len(got))}
+	m := Mapping{Folder: fr.src, TargetFolder: fr.target, How: how, Items: make([]MappingItem, 0, len(got))}
 	if uids != nil {
 		m.TargetUIDValidity = fr.st.V.TargetUIDValidity
 	}
@@ -130,7 +133,7 @@ type DeadLetter struct {
 	Time         time.Time `json:"time"`
 }
 
-func (ss *session) deadLetter(ctx context.Context, p pending, se *imapappend.ServerError, left []pending) error {
+func (ss *session) deadLetter(ctx context.Context, p pending, se *imapappend.ServerError) error {
 	fr := ss.cur
 	dl := DeadLetter{
 		ID: p.rec.ID(), Mailbox: ss.j.SourceUser, TargetUser: ss.j.TargetUser, Folder: fr.src, TargetFolder: fr.target,
@@ -143,7 +146,7 @@ func (ss *session) deadLetter(ctx context.Context, p pending, se *imapappend.Ser
 	ss.log.Error().Str("id", dl.ID).Str("folder", fr.src).Uint32("uid", dl.UID).Int64("size", dl.Size).
 		Str("response", dl.Response).Msg("message dead-lettered")
 	_ = ss.ev.Publish(ctx, event.MessageDeadLettered, ss.j.SourceUser, "dead."+dl.ID, dl)
-	return ss.record(ctx, []pending{p}, nil, howDead, left)
+	return ss.record(ctx, []pending{p}, nil, howDead)
 }
 
 func (ss *session) publishDead(ctx context.Context, dl DeadLetter) error {
@@ -160,12 +163,14 @@ func (ss *session) publishDead(ctx context.Context, dl DeadLetter) error {
 	return nil
 }
 
-// deadRecord reports a mail record that cannot even be decoded.
-func (ss *session) deadRecord(ctx context.Context, subj string, seq uint64, cause error) {
+// deadRecord reports a mail record that cannot even be decoded; the
+// stream position moves past it only once the report is stored.
+func (ss *session) deadRecord(ctx context.Context, subj string, seq uint64, cause error) error {
 	dl := DeadLetter{ID: fmt.Sprintf("%s#%d", subj, seq), Mailbox: ss.j.SourceUser, TargetUser: ss.j.TargetUser,
 		StreamSeq: seq, Reason: cause.Error(), Time: time.Now().UTC()}
 	if err := ss.publishDead(ctx, dl); err != nil {
-		ss.log.Error().Err(err).Str("id", dl.ID).Msg("dead letter not published")
+		return fmt.Errorf("dead-letter undecodable record %d: %w", seq, err)
 	}
 	ss.log.Error().Err(cause).Str("subject", subj).Uint64("seq", seq).Msg("undecodable record dead-lettered")
+	return nil
 }

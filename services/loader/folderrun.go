@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/job"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/foldermap"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
+	"github.com/mailferry/mailferry/shared/subject"
 )
 
 // folderRun is the loading of one source folder (one UIDVALIDITY).
@@ -26,11 +30,13 @@ type folderRun struct {
 	present map[string]int
 	// keywords the target accepts; nil means any (PERMANENTFLAGS \*).
 	keywords map[string]bool
+	// indexed is set when present covers the whole target folder.
+	indexed bool
 }
 
 // done reports whether a source UID is already dealt with.
 func (fr *folderRun) done(uid uint32) bool {
-	return uid <= fr.st.V.LastUID || slices.Contains(fr.st.V.Done, uid)
+	return uid <= fr.st.V.LastUID || slices.ContainsFunc(fr.st.V.Done, func(d DoneItem) bool { return d.UID == uid })
 }
 
 func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uint32) error {
@@ -63,8 +69,13 @@ func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uin
 		// The target folder was deleted and created again: what the
 		// ledger says is in it is gone. Start over and let the content
 		// index keep what the new folder already holds.
-		ss.log.Warn().Str("folder", name).Str("target", fr.target).Uint32("old_uidvalidity", st.V.TargetUIDValidity).
-			Uint32("uidvalidity", sel.UIDValidity).Msg("target folder recreated, reloading from the stream")
+		ss.log.Error().Str("folder", name).Str("target", fr.target).Uint32("old_uidvalidity", st.V.TargetUIDValidity).
+			Uint32("uidvalidity", sel.UIDValidity).Msg("target folder recreated: replaying the folder from the stream")
+		if ss.replay == nil {
+			if err := ss.requestReplay(ctx, name, sel.UIDValidity); err != nil {
+				return err
+			}
+		}
 		st.V = FolderState{}
 	}
 	fr.keywords = acceptedKeywords(sel.PermanentFlags)
@@ -79,6 +90,7 @@ func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uin
 		if fr.present, err = ss.contentIndex(ctx, fr.target); err != nil {
 			return err
 		}
+		fr.indexed = true
 		ss.log.Info().Str("folder", name).Str("target", fr.target).Uint32("present", sel.NumMessages).
 			Msg("target folder not empty, matching content before appending")
 	}
@@ -137,10 +149,56 @@ func (ss *session) contentIndex(ctx context.Context, target string) (map[string]
 	if err != nil {
 		return nil, fmt.Errorf("index target folder %q: %w", target, err)
 	}
+	if err := ss.leaveAccounted(ctx, idx, target, 1); err != nil {
+		return nil, err
+	}
 	// Scan examined the folder read-only; appends go through another
 	// connection, but later folder commands expect it selected.
 	if _, err := ss.selectTarget(ctx, target); err != nil {
 		return nil, err
 	}
 	return idx, nil
+}
+
+// leaveAccounted takes out of a content index what the ledger says other
+// source messages put there, so that only this folder's own messages match:
+// during a normal load, what other source folders appended (merged
+// special-use folders); during a retry, everything but the retried
+// messages (an identical twin appended earlier is not the retried one). A
+// replay matches against everything: it exists to append only what the
+// target lacks, whatever the ledger says.
+func (ss *session) leaveAccounted(ctx context.Context, idx map[string]int, target string, from uint32) error {
+	if ss.replay != nil && len(ss.j.Retry) == 0 {
+		return nil
+	}
+	own := func(folder string, uid uint32) bool { return folder == ss.cur.src }
+	if len(ss.j.Retry) > 0 {
+		own = func(folder string, uid uint32) bool { return ss.retrying[retryKey(folder, uid)] }
+	}
+	acc, err := ss.accounted(ctx, target, from, own)
+	if err != nil {
+		return err
+	}
+	subtract(idx, acc)
+	return nil
+}
+
+func retryKey(folder string, uid uint32) string { return fmt.Sprintf("%d/%s", uid, folder) }
+
+// requestReplay enqueues a replay of a source folder whose target folder
+// was deleted and created again: its earlier records are behind this
+// session's position in the stream.
+func (ss *session) requestReplay(ctx context.Context, folder string, targetUIDValidity uint32) error {
+	st, err := ss.svc.Broker.JS.Stream(ctx, broker.StreamMail)
+	if err != nil {
+		return fmt.Errorf("request replay of %q: %w", folder, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("request replay of %q: %w", folder, err)
+	}
+	j := &job.Job{Mailbox: ss.j.Mailbox, Enqueued: time.Now().UTC(),
+		Pass:   fmt.Sprintf("replay-recreated-%s-%d", subject.Key(folder), targetUIDValidity),
+		Replay: &job.Replay{Folder: folder, FromSeq: info.State.FirstSeq, UntilSeq: info.State.LastSeq}}
+	return job.Publish(ctx, ss.svc.Broker.JS, j)
 }

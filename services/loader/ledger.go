@@ -44,15 +44,21 @@ type FolderState struct {
 	Target            string `json:"target"`
 	TargetUIDValidity uint32 `json:"target_uidvalidity"`
 	LastUID           uint32 `json:"last_uid"`
-	// Done lists UIDs above LastUID already dealt with (after a partial
-	// failure, later messages of a batch may have landed before an
-	// earlier one).
-	Done          []uint32 `json:"done,omitempty"`
-	LastTargetUID uint32   `json:"last_target_uid"`
-	Appended      int64    `json:"appended"`
-	Present       int64    `json:"present"`
-	Dead          int64    `json:"dead"`
-	Pending       *Intent  `json:"pending,omitempty"`
+	// Done lists messages above LastUID already dealt with whose chain
+	// of PrevUIDs does not reach LastUID yet (a record that came out of
+	// order, a partial failure, a replay of later mail).
+	Done          []DoneItem `json:"done,omitempty"`
+	LastTargetUID uint32     `json:"last_target_uid"`
+	Appended      int64      `json:"appended"`
+	Present       int64      `json:"present"`
+	Dead          int64      `json:"dead"`
+	Pending       *Intent    `json:"pending,omitempty"`
+}
+
+// DoneItem is a message dealt with beyond the watermark.
+type DoneItem struct {
+	UID  uint32 `json:"uid"`
+	Prev uint32 `json:"prev"`
 }
 
 // Intent is an append about to be sent: the target's UIDNEXT before it and
@@ -66,14 +72,18 @@ type Intent struct {
 
 // IntentItem is one message of an Intent.
 type IntentItem struct {
-	UID    uint32 `json:"uid"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
+	UID         uint32 `json:"uid"`
+	Prev        uint32 `json:"prev"`
+	SHA256      string `json:"sha256"`
+	LinesSHA256 string `json:"lines_sha256,omitempty"`
+	Size        int64  `json:"size"`
 }
 
 // Mapping records where a committed batch of source messages landed: one
 // ledger write per batch rather than per message.
 type Mapping struct {
+	// Folder is the source folder.
+	Folder            string `json:"folder"`
 	TargetFolder      string `json:"target_folder"`
 	TargetUIDValidity uint32 `json:"target_uidvalidity,omitempty"`
 	// How is appended, present (found already in the target) or dead.

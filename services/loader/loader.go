@@ -5,6 +5,7 @@ package loader
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -112,6 +113,7 @@ type session struct {
 	ev  event.Publisher
 
 	lease *lease
+	cred  imapdial.Credentials
 	c     *imapclient.Client
 	app   *imapappend.Client
 	mbx   *casEntry[MailboxState]
@@ -120,6 +122,8 @@ type session struct {
 	// replay, when set, delivers records again: the target's content,
 	// not the ledger's watermark, decides what is appended.
 	replay *job.Replay
+	// retrying names the dead-lettered messages a retry appends again.
+	retrying map[string]bool
 
 	cur *folderRun
 	// next is, per target folder, the UIDNEXT this session accounts for:
@@ -147,6 +151,7 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 	if err != nil {
 		return nil, errors.Join(err, job.ErrPermanent)
 	}
+	ss.cred = cred
 	if ss.lease, err = acquire(ctx, s.Broker.Ledger, j.SourceUser, s.Config.Loader.LeaseTTL.Std()); err != nil {
 		return nil, err
 	}
@@ -205,10 +210,16 @@ func (ss *session) run(ctx context.Context) error {
 			cc.FilterSubjects = []string{subject.MessagesOfFolder(ss.j.SourceUser, r.Folder)}
 		}
 	}
+	if ss.replay == nil && ss.mbx.V.LoadedPass == ss.j.Pass {
+		// This pass's end record was reached before (the job came
+		// back after its outcome was recorded): nothing left to do.
+		return nil
+	}
 	cons, err := ss.svc.Broker.JS.OrderedConsumer(ctx, broker.StreamMail, cc)
 	if err != nil {
 		return fmt.Errorf("follow mail stream: %w", err)
 	}
+	lastCheck := time.Now()
 	for {
 		if job.IsStopping(ctx) {
 			// Settle the batch in hand; the rest waits in the stream.
@@ -228,10 +239,16 @@ func (ss *session) run(ctx context.Context) error {
 			if err := ss.flush(ctx); err != nil {
 				return err
 			}
-			if ss.replay != nil {
-				// Everything replayed is already in the stream: a
-				// quiet consumer has delivered it all.
+			if ss.replay != nil && (ss.lastSeq >= ss.replay.UntilSeq || cons.CachedInfo().NumPending == 0) {
+				// Everything replayed was in the stream when it
+				// was asked for: a drained consumer delivered it all.
 				return nil
+			}
+			if time.Since(lastCheck) > 30*time.Second {
+				lastCheck = time.Now()
+				if err := ss.extractionGaveUp(ctx); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -262,7 +279,9 @@ func (ss *session) handle(ctx context.Context, msg jetstream.Msg) (done bool, er
 		if err := ss.flush(ctx); err != nil {
 			return false, err
 		}
-		ss.deadRecord(ctx, msg.Subject(), seq, err)
+		if err := ss.deadRecord(ctx, msg.Subject(), seq, err); err != nil {
+			return false, err
+		}
 		return false, ss.advance(ctx, seq)
 	}
 	switch {
@@ -313,4 +332,26 @@ func (ss *session) advance(ctx context.Context, seq uint64) error {
 	ss.mbx.V.Seq = seq
 	ss.mbx.V.Updated = time.Now().UTC()
 	return ss.mbx.save(ctx, ss.svc.Broker.Ledger)
+}
+
+// extractionGaveUp fails a load waiting for an end record that will never
+// come: the extractor's job for this pass failed for good.
+func (ss *session) extractionGaveUp(ctx context.Context) error {
+	st, err := ss.svc.Broker.JS.Stream(ctx, broker.StreamEvents)
+	if err != nil {
+		return nil
+	}
+	raw, err := st.GetLastMsgForSubject(ctx, subject.Event(event.MailboxFailed, ss.j.SourceUser))
+	if err != nil {
+		return nil
+	}
+	e, err := event.Decode(raw.Data)
+	if err != nil {
+		return nil
+	}
+	var f event.Failed
+	if json.Unmarshal(e.Data, &f) != nil || f.Pass != ss.j.Pass || f.Phase != "extracting" || f.Retried {
+		return nil
+	}
+	return fmt.Errorf("extraction of this pass failed for good (%s): %w", f.Reason, job.ErrPermanent)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
+	"github.com/mailferry/mailferry/shared/subject"
 )
 
 const (
@@ -129,7 +130,7 @@ func (f *fixture) publishPass(msgs []msg, msgIDSuffix string) *job.Job {
 			}
 			sum := sha256.Sum256([]byte(m.body))
 			rec := &record.Message{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass, Folder: m.folder, Delim: "/",
-				UIDValidity: 7, UID: m.uid, Flags: m.flags, InternalDate: m.date, Size: int64(len(m.body)), SHA256: hex.EncodeToString(sum[:])}
+				UIDValidity: 7, UID: m.uid, PrevUID: f.prevOf(msgs, m), Flags: m.flags, InternalDate: m.date, Size: int64(len(m.body)), SHA256: hex.EncodeToString(sum[:])}
 			body := []byte(m.body)
 			if len(body) > 100_000 {
 				rec.Object = fmt.Sprintf("obj-%d-%s", m.uid, msgIDSuffix)
@@ -147,6 +148,18 @@ func (f *fixture) publishPass(msgs []msg, msgIDSuffix string) *job.Job {
 	}
 	f.publish(record.EndMsg(&record.End{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass}))
 	return j
+}
+
+// prevOf is the UID before m in its folder in source order (UIDs sorted),
+// 0 for the first: what the extractor puts in PrevUID.
+func (f *fixture) prevOf(msgs []msg, m msg) uint32 {
+	var prev uint32
+	for _, o := range msgs {
+		if o.folder == m.folder && o.uid < m.uid && o.uid > prev {
+			prev = o.uid
+		}
+	}
+	return prev
 }
 
 func (f *fixture) publish(m *nats.Msg, err error) {
@@ -319,23 +332,23 @@ func TestLoadWithLostLedgerMatchesWhatTheTargetHolds(t *testing.T) {
 	f.checkTarget("INBOX", more)
 }
 
-func TestSettleKeepsWatermarkBelowMessagesStillLeft(t *testing.T) {
-	p := func(uid uint32) pending { return pending{rec: &record.Message{UID: uid}} }
+func TestSettleMovesTheWatermarkOnlyAlongTheChainOfPredecessors(t *testing.T) {
+	d := func(uid, prev uint32) DoneItem { return DoneItem{UID: uid, Prev: prev} }
 	tests := []struct {
 		name     string
 		st       FolderState
-		left     []pending
 		wantLast uint32
-		wantDone []uint32
+		wantDone []DoneItem
 	}{
-		{"all done", FolderState{LastUID: 3, Done: []uint32{5, 4}}, nil, 5, nil},
-		{"gap left", FolderState{LastUID: 3, Done: []uint32{4, 6}}, []pending{p(5)}, 4, []uint32{6}},
-		{"nothing new", FolderState{LastUID: 3}, []pending{p(4)}, 3, nil},
+		{"chain closes", FolderState{LastUID: 3, Done: []DoneItem{d(7, 5), d(5, 3)}}, 7, nil},
+		{"gap stays open", FolderState{LastUID: 3, Done: []DoneItem{d(5, 3), d(9, 7)}}, 5, []DoneItem{d(9, 7)}},
+		{"record out of order waits for its predecessor", FolderState{LastUID: 10, Done: []DoneItem{d(16, 13)}}, 10, []DoneItem{d(16, 13)}},
+		{"already below the watermark", FolderState{LastUID: 9, Done: []DoneItem{d(4, 2)}}, 9, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := tt.st
-			settle(&st, tt.left)
+			settle(&st)
 			if st.LastUID != tt.wantLast || !slices.Equal(st.Done, tt.wantDone) {
 				t.Errorf("settle = last %d done %v, want %d %v", st.LastUID, st.Done, tt.wantLast, tt.wantDone)
 			}
@@ -465,4 +478,138 @@ func TestLeaseHolderStopsWritingBeforeANewcomerMayTakeOver(t *testing.T) {
 	if _, err := acquire(f.ctx, f.b.Ledger, srcUser, ttl); !errors.Is(err, errBusy) {
 		t.Errorf("a newcomer took the lease before it expired plus the margin: %v", err)
 	}
+}
+
+func TestRecordsArrivingOutOfUIDOrderAreAllLoaded(t *testing.T) {
+	f := newFixture(t)
+	all := corpusOf(6, "INBOX")
+	// A publish that failed and was sent again lands after later ones.
+	order := []msg{all[0], all[2], all[1], all[3], all[5], all[4]}
+	j := f.publishPass(order, "")
+	res, err := f.svc.Load(f.ctx, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Appended != 6 {
+		t.Errorf("appended %d of 6 records that arrived out of order", res.Appended)
+	}
+	if got := f.target("INBOX"); len(got) != 6 {
+		t.Errorf("target holds %d messages, want 6", len(got))
+	}
+	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, "INBOX", 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.V.LastUID != all[5].uid || st.V.Done != nil {
+		t.Errorf("ledger watermark %d with %v still open, want %d and nothing open", st.V.LastUID, st.V.Done, all[5].uid)
+	}
+}
+
+func TestIdenticalMessagesFromFoldersMergedIntoOneTargetAreAllKept(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Loader.FolderMap = map[string]string{"Old": "INBOX"}
+	same := "From: a@b\r\nSubject: twice\r\n\r\nsame bytes in two folders\r\n"
+	date := time.Date(2012, 1, 1, 0, 0, 0, 0, time.UTC)
+	msgs := []msg{
+		{folder: "INBOX", uid: 1, body: same, date: date},
+		{folder: "Old", uid: 1, body: same, date: date},
+		{folder: "Old", uid: 2, body: "Subject: other\r\n\r\nother\r\n", date: date},
+	}
+	if _, err := f.svc.Load(f.ctx, f.publishPass(msgs, "")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.target("INBOX"); len(got) != 3 {
+		t.Errorf("merged target holds %d messages, want 3 (the identical one twice)", len(got))
+	}
+}
+
+func TestRetryOfOneOfTwoIdenticalMessagesAppendsIt(t *testing.T) {
+	f := newFixture(t)
+	same := "From: a@b\r\nSubject: twin\r\n\r\nidentical\r\n"
+	date := time.Date(2013, 1, 1, 0, 0, 0, 0, time.UTC)
+	msgs := []msg{{folder: "INBOX", uid: 1, body: same, date: date}, {folder: "INBOX", uid: 2, body: same, date: date}}
+	j := f.publishPass(msgs, "")
+	// The first copy arrives; the second is as if the target had refused it.
+	f.svc.Config.Loader.BatchMessages = 1
+	f.svc.crashAt = func(p string) error {
+		if p == pointIntentSaved && len(f.target("INBOX")) == 1 {
+			return errors.New("stop before the second copy")
+		}
+		return nil
+	}
+	if _, err := f.svc.Load(f.ctx, j); err == nil {
+		t.Fatal("Load did not stop before the second copy")
+	}
+	f.svc.crashAt = nil
+	seq := f.seqOf(2)
+	ack, err := f.b.JS.Publish(f.ctx, subject.Dead(srcUser), []byte(`{"id":"twin"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rj := *j
+	rj.Pass, rj.Retry = "retry", []job.RetryItem{{MailSeq: seq, DeadSeq: ack.Sequence}}
+	res, err := f.svc.RetryDead(f.ctx, &rj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Appended != 1 || len(f.target("INBOX")) != 2 {
+		t.Errorf("retry appended %d, target holds %d; want the second identical copy appended", res.Appended, len(f.target("INBOX")))
+	}
+}
+
+func TestPartialReplayDoesNotMarkEarlierMailDone(t *testing.T) {
+	f := newFixture(t)
+	want := corpusOf(8, "INBOX")
+	j := f.publishPass(want, "")
+	batches := 0
+	f.svc.crashAt = func(p string) error {
+		if p == pointIntentSaved {
+			if batches++; batches == 2 {
+				return errors.New("crash in the second batch")
+			}
+		}
+		return nil
+	}
+	if _, err := f.svc.Load(f.ctx, j); err == nil {
+		t.Fatal("Load did not crash")
+	}
+	f.svc.crashAt = nil
+	// Replay only the last message.
+	last := f.seqOf(want[7].uid)
+	rj := *j
+	rj.Pass, rj.Replay = "replay", &job.Replay{FromSeq: last, UntilSeq: last}
+	if _, err := f.svc.Load(f.ctx, &rj); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Load(f.ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.target("INBOX"); len(got) != len(want) {
+		t.Errorf("target holds %d messages after a partial replay and the resumed load, want %d", len(got), len(want))
+	}
+}
+
+// seqOf finds the stream sequence of the INBOX record with uid.
+func (f *fixture) seqOf(uid uint32) uint64 {
+	f.t.Helper()
+	st, err := f.b.JS.Stream(f.ctx, broker.StreamMail)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	info, err := st.Info(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		raw, err := st.GetMsg(f.ctx, seq)
+		if err != nil {
+			continue
+		}
+		d, err := record.Decode(raw.Header, raw.Data)
+		if err == nil && d.Message != nil && d.Message.UID == uid {
+			return seq
+		}
+	}
+	f.t.Fatalf("no record of uid %d", uid)
+	return 0
 }

@@ -33,8 +33,16 @@ func (s *Service) RetryDead(ctx context.Context, j *job.Job) (*event.Loaded, err
 	if err != nil {
 		return nil, fmt.Errorf("retry %s: %w", j.SourceUser, err)
 	}
-	for _, it := range j.Retry {
-		if err := ss.retryOne(ctx, mail, it); err != nil {
+	recs := make([]*record.Decoded, len(j.Retry))
+	ss.retrying = map[string]bool{}
+	for i, it := range j.Retry {
+		if recs[i], err = ss.retryRecord(ctx, mail, it); err != nil {
+			return nil, fmt.Errorf("retry %s record %d: %w", j.SourceUser, it.MailSeq, err)
+		}
+		ss.retrying[retryKey(recs[i].Message.Folder, recs[i].Message.UID)] = true
+	}
+	for i, it := range j.Retry {
+		if err := ss.retryOne(ctx, recs[i], it); err != nil {
 			return nil, fmt.Errorf("retry %s record %d: %w", j.SourceUser, it.MailSeq, err)
 		}
 		if err := dead.DeleteMsg(ctx, it.DeadSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -45,22 +53,27 @@ func (s *Service) RetryDead(ctx context.Context, j *job.Job) (*event.Loaded, err
 	return &ss.stats, nil
 }
 
-func (ss *session) retryOne(ctx context.Context, mail jetstream.Stream, it job.RetryItem) error {
+// retryRecord reads the mail record a dead letter is about.
+func (ss *session) retryRecord(ctx context.Context, mail jetstream.Stream, it job.RetryItem) (*record.Decoded, error) {
 	raw, err := mail.GetMsg(ctx, it.MailSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("the record is no longer in the mail stream (past its retention): %w", job.ErrPermanent)
+		return nil, fmt.Errorf("the record is no longer in the mail stream (past its retention): %w", job.ErrPermanent)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d, err := record.Decode(raw.Header, raw.Data)
 	if err != nil {
-		return errors.Join(err, job.ErrPermanent)
+		return nil, errors.Join(err, job.ErrPermanent)
 	}
+	if d.Message == nil || d.Message.Mailbox != ss.j.SourceUser {
+		return nil, fmt.Errorf("record is not a message of %s: %w", ss.j.SourceUser, job.ErrPermanent)
+	}
+	return d, nil
+}
+
+func (ss *session) retryOne(ctx context.Context, d *record.Decoded, it job.RetryItem) error {
 	m := d.Message
-	if m == nil || m.Mailbox != ss.j.SourceUser {
-		return fmt.Errorf("record is not a message of %s: %w", ss.j.SourceUser, job.ErrPermanent)
-	}
 	if err := ss.startFolder(ctx, m.Folder, m.Delim, m.UIDValidity); err != nil {
 		return err
 	}

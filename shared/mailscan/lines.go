@@ -2,18 +2,18 @@ package mailscan
 
 import "io"
 
-// lineNormalizer writes what it is given with every line ending spelled
+// LineNormalizer writes what it is given with every line ending spelled
 // CRLF: a bare LF gets its CR, and CRs piled up before an LF collapse into
 // one. Servers store line endings their own way (Dovecot turns "\r\r\n"
 // into "\r\n"); a hash of the normalised bytes tells such a change apart
 // from a different message.
-type lineNormalizer struct {
+type LineNormalizer struct {
 	w   io.Writer
 	crs int
 	buf []byte
 }
 
-func (n *lineNormalizer) Write(p []byte) (int, error) {
+func (n *LineNormalizer) Write(p []byte) (int, error) {
 	n.buf = n.buf[:0]
 	for _, c := range p {
 		switch c {
@@ -35,8 +35,11 @@ func (n *lineNormalizer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// NewLineNormalizer returns a LineNormalizer writing to w.
+func NewLineNormalizer(w io.Writer) *LineNormalizer { return &LineNormalizer{w: w} }
+
 // Close writes CRs left at the very end.
-func (n *lineNormalizer) Close() error {
+func (n *LineNormalizer) Close() error {
 	for ; n.crs > 0; n.crs-- {
 		if _, err := n.w.Write([]byte{'\r'}); err != nil {
 			return err

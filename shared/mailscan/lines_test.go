@@ -15,7 +15,7 @@ func TestLineNormalizerSpellsEveryLineEndingCRLF(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
-		n := &lineNormalizer{w: &out}
+		n := NewLineNormalizer(&out)
 		// Feed byte by byte: state must carry across writes.
 		for i := range len(tt.in) {
 			n.Write([]byte{tt.in[i]})

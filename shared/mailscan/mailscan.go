@@ -25,7 +25,7 @@ type Message struct {
 	UID    uint32
 	SHA256 string
 	// LinesSHA256 is the SHA-256 of the bytes with line endings
-	// normalised to CRLF (see lineNormalizer).
+	// normalised to CRLF (see LineNormalizer).
 	LinesSHA256  string
 	Size         int64
 	Flags        []string // sorted, without \Recent
@@ -99,7 +99,7 @@ func read(msg *imapclient.FetchMessageData) (Message, error) {
 				return m, fmt.Errorf("seq %d: NIL body", msg.SeqNum)
 			}
 			h, lh := sha256.New(), sha256.New()
-			ln := &lineNormalizer{w: lh}
+			ln := NewLineNormalizer(lh)
 			n, err := io.Copy(io.MultiWriter(h, ln), it.Literal)
 			if err != nil {
 				return m, fmt.Errorf("seq %d: read body: %w", msg.SeqNum, err)

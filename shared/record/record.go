@@ -64,7 +64,16 @@ type Message struct {
 	InternalDate time.Time `json:"internal_date"`
 	Size         int64     `json:"size"`
 	SHA256       string    `json:"sha256"`
-	Object       string    `json:"object,omitempty"`
+	// LinesSHA256 is the SHA-256 with line endings normalised to CRLF:
+	// it recognises the message in a target that rewrote them.
+	LinesSHA256 string `json:"lines_sha256,omitempty"`
+	// PrevUID is the UID of the message fetched just before this one in
+	// the folder (or the checkpoint it resumed from): no message lay
+	// between the two on the source. The loader moves its watermark along
+	// this chain, so a record that reaches the stream out of order is
+	// never taken for one already loaded.
+	PrevUID uint32 `json:"prev_uid,omitempty"`
+	Object  string `json:"object,omitempty"`
 }
 
 // ID is the message's source identity.

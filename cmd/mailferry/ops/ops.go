@@ -161,8 +161,22 @@ func Replay(ctx context.Context, b *broker.Broker, boxes []job.Mailbox, r Replay
 		return nil, fmt.Errorf("replay from sequence %d: first missing sequence %d, the stream now starts at %d (%s): %w",
 			from, from, s.FirstSeq, retention, ErrPastRetention)
 	}
+	// The replay ends at the mailbox's (or folder's) own last record.
+	filter := subject.Mailbox(r.Mailbox)
+	if r.Folder != "" {
+		filter = subject.MessagesOfFolder(r.Mailbox, r.Folder)
+	}
+	until := s.LastSeq
+	if last, err := st.GetLastMsgForSubject(ctx, filter); err == nil {
+		until = last.Sequence
+	} else if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("replay %s: the mail stream holds no record of it", r.Mailbox)
+	}
+	if from > until {
+		return nil, fmt.Errorf("replay %s from sequence %d: its last record is %d", r.Mailbox, from, until)
+	}
 	j := &job.Job{Mailbox: mb, Pass: "replay-" + nuid.Next(), Enqueued: time.Now().UTC(),
-		Replay: &job.Replay{Folder: r.Folder, FromSeq: from, UntilSeq: s.LastSeq}}
+		Replay: &job.Replay{Folder: r.Folder, FromSeq: from, UntilSeq: until}}
 	if err := job.Publish(ctx, b.JS, j); err != nil {
 		return nil, err
 	}

@@ -440,6 +440,10 @@ func (c *Client) Logout(ctx context.Context) error {
 	return nil
 }
 
+// Broken reports whether the connection can no longer carry commands;
+// a broken Client must be closed and dialled again.
+func (c *Client) Broken() bool { return c.broken != nil }
+
 // Close closes the connection without logging out. It may be called
 // concurrently with a running Append to abort it, and more than once.
 func (c *Client) Close() error {
