@@ -106,9 +106,9 @@ func (e *Engine) checkThreshold(plans []planned, force bool) error {
 	if force || len(plans) < minThresholdDomains {
 		return nil
 	}
-	if share := float64(n) / float64(len(plans)); share > e.MaxChangeShare {
-		return fmt.Errorf("%w: the run would change %d of %d domains (%.0f%%), more than max_change_share %.0f%%; review the plan, then pass --force",
-			ErrThreshold, n, len(plans), 100*share, 100*e.MaxChangeShare)
+	if 100*n > e.MaxChangePercent*len(plans) {
+		return fmt.Errorf("%w: the run would change %d of %d domains (%d%%), more than max_change_percent %d%%; review the plan, then pass --force",
+			ErrThreshold, n, len(plans), 100*n/len(plans), e.MaxChangePercent)
 	}
 	return nil
 }
@@ -216,14 +216,16 @@ func (e *Engine) applied(ctx context.Context, log zerolog.Logger, p planned, alr
 	}
 	now := e.now()
 	en, err := e.Journal.Modify(ctx, domain, func(en *journal.Entry) error {
-		if en.State == journal.Applying || !en.Switched() {
-			en.State, en.AppliedAt, en.Serial = journal.Applied, now, serial
-			if len(en.Changes) == 0 {
-				en.Changes, en.PlanID, en.OldTTL = p.Changes, p.id, p.OldTTL
-			}
-		}
 		en.Error = ""
-		en.OldTTLExpiresAt = en.ExpiresAt(en.AppliedAt)
+		if en.Switched() {
+			return nil // an earlier run switched it; its times stand
+		}
+		en.State, en.AppliedAt, en.Serial = journal.Applied, now, serial
+		if len(en.Changes) == 0 {
+			en.Changes, en.PlanID, en.OldTTL = p.Changes, p.id, p.OldTTL
+		}
+		// Provisional until verification: the secondaries may lag.
+		en.OldTTLExpiresAt = en.ExpiresAt(now)
 		return nil
 	})
 	if err != nil {

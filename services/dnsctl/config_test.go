@@ -27,7 +27,7 @@ func TestConfigRefusesADNSSectionThatCannotWork(t *testing.T) {
 		{"no legacy hosts", "legacy_mail_hosts: [192.0.2.10]", "legacy_mail_hosts: []", "legacy_mail_hosts: required"},
 		{"mail host A not IPv4", "mail_host_a: 198.51.100.25", "mail_host_a: 2001:db8::1", "mail_host_a"},
 		{"half an SPF rule", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  spf: {replace: \"ip4:192.0.2.10\"}", "replace and with go together"},
-		{"share above one", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  max_change_share: 2", "max_change_share"},
+		{"share above one", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  max_change_percent: 101", "max_change_percent"},
 		{"SRV without protocol", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  srv: [{service: imaps, port: 993, target: imap.new.test.}]", "_service._proto"},
 	}
 	if _, err := config.Parse([]byte(validDNS), t.TempDir(), nil); err != nil {
@@ -54,7 +54,7 @@ func TestConfigDefaultsAndResolvesTheDNSPaths(t *testing.T) {
 	if d.TSIGKeyFile != dir+"/key.conf" || d.DomainsFile != dir+"/domains.txt" {
 		t.Errorf("paths %q %q, want them under %s", d.TSIGKeyFile, d.DomainsFile, dir)
 	}
-	if d.Rate != -1 || d.Concurrency != 16 || d.MaxChangeShare != 0.3 || !*d.VerifyNS || d.NSPort != 53 || d.MailHostLabels[0] != "mail" {
+	if d.Rate != -1 || d.Concurrency != 16 || d.MaxChangePercent != 30 || !*d.VerifyNS || d.NSPort != 53 || d.MailHostLabels[0] != "mail" {
 		t.Errorf("defaults %+v", d)
 	}
 	if _, err := config.Parse([]byte("log: {level: info}\n"), dir, nil); err != nil {

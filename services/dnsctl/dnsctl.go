@@ -60,9 +60,9 @@ type Engine struct {
 	VerifyTimeout time.Duration
 	// PlanMaxAge is how old a stored plan apply still carries out.
 	PlanMaxAge time.Duration
-	// MaxChangeShare is the share of a run's domains it may change
-	// without Force.
-	MaxChangeShare float64
+	// MaxChangePercent is the share of a run's domains, in percent, it
+	// may change without Force.
+	MaxChangePercent int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -88,23 +88,23 @@ func New(ctx context.Context, cfg *config.Config, js jetstream.JetStream, events
 	}
 	client := &authdns.Client{Timeout: d.Timeout.Std()}
 	e := &Engine{
-		Policy:         pol,
-		Client:         client,
-		Reader:         &authdns.Reader{Client: client, Server: d.Server, HostLabels: d.MailHostLabels, SRVNames: srvNames(pol)},
-		Sender:         &update.Sender{Server: d.Server, Key: key, Timeout: 2 * d.Timeout.Std()},
-		Journal:        j,
-		Events:         events,
-		Log:            log,
-		Concurrency:    d.Concurrency,
-		VerifyServers:  d.VerifyServers,
-		VerifyNS:       *d.VerifyNS,
-		NSPort:         d.NSPort,
-		VerifyTimeout:  d.VerifyTimeout.Std(),
-		PlanMaxAge:     d.PlanMaxAge.Std(),
-		MaxChangeShare: d.MaxChangeShare,
+		Policy:           pol,
+		Client:           client,
+		Reader:           &authdns.Reader{Client: client, Server: d.Server, HostLabels: d.MailHostLabels, SRVNames: srvNames(pol)},
+		Sender:           &update.Sender{Server: d.Server, Key: key, Timeout: 2 * d.Timeout.Std()},
+		Journal:          j,
+		Events:           events,
+		Log:              log,
+		Concurrency:      d.Concurrency,
+		VerifyServers:    d.VerifyServers,
+		VerifyNS:         *d.VerifyNS,
+		NSPort:           d.NSPort,
+		VerifyTimeout:    d.VerifyTimeout.Std(),
+		PlanMaxAge:       d.PlanMaxAge.Std(),
+		MaxChangePercent: d.MaxChangePercent,
 	}
 	if d.Rate > 0 {
-		e.Limiter = rate.NewLimiter(rate.Limit(d.Rate), max(1, int(d.Rate/10)))
+		e.Limiter = rate.NewLimiter(rate.Limit(d.Rate), max(1, d.Rate/10))
 	}
 	return e, nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,18 +47,18 @@ func dnsDefaults(c *bindtest.Cluster, domainsFile string) map[string]string {
 		verify = append(verify, fmt.Sprintf("%q", s.Addr))
 	}
 	return map[string]string{
-		"server":            fmt.Sprintf("%q", c.Primary.Addr),
-		"tsig_key_file":     fmt.Sprintf("%q", c.KeyFile),
-		"verify_servers":    "[" + strings.Join(verify, ", ") + "]",
-		"verify_ns":         "false",
-		"legacy_mail_hosts": fmt.Sprintf("[%s, %q]", zonegen.LegacyIP, zonegen.OldNamePattern),
-		"new_mx":            fmt.Sprintf("[\"10 %s\", \"20 %s\"]", zonegen.NewMX1, zonegen.NewMX2),
-		"mail_host_a":       zonegen.NewIP,
-		"spf":               fmt.Sprintf("{replace: %q, with: %q}", zonegen.SPFOld, zonegen.SPFNew),
-		"domains_file":      fmt.Sprintf("%q", domainsFile),
-		"max_change_share":  "1",
-		"rate":              "-1",
-		"verify_timeout":    "30s",
+		"server":             fmt.Sprintf("%q", c.Primary.Addr),
+		"tsig_key_file":      fmt.Sprintf("%q", c.KeyFile),
+		"verify_servers":     "[" + strings.Join(verify, ", ") + "]",
+		"verify_ns":          "false",
+		"legacy_mail_hosts":  fmt.Sprintf("[%s, %q]", zonegen.LegacyIP, zonegen.OldNamePattern),
+		"new_mx":             fmt.Sprintf("[\"10 %s\", \"20 %s\"]", zonegen.NewMX1, zonegen.NewMX2),
+		"mail_host_a":        zonegen.NewIP,
+		"spf":                fmt.Sprintf("{replace: %q, with: %q}", zonegen.SPFOld, zonegen.SPFNew),
+		"domains_file":       fmt.Sprintf("%q", domainsFile),
+		"max_change_percent": "100",
+		"rate":               "-1",
+		"verify_timeout":     "30s",
 	}
 }
 
@@ -115,15 +116,39 @@ func (f *fixture) configPath() string { return filepath.Join(f.dir, "mailferry.y
 // snapshot transfers every customer zone from every server.
 func (f *fixture) snapshot() map[string][]string {
 	f.t.Helper()
+	type job struct {
+		s *bindtest.Server
+		d string
+	}
+	jobs := make(chan job)
 	out := map[string][]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				rrs, err := f.bind.AXFR(f.ctx, j.s, j.d)
+				if err != nil {
+					f.t.Error(err)
+					continue
+				}
+				mu.Lock()
+				out[j.s.Addr+" "+j.d] = rrs
+				mu.Unlock()
+			}
+		}()
+	}
 	for _, s := range f.bind.Servers() {
 		for _, d := range f.domains {
-			rrs, err := f.bind.AXFR(f.ctx, s, d)
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			out[s.Addr+" "+d] = rrs
+			jobs <- job{s, d}
 		}
+	}
+	close(jobs)
+	wg.Wait()
+	if f.t.Failed() {
+		f.t.FailNow()
 	}
 	return out
 }

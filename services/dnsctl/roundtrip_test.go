@@ -1,6 +1,7 @@
 package dnsctl_test
 
 import (
+	"flag"
 	"slices"
 	"strings"
 	"testing"
@@ -12,11 +13,16 @@ import (
 	"github.com/mailferry/mailferry/shared/event"
 )
 
+// roundTripZones sizes the round trip: thousands of zones by default,
+// `go test -run RoundTrip -dnsctl.zones 5000` on the issue's scale.
+var roundTripZones = flag.Int("dnsctl.zones", 2000, "customer zones in the round-trip test")
+
 // TestRoundTripSwitchesLegacyDomainsAndLeavesTheRestByteForByte is the
-// issue's definition of done on a small scale: plan, a hand edit between
-// plan and apply, apply with verification, a second apply, rollback.
+// issue's definition of done: plan, a hand edit between plan and apply,
+// apply with verification, a second apply, rollback; then every zone is
+// compared with its transfer from before.
 func TestRoundTripSwitchesLegacyDomainsAndLeavesTheRestByteForByte(t *testing.T) {
-	zones, kinds := zonegen.Mix(40, "rt.test.")
+	zones, kinds := zonegen.Mix(*roundTripZones, "rt.test.")
 	f := newFixture(t, zones, kinds, nil)
 	original := f.snapshot()
 
@@ -88,6 +94,7 @@ func TestRoundTripSwitchesLegacyDomainsAndLeavesTheRestByteForByte(t *testing.T)
 	}
 
 	checkSwitchedEvents(t, f, kinds, edited)
+	checkReverifyKeepsTheExpiry(t, f, "c1.rt.test.")
 
 	back, err := f.eng.Rollback(f.ctx, nil, false)
 	if err != nil {
@@ -179,5 +186,23 @@ func checkSwitchedEvents(t *testing.T, f *fixture, kinds map[string]zonegen.Kind
 	}
 	if n, want := len(evs[event.DNSSkipped]), len(kinds)-countSwitching(kinds); n != want {
 		t.Errorf("%d dns.skipped events, want %d", n, want)
+	}
+}
+
+// checkReverifyKeepsTheExpiry verifies a verified domain again: the old
+// records began to expire at the first verification, not now.
+func checkReverifyKeepsTheExpiry(t *testing.T, f *fixture, domain string) {
+	t.Helper()
+	before, err := f.eng.Journal.Get(f.ctx, domain)
+	if err != nil || before == nil {
+		t.Fatalf("journal of %s: %+v, %v", domain, before, err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	v, err := f.eng.Verify(f.ctx, []string{domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := v.Results[0]; res.Outcome != dnsctl.Verified || !res.OldTTLExpiresAt.Equal(before.OldTTLExpiresAt) {
+		t.Errorf("verified again: %+v, want the expiry %s of the first verification", res, before.OldTTLExpiresAt)
 	}
 }

@@ -73,6 +73,10 @@ func (e *Engine) verified(ctx context.Context, en *journal.Entry, servers []stri
 		if !x.Switched() {
 			return fmt.Errorf("journal %s: state changed to %s during verification", x.Domain, x.State)
 		}
+		if x.State == journal.Verified {
+			// Verified before: the old records began to expire then.
+			return nil
+		}
 		x.State, x.VerifiedAt = journal.Verified, now
 		x.OldTTLExpiresAt = x.ExpiresAt(now)
 		return nil
@@ -82,7 +86,7 @@ func (e *Engine) verified(ctx context.Context, en *journal.Entry, servers []stri
 	}
 	e.publish(ctx, event.DNSSwitched, en.Domain, eventID(event.DNSSwitched, en.Domain, en.Serial), SwitchedData{
 		Serial: en.Serial, OldTTL: en.OldTTL, OldTTLExpiresAt: en.OldTTLExpiresAt,
-		VerifiedAt: now, Servers: servers, PlanID: en.PlanID,
+		VerifiedAt: en.VerifiedAt, Servers: servers, PlanID: en.PlanID,
 	})
 	e.Log.Info().Str("domain", en.Domain).Uint32("serial", en.Serial).Time("old_ttl_expires_at", en.OldTTLExpiresAt).Msg("domain verified")
 	return Result{Domain: en.Domain, Outcome: Verified, Serial: en.Serial, OldTTLExpiresAt: en.OldTTLExpiresAt, Servers: servers}

@@ -225,6 +225,16 @@ func TestExtractPublishesEveryMessageInUIDOrderWithExactBytesFlagsAndDate(t *tes
 			}
 		}
 	}
+	prev := map[string]uint32{}
+	for _, m := range ms {
+		if m.Message.PrevUID != prev[m.Message.Folder] {
+			t.Errorf("%s uid %d: prev uid %d, want %d (the message fetched before it)", m.Message.Folder, m.Message.UID, m.Message.PrevUID, prev[m.Message.Folder])
+		}
+		prev[m.Message.Folder] = m.Message.UID
+		if m.Message.LinesSHA256 == "" {
+			t.Errorf("%s uid %d: no line-ending-normalised hash", m.Message.Folder, m.Message.UID)
+		}
+	}
 	byKey := map[string]*record.Message{}
 	for _, m := range ms {
 		byKey[fmt.Sprintf("%s/%d", m.Message.Folder, m.Message.UID)] = m.Message

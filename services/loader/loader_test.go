@@ -613,3 +613,19 @@ func (f *fixture) seqOf(uid uint32) uint64 {
 	f.t.Fatalf("no record of uid %d", uid)
 	return 0
 }
+
+func TestAJobDeliveredAgainAfterItsPassWasLoadedEndsAtOnce(t *testing.T) {
+	f := newFixture(t)
+	j := f.publishPass(corpusOf(3, "INBOX"), "")
+	if _, err := f.svc.Load(f.ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := f.svc.Load(ctx, j); err != nil {
+		t.Fatalf("second Load of a loaded pass: %v", err)
+	}
+	if got := len(f.target("INBOX")); got != 3 {
+		t.Errorf("target holds %d messages, want 3", got)
+	}
+}

@@ -44,7 +44,10 @@ func (c *Client) Query(ctx context.Context, server, name string, typ uint16) (*d
 	q.SetQuestion(dns.Fqdn(name), typ)
 	q.RecursionDesired = false
 	q.SetEdns0(4096, false)
-	attempts := max(c.Attempts, 2)
+	attempts := c.Attempts
+	if attempts <= 0 {
+		attempts = 2
+	}
 	var r *dns.Msg
 	var err error
 	for i := 0; i < attempts; i++ {

@@ -132,10 +132,11 @@ func (r *Reader) resolve(ctx context.Context, domain, name string) (*records.Hos
 			h.Target = dns.CanonicalName(strings.Fields(cname.Data[0])[0])
 			continue
 		}
-		a := records.FromRRs(h.Target, dns.TypeA, m.Answer)
-		aaaa, err := r.Client.RRset(ctx, r.Server, h.Target, dns.TypeAAAA)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", name, err)
+		a, aaaa := records.FromRRs(h.Target, dns.TypeA, m.Answer), records.Empty(h.Target, dns.TypeAAAA)
+		if m.Rcode != dns.RcodeNameError {
+			if aaaa, err = r.Client.RRset(ctx, r.Server, h.Target, dns.TypeAAAA); err != nil {
+				return nil, fmt.Errorf("resolve %s: %w", name, err)
+			}
 		}
 		if hop == 0 {
 			h.A, h.AAAA = a, aaaa

@@ -28,7 +28,7 @@ type Options struct {
 	Zones int
 	// Concurrency and Rate configure dnsctl (Rate -1: unbounded).
 	Concurrency int
-	Rate        float64
+	Rate        int
 	// Dir holds BIND, NATS and the scripts; it must exist.
 	Dir string
 	Log zerolog.Logger
@@ -124,8 +124,8 @@ dns:
   mail_host_a: %s
   spf: {replace: %q, with: %q}
   concurrency: %d
-  rate: %g
-  max_change_share: 1
+  rate: %d
+  max_change_percent: 100
 `, filepath.Join(o.Dir, "nats"), c.Primary.Addr, c.KeyFile, c.Primary.Addr, c.Secondary.Addr,
 		zonegen.LegacyIP, zonegen.OldNamePattern, zonegen.NewMX1, zonegen.NewMX2, zonegen.NewIP,
 		zonegen.SPFOld, zonegen.SPFNew, o.Concurrency, o.Rate)
@@ -140,7 +140,8 @@ dns:
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, err := dnsctl.New(ctx, cfg, b.JS, nil, o.Log)
+	// Per-domain facts would drown the figures: warnings only.
+	eng, err := dnsctl.New(ctx, cfg, b.JS, nil, o.Log.Level(zerolog.WarnLevel))
 	if err != nil {
 		b.Close()
 		return nil, nil, err

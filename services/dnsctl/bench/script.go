@@ -20,6 +20,7 @@ type scriptMode string
 
 const (
 	// perZone runs one nsupdate process per zone, as a shell loop does.
+	// Both modes use TCP (-v), as dnsctl does.
 	perZone scriptMode = "nsupdate-per-zone"
 	// batch sends every update from one nsupdate process, one after the
 	// other.
@@ -107,11 +108,11 @@ func updateScript(c *bindtest.Cluster, domains []plan.Domain, mode scriptMode, d
 		}
 		file := filepath.Join(dir, "batch.txt")
 		_ = os.WriteFile(file, []byte(cmds.String()), 0o644)
-		fmt.Fprintf(&b, "nsupdate -k %s %s\n", c.KeyFile, file)
+		fmt.Fprintf(&b, "nsupdate -v -t 60 -k %s %s\n", c.KeyFile, file)
 		return b.String()
 	}
 	for _, d := range domains {
-		fmt.Fprintf(&b, "nsupdate -k %s <<'EOF'\n%s%sEOF\n", c.KeyFile, server, nsupdateCommands(d))
+		fmt.Fprintf(&b, "nsupdate -v -t 60 -k %s <<'EOF'\n%s%sEOF\n", c.KeyFile, server, nsupdateCommands(d))
 	}
 	return b.String()
 }

@@ -18,7 +18,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	o := bench.Options{}
 	fs.IntVar(&o.Zones, "zones", 5000, "customer zones per method")
 	fs.IntVar(&o.Concurrency, "concurrency", 16, "domains dnsctl handles at once")
-	fs.Float64Var(&o.Rate, "rate", -1, "dnsctl updates per second (-1: unbounded)")
+	fs.IntVar(&o.Rate, "rate", -1, "dnsctl updates per second (-1: unbounded)")
 	asJSON := fs.Bool("json", false, "print the figures as JSON")
 	keep := fs.Bool("keep", false, "keep the work directory (BIND logs, scripts)")
 	if err := fs.Parse(args); err != nil {
@@ -54,7 +54,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func writeBench(w io.Writer, r *bench.Result, o bench.Options) {
 	rate := "unbounded"
 	if o.Rate > 0 {
-		rate = fmt.Sprintf("%g/s", o.Rate)
+		rate = fmt.Sprintf("%d/s", o.Rate)
 	}
 	ms := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
 	perSec := func(d time.Duration) float64 { return float64(r.Switched) / d.Seconds() }

@@ -102,7 +102,7 @@ func (o *options) register(fs *flag.FlagSet, cmd string) {
 	}
 	switch cmd {
 	case "apply", "lower-ttl":
-		fs.BoolVar(&o.force, "force", false, "change more domains than dns.max_change_share allows")
+		fs.BoolVar(&o.force, "force", false, "change more domains than dns.max_change_percent allows")
 	}
 	switch cmd {
 	case "apply":

@@ -44,7 +44,7 @@ dns:
   mail_host_a: %s
   spf: {replace: %q, with: %q}
   domains_file: domains.txt
-  max_change_share: 0.5
+  max_change_percent: 50
   verify_timeout: 30s
 `, c.Primary.Addr, c.KeyFile, c.Primary.Addr, c.Secondary.Addr, zonegen.LegacyIP, zonegen.OldNamePattern,
 		zonegen.NewMX1, zonegen.NewMX2, zonegen.NewIP, zonegen.SPFOld, zonegen.SPFNew)
@@ -105,7 +105,7 @@ func TestApplyVerifyStatusRollbackFromTheCommandLine(t *testing.T) {
 	}
 	_, err := run(t, "apply", "-c", cfg)
 	if !errors.Is(err, dnsctl.ErrThreshold) {
-		t.Fatalf("apply of 12 of 20 with max_change_share 0.5: err = %v, want the threshold", err)
+		t.Fatalf("apply of 12 of 20 with max_change_percent 0.5: err = %v, want the threshold", err)
 	}
 	if err := c.NSUpdate(context.Background(), "zone c2.cli.test.\nupdate add c2.cli.test. 3600 MX 50 hand.edit.test."); err != nil {
 		t.Fatal(err)

@@ -202,6 +202,7 @@ func (e *Error) Unwrap() []error {
 	return []error{e.kind, e.cause}
 }
 
+// Error says what the server answered and what that means for the zone.
 func (e *Error) Error() string {
 	head := fmt.Sprintf("update %s at %s: ", e.Zone, e.Server)
 	switch {
