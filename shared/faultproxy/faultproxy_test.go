@@ -164,7 +164,7 @@ func TestZeroFaultsForwardsBytesUnchangedBothWays(t *testing.T) {
 			if !bytes.Equal(got, tt.want) {
 				t.Fatalf("got %d bytes, want %d identical bytes", len(got), len(tt.want))
 			}
-			waitFor(t, "connection to close", 2*time.Second, func() bool { return p.Stats().Open == 0 })
+			waitFor(t, "connection to close", 15*time.Second, func() bool { return p.Stats().Open == 0 })
 			s := p.Stats()
 			if s.BytesUp != int64(len(tt.send)) || s.BytesDown != int64(len(tt.want)) || s.Connections != 1 || s.Cut+s.Stalled+s.Refused != 0 {
 				t.Fatalf("stats = %+v", s)
@@ -248,7 +248,7 @@ func TestStallAfterHangsMidStreamWithConnectionOpen(t *testing.T) {
 	}
 	// The client gives up; the proxy must release both sides.
 	c.Close()
-	waitFor(t, "stalled connection to close", 2*time.Second, func() bool { return p.Stats().Open == 0 })
+	waitFor(t, "stalled connection to close", 15*time.Second, func() bool { return p.Stats().Open == 0 })
 	select {
 	case <-serverDone:
 	case <-time.After(2 * time.Second):
@@ -407,7 +407,7 @@ func TestCloseIsPromptAndLeaksNoGoroutines(t *testing.T) {
 		readUntilErr(t, c, 200*time.Millisecond) // now stalled
 		dial(t, idle.Addr())
 	}
-	waitFor(t, "connections to open", 2*time.Second, func() bool {
+	waitFor(t, "connections to open", 15*time.Second, func() bool {
 		return stalling.Stats().Stalled == 3 && idle.Stats().Open == 3
 	})
 
@@ -423,7 +423,7 @@ func TestCloseIsPromptAndLeaksNoGoroutines(t *testing.T) {
 	if err := stalling.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	waitFor(t, "goroutines to settle", 5*time.Second, func() bool { return runtime.NumGoroutine() <= base })
+	waitFor(t, "goroutines to settle", 15*time.Second, func() bool { return runtime.NumGoroutine() <= base })
 }
 
 func TestCancelledContextShutsProxyDown(t *testing.T) {
