@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/broker"
-	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/imaptest"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/record"
 	"github.com/mailferry/mailferry/shared/subject"
@@ -65,43 +64,19 @@ func newFixtureWith(t *testing.T, ghost bool) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	dir := t.TempDir()
-	mem := imapmemserver.New()
-	u := imapmemserver.NewUser(user, "pw")
-	mem.AddUser(u)
-	if err := u.Create("INBOX", nil); err != nil {
-		t.Fatal(err)
+	u := imaptest.NewUser(t, user, "pw")
+	var wrap func(*imapmemserver.UserSession) imapserver.Session
+	if ghost {
+		wrap = func(s *imapmemserver.UserSession) imapserver.Session { return ghostSession{s} }
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			if ghost {
-				return ghostSession{imapmemserver.NewUserSession(u)}, nil, nil
-			}
-			return mem.NewSession(), nil, nil
-		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
-		InsecureAuth: true,
-	})
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	addr := imaptest.Serve(t, u, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}}, wrap)
 	pw := filepath.Join(dir, "pw")
 	if err := os.WriteFile(pw, []byte("pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	yaml := fmt.Sprintf("nats: {data_dir: %s}\nsource: {address: %q, tls: none, auth: user}\ntarget: {auth: user}\nextractor: {checkpoint_every: 3, large_message_bytes: 1000}\n",
-		filepath.Join(dir, "nats"), ln.Addr().String())
-	cfg, err := config.Parse([]byte(yaml), dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Open(ctx, cfg.NATS, "extractor-test", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+		filepath.Join(dir, "nats"), addr)
+	cfg, b := imaptest.Broker(t, ctx, yaml, dir)
 	return &fixture{t: t, ctx: ctx, u: u, b: b, pw: pw,
 		svc: &Service{Config: cfg, Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,13 +15,12 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/imaptest"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
@@ -52,41 +50,16 @@ func newFixture(t *testing.T) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	dir := t.TempDir()
-	mem := imapmemserver.New()
-	u := imapmemserver.NewUser(tgtUser, "target-pw")
-	mem.AddUser(u)
-	if err := u.Create("INBOX", nil); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapLiteralPlus: {}, imap.CapUIDPlus: {}},
-		InsecureAuth: true,
-	})
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	u := imaptest.NewUser(t, tgtUser, "target-pw")
+	addr := imaptest.Serve(t, u, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapLiteralPlus: {}, imap.CapUIDPlus: {}}, nil)
 	pw := filepath.Join(dir, "target.pw")
 	if err := os.WriteFile(pw, []byte("target-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	yaml := fmt.Sprintf("nats: {data_dir: %s}\nsource: {auth: user, tls: none}\ntarget: {address: %q, tls: none, auth: user}\nloader: {batch_messages: 4}\n",
-		filepath.Join(dir, "nats"), ln.Addr().String())
-	cfg, err := config.Parse([]byte(yaml), dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Open(ctx, cfg.NATS, "loader-test", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	f := &fixture{t: t, ctx: ctx, b: b, cfg: cfg, addr: ln.Addr().String(), pw: pw}
+		filepath.Join(dir, "nats"), addr)
+	cfg, b := imaptest.Broker(t, ctx, yaml, dir)
+	f := &fixture{t: t, ctx: ctx, b: b, cfg: cfg, addr: addr, pw: pw}
 	f.svc = &Service{Config: cfg, Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), IdleFlush: 20 * time.Millisecond}
 	return f
 }
