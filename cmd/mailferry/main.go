@@ -24,6 +24,7 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	authcli "github.com/mailferry/mailferry/services/auth/cli"
+	"github.com/mailferry/mailferry/services/dnsctl"
 	dnscli "github.com/mailferry/mailferry/services/dnsctl/cli"
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/services/loader"
@@ -55,6 +56,7 @@ commands:
   nats      -c FILE         run a nats-server with JetStream on nats.listen and nats.data_dir
   extractor -c FILE         run the extractor service
   loader    -c FILE         run the loader service
+  dnsctl    -c FILE         run the dnsctl service (switches DNS on domain.provisioned)
 `
 
 // errDifferent makes the exit status non-zero without another message.
@@ -70,7 +72,7 @@ func main() {
 	stop()
 	switch {
 	case err == nil:
-	case errors.Is(err, errDifferent):
+	case errors.Is(err, errDifferent), errors.Is(err, dnscli.ErrFailures):
 		os.Exit(1)
 	case errors.Is(err, flag.ErrHelp), errors.Is(err, authcli.ErrUsage):
 		os.Exit(2)
@@ -152,6 +154,10 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	case "loader":
 		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
 			return (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+		})
+	case "dnsctl":
+		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+			return (&dnsctl.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
 		})
 	}
 	fmt.Fprint(stderr, usage)

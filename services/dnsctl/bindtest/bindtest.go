@@ -20,10 +20,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,6 +54,8 @@ var DefaultUpdateTypes = []string{"MX", "A", "AAAA", "TXT", "CNAME", "SRV"}
 // Timeouts for process control, generous for a two-core CI machine.
 const (
 	stopGrace = 10 * time.Second
+	// startAttempts bounds restarts after another process took a port.
+	startAttempts = 5
 )
 
 // Zone is one zone to serve.
@@ -161,11 +165,32 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	if err := os.WriteFile(filepath.Join(c.Dir, "keys.conf"), []byte(keys), 0o600); err != nil {
 		return fmt.Errorf("write keys: %w", err)
 	}
+	for attempt := 1; ; attempt++ {
+		err := c.startServers(ctx, opts)
+		if err == nil {
+			break
+		}
+		c.Stop()
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			return err
+		}
+	}
+	for _, s := range c.Servers() {
+		if err := s.waitZones(ctx, c.Zones); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startServers picks ports, writes the configurations and starts named.
+func (c *Cluster) startServers(ctx context.Context, opts Options) error {
 	ports, err := freePorts(2)
 	if err != nil {
 		return err
 	}
 	c.Primary = newServer(filepath.Join(c.Dir, "primary"), ports[0])
+	c.Secondary = nil
 	if !opts.NoSecondary {
 		c.Secondary = newServer(filepath.Join(c.Dir, "secondary"), ports[1])
 	}
@@ -174,11 +199,6 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	}
 	for _, s := range c.Servers() {
 		if err := s.start(ctx); err != nil {
-			return err
-		}
-	}
-	for _, s := range c.Servers() {
-		if err := s.waitZones(ctx, c.Zones); err != nil {
 			return err
 		}
 	}
@@ -196,8 +216,13 @@ func (c *Cluster) Stop() error {
 	return errors.Join(errs...)
 }
 
-// freePorts finds n ports free for both TCP and UDP on 127.0.0.1.
+// freePorts finds n ports free for both TCP and UDP on 127.0.0.1. They
+// are drawn below the kernel's ephemeral range, where no process's
+// outgoing socket (other BIND instances send thousands of queries) can
+// take one between this check and named's bind; another test's named
+// still can, which start notices by the server-id.
 func freePorts(n int) ([]int, error) {
+	lo, hi := portRange()
 	var ports []int
 	var held []net.Listener
 	defer func() {
@@ -205,12 +230,12 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
-	for attempt := 0; len(ports) < n && attempt < 100; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for attempt := 0; len(ports) < n && attempt < 1000; attempt++ {
+		port := lo + mrand.IntN(hi-lo)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			l.Close()
@@ -224,6 +249,23 @@ func freePorts(n int) ([]int, error) {
 		return nil, errors.New("free port: none free for both TCP and UDP")
 	}
 	return ports, nil
+}
+
+// portRange returns ports to draw from: [10000, start of the ephemeral
+// range).
+func portRange() (int, int) {
+	lo, hi := 10000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 2 {
+		if start, err := strconv.Atoi(f[0]); err == nil && start > lo+1000 {
+			hi = start
+		}
+	}
+	return lo, hi
 }
 
 // errExited reports a named that ended before it was stopped.

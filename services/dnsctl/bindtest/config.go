@@ -44,7 +44,10 @@ func (c *Cluster) writeConfigs(opts Options) error {
 	}
 	b.Reset()
 	c.writeCommon(&b, c.Secondary)
-	fmt.Fprintf(&b, "\tnotify no;\n\tallow-transfer { key %s; };\n};\n", xfrKeyName)
+	// A refresh that fails under load (a lost NOTIFY's SOA query) is
+	// retried after the SOA retry, at least min-retry-time: 500 s by
+	// default, longer than any test waits.
+	fmt.Fprintf(&b, "\tnotify no;\n\tallow-transfer { key %s; };\n\tmin-retry-time 1;\n\tmax-retry-time 5;\n};\n", xfrKeyName)
 	for _, z := range c.Zones {
 		// The secondary starts from the same text as the primary, so
 		// thousands of zones need no initial transfer.
@@ -71,6 +74,7 @@ func (c *Cluster) writeCommon(b *strings.Builder, s *Server) {
 };
 `, s.LogPath)
 	fmt.Fprintf(b, `options {
+	server-id %q;
 	directory %q;
 	pid-file %q;
 	session-keyfile %q;
@@ -87,7 +91,7 @@ func (c *Cluster) writeCommon(b *strings.Builder, s *Server) {
 	transfers-out 200;
 	transfers-per-ns 200;
 	tcp-clients 1000;
-`, s.Dir, filepath.Join(s.Dir, "named.pid"), filepath.Join(s.Dir, "session.key"), s.Dir, s.port)
+`, s.id, s.Dir, filepath.Join(s.Dir, "named.pid"), filepath.Join(s.Dir, "session.key"), s.Dir, s.port)
 }
 
 func (s *Server) zoneFile(zone string) string {

@@ -3,6 +3,9 @@ package bindtest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,7 +27,10 @@ type Server struct {
 	ConfPath string
 	LogPath  string
 
-	port   int
+	port int
+	// id is the server-id: the answer to id.server CH TXT tells this
+	// named from another that holds the port.
+	id     string
 	cmd    *exec.Cmd
 	exited chan struct{}
 	once   sync.Once
@@ -32,7 +38,10 @@ type Server struct {
 }
 
 func newServer(dir string, port int) *Server {
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
 	return &Server{
+		id:       hex.EncodeToString(id),
 		Addr:     fmt.Sprintf("127.0.0.1:%d", port),
 		Dir:      dir,
 		ConfPath: filepath.Join(dir, "named.conf"),
@@ -42,6 +51,12 @@ func newServer(dir string, port int) *Server {
 }
 
 func (s *Server) start(ctx context.Context) error {
+	// A log left by an attempt on another port would be read as this one's.
+	for _, f := range []string{s.LogPath, filepath.Join(s.Dir, "named.pid")} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("start named: %w", err)
+		}
+	}
 	cmd := exec.Command("named", "-f", "-c", s.ConfPath)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -58,29 +73,53 @@ func (s *Server) start(ctx context.Context) error {
 		close(s.exited)
 	}()
 	if err := s.waitListening(ctx); err != nil {
+		s.Stop()
 		return fmt.Errorf("start named %s: %w\n%s%s", s.Addr, err, out.String(), s.LogTail(30))
 	}
 	return nil
 }
 
-// waitListening waits until named answers a query at all.
+// errPortTaken reports a port another process holds, found when named
+// cannot bind it or another named answers on it:
+// ports are free when chosen, not necessarily when named binds them.
+var errPortTaken = errors.New("port taken by another process")
+
+// waitListening waits until this named answers on its port: the answer
+// to id.server must be its server-id.
 func (s *Server) waitListening(ctx context.Context) error {
 	q := new(dns.Msg)
-	q.SetQuestion("version.bind.", dns.TypeTXT)
+	q.SetQuestion("id.server.", dns.TypeTXT)
 	q.Question[0].Qclass = dns.ClassCHAOS
 	cl := &dns.Client{Timeout: 200 * time.Millisecond}
 	for {
-		if _, _, err := cl.ExchangeContext(ctx, q, s.Addr); err == nil {
-			return nil
+		if r, _, err := cl.ExchangeContext(ctx, q, s.Addr); err == nil && len(r.Answer) == 1 {
+			// Without an answer named may still be starting; an answer
+			// naming another server-id is another named.
+			if strings.Contains(r.Answer[0].String(), s.id) {
+				return nil
+			}
+			return fmt.Errorf("%w: it says %v", errPortTaken, r.Answer)
+		}
+		if s.logHas("address in use") {
+			return fmt.Errorf("%w: named could not bind it", errPortTaken)
 		}
 		select {
 		case <-s.exited:
 			return fmt.Errorf("%w: %v", errExited, s.err)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(idPollInterval):
 		}
 	}
+}
+
+// idPollInterval spaces id.server queries: named answers CHAOS queries
+// at most 3 times a second per client network and drops the rest.
+const idPollInterval = 400 * time.Millisecond
+
+func (s *Server) logHas(text string) bool {
+	b, err := os.ReadFile(s.LogPath)
+	return err == nil && bytes.Contains(b, []byte(text))
 }
 
 // waitZones waits until the server answers authoritatively for every zone.
@@ -191,6 +230,22 @@ func (s *Server) loadErrors() string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// LogAbout returns the last n lines of named.log that name zone.
+func (s *Server) LogAbout(zone string, n int) string {
+	b, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return ""
+	}
+	needle := "'" + strings.TrimSuffix(zone, ".") + "/"
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, needle) || strings.Contains(l, " "+strings.TrimSuffix(zone, ".")+"/") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-n):], "\n")
 }
 
 // LogTail returns the last n lines of named.log.

@@ -74,7 +74,8 @@ func (c *Cluster) WaitSynced(ctx context.Context, zones []string) error {
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("secondary serial of %s: %d, primary %d: %w", z, got, want, ctx.Err())
+				return fmt.Errorf("secondary serial of %s: %d, primary %d: %w; the secondary's log on it:\n%s",
+					z, got, want, ctx.Err(), c.Secondary.LogAbout(z, 10))
 			case <-time.After(50 * time.Millisecond):
 			}
 		}

@@ -28,8 +28,10 @@ func (p Policy) classify(h *records.Host) (owner, string) {
 		return ownerNew, fmt.Sprintf("%s is a new provider host", h.Name)
 	case h.Target != h.Name:
 		return p.classifyCNAME(h)
+	case !h.Exists() && h.InZone:
+		return ownerNone, fmt.Sprintf("%s has no address record", h.Name)
 	case !h.Exists():
-		return ownerNone, fmt.Sprintf("%s has no address", h.Name)
+		return ownerNone, fmt.Sprintf("%s is no legacy host name, and its address is not served here", h.Name)
 	}
 	return p.classifyAddrs(h.Name, h.Addrs)
 }

@@ -207,6 +207,8 @@ func TestRewriteSPF(t *testing.T) {
 		{"v=spf1 ip4:192.0.2.10 ip4:198.51.100.25 -all", "v=spf1 ip4:198.51.100.25 -all", true},
 		{"v=spf1 ip4:192.0.2.100 -all", "v=spf1 ip4:192.0.2.100 -all", false},
 		{"v=spf1 include:_spf.google.test ~all", "v=spf1 include:_spf.google.test ~all", false},
+		{"v=spf1  mx   ip4:192.0.2.10  -all", "v=spf1  mx   ip4:198.51.100.25  -all", true},
+		{"v=spf1  ip4:192.0.2.10 ip4:198.51.100.25  -all", "v=spf1 ip4:198.51.100.25  -all", true},
 	}
 	for _, tt := range tests {
 		got, found := RewriteSPF(tt.spf, "ip4:192.0.2.10", "ip4:198.51.100.25")
@@ -216,19 +218,35 @@ func TestRewriteSPF(t *testing.T) {
 	}
 }
 
-func TestSPFLongerThanOneStringIsSplitAt255Bytes(t *testing.T) {
-	long := "v=spf1 ip4:192.0.2.10 include:" + strings.Repeat("a", 240) + ".test -all"
-	txt := records.RRset{Name: "example.test.", Type: "TXT", TTL: 60, Data: []string{`"` + long[:200] + `" "` + long[200:] + `"`}}
-	c, err := policy(t, nil).spfChange(txt)
-	if err != nil || c == nil {
-		t.Fatalf("spfChange: %v, %v", c, err)
+func TestSPFKeepsItsStringsAndIsSplitAnewOnlyPast255Bytes(t *testing.T) {
+	long := "v=spf1 ip4:192.0.2.10 include:" + strings.Repeat("a", 160) + ".test "
+	tests := []struct {
+		name    string
+		strings []string
+		want    []string
+	}{
+		{"two strings keep their boundary", []string{long, "ip4:203.0.113.0/24 -all"},
+			[]string{strings.Replace(long, "192.0.2.10", "198.51.100.25", 1), "ip4:203.0.113.0/24 -all"}},
+		{"a string outgrowing 255 bytes is split there", []string{"v=spf1 ip4:192.0.2.10 " + strings.Repeat("b", 232)},
+			[]string{"v=spf1 ip4:198.51.100.25 " + strings.Repeat("b", 230), "bb"}},
+		{"a mechanism across the boundary", []string{"v=spf1 ip4:192.0", ".2.10 -all"},
+			[]string{"v=spf1 ip4:198.51.100.25", " -all"}},
 	}
-	rrs, err := c.New.RRs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts := rrs[0].(*dns.TXT).Txt
-	if len(parts) != 2 || len(parts[0]) != 255 || strings.Join(parts, "") != strings.Replace(long, "192.0.2.10", "198.51.100.25", 1) {
-		t.Errorf("new SPF strings %q", parts)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rr := &dns.TXT{Hdr: dns.RR_Header{Name: "example.test.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: tt.strings}
+			txt := records.RRset{Name: "example.test.", Type: "TXT", TTL: 60, Data: []string{records.Rdata(rr)}}
+			c, err := policy(t, nil).spfChange(txt)
+			if err != nil || c == nil {
+				t.Fatalf("spfChange: %v, %v", c, err)
+			}
+			rrs, err := c.New.RRs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rrs[0].(*dns.TXT).Txt; !slices.Equal(got, tt.want) {
+				t.Errorf("strings %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

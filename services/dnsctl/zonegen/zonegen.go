@@ -73,7 +73,7 @@ func mailRecords(k Kind, i int) string {
 		spf := fmt.Sprintf("\"v=spf1 a mx %s ~all\"", SPFOld)
 		if i%5 == 0 {
 			// Longer than one character-string: split in two.
-			spf = fmt.Sprintf("\"v=spf1 a mx %s include:_spf.partner%s\" \"%s ~all\"", SPFOld, strings.Repeat("x", 200), "ip4:203.0.113.0/24")
+			spf = fmt.Sprintf("\"v=spf1 a mx %s include:_spf.partner%s.test \" \"%s ~all\"", SPFOld, strings.Repeat("x", 190), "ip4:203.0.113.0/24")
 		}
 		return fmt.Sprintf("@ MX 10 mail\nmail A %s\n@ TXT %s\n", LegacyIP, spf)
 	case LegacyByName:
