@@ -35,18 +35,10 @@ type TokenMinter interface {
 }
 
 // MailboxData is the data of mailbox.provisioned (key: the address).
-type MailboxData struct {
-	Email    string `json:"email"`
-	Domain   string `json:"domain"`
-	Provider string `json:"provider"`
-}
+type MailboxData = event.MailboxProvisionedData
 
 // DomainData is the data of domain.provisioned (key: the domain).
-type DomainData struct {
-	Domain    string `json:"domain"`
-	Mailboxes int    `json:"mailboxes"`
-	Provider  string `json:"provider"`
-}
+type DomainData = event.DomainProvisionedData
 
 // Provisioner runs provisioning passes.
 type Provisioner struct {

@@ -96,11 +96,7 @@ type Result struct {
 
 // PasswordUpdatedData is the data of user.password.updated (key: the
 // address). It carries no password and no hash.
-type PasswordUpdatedData struct {
-	Email    string `json:"email"`
-	Role     string `json:"role"`
-	Provider string `json:"provider"`
-}
+type PasswordUpdatedData = event.PasswordUpdatedData
 
 // Options configures a Service.
 type Options struct {
