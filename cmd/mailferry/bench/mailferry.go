@@ -110,7 +110,7 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 		return fmt.Errorf("mailferry: %w", err)
 	}
 
-	events, err := followEvents(ctx, b)
+	events, err := migrate.FollowEvents(ctx, b)
 	if err != nil {
 		return fmt.Errorf("mailferry: %w", err)
 	}
@@ -324,28 +324,6 @@ func waitConsumers(ctx context.Context, b *broker.Broker, children []*child) err
 		}
 	}
 	return nil
-}
-
-// followEvents reads mailbox events from the current end of the events
-// stream, so the consumer exists before anything is enqueued.
-func followEvents(ctx context.Context, b *broker.Broker) (jetstream.Consumer, error) {
-	st, err := b.JS.Stream(ctx, broker.StreamEvents)
-	if err != nil {
-		return nil, fmt.Errorf("events stream: %w", err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("events stream: %w", err)
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject.EventPrefix + ".mailbox.>"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    info.State.LastSeq + 1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("follow events: %w", err)
-	}
-	return cons, nil
 }
 
 // progressSum adds up the loader's progress samples; the NATS callback and

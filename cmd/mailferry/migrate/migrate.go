@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		return nil, fmt.Errorf("follow progress: %w", err)
 	}
 	defer sub.Unsubscribe()
-	events, err := followEvents(ctx, b)
+	events, err := FollowEvents(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -174,21 +174,22 @@ func startServices(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, 
 	}
 }
 
-// followEvents starts reading mailbox events from the current end of the
+// FollowEvents starts reading mailbox events from the current end of the
 // events stream, before anything is enqueued, so none is missed.
-func followEvents(ctx context.Context, b *broker.Broker) (jetstream.Consumer, error) {
-	st, err := b.JS.Stream(ctx, broker.StreamEvents)
+func FollowEvents(ctx context.Context, b *broker.Broker) (jetstream.Consumer, error) {
+	end, err := EventsEnd(ctx, b)
 	if err != nil {
-		return nil, fmt.Errorf("events stream: %w", err)
+		return nil, err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("events stream: %w", err)
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	return followEventsAfter(ctx, b, end)
+}
+
+// followEventsAfter reads mailbox events published after sequence seq.
+func followEventsAfter(ctx context.Context, b *broker.Broker, seq uint64) (jetstream.Consumer, error) {
+	cons, err := b.JS.OrderedConsumer(ctx, broker.StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject.EventPrefix + ".mailbox.>"},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    info.State.LastSeq + 1,
+		OptStartSeq:    seq + 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("follow events: %w", err)
@@ -212,12 +213,9 @@ func Await(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolo
 		}
 	}()
 	tr := newTracker(boxes, 1)
-	cons, err := b.JS.OrderedConsumer(ctx, broker.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject.EventPrefix + ".mailbox.>"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: since + 1,
-	})
+	cons, err := followEventsAfter(ctx, b, since)
 	if err != nil {
-		return nil, fmt.Errorf("follow events: %w", err)
+		return nil, err
 	}
 	if err := follow(ctx, cons, tr, pass, nil, log); err != nil {
 		return nil, err
