@@ -13,6 +13,7 @@ type LineNormalizer struct {
 	buf []byte
 }
 
+// Write normalises p; it always reports all of p written.
 func (n *LineNormalizer) Write(p []byte) (int, error) {
 	n.buf = n.buf[:0]
 	for _, c := range p {

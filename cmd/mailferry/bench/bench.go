@@ -426,6 +426,7 @@ type Verification struct {
 	Errors      []string       `json:"errors,omitempty"`
 }
 
+// String says whether the verification passed and what differed.
 func (v *Verification) String() string {
 	if v == nil {
 		return "not run"
