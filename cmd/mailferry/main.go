@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailferry/mailferry/cmd/mailferry/bench"
 	"github.com/mailferry/mailferry/cmd/mailferry/chaos"
+	"github.com/mailferry/mailferry/cmd/mailferry/delta"
 	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
@@ -57,6 +58,7 @@ commands:
   extractor -c FILE         run the extractor service
   loader    -c FILE         run the loader service
   dnsctl    -c FILE         run the dnsctl service (switches DNS on domain.provisioned)
+  delta     -c FILE         enqueue a domain's delta pass once dns.switched's old TTL has expired
 `
 
 // errDifferent makes the exit status non-zero without another message.
@@ -154,6 +156,14 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	case "loader":
 		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
 			return (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+		})
+	case "delta":
+		boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+		if err != nil {
+			return err
+		}
+		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+			return (&delta.Scheduler{Broker: b, Mailboxes: boxes, Log: log}).Run(ctx)
 		})
 	case "dnsctl":
 		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
