@@ -161,19 +161,15 @@ func (ss *session) contentIndex(ctx context.Context, target string) (map[string]
 }
 
 // leaveAccounted takes out of a content index what the ledger says other
-// source messages put there, so that only this folder's own messages match:
-// during a normal load, what other source folders appended (merged
-// special-use folders); during a retry, everything but the retried
-// messages (an identical twin appended earlier is not the retried one). A
-// replay matches against everything: it exists to append only what the
-// target lacks, whatever the ledger says.
+// source messages put there, so that only the messages being loaded can
+// match: during a normal load, what other source folders appended (merged
+// special-use folders); during a retry or a replay, everything but the
+// messages delivered again (an identical twin appended earlier is not the
+// one being retried).
 func (ss *session) leaveAccounted(ctx context.Context, idx map[string]int, target string, from uint32) error {
-	if ss.replay != nil && len(ss.j.Retry) == 0 {
-		return nil
-	}
 	own := func(folder string, uid uint32) bool { return folder == ss.cur.src }
-	if len(ss.j.Retry) > 0 {
-		own = func(folder string, uid uint32) bool { return ss.retrying[retryKey(folder, uid)] }
+	if ss.replay != nil {
+		own = func(folder string, uid uint32) bool { return ss.again[againKey(folder, uid)] }
 	}
 	acc, err := ss.accounted(ctx, target, from, own)
 	if err != nil {
@@ -183,7 +179,7 @@ func (ss *session) leaveAccounted(ctx context.Context, idx map[string]int, targe
 	return nil
 }
 
-func retryKey(folder string, uid uint32) string { return fmt.Sprintf("%d/%s", uid, folder) }
+func againKey(folder string, uid uint32) string { return fmt.Sprintf("%d/%s", uid, folder) }
 
 // requestReplay enqueues a replay of a source folder whose target folder
 // was deleted and created again: its earlier records are behind this

@@ -122,8 +122,10 @@ type session struct {
 	// replay, when set, delivers records again: the target's content,
 	// not the ledger's watermark, decides what is appended.
 	replay *job.Replay
-	// retrying names the dead-lettered messages a retry appends again.
-	retrying map[string]bool
+	// again names the source messages this session delivers again (a
+	// retry's dead letters, a replay's records): their own earlier copies
+	// in the target count as present, other messages' copies do not.
+	again map[string]bool
 
 	cur *folderRun
 	// next is, per target folder, the UIDNEXT this session accounts for:
@@ -199,6 +201,7 @@ func (ss *session) idle() time.Duration {
 }
 
 func (ss *session) run(ctx context.Context) error {
+	var err error
 	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject.Mailbox(ss.j.SourceUser)}}
 	if seq := ss.mbx.V.Seq; seq > 0 {
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -214,6 +217,11 @@ func (ss *session) run(ctx context.Context) error {
 		// This pass's end record was reached before (the job came
 		// back after its outcome was recorded): nothing left to do.
 		return nil
+	}
+	if ss.replay != nil {
+		if ss.again, err = ss.replayed(ctx, cc); err != nil {
+			return err
+		}
 	}
 	cons, err := ss.svc.Broker.JS.OrderedConsumer(ctx, broker.StreamMail, cc)
 	if err != nil {
@@ -354,4 +362,38 @@ func (ss *session) extractionGaveUp(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("extraction of this pass failed for good (%s): %w", f.Reason, job.ErrPermanent)
+}
+
+// replayed reads the headers of the records a replay will deliver and
+// names the source messages among them.
+func (ss *session) replayed(ctx context.Context, cc jetstream.OrderedConsumerConfig) (map[string]bool, error) {
+	cc.HeadersOnly = true
+	cons, err := ss.svc.Broker.JS.OrderedConsumer(ctx, broker.StreamMail, cc)
+	if err != nil {
+		return nil, fmt.Errorf("read replay range: %w", err)
+	}
+	out := map[string]bool{}
+	for {
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read replay range: %w", err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return nil, err
+		}
+		if meta.Sequence.Stream > ss.replay.UntilSeq {
+			return out, nil
+		}
+		var rec record.Message
+		if m.Headers().Get(record.HeaderKind) == record.KindMessage && json.Unmarshal([]byte(m.Headers().Get(record.HeaderMeta)), &rec) == nil {
+			out[againKey(rec.Folder, rec.UID)] = true
+		}
+		if meta.NumPending == 0 || meta.Sequence.Stream == ss.replay.UntilSeq {
+			return out, nil
+		}
+	}
 }

@@ -602,3 +602,54 @@ func TestAJobDeliveredAgainAfterItsPassWasLoadedEndsAtOnce(t *testing.T) {
 		t.Errorf("target holds %d messages, want 3", got)
 	}
 }
+
+func TestPartialReplayRestoresALostSecondCopyOfAnIdenticalMessage(t *testing.T) {
+	f := newFixture(t)
+	same := "From: a@b\r\nSubject: twin\r\n\r\nidentical\r\n"
+	date := time.Date(2014, 1, 1, 0, 0, 0, 0, time.UTC)
+	j := f.publishPass([]msg{{folder: "INBOX", uid: 1, body: same, date: date}, {folder: "INBOX", uid: 2, body: same, date: date}}, "")
+	if _, err := f.svc.Load(f.ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	f.expungeTarget("INBOX", 2)
+	second := f.seqOf(2)
+	rj := *j
+	rj.Pass, rj.Replay = "replay-second", &job.Replay{FromSeq: second, UntilSeq: second}
+	if _, err := f.svc.Load(f.ctx, &rj); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.target("INBOX")); got != 2 {
+		t.Errorf("after replaying the lost second copy the target holds %d, want 2", got)
+	}
+	// Replaying both again finds both there.
+	rj.Pass, rj.Replay = "replay-both", &job.Replay{FromSeq: f.seqOf(1), UntilSeq: second}
+	res, err := f.svc.Load(f.ctx, &rj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.target("INBOX")); got != 2 || res.Appended != 0 {
+		t.Errorf("a replay of a complete folder appended %d, target holds %d; want 0 and 2", res.Appended, got)
+	}
+}
+
+// expungeTarget removes a message from a target folder by UID.
+func (f *fixture) expungeTarget(folder string, uid imap.UID) {
+	f.t.Helper()
+	c, err := imapclient.DialInsecure(f.addr, nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(tgtUser, "target-pw").Wait(); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := c.Select(folder, nil).Wait(); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := c.Store(imap.UIDSetNum(uid), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		f.t.Fatal(err)
+	}
+}

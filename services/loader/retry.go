@@ -34,12 +34,12 @@ func (s *Service) RetryDead(ctx context.Context, j *job.Job) (*event.Loaded, err
 		return nil, fmt.Errorf("retry %s: %w", j.SourceUser, err)
 	}
 	recs := make([]*record.Decoded, len(j.Retry))
-	ss.retrying = map[string]bool{}
+	ss.again = map[string]bool{}
 	for i, it := range j.Retry {
 		if recs[i], err = ss.retryRecord(ctx, mail, it); err != nil {
 			return nil, fmt.Errorf("retry %s record %d: %w", j.SourceUser, it.MailSeq, err)
 		}
-		ss.retrying[retryKey(recs[i].Message.Folder, recs[i].Message.UID)] = true
+		ss.again[againKey(recs[i].Message.Folder, recs[i].Message.UID)] = true
 	}
 	for i, it := range j.Retry {
 		if err := ss.retryOne(ctx, recs[i], it); err != nil {
