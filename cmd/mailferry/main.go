@@ -249,11 +249,7 @@ func runNATS(ctx context.Context, cfg *config.Config, log zerolog.Logger) error 
 }
 
 func runStatus(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer, asJSON, watch bool) error {
-	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
-	if err != nil {
-		return err
-	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-status", log)
+	b, boxes, err := openWithInventory(ctx, cfg, log, "status")
 	if err != nil {
 		return err
 	}
@@ -285,11 +281,7 @@ func runStatus(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdo
 }
 
 func runEnqueue(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer) error {
-	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
-	if err != nil {
-		return err
-	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-enqueue", log)
+	b, boxes, err := openWithInventory(ctx, cfg, log, "enqueue")
 	if err != nil {
 		return err
 	}

@@ -125,11 +125,7 @@ func runReplay(ctx context.Context, cfg *config.Config, log zerolog.Logger, o op
 		}
 		r.Since = t
 	}
-	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
-	if err != nil {
-		return err
-	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-replay", log)
+	b, boxes, err := openWithInventory(ctx, cfg, log, "replay")
 	if err != nil {
 		return err
 	}
@@ -162,4 +158,18 @@ func affected(boxes []job.Mailbox, dead []ops.Dead) []job.Mailbox {
 		}
 	}
 	return out
+}
+
+// openWithInventory reads the mailboxes file and connects to the broker,
+// what every command about the migration's state needs first.
+func openWithInventory(ctx context.Context, cfg *config.Config, log zerolog.Logger, name string) (*broker.Broker, []job.Mailbox, error) {
+	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, boxes, nil
 }

@@ -3,7 +3,6 @@ package dnsctl
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,6 +13,7 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -58,46 +58,8 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, eng *Engine) error {
-	slots := make(chan struct{}, eng.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case slots <- struct{}{}:
-		}
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.Log.Warn().Err(err).Msg("fetch events")
-			sleep(ctx, time.Second)
-			continue
-		}
-		got := false
-		for m := range batch.Messages() {
-			got = true
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
-				s.handle(ctx, eng, m)
-			}()
-		}
-		if !got {
-			<-slots
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
+	job.Pull(ctx, cons, eng.Concurrency, s.Log, func(m jetstream.Msg) { s.handle(ctx, eng, m) })
+	return nil
 }
 
 // handle switches the event's domain. The outcome, failures included, is

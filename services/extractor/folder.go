@@ -2,8 +2,6 @@ package extractor
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -287,13 +285,8 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, lit imap.LiteralReader) ([]byte, error) {
 	size := lit.Size()
 	rec.Size = size
-	h, lh := sha256.New(), sha256.New()
-	lines := mailscan.NewLineNormalizer(lh)
-	sums := io.MultiWriter(h, lines)
-	defer func() {
-		_ = lines.Close()
-		rec.SHA256, rec.LinesSHA256 = hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(lh.Sum(nil))
-	}()
+	sums := mailscan.NewSums()
+	defer func() { rec.SHA256, rec.LinesSHA256 = sums.Hex() }()
 	if size <= fx.svc.Config.Extractor.LargeMessageBytes {
 		b := make([]byte, size)
 		if _, err := io.ReadFull(lit, b); err != nil {

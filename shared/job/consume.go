@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,39 +112,10 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 	if err != nil {
 		return fmt.Errorf("jobs consumer %s: %w", o.Durable, err)
 	}
-	slots := make(chan struct{}, o.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case slots <- struct{}{}:
-		}
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				return nil
-			}
-			log.Warn().Err(err).Str("consumer", o.Durable).Msg("fetch jobs")
-			sleep(ctx, time.Second)
-			continue
-		}
-		got := false
-		for m := range batch.Messages() {
-			got = true
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
-				runOne(ctx, m, o, log, h)
-			}()
-		}
-		if !got {
-			<-slots
-		}
-	}
+	Pull(ctx, cons, o.Concurrency, log.With().Str("consumer", o.Durable).Logger(), func(m jetstream.Msg) {
+		runOne(ctx, m, o, log, h)
+	})
+	return nil
 }
 
 func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.Logger, h Handler) {

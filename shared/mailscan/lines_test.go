@@ -26,3 +26,16 @@ func TestLineNormalizerSpellsEveryLineEndingCRLF(t *testing.T) {
 		}
 	}
 }
+
+func TestSumsMatchOnlyInLineEndingsWhenLineEndingsDiffer(t *testing.T) {
+	sum := func(s string) (string, string) {
+		x := NewSums()
+		x.Write([]byte(s))
+		return x.Hex()
+	}
+	e1, l1 := sum("a\r\r\nb\r\n")
+	e2, l2 := sum("a\r\nb\r\n")
+	if e1 == e2 || l1 != l2 {
+		t.Errorf("exact %v equal, lines %v equal; want exact different, lines equal", e1 == e2, l1 == l2)
+	}
+}

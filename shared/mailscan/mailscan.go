@@ -6,8 +6,6 @@ package mailscan
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -98,15 +96,13 @@ func read(msg *imapclient.FetchMessageData) (Message, error) {
 			if it.Literal == nil {
 				return m, fmt.Errorf("seq %d: NIL body", msg.SeqNum)
 			}
-			h, lh := sha256.New(), sha256.New()
-			ln := NewLineNormalizer(lh)
-			n, err := io.Copy(io.MultiWriter(h, ln), it.Literal)
+			sums := NewSums()
+			n, err := io.Copy(sums, it.Literal)
 			if err != nil {
 				return m, fmt.Errorf("seq %d: read body: %w", msg.SeqNum, err)
 			}
-			_ = ln.Close()
-			m.Size, m.SHA256, body = n, hex.EncodeToString(h.Sum(nil)), true
-			m.LinesSHA256 = hex.EncodeToString(lh.Sum(nil))
+			m.Size, body = n, true
+			m.SHA256, m.LinesSHA256 = sums.Hex()
 		}
 	}
 	if !body {

@@ -40,19 +40,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("delta consumer: %w", err)
 	}
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.Log.Warn().Err(err).Msg("fetch dns.switched events")
-			continue
-		}
-		for m := range batch.Messages() {
-			s.handle(ctx, m)
-		}
-	}
+	job.Pull(ctx, cons, 1, s.Log, func(m jetstream.Msg) { s.handle(ctx, m) })
 	return nil
 }
 

@@ -1,0 +1,49 @@
+package job
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Pull hands the messages of cons to handle, at most concurrency at once,
+// until ctx ends, and waits for the handlers it started. A fetch error is
+// logged and retried after a pause; handle acknowledges its message.
+func Pull(ctx context.Context, cons jetstream.Consumer, concurrency int, log zerolog.Logger, handle func(jetstream.Msg)) {
+	slots := make(chan struct{}, max(concurrency, 1))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case slots <- struct{}{}:
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn().Err(err).Msg("fetch from consumer")
+			sleep(ctx, time.Second)
+			continue
+		}
+		got := false
+		for m := range batch.Messages() {
+			got = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				handle(m)
+			}()
+		}
+		if !got {
+			<-slots
+		}
+	}
+}
