@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -46,10 +47,27 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	}
 	ev := event.Publisher{JS: s.Broker.JS, Service: "extractor"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
-	_ = ev.Publish(ctx, event.MailboxExtracting, j.SourceUser, "extracting."+j.SourceUser+"."+j.Pass, map[string]string{"pass": j.Pass})
+	if err := job.Superseded(ctx, s.Broker.JS, j); err != nil {
+		return s.superseded(ctx, ev, j, err)
+	}
+	if err := ev.Publish(ctx, event.MailboxExtracting, j.SourceUser, "extracting."+j.SourceUser+"."+j.Pass, map[string]string{"pass": j.Pass}); err != nil {
+		return err
+	}
+	// The heartbeat tells a loader waiting for this pass's records that
+	// someone still works on them, through long FETCHes and back-offs.
+	bctx, stopBeat := context.WithCancel(ctx)
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		event.Beat(bctx, s.Broker.Progress, "extractor", j.SourceUser, j.Pass, event.HeartbeatPeriod)
+	}()
+	defer func() { stopBeat(); <-beating }()
 	// A retry resumes from the checkpoints on a new connection.
-	return job.Retry(ctx, backoff.Default(), log, func() error {
+	err := job.Retry(ctx, backoff.Default(), log, func() error {
 		end, err := s.Extract(ctx, j)
+		if errors.Is(err, job.ErrSuperseded) {
+			return s.superseded(ctx, ev, j, err)
+		}
 		if errors.Is(err, imapdial.ErrLoginRefused) {
 			return errors.Join(err, job.ErrPermanent)
 		}
@@ -58,8 +76,49 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		}
 		return ev.Publish(ctx, event.MailboxExtracted, j.SourceUser, "extracted."+j.SourceUser+"."+j.Pass, end)
 	}, func(err error, retried bool) {
-		_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: retried})
+		attempt, _ := job.Delivery(ctx)
+		if perr := ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "failed.extracting."+j.SourceUser+"."+j.Pass+"."+strconv.FormatUint(attempt, 10),
+			event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: retried}); perr != nil {
+			log.Warn().Err(perr).Msg("publish mailbox.failed")
+		}
 	})
+	stopBeat()
+	<-beating
+	s.finalBeat(ctx, j, err, log)
+	return err
+}
+
+// finalBeat tells a loader waiting for this pass's records how the job
+// ended, when it will not be tried again.
+func (s *Service) finalBeat(ctx context.Context, j *job.Job, err error, log zerolog.Logger) {
+	_, last := job.Delivery(ctx)
+	ended, reason := "", ""
+	switch {
+	case err == nil:
+		ended = event.EndedDone
+	case errors.Is(err, job.ErrSuperseded):
+		ended = event.EndedSuperseded
+	case errors.Is(err, job.ErrPermanent) || (last && ctx.Err() == nil && !job.IsStopping(ctx)):
+		ended, reason = event.EndedFailed, err.Error()
+	default:
+		return // tried again later; the heartbeat resumes then
+	}
+	if berr := event.FinalBeat(ctx, s.Broker.Progress, "extractor", j.SourceUser, j.Pass, ended, reason); berr != nil {
+		log.Warn().Err(berr).Msg("write last heartbeat")
+	}
+}
+
+// superseded reports that j's pass gave way to a newer one and returns err,
+// which makes the job count as done.
+func (s *Service) superseded(ctx context.Context, ev event.Publisher, j *job.Job, err error) error {
+	var se *job.SupersededError
+	if errors.As(err, &se) {
+		if perr := ev.Publish(ctx, event.MailboxSuperseded, j.SourceUser, "superseded.extracting."+j.SourceUser+"."+j.Pass,
+			event.Superseded{Pass: j.Pass, By: se.By, Phase: "extracting"}); perr != nil {
+			return perr
+		}
+	}
+	return err
 }
 
 // Extract runs one pass over a mailbox: every selectable folder from its
@@ -85,12 +144,19 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 	end := &record.End{Mailbox: j.SourceUser, TargetUser: j.TargetUser, Pass: j.Pass, Started: time.Now().UTC()}
 	pub := newPublisher(s.Broker, s.Config.NATS.MaxPendingBytes)
 	prog := event.NewReporter(s.Broker.Conn, s.Broker.Progress, "extractor", j.SourceUser, j.Pass)
+	check := &job.PassCheck{JS: s.Broker.JS, Job: j}
 	for _, f := range folders {
 		if f.noSelect {
 			continue
 		}
-		fx := &folderExtraction{svc: s, c: c, j: j, f: f, pub: pub, prog: prog, log: log.With().Str("folder", f.Name).Logger()}
+		if err := check.Superseded(ctx); err != nil {
+			return nil, err
+		}
+		fx := &folderExtraction{svc: s, c: c, j: j, f: f, pub: pub, prog: prog, check: check, log: log.With().Str("folder", f.Name).Logger()}
 		sum, err := fx.run(ctx)
+		if errors.Is(err, job.ErrSuperseded) {
+			return nil, err
+		}
 		if errors.Is(err, errFolderGone) {
 			// Deleted or renamed since LIST: the rest goes on, the
 			// manifest names it, the next pass sees the new name.

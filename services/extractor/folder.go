@@ -54,7 +54,9 @@ type folderExtraction struct {
 	f    folderInfo
 	pub  *publisher
 	prog *event.Reporter
-	log  zerolog.Logger
+	// check stops the folder, checkpointed, once a newer pass exists.
+	check *job.PassCheck
+	log   zerolog.Logger
 
 	key     string
 	cp      Checkpoint
@@ -89,7 +91,7 @@ func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, erro
 	}
 	if sel.NumMessages > 0 && (sel.UIDNext == 0 || uint32(sel.UIDNext) > fx.cp.LastUID+1) {
 		err := fx.fetchAll(ctx)
-		if errors.Is(err, job.ErrStopping) {
+		if errors.Is(err, job.ErrStopping) || errors.Is(err, job.ErrSuperseded) {
 			// Keep what the broker has: checkpoint it, then stop.
 			if derr := fx.pub.drain(ctx); derr != nil {
 				return fx.sum, derr
@@ -205,6 +207,9 @@ func (fx *folderExtraction) fetchAll(ctx context.Context) error {
 			continue
 		}
 		ferr = fx.one(ctx, msg)
+		if errors.Is(ferr, job.ErrSuperseded) {
+			fx.c.Close() // the newer pass reads the rest
+		}
 	}
 	cerr := cmd.Close()
 	if ferr != nil {
@@ -275,7 +280,12 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 		if err := fx.pub.collect(ctx, false); err != nil {
 			return err
 		}
-		return fx.saveCheckpoint(ctx, fx.pub.lastAcked(fx.cp.LastUID))
+		if err := fx.saveCheckpoint(ctx, fx.pub.lastAcked(fx.cp.LastUID)); err != nil {
+			return err
+		}
+		if fx.check != nil {
+			return fx.check.Superseded(ctx)
+		}
 	}
 	return nil
 }

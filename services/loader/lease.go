@@ -18,6 +18,7 @@ import (
 // reconcile each other's appends in flight and append twice.
 type Lease struct {
 	Owner   string    `json:"owner"`
+	Pass    string    `json:"pass,omitempty"`
 	Expires time.Time `json:"expires"`
 }
 
@@ -45,16 +46,30 @@ type lease struct {
 
 func margin(ttl time.Duration) time.Duration { return ttl / 4 }
 
-func acquire(ctx context.Context, kv jetstream.KeyValue, mailbox string, ttl time.Duration) (*lease, error) {
+// busyError says who holds a mailbox and until when.
+type busyError struct {
+	Holder Lease
+	Until  time.Time
+}
+
+func (e *busyError) Error() string {
+	return fmt.Sprintf("%v: pass %s until %s", errBusy, e.Holder.Pass, e.Until.Format(time.RFC3339))
+}
+
+func (e *busyError) Unwrap() error { return errBusy }
+
+// acquire takes a mailbox's lease for a session of pass, or fails with a
+// *busyError while another session holds it.
+func acquire(ctx context.Context, kv jetstream.KeyValue, mailbox, pass string, ttl time.Duration) (*lease, error) {
 	e, err := loadEntry[Lease](ctx, kv, LeaseKey(mailbox))
 	if err != nil {
 		return nil, err
 	}
-	if e.exists() && time.Now().Before(e.V.Expires.Add(margin(ttl))) {
-		return nil, fmt.Errorf("%w (until %s)", errBusy, e.V.Expires.Add(margin(ttl)).Format(time.RFC3339))
+	if until := e.V.Expires.Add(margin(ttl)); e.exists() && time.Now().Before(until) {
+		return nil, &busyError{Holder: e.V, Until: until}
 	}
 	l := &lease{e: e, kv: kv, ttl: ttl}
-	e.V.Owner = nuid.Next()
+	e.V.Owner, e.V.Pass = nuid.Next(), pass
 	if err := l.extend(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBusy, err)
 	}

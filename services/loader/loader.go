@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -66,6 +67,9 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "loader"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
+	if err := job.Superseded(ctx, s.Broker.JS, j); err != nil {
+		return superseded(ctx, ev, j, err)
+	}
 	// A retry opens a new session, which resumes where the ledger says.
 	return job.Retry(ctx, backoff.Default(), log, func() error {
 		var res *event.Loaded
@@ -75,6 +79,9 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		} else {
 			res, err = s.Load(ctx, j)
 		}
+		if errors.Is(err, job.ErrSuperseded) {
+			return superseded(ctx, ev, j, err)
+		}
 		if errors.Is(err, imapdial.ErrLoginRefused) {
 			return errors.Join(err, job.ErrPermanent)
 		}
@@ -83,8 +90,25 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		}
 		return ev.Publish(ctx, event.MailboxLoaded, j.SourceUser, "loaded."+j.SourceUser+"."+j.Pass, res)
 	}, func(err error, retried bool) {
-		_ = ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "", event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: retried})
+		attempt, _ := job.Delivery(ctx)
+		if perr := ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "failed.loading."+j.SourceUser+"."+j.Pass+"."+strconv.FormatUint(attempt, 10),
+			event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: retried}); perr != nil {
+			log.Warn().Err(perr).Msg("publish mailbox.failed")
+		}
 	})
+}
+
+// superseded reports that j's pass gave way to a newer one and returns err,
+// which makes the job count as done.
+func superseded(ctx context.Context, ev event.Publisher, j *job.Job, err error) error {
+	var se *job.SupersededError
+	if errors.As(err, &se) {
+		if perr := ev.Publish(ctx, event.MailboxSuperseded, j.SourceUser, "superseded.loading."+j.SourceUser+"."+j.Pass,
+			event.Superseded{Pass: j.Pass, By: se.By, Phase: "loading"}); perr != nil {
+			return perr
+		}
+	}
+	return err
 }
 
 // Load loads one pass of a mailbox: it follows the mailbox's records from
@@ -136,6 +160,11 @@ type session struct {
 	lastSeq uint64
 	stats   event.Loaded
 	prog    *event.Reporter
+	// check tells when a newer pass took over this session's work.
+	check *job.PassCheck
+	// waitingSince is when the session last ran out of records.
+	waitingSince, lastWaitCheck time.Time
+	waitLogged                  bool
 }
 
 // pending is a message record waiting in the current batch.
@@ -154,7 +183,12 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 		return nil, errors.Join(err, job.ErrPermanent)
 	}
 	ss.cred = cred
-	if ss.lease, err = acquire(ctx, s.Broker.Ledger, j.SourceUser, s.Config.Loader.LeaseTTL.Std()); err != nil {
+	ss.check = &job.PassCheck{JS: s.Broker.JS, Job: j}
+	// Counters first: a wait for the lease reports progress too.
+	ss.prog.Resume(ctx)
+	p := ss.prog.Current
+	ss.stats.Appended, ss.stats.Skipped, ss.stats.Dead, ss.stats.Bytes = p.Appended, p.Skipped, p.Dead, p.Bytes
+	if ss.lease, err = ss.waitLease(ctx); err != nil {
 		return nil, err
 	}
 	if ss.c, err = imapdial.Dial(ctx, s.Config.Target, cred, nil); err != nil {
@@ -162,12 +196,9 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 		return nil, err
 	}
 	if ss.app, err = imapappend.Dial(ctx, s.Config.Target, cred); err != nil {
-		ss.c.Close()
+		ss.close()
 		return nil, err
 	}
-	ss.prog.Resume(ctx)
-	p := ss.prog.Current
-	ss.stats.Appended, ss.stats.Skipped, ss.stats.Dead, ss.stats.Bytes = p.Appended, p.Skipped, p.Dead, p.Bytes
 	if ss.mbx, err = loadEntry[MailboxState](ctx, s.Broker.Ledger, MailboxKey(j.SourceUser)); err != nil {
 		ss.close()
 		return nil, err
@@ -180,16 +211,18 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 }
 
 func (ss *session) close() {
-	if ss.lease != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		ss.lease.release(ctx)
-		cancel()
-	}
+	// Connections first: nothing of this session may reach the target
+	// once another session can take the mailbox.
 	if ss.app != nil {
 		ss.app.Close()
 	}
 	if ss.c != nil {
 		ss.c.Close()
+	}
+	if ss.lease != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ss.lease.release(ctx)
+		cancel()
 	}
 }
 
@@ -218,6 +251,11 @@ func (ss *session) run(ctx context.Context) error {
 		// back after its outcome was recorded): nothing left to do.
 		return nil
 	}
+	if ss.replay == nil {
+		if ended, err := ss.passEnded(ctx); err != nil || ended {
+			return err
+		}
+	}
 	if ss.replay != nil {
 		if ss.again, err = ss.replayed(ctx, cc); err != nil {
 			return err
@@ -227,7 +265,6 @@ func (ss *session) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("follow mail stream: %w", err)
 	}
-	lastCheck := time.Now()
 	for {
 		if job.IsStopping(ctx) {
 			// Settle the batch in hand; the rest waits in the stream.
@@ -235,6 +272,10 @@ func (ss *session) run(ctx context.Context) error {
 				return err
 			}
 			return job.ErrStopping
+		}
+		if err := ss.check.Superseded(ctx); err != nil {
+			// The newer pass's session goes on from what is settled.
+			return errors.Join(err, ss.flush(ctx))
 		}
 		if err := ss.lease.renew(ctx); err != nil {
 			return err
@@ -252,9 +293,8 @@ func (ss *session) run(ctx context.Context) error {
 				// was asked for: a drained consumer delivered it all.
 				return nil
 			}
-			if time.Since(lastCheck) > 30*time.Second {
-				lastCheck = time.Now()
-				if err := ss.extractionGaveUp(ctx); err != nil {
+			if ss.replay == nil {
+				if err := ss.outOfRecords(ctx); err != nil {
 					return err
 				}
 			}
@@ -266,6 +306,7 @@ func (ss *session) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("read mail stream: %w", err)
 		}
+		ss.gotRecord(ctx)
 		done, err := ss.handle(ctx, msg)
 		if err != nil || done {
 			return err

@@ -26,6 +26,7 @@ const (
 	MailboxLoaded       = "mailbox.loaded"
 	MailboxVerified     = "mailbox.verified"
 	MailboxFailed       = "mailbox.failed"
+	MailboxSuperseded   = "mailbox.superseded"
 	FolderRenamed       = "folder.renamed"
 	MessageDeadLettered = "message.dead_lettered"
 	MessageAltered      = "message.altered"
@@ -105,6 +106,14 @@ type Failed struct {
 	Phase   string `json:"phase"`
 	Reason  string `json:"reason"`
 	Retried bool   `json:"retried"`
+}
+
+// Superseded is the data of MailboxSuperseded: a service dropped its job
+// for Pass because the newer pass By will do the work.
+type Superseded struct {
+	Pass  string `json:"pass"`
+	By    string `json:"by"`
+	Phase string `json:"phase"`
 }
 
 // Renamed is the data of FolderRenamed.

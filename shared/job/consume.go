@@ -69,6 +69,13 @@ func IsStopping(ctx context.Context) bool {
 	}
 }
 
+// MaxInFlight bounds the jobs handed out and not yet acknowledged, over
+// every instance of a service. Each instance bounds its own work (Pull
+// fetches only into a free slot), so this is no concurrency limit: it is
+// high so that jobs held by a process that died (until their AckWait runs
+// out) and other instances' jobs never keep a live instance idle.
+const MaxInFlight = 10000
+
 // ConsumeOptions tunes Consume.
 type ConsumeOptions struct {
 	// Durable names the consumer: one per service ("extractor", "loader").
@@ -106,7 +113,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       o.AckWait,
 		MaxDeliver:    MaxDeliver,
-		MaxAckPending: o.Concurrency,
+		MaxAckPending: MaxInFlight,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
@@ -127,16 +134,17 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 	}
 	// The job outlives ctx by the grace period, so a shutdown lets it
 	// settle what it holds instead of tearing it mid-append.
-	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stopGrace := context.AfterFunc(ctx, func() {
 		t := time.AfterFunc(o.Grace, cancel)
-		context.AfterFunc(jctx, func() { t.Stop() })
+		context.AfterFunc(base, func() { t.Stop() })
 	})
 	defer stopGrace()
-	jctx = context.WithValue(jctx, stoppingKey{}, ctx.Done())
+	jctx := context.WithValue(base, stoppingKey{}, ctx.Done())
 	if meta, err := m.Metadata(); err == nil {
 		jctx = context.WithValue(jctx, deliveryKey{}, meta.NumDelivered)
+		j.Seq = meta.Sequence.Stream
 	}
 	go keepInProgress(jctx, m, o.AckWait/4)
 	err = h(jctx, j)
@@ -148,6 +156,11 @@ func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.
 	case err == nil:
 		if aerr := m.DoubleAck(actx); aerr != nil {
 			log.Warn().Err(aerr).Str("mailbox", j.SourceUser).Msg("ack job")
+		}
+	case errors.Is(err, ErrSuperseded):
+		log.Info().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Str("reason", err.Error()).Msg("job superseded")
+		if aerr := m.DoubleAck(actx); aerr != nil {
+			log.Warn().Err(aerr).Str("mailbox", j.SourceUser).Msg("ack superseded job")
 		}
 	case errors.Is(err, ErrPermanent):
 		log.Error().Err(err).Str("mailbox", j.SourceUser).Str("pass", j.Pass).Msg("job failed for good")

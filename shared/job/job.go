@@ -40,6 +40,10 @@ type Job struct {
 	// Replay, when set, makes this a job for the loader alone: deliver
 	// the mailbox's records again from a point in the mail stream.
 	Replay *Replay `json:"replay,omitempty"`
+
+	// Seq is the job's sequence in the jobs stream, set when it is
+	// consumed (0 otherwise); a pass job with a higher one supersedes it.
+	Seq uint64 `json:"-"`
 }
 
 // LoaderOnly reports whether the extractor has nothing to do for j.
@@ -140,7 +144,11 @@ func Publish(ctx context.Context, js jetstream.JetStream, j *Job) error {
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	m := nats.NewMsg(subject.Job(j.SourceUser))
+	subj := subject.Job(j.SourceUser)
+	if j.LoaderOnly() {
+		subj = subject.LoaderJob(j.SourceUser)
+	}
+	m := nats.NewMsg(subj)
 	m.Header.Set(nats.MsgIdHdr, "job."+subject.Token(j.SourceUser)+"."+j.Pass)
 	m.Data = body
 	if _, err := js.PublishMsg(ctx, m); err != nil {

@@ -164,7 +164,7 @@ func EndMsg(e *End) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode end record: %w", err)
 	}
-	m := nats.NewMsg(subject.End(e.Mailbox))
+	m := nats.NewMsg(subject.End(e.Mailbox, e.Pass))
 	m.Header.Set(HeaderKind, KindEnd)
 	m.Header.Set(HeaderVersion, strconv.Itoa(Version))
 	m.Header.Set(nats.MsgIdHdr, "end."+subject.Token(e.Mailbox)+"."+e.Pass)

@@ -12,7 +12,8 @@ import (
 const (
 	// MailPrefix carries mail records: mf.mail.<mailbox>.<kind>.<folder>.
 	MailPrefix = "mf.mail"
-	// JobPrefix carries mailbox jobs: mf.job.<mailbox>.
+	// JobPrefix carries mailbox jobs: mf.job.<mailbox> for passes,
+	// mf.job.<mailbox>.loader for the loader alone.
 	JobPrefix = "mf.job"
 	// EventPrefix carries lifecycle events: mf.event.<type...>.<key>.
 	EventPrefix = "mf.event"
@@ -112,12 +113,21 @@ func Listing(mailbox string) string {
 }
 
 // End returns the subject of the record that closes one extraction pass.
-func End(mailbox string) string {
-	return MailPrefix + "." + Token(mailbox) + "." + KindEnd
+// The pass is in the subject so that whether a pass's extraction finished,
+// and where its end lies in the stream, is one lookup. It takes six tokens,
+// so the five-token folder filters never match it.
+func End(mailbox, pass string) string {
+	return MailPrefix + "." + Token(mailbox) + ".pass." + Token(pass) + "." + KindEnd
 }
 
-// Job returns the subject of a mailbox job.
+// Job returns the subject of a mailbox's pass jobs (extract, then load).
+// The last message on it is the mailbox's newest pass, which supersedes
+// every older one.
 func Job(mailbox string) string { return JobPrefix + "." + Token(mailbox) }
+
+// LoaderJob returns the subject of a mailbox's loader-only jobs (retries of
+// dead letters, replays), which supersede no pass.
+func LoaderJob(mailbox string) string { return JobPrefix + "." + Token(mailbox) + ".loader" }
 
 // Event returns the subject of a lifecycle event of the given type (e.g.
 // "mailbox.extracted") about key (a mailbox, a domain).

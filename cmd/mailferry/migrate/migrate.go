@@ -92,7 +92,8 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		startServices(svcCtx, &wg, cfg, b, log)
 	}
 
-	tr := newTracker(boxes, o.MaxFailures)
+	pass := nuid.Next()
+	tr := newTracker(boxes, pass, o.MaxFailures)
 	sub, err := b.Conn.Subscribe(subject.ProgressPrefix+".>", tr.onProgress)
 	if err != nil {
 		return nil, fmt.Errorf("follow progress: %w", err)
@@ -102,12 +103,11 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 	if err != nil {
 		return nil, err
 	}
-	pass := nuid.Next()
 	if err := enqueue(ctx, b, boxes, pass); err != nil {
 		return nil, err
 	}
 	log.Info().Int("mailboxes", len(boxes)).Str("pass", pass).Msg("migration started")
-	if err := follow(ctx, events, tr, pass, o.Display, log); err != nil {
+	if err := follow(ctx, events, tr, o.Display, log); err != nil {
 		return nil, err
 	}
 	stopServices()
@@ -117,8 +117,23 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		res.Took = time.Since(start)
 		return res, nil
 	}
-	log.Info().Msg("verifying")
-	res.Report = verify.Mailboxes(ctx, cfg, boxes)
+	// A mailbox that failed is named by its phase and reason; verifying
+	// it would only list its messages again as missing.
+	ok := map[string]bool{}
+	for _, p := range res.Progress {
+		ok[p.Mailbox] = p.Phase == PhaseLoaded
+	}
+	var loaded []job.Mailbox
+	for _, mb := range boxes {
+		if ok[mb.SourceUser] {
+			loaded = append(loaded, mb)
+		}
+	}
+	log.Info().Int("mailboxes", len(loaded)).Msg("verifying")
+	res.Report = verify.Mailboxes(ctx, cfg, loaded)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	publishVerified(ctx, b, res.Report)
 	res.Took = time.Since(start)
 	return res, nil
@@ -212,12 +227,12 @@ func Await(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolo
 			log.Error().Err(err).Msg("loader stopped")
 		}
 	}()
-	tr := newTracker(boxes, 1)
+	tr := newTracker(boxes, pass, 1)
 	cons, err := followEventsAfter(ctx, b, since)
 	if err != nil {
 		return nil, err
 	}
-	if err := follow(ctx, cons, tr, pass, nil, log); err != nil {
+	if err := follow(ctx, cons, tr, nil, log); err != nil {
 		return nil, err
 	}
 	return tr.snapshot(), nil
@@ -257,9 +272,13 @@ func enqueue(ctx context.Context, b *broker.Broker, boxes []job.Mailbox, pass st
 	return nil
 }
 
-func follow(ctx context.Context, cons jetstream.Consumer, tr *tracker, pass string, display io.Writer, log zerolog.Logger) error {
+func follow(ctx context.Context, cons jetstream.Consumer, tr *tracker, display io.Writer, log zerolog.Logger) error {
 	lastDraw, lastLog := time.Time{}, time.Now()
 	for !tr.finished() {
+		// A cancelled wait reports a timeout, so ctx is asked first.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		msg, err := cons.Next(jetstream.FetchMaxWait(250 * time.Millisecond))
 		switch {
 		case err == nil:
@@ -268,7 +287,7 @@ func follow(ctx context.Context, cons jetstream.Consumer, tr *tracker, pass stri
 				log.Warn().Err(derr).Msg("undecodable event")
 				break
 			}
-			tr.onEvent(e, pass, log)
+			tr.onEvent(e, log)
 		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages):
 		case ctx.Err() != nil:
 			return ctx.Err()

@@ -38,7 +38,10 @@ type MailboxProgress struct {
 	Dead           int64  `json:"dead"`
 	Failures       int    `json:"failures"`
 	LastError      string `json:"last_error,omitempty"`
-	started        time.Time
+	// Pass is the pass followed: the one enqueued, or the newer one that
+	// superseded it.
+	Pass    string `json:"pass,omitempty"`
+	started time.Time
 }
 
 // tracker folds events and progress samples into per-mailbox state. The
@@ -52,11 +55,11 @@ type tracker struct {
 	lastRows int
 }
 
-func newTracker(boxes []job.Mailbox, maxFail int) *tracker {
+func newTracker(boxes []job.Mailbox, pass string, maxFail int) *tracker {
 	t := &tracker{boxes: map[string]*MailboxProgress{}, maxFail: maxFail, start: time.Now()}
 	for _, b := range boxes {
 		t.order = append(t.order, b.SourceUser)
-		t.boxes[b.SourceUser] = &MailboxProgress{Mailbox: b.SourceUser, Phase: PhaseQueued}
+		t.boxes[b.SourceUser] = &MailboxProgress{Mailbox: b.SourceUser, Phase: PhaseQueued, Pass: pass}
 	}
 	return t
 }
@@ -69,7 +72,7 @@ func (t *tracker) onProgress(m *nats.Msg) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.boxes[p.Mailbox]
-	if b == nil {
+	if b == nil || p.Pass != b.Pass {
 		return
 	}
 	if b.started.IsZero() {
@@ -86,24 +89,26 @@ func (t *tracker) onProgress(m *nats.Msg) {
 	}
 }
 
-func (t *tracker) onEvent(e *event.Event, pass string, log zerolog.Logger) {
+func (t *tracker) onEvent(e *event.Event, log zerolog.Logger) {
 	var d struct {
 		Pass     string `json:"pass"`
+		By       string `json:"by"`
 		Reason   string `json:"reason"`
 		Phase    string `json:"phase"`
+		Retried  bool   `json:"retried"`
 		Appended int64  `json:"appended"`
 		Skipped  int64  `json:"skipped"`
 		Dead     int64  `json:"dead"`
 		Bytes    int64  `json:"bytes"`
 		Messages int64  `json:"messages"`
 	}
-	if json.Unmarshal(e.Data, &d) != nil || d.Pass != pass {
+	if json.Unmarshal(e.Data, &d) != nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.boxes[e.Key]
-	if b == nil || b.Phase == PhaseLoaded || b.Phase == PhaseFailed {
+	if b == nil || d.Pass != b.Pass || b.Phase == PhaseLoaded || b.Phase == PhaseFailed {
 		return
 	}
 	switch e.Type {
@@ -118,13 +123,19 @@ func (t *tracker) onEvent(e *event.Event, pass string, log zerolog.Logger) {
 		b.Phase = PhaseLoaded
 		b.Loaded, b.Appended, b.Skipped, b.Dead, b.LoadedBytes = d.Appended+d.Skipped+d.Dead, d.Appended, d.Skipped, d.Dead, d.Bytes
 		log.Info().Str("mailbox", b.Mailbox).Int64("appended", d.Appended).Int64("skipped", d.Skipped).Int64("dead", d.Dead).Msg("mailbox loaded")
+	case event.MailboxSuperseded:
+		// Someone enqueued a newer pass: its outcome is this mailbox's.
+		b.Pass = d.By
+		log.Info().Str("mailbox", b.Mailbox).Str("pass", d.Pass).Str("by", d.By).Msg("following the newer pass of the mailbox")
 	case event.MailboxFailed:
 		b.Failures++
 		b.LastError = d.Phase + ": " + d.Reason
-		log.Warn().Str("mailbox", b.Mailbox).Int("failures", b.Failures).Str("phase", d.Phase).Str("reason", d.Reason).Msg("mailbox attempt failed")
-		if b.Failures >= t.maxFail {
+		if !d.Retried || b.Failures >= t.maxFail {
 			b.Phase = PhaseFailed
+			log.Error().Str("mailbox", b.Mailbox).Int("failures", b.Failures).Str("phase", d.Phase).Str("reason", d.Reason).Msg("mailbox failed")
+			return
 		}
+		log.Warn().Str("mailbox", b.Mailbox).Int("failures", b.Failures).Str("phase", d.Phase).Str("reason", d.Reason).Msg("mailbox attempt failed, will be retried")
 	}
 }
 

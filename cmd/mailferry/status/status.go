@@ -45,7 +45,11 @@ type Mailbox struct {
 	Rate           float64   `json:"messages_per_second"`
 	ETASeconds     float64   `json:"eta_seconds"` // -1 when unknown
 	LastError      string    `json:"last_error,omitempty"`
-	Updated        time.Time `json:"updated,omitzero"`
+	// Waiting says what the mailbox's loader (or extractor) waits for,
+	// and since when.
+	Waiting      string    `json:"waiting,omitempty"`
+	WaitingSince time.Time `json:"waiting_since,omitzero"`
+	Updated      time.Time `json:"updated,omitzero"`
 }
 
 // Status is the whole migration.
@@ -119,6 +123,14 @@ func readMailbox(ctx context.Context, st jetstream.Stream, progress jetstream.Ke
 	m.Total, m.Extracted, m.ExtractedBytes = ex.Total, ex.Messages, ex.Bytes
 	m.Loaded, m.Appended, m.LoadedBytes, m.Dead = ld.Messages, ld.Appended, ld.Bytes, ld.Dead
 	m.Updated = later(ex.Updated, ld.Updated)
+	if m.Phase != PhaseDone && m.Phase != PhaseFailed {
+		for _, p := range []event.Progress{ld, ex} {
+			if p.Waiting != "" {
+				m.Waiting, m.WaitingSince = p.Service+": "+p.Waiting, p.WaitingSince
+				break
+			}
+		}
+	}
 	if el := ld.Updated.Sub(ld.Started).Seconds(); el > 0 && ld.Messages > 0 {
 		m.Rate = float64(ld.Messages) / el
 	}
@@ -201,6 +213,9 @@ func (s *Status) WriteText(w io.Writer) {
 			float64(m.LoadedBytes)/(1<<20), m.Dead, m.Rate, eta(m.ETASeconds))
 		if m.LastError != "" {
 			fmt.Fprintf(w, "    last error: %s\n", m.LastError)
+		}
+		if m.Waiting != "" {
+			fmt.Fprintf(w, "    waiting: %s (since %s)\n", m.Waiting, m.WaitingSince.Format(time.RFC3339))
 		}
 	}
 	fmt.Fprintf(w, "phases:")
