@@ -65,6 +65,8 @@ type folderExtraction struct {
 	sinceCP int
 	// prev is the UID of the last message published in this fetch.
 	prev uint32
+	// litFailed records that reading a message's literal failed.
+	litFailed bool
 }
 
 func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, error) {
@@ -203,12 +205,18 @@ func (fx *folderExtraction) fetchAll(ctx context.Context) error {
 		}
 		if job.IsStopping(ctx) {
 			ferr = job.ErrStopping
-			fx.c.Close() // end the FETCH now rather than read the folder out
+			imapdial.Abort(fx.c) // end the FETCH now rather than read the folder out
 			continue
 		}
 		ferr = fx.one(ctx, msg)
-		if errors.Is(ferr, job.ErrSuperseded) {
-			fx.c.Close() // the newer pass reads the rest
+		if ferr != nil && fx.litFailed {
+			// go-imap must not read the failed literal again, as
+			// draining would: end the connection and leave it.
+			imapdial.Abort(fx.c)
+			return ferr
+		}
+		if ferr != nil {
+			imapdial.Abort(fx.c) // a retry or the newer pass reads the rest
 		}
 	}
 	cerr := cmd.Close()
@@ -295,6 +303,7 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, lit imap.LiteralReader) ([]byte, error) {
 	size := lit.Size()
 	rec.Size = size
+	lit = &watchedLiteral{LiteralReader: lit, failed: &fx.litFailed}
 	sums := mailscan.NewSums()
 	defer func() { rec.SHA256, rec.LinesSHA256 = sums.Hex() }()
 	if size <= fx.svc.Config.Extractor.LargeMessageBytes {
@@ -331,4 +340,18 @@ func keepFlags(in []imap.Flag) []string {
 		out = append(out, string(f))
 	}
 	return out
+}
+
+// watchedLiteral notes a failed read of a literal.
+type watchedLiteral struct {
+	imap.LiteralReader
+	failed *bool
+}
+
+func (w *watchedLiteral) Read(p []byte) (int, error) {
+	n, err := w.LiteralReader.Read(p)
+	if err != nil && err != io.EOF {
+		*w.failed = true
+	}
+	return n, err
 }

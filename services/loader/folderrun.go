@@ -69,7 +69,7 @@ func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uin
 		// The target folder was deleted and created again: what the
 		// ledger says is in it is gone. Start over and let the content
 		// index keep what the new folder already holds.
-		ss.log.Error().Str("folder", name).Str("target", fr.target).Uint32("old_uidvalidity", st.V.TargetUIDValidity).
+		ss.log.Warn().Str("folder", name).Str("target", fr.target).Uint32("old_uidvalidity", st.V.TargetUIDValidity).
 			Uint32("uidvalidity", sel.UIDValidity).Msg("target folder recreated: replaying the folder from the stream")
 		if ss.replay == nil {
 			if err := ss.requestReplay(ctx, name, sel.UIDValidity); err != nil {

@@ -200,6 +200,15 @@ func login(c *imapclient.Client, cred Credentials) error {
 	return c.Login(cred.User, cred.Password).Wait()
 }
 
+// Abort closes c's connection without waiting for its reader goroutine,
+// which may be parked until the literal in hand is read. The caller then
+// drains the command in hand (its reads fail at once) or, when a literal
+// read already failed, leaves it alone: go-imap would read that literal
+// again, racing with its own reader.
+func Abort(c *imapclient.Client) {
+	go c.Close() // returns once the reader has seen the closed connection
+}
+
 // Watchdog closes a client when it makes no progress for a while or when
 // its context ends, so a stalled server fails a command instead of
 // hanging it. Kick it on every unit of progress; Stop it when done.
