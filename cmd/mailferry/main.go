@@ -213,7 +213,7 @@ func runVerify(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdo
 	if err != nil {
 		return err
 	}
-	r := verify.Mailboxes(ctx, cfg, boxes)
+	r := verifyWithLedger(ctx, cfg, log, boxes)
 	if err := migrate.PublishVerified(ctx, cfg, log, r); err != nil {
 		log.Warn().Err(err).Msg("verified events not published")
 	}
@@ -230,6 +230,19 @@ func runVerify(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdo
 		return errDifferent
 	}
 	return nil
+}
+
+// verifyWithLedger verifies boxes with what the loader recorded of copies
+// the target altered. The broker is closed again before the caller opens
+// its own: two embedded servers cannot share a data directory.
+func verifyWithLedger(ctx context.Context, cfg *config.Config, log zerolog.Logger, boxes []job.Mailbox) *verify.Report {
+	b, err := broker.Open(ctx, cfg.NATS, "mailferry-verify", log)
+	if err != nil {
+		log.Warn().Err(err).Msg("broker unreachable: verifying without the loader's ledger")
+		return verify.Mailboxes(ctx, cfg, boxes)
+	}
+	defer b.Close()
+	return verify.Mailboxes(ctx, cfg, boxes, verify.WithLedger(b.Ledger))
 }
 
 // runNATS runs the same embedded nats-server as a process of its own, for

@@ -13,7 +13,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailferry/mailferry/services/loader/imapappend"
-	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
@@ -145,9 +144,11 @@ func (ss *session) scanGap(ctx context.Context) error {
 	return nil
 }
 
-// appendBatch appends items exactly once: record the intent, append, and
-// on any failure find out from the target what landed before deciding
-// what to retry, what to dead-letter and what to report.
+// appendBatch appends items exactly once: record the intent, append, take
+// the target's answer at its word (what it acknowledged with a UID landed
+// there, what it refused did not), look for the rest by content only where
+// the answer leaves their fate open, and then decide what to retry, what
+// to dead-letter and what to report.
 func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 	fr := ss.cur
 	multi := ss.useMulti()
@@ -160,48 +161,48 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 		if one {
 			send = items[:1]
 		}
-		res, intent, aerr, err := ss.appendOnce(ctx, send, multi)
+		a, err := ss.appendOnce(ctx, send, multi)
 		if err != nil {
 			return err
 		}
-		if aerr == nil && len(res.UIDs) == len(send) && res.UIDValidity == fr.st.V.TargetUIDValidity {
-			fr.st.V.Pending = nil
-			if err := ss.record(ctx, send, res.UIDs, howAppended); err != nil {
-				return err
+		if a.err != nil {
+			if ctx.Err() != nil {
+				// The intent stays pending: the next session settles it.
+				return ctx.Err()
 			}
-			ss.next[fr.target] = max(ss.next[fr.target], slices.Max(res.UIDs)+1)
-			items = items[len(send):]
-			if err := ss.checkStored(ctx, send, res.UIDs); err != nil {
-				return err
+			if err := ss.redialIfBroken(ctx); err != nil {
+				return errors.Join(fmt.Errorf("append to %q: %w", fr.target, a.err), err)
 			}
+		}
+		left, err := ss.takeAnswer(ctx, send, a)
+		if err != nil {
+			if a.err != nil {
+				err = errors.Join(fmt.Errorf("append to %q: %w", fr.target, a.err), err)
+			}
+			return err
+		}
+		items = append(left, items[len(send):]...)
+		if a.err == nil || len(left) == 0 {
 			continue
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err := ss.redialIfBroken(ctx); err != nil {
-			return errors.Join(fmt.Errorf("append to %q: %w", fr.target, aerr), err)
-		}
-		left, err := ss.reconcile(ctx, send, aerr == nil)
+		dead, err := ss.deadRefused(ctx, send, left, a.err)
 		if err != nil {
-			return errors.Join(fmt.Errorf("append to %q: %w", fr.target, aerr), err)
+			return err
 		}
-		// reconcile scanned everything from the intent's UIDNEXT on.
-		delete(ss.next, fr.target)
-		items = append(left, items[len(send):]...)
-		if aerr == nil || len(left) == 0 {
+		if len(dead) > 0 {
+			items = slices.DeleteFunc(items, func(p pending) bool { return dead[p.rec.UID] })
 			continue
 		}
 		var se *imapappend.ServerError
-		if !errors.As(aerr, &se) || !permanent(se) {
-			return fmt.Errorf("append to %q: %w", fr.target, aerr)
+		if !errors.As(a.err, &se) || !permanent(se) {
+			return fmt.Errorf("append to %q: %w", fr.target, a.err)
 		}
 		if multi {
 			// MULTIAPPEND is all or nothing: find the culprit alone.
 			multi = false
 			continue
 		}
-		bad, named := refused(aerr, intent, left)
+		bad, named := refused(a.err, a.intent, left)
 		if !named && len(send) > 1 {
 			one = true
 			continue
@@ -214,27 +215,41 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 	return nil
 }
 
+// attempt is one append command (or pipelined series) and its answer.
+type attempt struct {
+	intent *Intent
+	res    imapappend.Result
+	// err is the append's own error.
+	err error
+	// risks has, per message, what in its bytes a server may rewrite,
+	// noted while they were sent.
+	risks []*mailscan.Risks
+}
+
 // appendOnce records the intent and sends one append command (or one
-// pipelined series). err is a failure to record; aerr the append's own.
-func (ss *session) appendOnce(ctx context.Context, send []pending, multi bool) (imapappend.Result, *Intent, error, error) {
+// pipelined series). err is a failure to record; the append's own is in
+// the attempt.
+func (ss *session) appendOnce(ctx context.Context, send []pending, multi bool) (attempt, error) {
 	fr := ss.cur
 	uidNext, err := ss.uidNext(ctx, fr.target)
 	if err != nil {
-		return imapappend.Result{}, nil, nil, err
+		return attempt{}, err
 	}
 	fr.st.V.Pending = newIntent(uidNext, send)
 	if err := fr.st.save(ctx, ss.svc.Broker.Ledger); err != nil {
-		return imapappend.Result{}, nil, nil, err
+		return attempt{}, err
 	}
-	intent := fr.st.V.Pending
+	a := attempt{intent: fr.st.V.Pending}
 	if err := ss.svc.crash(pointIntentSaved); err != nil {
-		return imapappend.Result{}, nil, nil, err
+		return attempt{}, err
 	}
-	res, aerr := ss.app.Append(ctx, fr.target, ss.outgoing(ctx, send), multi)
+	var msgs []imapappend.Message
+	msgs, a.risks = ss.outgoing(ctx, send)
+	a.res, a.err = ss.app.Append(ctx, fr.target, msgs, multi)
 	if err := ss.svc.crash(pointAppended); err != nil {
-		return imapappend.Result{}, nil, nil, err
+		return attempt{}, err
 	}
-	return res, intent, aerr, nil
+	return a, nil
 }
 
 // redialIfBroken replaces an append connection that can carry no more
@@ -286,28 +301,59 @@ func (ss *session) uidNext(ctx context.Context, target string) (uint32, error) {
 	return uint32(sd.UIDNext), nil
 }
 
+// newIntent describes an append about to be sent. A body held in memory
+// also gets its loose hash, so that after a crash, or an answer that named
+// no UID, a copy the target altered in the known ways is still found;
+// bodies in the object store are not read twice for it.
 func newIntent(uidNext uint32, items []pending) *Intent {
 	in := &Intent{UIDNext: uidNext, Started: time.Now().UTC()}
 	for _, p := range items {
-		in.Items = append(in.Items, IntentItem{UID: p.rec.UID, Prev: p.rec.PrevUID, SHA256: p.rec.SHA256, LinesSHA256: p.rec.LinesSHA256, Size: p.rec.Size})
+		it := IntentItem{UID: p.rec.UID, Prev: p.rec.PrevUID, SHA256: p.rec.SHA256, LinesSHA256: p.rec.LinesSHA256, Size: p.rec.Size}
+		if p.body != nil {
+			it.LooseSHA256 = mailscan.LooseSHA256(p.body)
+		}
+		in.Items = append(in.Items, it)
 	}
 	return in
 }
 
 // outgoing turns records into messages to append. Large bodies stream from
 // the object store when sent; keywords the folder refuses are dropped and
-// reported.
-func (ss *session) outgoing(ctx context.Context, items []pending) []imapappend.Message {
+// reported. Each message's bytes are looked at on their way out for what a
+// server may rewrite (risks, one per message).
+func (ss *session) outgoing(ctx context.Context, items []pending) ([]imapappend.Message, []*mailscan.Risks) {
 	out := make([]imapappend.Message, 0, len(items))
+	risks := make([]*mailscan.Risks, 0, len(items))
 	for _, p := range items {
+		r := &mailscan.Risks{}
+		open := ss.opener(ctx, p)
 		out = append(out, imapappend.Message{
 			Flags: ss.flags(p.rec),
 			Date:  p.rec.InternalDate,
 			Size:  p.rec.Size,
-			Open:  ss.opener(ctx, p),
+			Open: func() (io.ReadCloser, error) {
+				rc, err := open()
+				if err != nil {
+					return nil, err
+				}
+				return noting{ReadCloser: rc, risks: r}, nil
+			},
 		})
+		risks = append(risks, r)
 	}
-	return out
+	return out, risks
+}
+
+// noting passes a message's bytes through its Risks as they are read.
+type noting struct {
+	io.ReadCloser
+	risks *mailscan.Risks
+}
+
+func (n noting) Read(p []byte) (int, error) {
+	k, err := n.ReadCloser.Read(p)
+	n.risks.Write(p[:k])
+	return k, err
 }
 
 func (ss *session) opener(ctx context.Context, p pending) func() (io.ReadCloser, error) {
@@ -338,145 +384,4 @@ func (ss *session) flags(rec *record.Message) []string {
 		out = append(out, f)
 	}
 	return out
-}
-
-// reconcile settles the pending intent against the target: messages of
-// the intent found (in order, by content) from its UIDNEXT on are
-// committed as appended; the rest are returned to be appended again.
-//
-// confirmed says the server answered OK to every message: what the scan
-// cannot recognise was stored altered, and is recorded without a UID
-// instead of being appended again.
-func (ss *session) reconcile(ctx context.Context, items []pending, confirmed bool) ([]pending, error) {
-	fr := ss.cur
-	in := fr.st.V.Pending
-	if in == nil {
-		return items, nil
-	}
-	uids, err := ss.landed(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	var got, left []pending
-	var gotUIDs []uint32
-	for _, p := range items {
-		if u, ok := uids[p.rec.UID]; ok {
-			got = append(got, p)
-			gotUIDs = append(gotUIDs, u)
-			continue
-		}
-		left = append(left, p)
-	}
-	if confirmed && len(left) > 0 {
-		for _, p := range left {
-			ss.log.Warn().Str("id", p.rec.ID()).Str("target", fr.target).Msg("appended but not found by content: the target stored it altered")
-			got = append(got, p)
-			gotUIDs = append(gotUIDs, 0)
-		}
-		left = nil
-	}
-	fr.st.V.Pending = nil
-	if err := ss.record(ctx, got, gotUIDs, howAppended); err != nil {
-		return nil, err
-	}
-	return left, nil
-}
-
-// landed maps the intent's source UIDs to the target UIDs they got,
-// matching target messages from UIDNEXT on, in order, by SHA-256.
-func (ss *session) landed(ctx context.Context, in *Intent) (map[uint32]uint32, error) {
-	fr := ss.cur
-	out := map[uint32]uint32{}
-	i := 0
-	_, err := mailscan.Scan(ctx, ss.c, fr.target, in.UIDNext, ss.svc.Config.Target.CommandTimeout.Std(), func(m mailscan.Message) error {
-		for j := i; j < len(in.Items); j++ {
-			it := in.Items[j]
-			// A target that rewrote line endings stored the same
-			// message under another hash.
-			if it.SHA256 == m.SHA256 || (it.LinesSHA256 != "" && it.LinesSHA256 == m.LinesSHA256) {
-				out[in.Items[j].UID] = m.UID
-				i = j + 1
-				break
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reconcile %q: %w", fr.target, err)
-	}
-	if _, err := ss.selectTarget(ctx, fr.target); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// resolvePending settles an intent left by a crash, before anything else
-// is appended to the folder.
-func (ss *session) resolvePending(ctx context.Context) error {
-	fr := ss.cur
-	in := fr.st.V.Pending
-	uids, err := ss.landed(ctx, in)
-	if err != nil {
-		return err
-	}
-	ss.log.Info().Str("folder", fr.src).Int("intended", len(in.Items)).Int("landed", len(uids)).Msg("pending append reconciled")
-	var got, left []pending
-	var gotUIDs []uint32
-	for _, it := range in.Items {
-		p := pending{rec: &record.Message{Mailbox: ss.j.SourceUser, Folder: fr.src, UIDValidity: fr.uidv,
-			UID: it.UID, PrevUID: it.Prev, SHA256: it.SHA256, LinesSHA256: it.LinesSHA256, Size: it.Size}}
-		if u, ok := uids[it.UID]; ok {
-			got = append(got, p)
-			gotUIDs = append(gotUIDs, u)
-			continue
-		}
-		left = append(left, p)
-	}
-	fr.st.V.Pending = nil
-	return ss.record(ctx, got, gotUIDs, howAppended)
-}
-
-// checkStored compares the size the target gives each appended message
-// with the size sent: a target that rewrites bytes (line endings, NULs)
-// must not pass unnoticed until verification.
-func (ss *session) checkStored(ctx context.Context, items []pending, uids []uint32) error {
-	set := imap.UIDSet{}
-	for _, u := range uids {
-		set.AddNum(imap.UID(u))
-	}
-	defer imapdial.Watch(ctx, ss.c, ss.svc.Config.Target.CommandTimeout.Std()).Stop()
-	// The appends went through the other connection: let this one see them.
-	if err := ss.c.Noop().Wait(); err != nil {
-		return fmt.Errorf("check stored sizes in %q: %w", ss.cur.target, err)
-	}
-	msgs, err := ss.c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
-	if err != nil {
-		return fmt.Errorf("check stored sizes in %q: %w", ss.cur.target, err)
-	}
-	stored := make(map[uint32]int64, len(msgs))
-	for _, m := range msgs {
-		stored[uint32(m.UID)] = m.RFC822Size
-	}
-	for i, p := range items {
-		got, ok := stored[uids[i]]
-		if !ok || got == p.rec.Size {
-			continue
-		}
-		a := Altered{ID: p.rec.ID(), Folder: ss.cur.src, TargetFolder: ss.cur.target, UID: p.rec.UID,
-			TargetUID: uids[i], Size: p.rec.Size, StoredSize: got}
-		ss.log.Warn().Str("id", a.ID).Int64("size", a.Size).Int64("stored_size", got).Msg("target stored the message altered")
-		_ = ss.ev.Publish(ctx, event.MessageAltered, ss.j.SourceUser, "altered."+a.ID, a)
-	}
-	return nil
-}
-
-// Altered is a message the target accepted but stores with other bytes.
-type Altered struct {
-	ID           string `json:"id"`
-	Folder       string `json:"folder"`
-	TargetFolder string `json:"target_folder"`
-	UID          uint32 `json:"uid"`
-	TargetUID    uint32 `json:"target_uid"`
-	Size         int64  `json:"size"`
-	StoredSize   int64  `json:"stored_size"`
 }

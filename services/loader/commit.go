@@ -3,12 +3,14 @@ package loader
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailferry/mailferry/services/loader/imapappend"
 	"github.com/mailferry/mailferry/shared/event"
@@ -25,10 +27,20 @@ const (
 // record writes the ledger entry of got (target UIDs in uids when
 // appended) and moves the folder's watermark along the PrevUID chain.
 func (ss *session) record(ctx context.Context, got []pending, uids []uint32, how string) error {
+	_, err := ss.recordEntry(ctx, got, uids, how)
+	return err
+}
+
+// recordEntry is record, returning the mapping entry it wrote (nil for no
+// messages) so that what a read-back of the stored copies finds can be
+// added to it.
+func (ss *session) recordEntry(ctx context.Context, got []pending, uids []uint32, how string) (*casEntry[Mapping], error) {
 	fr := ss.cur
+	var e *casEntry[Mapping]
 	if len(got) > 0 {
-		if err := ss.writeEntries(ctx, got, uids, how); err != nil {
-			return err
+		var err error
+		if e, err = ss.writeEntries(ctx, got, uids, how); err != nil {
+			return nil, err
 		}
 	}
 	for i, p := range got {
@@ -45,7 +57,7 @@ func (ss *session) record(ctx context.Context, got []pending, uids []uint32, how
 		}
 	}
 	settle(&fr.st.V)
-	return fr.st.save(ctx, ss.svc.Broker.Ledger)
+	return e, fr.st.save(ctx, ss.svc.Broker.Ledger)
 }
 
 // settle moves LastUID along the chain: a done message whose predecessor
@@ -73,10 +85,13 @@ func settle(st *FolderState) {
 	}
 }
 
-// writeEntries records where got landed, in one ledger entry.
-func (ss *session) writeEntries(ctx context.Context, got []pending, uids []uint32, how string) error {
+// writeEntries records where got landed, in one ledger entry. The key is
+// the batch's first source UID; a batch dealt with again (a retry, a
+// replay) overwrites it, hence a plain put. The entry returned holds the
+// revision written, so later additions are compare-and-set.
+func (ss *session) writeEntries(ctx context.Context, got []pending, uids []uint32, how string) (*casEntry[Mapping], error) {
 	fr := ss.cur
-	m := Mapping{Folder: fr.src, TargetFolder: fr.target, How: how, Items: make([]MappingItem, 0, len(got))}
+	m := Mapping{Folder: fr.src, UIDValidity: fr.uidv, TargetFolder: fr.target, How: how, Items: make([]MappingItem, 0, len(got))}
 	if uids != nil {
 		m.TargetUIDValidity = fr.st.V.TargetUIDValidity
 	}
@@ -89,13 +104,34 @@ func (ss *session) writeEntries(ctx context.Context, got []pending, uids []uint3
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("encode mapping: %w", err)
+		return nil, fmt.Errorf("encode mapping: %w", err)
 	}
 	key := MappingKey(ss.j.SourceUser, fr.src, fr.uidv, got[0].rec.UID)
-	if _, err := ss.svc.Broker.Ledger.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("write ledger %s: %w", key, err)
+	kv := ss.svc.Broker.Ledger
+	var rev uint64
+	if how == howPresent {
+		// Found again by a replay: an appended entry under this key says
+		// where the copies are (and which the target altered), which
+		// "present" must not erase.
+		old, gerr := kv.Get(ctx, key)
+		var prev Mapping
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			rev, err = kv.Create(ctx, key, b)
+		case gerr != nil:
+			return nil, fmt.Errorf("read ledger %s: %w", key, gerr)
+		case json.Unmarshal(old.Value(), &prev) == nil && prev.How == howAppended:
+			return nil, nil
+		default:
+			rev, err = kv.Update(ctx, key, b, old.Revision())
+		}
+	} else {
+		rev, err = kv.Put(ctx, key, b)
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("write ledger %s: %w", key, err)
+	}
+	return &casEntry[Mapping]{key: key, rev: rev, V: m}, nil
 }
 
 // permanent says whether a refusal will not go away by retrying the same

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,14 +78,20 @@ type IntentItem struct {
 	Prev        uint32 `json:"prev"`
 	SHA256      string `json:"sha256"`
 	LinesSHA256 string `json:"lines_sha256,omitempty"`
+	// LooseSHA256 is the hash of the message's loose form (see
+	// mailscan.LooseSHA256) when it holds bytes servers are known to
+	// rewrite, so that content matching recognises such a copy.
+	LooseSHA256 string `json:"loose_sha256,omitempty"`
 	Size        int64  `json:"size"`
 }
 
 // Mapping records where a committed batch of source messages landed: one
 // ledger write per batch rather than per message.
 type Mapping struct {
-	// Folder is the source folder.
+	// Folder is the source folder, UIDValidity its UIDVALIDITY (also in
+	// the key; absent from entries written before it was added).
 	Folder            string `json:"folder"`
+	UIDValidity       uint32 `json:"uidvalidity,omitempty"`
 	TargetFolder      string `json:"target_folder"`
 	TargetUIDValidity uint32 `json:"target_uidvalidity,omitempty"`
 	// How is appended, present (found already in the target) or dead.
@@ -91,11 +99,28 @@ type Mapping struct {
 	Items []MappingItem `json:"items"`
 }
 
-// MappingItem maps one source UID to its target UID (0 when not appended).
+// MappingItem maps one source UID to its target UID (0 when not appended,
+// or appended without the target naming a UID that could be found).
 type MappingItem struct {
 	UID       uint32 `json:"uid"`
 	TargetUID uint32 `json:"target_uid,omitempty"`
-	SHA256    string `json:"sha256"`
+	// SHA256 is the source message's.
+	SHA256 string `json:"sha256"`
+	// StoredSHA256 and StoredSize, when set, say that the target stored
+	// the message altered: what its copy at TargetUID hashes to and
+	// weighs. verify reports such a pair as one altered message, and
+	// content matching against the target looks for this hash.
+	StoredSHA256 string `json:"stored_sha256,omitempty"`
+	StoredSize   int64  `json:"stored_size,omitempty"`
+}
+
+// Stored is the hash of the copy in the target: StoredSHA256 when the
+// target altered the message, else SHA256.
+func (it MappingItem) Stored() string {
+	if it.StoredSHA256 != "" {
+		return it.StoredSHA256
+	}
+	return it.SHA256
 }
 
 // MailboxKey, FolderKey and MappingKey name ledger entries.
@@ -154,4 +179,65 @@ func (e *casEntry[T]) save(ctx context.Context, kv jetstream.KeyValue) error {
 	}
 	e.rev = rev
 	return nil
+}
+
+// Landing is where the ledger says one source message was appended.
+type Landing struct {
+	// Folder and UIDValidity name the source folder, UID the message.
+	Folder      string
+	UIDValidity uint32
+	UID         uint32
+	// TargetFolder, TargetUIDValidity and TargetUID name the copy.
+	TargetFolder      string
+	TargetUIDValidity uint32
+	TargetUID         uint32
+	// SHA256 is the source message's hash; StoredSHA256, when set, the
+	// hash of the altered copy the target stored.
+	SHA256       string
+	StoredSHA256 string
+}
+
+// Landed reads from the ledger kv where a mailbox's messages were
+// appended under a known target UID, for verify to pair a source message
+// with the copy the target made of it even when the bytes differ.
+func Landed(ctx context.Context, kv jetstream.KeyValue, mailbox string) ([]Landing, error) {
+	keys, err := kv.ListKeysFiltered(ctx, "map."+subject.Key(mailbox)+".>")
+	if err != nil {
+		return nil, fmt.Errorf("list ledger mappings of %s: %w", mailbox, err)
+	}
+	defer keys.Stop()
+	var out []Landing
+	for key := range keys.Keys() {
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read ledger %s: %w", key, err)
+		}
+		var m Mapping
+		if err := json.Unmarshal(e.Value(), &m); err != nil {
+			return nil, fmt.Errorf("decode ledger %s: %w", key, err)
+		}
+		if m.How != howAppended {
+			continue
+		}
+		uidv := m.UIDValidity
+		if uidv == 0 {
+			// Entries from before the field: the key has it,
+			// "map.<mailbox>.<folder>.<uidvalidity>.<uid>".
+			if parts := strings.Split(key, "."); len(parts) == 5 {
+				v, _ := strconv.ParseUint(parts[3], 10, 32)
+				uidv = uint32(v)
+			}
+		}
+		for _, it := range m.Items {
+			if it.TargetUID == 0 {
+				continue
+			}
+			out = append(out, Landing{Folder: m.Folder, UIDValidity: uidv, UID: it.UID, TargetFolder: m.TargetFolder,
+				TargetUIDValidity: m.TargetUIDValidity, TargetUID: it.TargetUID, SHA256: it.SHA256, StoredSHA256: it.StoredSHA256})
+		}
+	}
+	return out, nil
 }

@@ -24,7 +24,10 @@ type Message struct {
 	SHA256 string
 	// LinesSHA256 is the SHA-256 of the bytes with line endings
 	// normalised to CRLF (see LineNormalizer).
-	LinesSHA256  string
+	LinesSHA256 string
+	// LooseSHA256 is the SHA-256 of the loose form (see LooseSHA256), ""
+	// when it is the same as the line-normalised one.
+	LooseSHA256  string
 	Size         int64
 	Flags        []string // sorted, without \Recent
 	InternalDate time.Time
@@ -47,6 +50,32 @@ func Scan(ctx context.Context, c *imapclient.Client, folder string, from uint32,
 	}
 	set := imap.UIDSet{}
 	set.AddRange(imap.UID(from), 0)
+	err = fetch(c, wd, folder, set, func(m Message) error {
+		if m.UID < from {
+			return nil // "UID n:*" returns the last message even below n
+		}
+		return fn(m)
+	})
+	return sel, err
+}
+
+// Fetch calls fn with the fingerprint of each of uids that the folder c
+// has selected still holds, in the server's order. idle bounds the time
+// without progress. The loader reads back with it what a target stored.
+func Fetch(ctx context.Context, c *imapclient.Client, folder string, uids []uint32, idle time.Duration, fn func(Message) error) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	wd := imapdial.Watch(ctx, c, idle)
+	defer wd.Stop()
+	set := imap.UIDSet{}
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	return fetch(c, wd, folder, set, fn)
+}
+
+func fetch(c *imapclient.Client, wd *imapdial.Watchdog, folder string, set imap.UIDSet, fn func(Message) error) error {
 	cmd := c.Fetch(set, &imap.FetchOptions{
 		UID: true, Flags: true, InternalDate: true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
@@ -66,15 +95,12 @@ func Scan(ctx context.Context, c *imapclient.Client, folder string, from uint32,
 			ferr = fmt.Errorf("fetch %q: %w", folder, err)
 			continue
 		}
-		if m.UID < from {
-			continue // "UID n:*" returns the last message even below n
-		}
 		ferr = fn(m)
 	}
 	if err := cmd.Close(); err != nil && ferr == nil {
 		ferr = fmt.Errorf("fetch %q: %w", folder, wd.Err(err))
 	}
-	return sel, ferr
+	return ferr
 }
 
 func read(msg *imapclient.FetchMessageData) (Message, error) {
@@ -103,6 +129,7 @@ func read(msg *imapclient.FetchMessageData) (Message, error) {
 			}
 			m.Size, body = n, true
 			m.SHA256, m.LinesSHA256 = sums.Hex()
+			m.LooseSHA256 = sums.LooseHex()
 		}
 	}
 	if !body {

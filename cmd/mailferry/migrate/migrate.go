@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		}
 	}
 	log.Info().Int("mailboxes", len(loaded)).Msg("verifying")
-	res.Report = verify.Mailboxes(ctx, cfg, loaded)
+	res.Report = verify.Mailboxes(ctx, cfg, loaded, verify.WithLedger(b.Ledger))
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -31,8 +31,12 @@ type Message struct {
 // (RFC 4315) when the server has UIDPLUS.
 type Result struct {
 	UIDValidity uint32
-	// UIDs has one UID per message, in order; 0 for a message that was not
-	// appended. It is nil when the server has no UIDPLUS or did not say.
+	// UIDs has one UID per message, in order: the UID the server said it
+	// stored the message under, or 0 for a message that was not appended
+	// or whose answer named no UID. It is nil when the server has no
+	// UIDPLUS, named no UID at all, or named UIDs under different
+	// UIDVALIDITYs in one batch (the folder was replaced meanwhile, so
+	// none of them can be trusted).
 	UIDs []uint32
 }
 
@@ -50,10 +54,12 @@ type Result struct {
 // failure seen; an *AppendError then says which messages were appended,
 // and Result holds their UIDs.
 //
-// Errors: an *AppendError describes partial outcomes message by message;
-// any other error (including a *ServerError refusing a MULTIAPPEND) means
-// nothing was appended. A message whose reader yields a byte count other
-// than its Size aborts the connection inside its literal (ErrSizeMismatch).
+// Errors: an *AppendError describes partial outcomes message by message
+// (its Fates); any other error (including a *ServerError refusing a
+// MULTIAPPEND) means nothing was appended. Result holds the UIDs the
+// server named, with or without an error. A message whose reader yields
+// a byte count other than its Size aborts the connection inside its
+// literal (ErrSizeMismatch).
 // After a connection failure the Client is unusable: Close it and dial
 // again.
 func (c *Client) Append(ctx context.Context, mailbox string, msgs []Message, useMulti bool) (Result, error) {
@@ -83,7 +89,8 @@ func (c *Client) appendBatch(ctx context.Context, mailbox string, msgs []Message
 		msgs:     msgs,
 		mbox:     appendQuoted(nil, name),
 		metas:    make([][]byte, len(msgs)),
-		appended: make([]bool, len(msgs)),
+		fates:    make([]Fate, len(msgs)),
+		refusals: make([]*ServerError, len(msgs)),
 		errs:     make([]error, len(msgs)),
 		tagIdx:   make(map[string]int, len(msgs)),
 		badIdx:   -1,
@@ -136,8 +143,9 @@ type appendSession struct {
 	badIdx int // first message that failed validation, -1 if none
 	badErr error
 
-	appended []bool
-	errs     []error // why a message was not appended
+	fates    []Fate
+	refusals []*ServerError // pipelined mode: the server's NO or BAD per message
+	errs     []error        // why a message was not appended
 	// tagIdx maps the tag of every command without an answer yet to its
 	// message.
 	tagIdx map[string]int
@@ -152,7 +160,7 @@ type appendSession struct {
 	// Pipelined mode: one APPENDUID per answer.
 	uids     []uint32
 	validity uint32
-	uidsBad  bool // an OK without usable APPENDUID
+	uidsBad  bool // APPENDUIDs under different UIDVALIDITYs
 	// MULTIAPPEND mode: the arguments of the one APPENDUID.
 	multiMode bool
 	multiUID  string
@@ -288,7 +296,13 @@ func (s *appendSession) answer(r *response) error {
 		if s.errs[i] == nil {
 			// A local error (a reader that lied about its size) is the
 			// cause; the server's answer to the cut-off command is not.
-			s.errs[i] = r.serverError()
+			se := r.serverError()
+			s.errs[i] = se
+			if !s.multiMode {
+				// A MULTIAPPEND's refusal is about the whole command,
+				// not about the message its tag is filed under.
+				s.refusals[i] = se
+			}
 		}
 		s.refused = true
 		return nil
@@ -299,14 +313,16 @@ func (s *appendSession) answer(r *response) error {
 		}
 		return nil
 	}
-	s.appended[i] = true
+	s.fates[i] = Stored
 	if r.code != "APPENDUID" {
-		s.uidsBad = true
+		// Stored all the same; only its UID is unknown.
 		return nil
 	}
-	validity, uids, err := parseAppendUID(r.codeArgs)
-	if err != nil || len(uids) != 1 || (s.validity != 0 && validity != s.validity) {
-		// The message is stored all the same; only its UID is unknown.
+	validity, uids, err := parseAppendUID(r.codeArgs, 1)
+	if err != nil {
+		return nil
+	}
+	if s.validity != 0 && validity != s.validity {
 		s.uidsBad = true
 		return nil
 	}
@@ -470,7 +486,17 @@ func (s *appendSession) pipelined() (Result, error) {
 	} else if incomplete >= 0 {
 		s.abort(fmt.Errorf("connection aborted inside message %d: %w", incomplete, s.errs[incomplete]))
 	}
-	unknown := failure != nil && s.unanswered() > 0
+	unknown := false
+	if failure != nil {
+		// Complete commands without an answer may have been stored; the
+		// open one was cut off and cannot have been.
+		for tag, i := range s.tagIdx {
+			if tag != s.open {
+				s.fates[i] = Unanswered
+				unknown = true
+			}
+		}
+	}
 	s.stopReader()
 	return s.outcome(s.withBye(failure), unknown)
 }
@@ -482,8 +508,8 @@ func (s *appendSession) outcome(failure error, unknown bool) (Result, error) {
 		res = Result{UIDValidity: s.validity, UIDs: s.uids}
 	}
 	first := -1
-	for i, ok := range s.appended {
-		if !ok {
+	for i, f := range s.fates {
+		if f != Stored {
 			first = i
 			break
 		}
@@ -500,19 +526,24 @@ func (s *appendSession) outcome(failure error, unknown bool) (Result, error) {
 		// sent because of a failure recorded above.
 		err = errors.New("not sent")
 	}
-	return res, &AppendError{
-		Index:    first,
-		Err:      err,
-		Appended: s.appended,
-		Unknown:  unknown,
+	return res, s.appendError(first, err, unknown)
+}
+
+// appendError reports the batch's outcome message by message.
+func (s *appendSession) appendError(index int, err error, unknown bool) *AppendError {
+	e := &AppendError{Index: index, Err: err, Appended: make([]bool, len(s.fates)), Unknown: unknown,
+		Fates: s.fates, Refusals: s.refusals}
+	for i, f := range s.fates {
+		e.Appended[i] = f == Stored
 	}
+	return e
 }
 
 // multi sends the batch as one MULTIAPPEND command.
 func (s *appendSession) multi() (Result, error) {
 	c := s.c
 	if s.badIdx >= 0 {
-		return Result{}, &AppendError{Index: s.badIdx, Err: s.badErr, Appended: s.appended}
+		return Result{}, s.appendError(s.badIdx, s.badErr, false)
 	}
 	s.multiMode = true
 	s.startReader(1)
@@ -531,7 +562,7 @@ func (s *appendSession) multi() (Result, error) {
 		if known {
 			s.abort(fmt.Errorf("connection aborted inside message %d: %w", i, err))
 			s.stopReader()
-			return Result{}, &AppendError{Index: i, Err: err, Appended: s.appended}
+			return Result{}, s.appendError(i, err, false)
 		}
 		err = s.transport(err)
 		s.stopReader()
@@ -580,7 +611,7 @@ func (s *appendSession) multi() (Result, error) {
 					return Result{}, s.errs[0]
 				}
 				s.stopReader()
-				return Result{}, &AppendError{Index: i, Err: s.errs[0], Appended: s.appended}
+				return Result{}, s.appendError(i, s.errs[0], false)
 			}
 		}
 		nonSyncSent = nonSyncSent || !sync
@@ -604,14 +635,17 @@ func (s *appendSession) multi() (Result, error) {
 		// committed before the connection failed.
 		err = s.transport(err)
 		s.stopReader()
-		return Result{}, &AppendError{Index: 0, Err: s.withBye(err), Appended: s.appended, Unknown: true}
+		for i := range s.fates {
+			s.fates[i] = Unanswered
+		}
+		return Result{}, s.appendError(0, s.withBye(err), true)
 	}
 	s.stopReader()
 	if s.errs[0] != nil {
 		return Result{}, s.errs[0]
 	}
-	for i := range s.appended {
-		s.appended[i] = true
+	for i := range s.fates {
+		s.fates[i] = Stored
 	}
 	return s.multiResult(), nil
 }
@@ -623,7 +657,7 @@ func (s *appendSession) multiResult() Result {
 	if !s.c.Has("UIDPLUS") || s.multiUID == "" {
 		return Result{}
 	}
-	validity, uids, err := parseAppendUID(s.multiUID)
+	validity, uids, err := parseAppendUID(s.multiUID, len(s.msgs))
 	if err != nil || len(uids) != len(s.msgs) {
 		return Result{}
 	}

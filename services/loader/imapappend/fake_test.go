@@ -476,7 +476,8 @@ func TestAppendReportsWhatWasStoredWhenTheServerHangsUp(t *testing.T) {
 	c := dialT(t, plainIMAP(srv.Addr), userCred())
 	res, err := c.Append(context.Background(), "INBOX", messagesOf(genMessages(3, 100, "bye")), false)
 	var ae *AppendError
-	if !errors.As(err, &ae) || ae.Index != 1 || !slices.Equal(ae.Appended, []bool{true, false, false}) || !ae.Unknown {
+	if !errors.As(err, &ae) || ae.Index != 1 || !slices.Equal(ae.Appended, []bool{true, false, false}) || !ae.Unknown ||
+		!slices.Equal(ae.Fates, []Fate{Stored, Unanswered, Unanswered}) {
 		t.Fatalf("error %v: want message 0 appended, 1 and 2 unknown", err)
 	}
 	if !strings.Contains(err.Error(), "shutting down") {
@@ -487,5 +488,107 @@ func TestAppendReportsWhatWasStoredWhenTheServerHangsUp(t *testing.T) {
 	}
 	if _, err := c.Append(context.Background(), "INBOX", messagesOf(genMessages(1, 100, "again")), false); err == nil {
 		t.Error("Append on a closed connection succeeded")
+	}
+}
+
+// TestAppendErrorSaysWhatBecameOfEachMessage checks the per-message
+// outcome the loader takes at its word: stored under a named UID, stored
+// without one, refused with the server's own answer.
+func TestAppendErrorSaysWhatBecameOfEachMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		answers   []string // per command; %s is the tag
+		wantFates []Fate
+		wantUIDs  []uint32
+		refused   int // message with a refusal, -1 for none
+	}{
+		{
+			name:      "refusal between acknowledged messages",
+			answers:   []string{"%s OK [APPENDUID 5 10] ok", "%s NO Message contains NUL characters", "%s OK [APPENDUID 5 12] ok"},
+			wantFates: []Fate{Stored, NotStored, Stored}, wantUIDs: []uint32{10, 0, 12}, refused: 1,
+		},
+		{
+			name:      "one answer without APPENDUID keeps the others' UIDs",
+			answers:   []string{"%s OK [APPENDUID 5 10] ok", "%s NO [OVERQUOTA] full", "%s OK stored"},
+			wantFates: []Fate{Stored, NotStored, Stored}, wantUIDs: []uint32{10, 0, 0}, refused: 1,
+		},
+		{
+			name:      "UIDs under two UIDVALIDITYs are not trusted",
+			answers:   []string{"%s OK [APPENDUID 5 10] ok", "%s NO nope", "%s OK [APPENDUID 6 1] ok"},
+			wantFates: []Fate{Stored, NotStored, Stored}, refused: 1,
+		},
+		{
+			name:      "APPENDUID naming two UIDs for one message is ignored",
+			answers:   []string{"%s OK [APPENDUID 5 10:11] ok", "%s OK [APPENDUID 5 12] ok", "%s BAD [x] bad"},
+			wantFates: []Fate{Stored, Stored, NotStored}, wantUIDs: []uint32{0, 12, 0}, refused: 2,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startFake(t, func(fc *fakeConn) error {
+				if err := fc.loginFake("IMAP4rev1 LITERAL+ UIDPLUS"); err != nil {
+					return err
+				}
+				// Read all commands first: the client has sent them
+				// before it can see any answer.
+				var tags []string
+				for range tc.answers {
+					cmd, err := fc.readCommand(nil)
+					if err != nil {
+						return err
+					}
+					tags = append(tags, cmd.tag)
+				}
+				for i, a := range tc.answers {
+					if err := fc.send(fmt.Sprintf(a, tags[i])); err != nil {
+						return err
+					}
+				}
+				_, err := fc.readCommand(nil)
+				return err
+			})
+			c := dialT(t, plainIMAP(srv.Addr), userCred())
+			res, err := c.Append(context.Background(), "INBOX", messagesOf(genMessages(len(tc.answers), 100, "fates")), false)
+			var ae *AppendError
+			if !errors.As(err, &ae) {
+				t.Fatalf("error %v, want an *AppendError", err)
+			}
+			if !slices.Equal(ae.Fates, tc.wantFates) || ae.Unknown {
+				t.Errorf("fates %v (unknown %v), want %v", ae.Fates, ae.Unknown, tc.wantFates)
+			}
+			if !slices.Equal(res.UIDs, tc.wantUIDs) {
+				t.Errorf("UIDs %v, want %v", res.UIDs, tc.wantUIDs)
+			}
+			for i, se := range ae.Refusals {
+				if (se != nil) != (i == tc.refused) {
+					t.Errorf("refusal of message %d: %v", i, se)
+				}
+			}
+			if se := ae.Refusals[tc.refused]; se == nil || !strings.HasSuffix(se.Line, strings.TrimPrefix(tc.answers[tc.refused], "%s")) {
+				t.Errorf("refusal %+v does not carry the server's line", se)
+			}
+		})
+	}
+}
+
+func TestRefusedMultiAppendIsAServerErrorAndStoresNothing(t *testing.T) {
+	srv := startFake(t, func(fc *fakeConn) error {
+		if err := fc.loginFake("IMAP4rev1 LITERAL+ UIDPLUS MULTIAPPEND"); err != nil {
+			return err
+		}
+		cmd, err := fc.readCommand(nil)
+		if err != nil {
+			return err
+		}
+		if err := fc.send(cmd.tag + " NO Message contains NUL characters"); err != nil {
+			return err
+		}
+		_, err = fc.readCommand(nil)
+		return err
+	})
+	c := dialT(t, plainIMAP(srv.Addr), userCred())
+	res, err := c.Append(context.Background(), "INBOX", messagesOf(genMessages(3, 100, "multi")), true)
+	var se *ServerError
+	if !errors.As(err, &se) || errors.As(err, new(*AppendError)) || res.UIDs != nil {
+		t.Fatalf("Append = %+v, %v; want a bare *ServerError: nothing stored", res, err)
 	}
 }

@@ -182,28 +182,35 @@ func parseResponse(line string) (*response, error) {
 }
 
 // parseRespText splits resp-text into the response code, its arguments
-// and the text.
+// and the text. The code is an atom, ending at a space or at "]"; only its
+// arguments may hold quoted strings, with "]" inside.
 func parseRespText(s string) (code, args, text string) {
 	if !strings.HasPrefix(s, "[") {
 		return "", "", s
 	}
-	end := -1
+	i := 1
+	for i < len(s) && s[i] != ' ' && s[i] != ']' {
+		i++
+	}
+	if i == len(s) {
+		return "", "", s
+	}
+	code = strings.ToUpper(s[1:i])
+	if s[i] == ']' {
+		return code, "", strings.TrimPrefix(s[i+1:], " ")
+	}
 	quoted := false
-	for i := 1; i < len(s) && end < 0; i++ {
-		switch c := s[i]; {
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
 		case quoted && c == '\\':
-			i++
+			j++
 		case c == '"':
 			quoted = !quoted
 		case !quoted && c == ']':
-			end = i
+			return code, s[i+1 : j], strings.TrimPrefix(s[j+1:], " ")
 		}
 	}
-	if end < 0 {
-		return "", "", s
-	}
-	code, args, _ = strings.Cut(s[1:end], " ")
-	return strings.ToUpper(code), args, strings.TrimPrefix(s[end+1:], " ")
+	return "", "", s
 }
 
 func isNumber(s string) bool {
@@ -290,8 +297,11 @@ func appendMeta(dst []byte, m *Message) ([]byte, error) {
 }
 
 // parseUIDSet expands an RFC 4315 uid-set ("5", "5:9", "5,7,9:11") in the
-// order given. A range may be written high:low.
-func parseUIDSet(s string) ([]uint32, error) {
+// order given. A range may be written high:low. A set naming more than max
+// UIDs is an error: the server's answer decides how much memory the
+// expansion takes, and an APPENDUID can only name one UID per message
+// appended.
+func parseUIDSet(s string, max int) ([]uint32, error) {
 	var out []uint32
 	for _, part := range strings.Split(s, ",") {
 		lo, hi, isRange := strings.Cut(part, ":")
@@ -299,19 +309,17 @@ func parseUIDSet(s string) ([]uint32, error) {
 		if err != nil || a == 0 {
 			return nil, fmt.Errorf("uid-set %q: bad uid %q", s, lo)
 		}
-		if !isRange {
-			out = append(out, uint32(a))
-			continue
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 32); err != nil || b == 0 {
+				return nil, fmt.Errorf("uid-set %q: bad uid %q", s, hi)
+			}
+			if a > b {
+				a, b = b, a
+			}
 		}
-		b, err := strconv.ParseUint(hi, 10, 32)
-		if err != nil || b == 0 {
-			return nil, fmt.Errorf("uid-set %q: bad uid %q", s, hi)
-		}
-		if a > b {
-			a, b = b, a
-		}
-		if b-a >= 1<<24 {
-			return nil, fmt.Errorf("uid-set %q: range too large", s)
+		if b-a >= uint64(max-len(out)) {
+			return nil, fmt.Errorf("uid-set %q: more than %d UIDs", s, max)
 		}
 		for u := a; u <= b; u++ {
 			out = append(out, uint32(u))
@@ -321,8 +329,8 @@ func parseUIDSet(s string) ([]uint32, error) {
 }
 
 // parseAppendUID parses the arguments of an APPENDUID response code:
-// "uidvalidity uid-set".
-func parseAppendUID(args string) (uint32, []uint32, error) {
+// "uidvalidity uid-set", the set naming at most max UIDs.
+func parseAppendUID(args string, max int) (uint32, []uint32, error) {
 	v, set, ok := strings.Cut(strings.TrimSpace(args), " ")
 	if !ok {
 		return 0, nil, fmt.Errorf("APPENDUID %q: want uidvalidity and uid-set", args)
@@ -331,7 +339,7 @@ func parseAppendUID(args string) (uint32, []uint32, error) {
 	if err != nil || validity == 0 {
 		return 0, nil, fmt.Errorf("APPENDUID %q: bad uidvalidity", args)
 	}
-	uids, err := parseUIDSet(strings.TrimSpace(set))
+	uids, err := parseUIDSet(strings.TrimSpace(set), max)
 	if err != nil {
 		return 0, nil, fmt.Errorf("APPENDUID: %w", err)
 	}

@@ -23,8 +23,13 @@ func TestParseUIDSetExpandsRangesAndLists(t *testing.T) {
 		{in: "5:", wantErr: true},
 		{in: "a", wantErr: true},
 		{in: "1:4294967295", wantErr: true},
+		// More UIDs than the batch has messages: a server's answer must
+		// not decide how much memory the client spends.
+		{in: "1:11", wantErr: true},
+		{in: "1:5,7:12", wantErr: true},
+		{in: "1:10", want: []uint32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
 	} {
-		got, err := parseUIDSet(tc.in)
+		got, err := parseUIDSet(tc.in, 10)
 		if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
 			t.Errorf("parseUIDSet(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
 		}
