@@ -6,6 +6,7 @@ package mailscan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -91,6 +92,13 @@ func fetch(c *imapclient.Client, wd *imapdial.Watchdog, folder string, set imap.
 			continue
 		}
 		m, err := read(msg)
+		if errors.Is(err, errBodyRead) {
+			// Draining would make go-imap read the failed literal
+			// again, racing with its own reader: end the connection
+			// (it is broken anyway) and leave the command alone.
+			imapdial.Abort(c)
+			return fmt.Errorf("fetch %q: %w", folder, wd.Err(err))
+		}
 		if err != nil {
 			ferr = fmt.Errorf("fetch %q: %w", folder, err)
 			continue
@@ -102,6 +110,9 @@ func fetch(c *imapclient.Client, wd *imapdial.Watchdog, folder string, set imap.
 	}
 	return ferr
 }
+
+// errBodyRead marks a failed read of a message's literal.
+var errBodyRead = errors.New("read body")
 
 func read(msg *imapclient.FetchMessageData) (Message, error) {
 	var m Message
@@ -125,7 +136,7 @@ func read(msg *imapclient.FetchMessageData) (Message, error) {
 			sums := NewSums()
 			n, err := io.Copy(sums, it.Literal)
 			if err != nil {
-				return m, fmt.Errorf("seq %d: read body: %w", msg.SeqNum, err)
+				return m, fmt.Errorf("seq %d: %w: %w", msg.SeqNum, errBodyRead, err)
 			}
 			m.Size, body = n, true
 			m.SHA256, m.LinesSHA256 = sums.Hex()
