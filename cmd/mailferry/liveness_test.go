@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -110,6 +111,9 @@ func TestMigrateStopsWithinTheGracePeriodInEveryState(t *testing.T) {
 			return `"mailbox extracted"`
 		}},
 		{"waiting for a lease", func(t *testing.T, conf string, cfg *config.Config) string {
+			// A broker others can reach: the lease may be a live
+			// session's, so it is waited for.
+			shareBroker(t, conf)
 			holdLease(t, cfg, p.Users[0])
 			return "waiting for the mailbox lease another session holds"
 		}},
@@ -156,6 +160,48 @@ func TestMigrateStopsWithinTheGracePeriodInEveryState(t *testing.T) {
 				t.Fatalf("migrate still running %v after the interruption\n%s\n%s", shutdownBound, tail(logs.String(), 20), dump.String())
 			}
 		})
+	}
+}
+
+// shareBroker makes the embedded broker of conf listen on a loopback port.
+func shareBroker(t *testing.T, conf string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	text := readFile(t, conf)
+	writeConfig(t, conf, strings.Replace(text, "nats:\n", "nats:\n  listen: "+addr+"\n", 1))
+}
+
+func TestMigrateAfterAKilledRunTakesOverItsLeasesAtOnce(t *testing.T) {
+	p := e2etest.Start(t, 2, dovecottest.Options{})
+	rng := rand.New(rand.NewPCG(8, 3))
+	for _, u := range p.Users {
+		if err := p.Src.Seed(u, "INBOX", e2etest.Generated(rng, 30, u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf, cfg := p.Config(t, filepath.Join(p.Dir, "nats"))
+	// What a killed all-in-one run leaves behind: leases valid for long.
+	for _, u := range p.Users {
+		holdLease(t, cfg, u)
+	}
+	t.Setenv("MAILFERRY_LOG_LEVEL", "info")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	logs := &syncBuffer{}
+	start := time.Now()
+	if err := run(ctx, "migrate", []string{"-c", conf}, &bytes.Buffer{}, logs); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, tail(logs.String(), 20))
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("migrate took %v: it waited for the leases of a process that is gone", took)
+	}
+	if n := strings.Count(logs.String(), "lease of a process that is gone released"); n != len(p.Users) {
+		t.Errorf("%d leases reported released, want %d", n, len(p.Users))
 	}
 }
 

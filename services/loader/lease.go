@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/subject"
 )
@@ -157,4 +158,30 @@ func (l *lease) release(ctx context.Context) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_ = l.kv.Delete(ctx, l.e.key, jetstream.LastRevision(l.e.rev))
+}
+
+// BreakLeases removes every mailbox lease. Only for a broker no other
+// process can reach (broker.Private), before any session starts: every
+// lease found then belongs to a process that is gone (a killed all-in-one
+// run), and waiting for it to expire would only delay this run.
+func BreakLeases(ctx context.Context, kv jetstream.KeyValue, log zerolog.Logger) error {
+	keys, err := kv.ListKeysFiltered(ctx, "lease.*")
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	defer keys.Stop()
+	for key := range keys.Keys() {
+		e, err := loadEntry[Lease](ctx, kv, key)
+		if err != nil {
+			return err
+		}
+		if !e.exists() {
+			continue
+		}
+		if err := kv.Delete(ctx, key, jetstream.LastRevision(e.rev)); err != nil {
+			return fmt.Errorf("break lease %s: %w", key, err)
+		}
+		log.Info().Str("lease", key).Str("holder_pass", e.V.Pass).Time("expires", e.V.Expires).Msg("lease of a process that is gone released")
+	}
+	return nil
 }

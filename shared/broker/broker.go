@@ -156,6 +156,11 @@ func startEmbedded(cfg config.NATS, log zerolog.Logger) (*server.Server, error) 
 // Embedded reports whether this broker runs the server in-process.
 func (b *Broker) Embedded() bool { return b.embedded != nil }
 
+// Private reports whether this process is the only possible client: the
+// server runs in-process and listens on no port. State that only live
+// sessions may hold (a mailbox's lease) can then be taken from the dead.
+func (b *Broker) Private() bool { return b.embedded != nil && b.cfg.Listen == "" }
+
 // ClientURL returns the URL other processes can use to reach the embedded
 // server (empty when it does not listen).
 func (b *Broker) ClientURL() string {

@@ -88,6 +88,13 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 	svcCtx, stopServices := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopServices(); wg.Wait() }()
+	if b.Private() {
+		// Leases left by an earlier run that was killed: nobody else can
+		// reach this broker, so their holders are gone.
+		if err := loader.BreakLeases(ctx, b.Ledger, log); err != nil {
+			return nil, err
+		}
+	}
 	if !o.External {
 		startServices(svcCtx, &wg, cfg, b, log)
 	}
