@@ -111,6 +111,9 @@ func TestRollbackLeavesADomainEditedSinceTheSwitchAlone(t *testing.T) {
 	if err := f.bind.NSUpdate(f.ctx, "zone keep.test.\nupdate add keep.test. 3600 MX 30 backup.customer.test."); err != nil {
 		t.Fatal(err)
 	}
+	// Apply does not verify here, and nsupdate returns once the primary
+	// has the edit: the secondary transfers both later.
+	f.waitSynced()
 	edited := f.snapshot()
 	r, err := f.eng.Rollback(f.ctx, []string{"keep.test.", "back.test."}, false)
 	if err != nil {
@@ -123,6 +126,7 @@ func TestRollbackLeavesADomainEditedSinceTheSwitchAlone(t *testing.T) {
 	if res := got["back.test."]; res.Outcome != dnsctl.RolledBack {
 		t.Errorf("back.test.: %+v, want rolled back", res)
 	}
+	f.waitSynced()
 	after := f.snapshot()
 	for key, rrs := range edited {
 		if strings.HasSuffix(key, " keep.test.") && !slices.Equal(rrs, after[key]) {

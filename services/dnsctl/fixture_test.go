@@ -113,7 +113,29 @@ func newFixture(t *testing.T, zones []bindtest.Zone, kinds map[string]zonegen.Ki
 // configPath is the fixture's configuration file, for the CLI.
 func (f *fixture) configPath() string { return filepath.Join(f.dir, "mailferry.yaml") }
 
-// snapshot transfers every customer zone from every server.
+// syncTimeout bounds how long the secondary may take to transfer a change
+// of a handful of zones: NOTIFY and IXFR take milliseconds on an idle
+// machine, seconds on a loaded two-core one.
+const syncTimeout = 60 * time.Second
+
+// waitSynced waits until the secondary serves the primary's SOA serial of
+// every zone named (all customer zones when none are), so that a snapshot
+// taken next shows both servers in the same state.
+func (f *fixture) waitSynced(zones ...string) {
+	f.t.Helper()
+	if len(zones) == 0 {
+		zones = f.domains
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, syncTimeout)
+	defer cancel()
+	if err := f.bind.WaitSynced(ctx, zones); err != nil {
+		f.t.Fatalf("the secondary did not catch up with the primary within %s: %v", syncTimeout, err)
+	}
+}
+
+// snapshot transfers every customer zone from every server. A zone just
+// changed on the primary may not have reached the secondary yet: call
+// waitSynced first.
 func (f *fixture) snapshot() map[string][]string {
 	f.t.Helper()
 	type job struct {

@@ -68,7 +68,8 @@ type Proxy struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	latency atomic.Int64
-	gen     atomic.Uint64 // bumped by SetFaults; older fault plans are void
+	gen     atomic.Uint64    // bumped by SetFaults; older fault plans are void
+	now     func() time.Time // opens and closes refusal windows; a fake in tests
 
 	mu          sync.Mutex
 	faults      Faults
@@ -97,6 +98,11 @@ type pconn struct {
 // target, applying f. seed makes fault choices reproducible. Cancelling ctx
 // shuts the proxy down like Close, but only Close waits for its goroutines.
 func Start(ctx context.Context, target string, f Faults, seed uint64) (*Proxy, error) {
+	return start(ctx, target, f, seed, time.Now)
+}
+
+// start is Start with the clock that opens and closes refusal windows.
+func start(ctx context.Context, target string, f Faults, seed uint64, now func() time.Time) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -107,11 +113,12 @@ func Start(ctx context.Context, target string, f Faults, seed uint64) (*Proxy, e
 		faults: f,
 		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		conns:  make(map[*pconn]struct{}),
+		now:    now,
 	}
 	p.ctx, p.cancel = context.WithCancel(ctx)
 	p.latency.Store(int64(f.Latency))
 	if f.RefuseAtStart {
-		p.refuseUntil = time.Now().Add(f.RefuseFor)
+		p.refuseUntil = now().Add(f.RefuseFor)
 	}
 	p.wg.Add(2)
 	go func() {
@@ -144,7 +151,7 @@ func (p *Proxy) SetFaults(f Faults) {
 func (p *Proxy) Refuse(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.refuseUntil = time.Now().Add(d)
+	p.refuseUntil = p.now().Add(d)
 }
 
 // CutAll abruptly closes (RST) every open connection, stalled ones included.
@@ -236,7 +243,7 @@ func (p *Proxy) acceptLoop() {
 		}
 		client := nc.(*net.TCPConn)
 		p.mu.Lock()
-		refusing := time.Now().Before(p.refuseUntil)
+		refusing := p.now().Before(p.refuseUntil)
 		c := &pconn{p: p, client: client, done: make(chan struct{}), gen: p.gen.Load()}
 		c.cutAt = offset(p.rng, p.faults.CutAfter, p.faults.CutProbability)
 		c.stallAt = offset(p.rng, p.faults.StallAfter, p.faults.StallProbability)

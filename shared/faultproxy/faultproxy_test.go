@@ -5,6 +5,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -100,6 +101,30 @@ func readUntilErr(t *testing.T, c net.Conn, per time.Duration) (int64, error) {
 		got += int64(n)
 		if err != nil {
 			return got, err
+		}
+	}
+}
+
+// readUntilStalled reads c until p has counted a stall and everything it
+// forwarded before the stall has been read, and returns the byte count. A
+// read timeout alone could be a slow machine, not a stall.
+func readUntilStalled(t *testing.T, c net.Conn, p *Proxy, within time.Duration) (int64, error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var got int64
+	for {
+		// The proxy writes what precedes the stall before counting it,
+		// so once the count is seen, a read that times out has all of it.
+		stalled := p.Stats().Stalled > 0
+		n, err := readUntilErr(t, c, 200*time.Millisecond)
+		got += n
+		switch {
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			return got, fmt.Errorf("read ended with %v after %d bytes; want a stall", err, got)
+		case stalled:
+			return got, nil
+		case time.Now().After(deadline):
+			return got, fmt.Errorf("no stall counted after %d bytes and %v", got, within)
 		}
 	}
 }
@@ -227,9 +252,9 @@ func TestStallAfterHangsMidStreamWithConnectionOpen(t *testing.T) {
 	p := startProxy(t, b.addr(), Faults{StallAfter: stallAfter, StallProbability: 1})
 	c := dial(t, p.Addr())
 
-	got, err := readUntilErr(t, c, 300*time.Millisecond)
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("read ended with %v after %d bytes; want a timeout", err, got)
+	got, err := readUntilStalled(t, c, p, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if got < stallAfter/2 || got >= stallAfter*3/2 {
 		t.Fatalf("stalled after %d bytes, want [%d, %d)", got, stallAfter/2, stallAfter*3/2)
@@ -277,35 +302,85 @@ func roundTrip(addr string) error {
 	return nil
 }
 
+// fakeClock is a clock that moves only when told to.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestRefuseFailsConnectionsDuringWindowOnly moves the proxy's clock
+// instead of waiting for the window to pass, so a probe is never too slow
+// to land inside it and the window's last instant can be tested.
 func TestRefuseFailsConnectionsDuringWindowOnly(t *testing.T) {
-	const window = 400 * time.Millisecond
+	const window = time.Minute
+	type step struct {
+		name    string
+		act     func(p *Proxy, c *fakeClock)
+		refused bool
+	}
+	nothing := func(*Proxy, *fakeClock) {}
+	advance := func(d time.Duration) func(*Proxy, *fakeClock) {
+		return func(_ *Proxy, c *fakeClock) { c.advance(d) }
+	}
 	tests := []struct {
 		name   string
 		faults Faults
-		refuse func(p *Proxy)
+		steps  []step
 	}{
-		{"Refuse call", Faults{}, func(p *Proxy) { p.Refuse(window) }},
-		{"RefuseAtStart", Faults{RefuseFor: window, RefuseAtStart: true}, func(*Proxy) {}},
+		{"Refuse call refuses until its window ends", Faults{}, []step{
+			{"before Refuse", nothing, false},
+			{"right after Refuse", func(p *Proxy, _ *fakeClock) { p.Refuse(window) }, true},
+			{"last instant of the window", advance(window - time.Nanosecond), true},
+			{"window over", advance(time.Nanosecond), false},
+		}},
+		{"RefuseAtStart refuses from Start for RefuseFor", Faults{RefuseFor: window, RefuseAtStart: true}, []step{
+			{"right after Start", nothing, true},
+			{"last instant of the window", advance(window - time.Nanosecond), true},
+			{"window over", advance(time.Nanosecond), false},
+		}},
+		{"Refuse(0) ends a window early", Faults{}, []step{
+			{"inside an hour's window", func(p *Proxy, _ *fakeClock) { p.Refuse(time.Hour) }, true},
+			{"after Refuse(0)", func(p *Proxy, _ *fakeClock) { p.Refuse(0) }, false},
+		}},
 	}
 	b := startBackend(t, echo)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := startProxy(t, b.addr(), tt.faults)
-			start := time.Now()
-			tt.refuse(p)
-			err := roundTrip(p.Addr())
-			if time.Since(start) > window {
-				t.Skip("machine too slow to probe inside the refusal window")
+			clock := &fakeClock{t: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)}
+			p, err := start(context.Background(), b.addr(), tt.faults, 42, clock.now)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Fatalf("round trip during refusal: %v; want a fast failure", err)
+			t.Cleanup(func() { p.Close() })
+			var refused, forwarded int64
+			for _, st := range tt.steps {
+				st.act(p, clock)
+				err := roundTrip(p.Addr())
+				switch {
+				case st.refused && (err == nil || errors.Is(err, os.ErrDeadlineExceeded)):
+					t.Fatalf("%s: round trip %v; want a fast failure", st.name, err)
+				case !st.refused && err != nil:
+					t.Fatalf("%s: round trip %v; want it forwarded", st.name, err)
+				case st.refused:
+					refused++
+				default:
+					forwarded++
+				}
 			}
-			time.Sleep(time.Until(start.Add(window + 50*time.Millisecond)))
-			if err := roundTrip(p.Addr()); err != nil {
-				t.Fatalf("round trip after refusal: %v", err)
-			}
-			if s := p.Stats(); s.Refused < 1 || s.Connections != 1 {
-				t.Fatalf("stats = %+v", s)
+			if s := p.Stats(); s.Refused != refused || s.Connections != forwarded {
+				t.Fatalf("stats = %+v, want %d refused and %d forwarded", s, refused, forwarded)
 			}
 		})
 	}
@@ -445,7 +520,10 @@ func TestCancelledContextShutsProxyDown(t *testing.T) {
 }
 
 func TestLatencyDelaysEveryChunkAndSetFaultsRemovesIt(t *testing.T) {
-	const lat = 100 * time.Millisecond
+	// Without latency a loopback round trip must finish before the two
+	// chunks' latency would have passed; lat is long enough that a loaded
+	// machine's round trip stays well under 2*lat.
+	const lat = 300 * time.Millisecond
 	b := startBackend(t, echo)
 	p := startProxy(t, b.addr(), Faults{Latency: lat})
 	tests := []struct {
@@ -453,8 +531,8 @@ func TestLatencyDelaysEveryChunkAndSetFaultsRemovesIt(t *testing.T) {
 		latency  time.Duration
 		min, max time.Duration
 	}{
-		{"latency on both directions", lat, 2 * lat, time.Second},
-		{"latency removed at run time", 0, 0, lat},
+		{"latency on both directions", lat, 2 * lat, 10 * time.Second},
+		{"latency removed at run time", 0, 0, 2 * lat},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

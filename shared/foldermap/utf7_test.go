@@ -92,6 +92,9 @@ func TestUTF7RandomRoundTrip(t *testing.T) {
 	}
 }
 
+// FuzzUTF7RoundTrip checks the properties of checkUTF7Properties on any
+// input. Plain `go test` runs the seeds below and the corpus committed in
+// testdata/fuzz/FuzzUTF7RoundTrip; scripts/test fuzzes it briefly.
 func FuzzUTF7RoundTrip(f *testing.F) {
 	for _, s := range []string{"", "&", "&-", "~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-",
 		"&AGE-", "&AOR-", "&AOQ-&AOQ-", "😀", "a\tb", "&2D0-"} {

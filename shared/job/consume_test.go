@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 )
 
 func TestConsumeRetriesTransientFailuresOnlyAndBoundsConcurrency(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg, err := config.Parse([]byte(fmt.Sprintf("nats: {data_dir: %s}\n", t.TempDir())), ".", nil)
 	if err != nil {
@@ -34,6 +35,7 @@ func TestConsumeRetriesTransientFailuresOnlyAndBoundsConcurrency(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[string]int{}
 	running, peak := 0, 0
+	twoRunning := make(chan struct{})
 	done := make(chan struct{})
 	cctx, stop := context.WithCancel(ctx)
 	go func() {
@@ -44,8 +46,19 @@ func TestConsumeRetriesTransientFailuresOnlyAndBoundsConcurrency(t *testing.T) {
 				calls[j.SourceUser]++
 				n := calls[j.SourceUser]
 				running++
+				if running == 2 && peak < 2 {
+					close(twoRunning)
+				}
 				peak = max(peak, running)
 				mu.Unlock()
+				// The first job waits for a second beside it, so a peak
+				// of 1 means Concurrency was not used, not that the
+				// machine was slow; the pause after it gives a third job,
+				// were one let in, time to show up in peak.
+				select {
+				case <-twoRunning:
+				case <-time.After(3 * time.Second):
+				}
 				time.Sleep(20 * time.Millisecond)
 				mu.Lock()
 				running--
@@ -59,28 +72,61 @@ func TestConsumeRetriesTransientFailuresOnlyAndBoundsConcurrency(t *testing.T) {
 				return nil
 			})
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	defer func() { stop(); <-done }()
+	want := map[string]int{"flaky@x": 2, "broken@x": 1, "fine@x": 1, "fine2@x": 1}
+	snapshot := func() map[string]int {
 		mu.Lock()
-		ok := calls["flaky@x"] == 2 && calls["fine@x"] == 1 && calls["fine2@x"] == 1 && calls["broken@x"] == 1
-		mu.Unlock()
-		if ok || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer mu.Unlock()
+		return maps.Clone(calls)
 	}
-	time.Sleep(300 * time.Millisecond) // room for a wrong extra redelivery
+	waitFor(t, 40*time.Second, func() string {
+		if got := snapshot(); !maps.Equal(got, want) {
+			return fmt.Sprintf("handler calls %v, want %v", got, want)
+		}
+		return ""
+	})
+	// Every job acknowledged or terminated, none waiting for delivery: the
+	// broker has nothing left to hand out, so the counts are final. A job
+	// nak'ed for a retry stays on the consumer's ack-pending list.
+	cons, err := b.JS.Consumer(ctx, broker.StreamJobs, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, func() string {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err.Error()
+		}
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Sprintf("consumer has %d jobs awaiting an ack and %d undelivered", info.NumAckPending, info.NumPending)
+		}
+		return ""
+	})
 	stop()
 	<-done
+	if got := snapshot(); !maps.Equal(got, want) {
+		t.Errorf("handler calls %v, want %v", got, want)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	want := map[string]int{"flaky@x": 2, "broken@x": 1, "fine@x": 1, "fine2@x": 1}
-	for u, n := range want {
-		if calls[u] != n {
-			t.Errorf("%s handled %d times, want %d", u, calls[u], n)
-		}
+	if peak != 2 {
+		t.Errorf("at most %d jobs ran at once, want exactly Concurrency (2)", peak)
 	}
-	if peak > 2 {
-		t.Errorf("%d jobs ran at once, concurrency is 2", peak)
+}
+
+// waitFor polls cond until it returns "" and fails the test with its last
+// answer when that does not happen within d.
+func waitFor(t *testing.T, d time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, why)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -32,19 +32,19 @@ const (
 
 // Mailbox is one mailbox's state in its latest pass.
 type Mailbox struct {
-	Mailbox        string    `json:"mailbox"`
-	Phase          string    `json:"phase"`
-	Pass           string    `json:"pass,omitempty"`
-	Total          int64     `json:"total"`
-	Extracted      int64     `json:"extracted"`
-	ExtractedBytes int64     `json:"extracted_bytes"`
-	Loaded         int64     `json:"loaded"`
-	Appended       int64     `json:"appended"`
-	LoadedBytes    int64     `json:"loaded_bytes"`
-	Dead           int64     `json:"dead_lettered"`
-	Rate           float64   `json:"messages_per_second"`
-	ETASeconds     float64   `json:"eta_seconds"` // -1 when unknown
-	LastError      string    `json:"last_error,omitempty"`
+	Mailbox        string  `json:"mailbox"`
+	Phase          string  `json:"phase"`
+	Pass           string  `json:"pass,omitempty"`
+	Total          int64   `json:"total"`
+	Extracted      int64   `json:"extracted"`
+	ExtractedBytes int64   `json:"extracted_bytes"`
+	Loaded         int64   `json:"loaded"`
+	Appended       int64   `json:"appended"`
+	LoadedBytes    int64   `json:"loaded_bytes"`
+	Dead           int64   `json:"dead_lettered"`
+	Rate           float64 `json:"messages_per_second"`
+	ETASeconds     float64 `json:"eta_seconds"` // -1 when unknown
+	LastError      string  `json:"last_error,omitempty"`
 	// Waiting says what the mailbox's loader (or extractor) waits for,
 	// and since when.
 	Waiting      string    `json:"waiting,omitempty"`

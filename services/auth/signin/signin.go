@@ -109,6 +109,9 @@ type Options struct {
 	Events    event.Publisher
 	Log       zerolog.Logger
 	RateLimit config.AuthRateLimit
+	// Now is the clock of the rate limits and lockouts (time.Now when
+	// nil), so tests can let a lockout run out without waiting for it.
+	Now func() time.Time
 }
 
 // Service signs users in and changes their passwords.
@@ -179,10 +182,17 @@ func checkInput(email, password string) (string, error) {
 	return norm, nil
 }
 
+func (s *Service) now() time.Time {
+	if s.opt.Now != nil {
+		return s.opt.Now()
+	}
+	return time.Now()
+}
+
 // admit applies the rate limits before any password is looked at. Locked
 // accounts are refused whether or not they exist.
 func (s *Service) admit(email, client string) error {
-	now := time.Now()
+	now := s.now()
 	if wait, ok := s.addressRate.Allow(client, now); !ok {
 		return &LimitedError{RetryAfter: wait}
 	}
@@ -207,7 +217,7 @@ func (s *Service) failed(email, client, op string, err error) error {
 		s.opt.Log.Error().Err(err).Str("email", email).Str("client", client).Str("op", op).Msg("password check failed")
 		return err
 	}
-	now := time.Now()
+	now := s.now()
 	lock := max(s.accountLimit.Fail(email, now), s.addressLimit.Fail(client, now))
 	ev := s.opt.Log.Warn().Str("email", email).Str("client", client).Str("op", op)
 	if lock > 0 {

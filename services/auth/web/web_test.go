@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,9 +33,17 @@ const (
 )
 
 type fixture struct {
-	srv  *httptest.Server
-	logs *authtest.LogSink
+	srv   *httptest.Server
+	logs  *authtest.LogSink
+	clock *aheadClock
 }
+
+// aheadClock is the real clock moved forward on request, so a test can
+// let a lockout run out without sleeping through it.
+type aheadClock struct{ ahead atomic.Int64 }
+
+func (c *aheadClock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *aheadClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
 
 // newFixture serves the pages over a real sign-in service with accounts
 // on an embedded nats-server and the Dovecot adapter on a temporary
@@ -54,9 +63,11 @@ func newFixture(t *testing.T, authYAML string, mutate func(*Server)) *fixture {
 	}
 	logs := authtest.NewLogSink(t)
 	pol := policy.FromConfig(cfg.Auth.Policy)
+	clock := &aheadClock{}
 	svc := signin.New(signin.Options{
 		Accounts: store, Target: dovecot.New(cfg.Auth), Policy: pol, Argon2: signin.Argon2FromConfig(cfg.Auth.Argon2),
 		Events: event.Publisher{JS: b.JS, Service: "auth"}, Log: logs.Logger(), RateLimit: cfg.Auth.RateLimit,
+		Now: clock.now,
 	})
 	s := &Server{Auth: svc, PolicyText: pol.Describe(), Log: logs.Logger(), RequestTimeout: 30 * time.Second}
 	if mutate != nil {
@@ -64,7 +75,7 @@ func newFixture(t *testing.T, authYAML string, mutate func(*Server)) *fixture {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, logs: logs}
+	return &fixture{srv: srv, logs: logs, clock: clock}
 }
 
 // browser is an HTTP client with a cookie jar, as a browser would be.
@@ -328,7 +339,9 @@ func TestBruteForceIsLockedOut(t *testing.T) {
 	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" || !strings.Contains(body, "Too many attempts") {
 		t.Fatalf("form during the lockout: %s\n%s", res.Status, body)
 	}
-	time.Sleep(time.Duration(secs)*time.Second + 100*time.Millisecond)
+	// Retry-After is rounded up to whole seconds, so by then the lockout
+	// is over.
+	f.clock.advance(time.Duration(secs) * time.Second)
 	if res, out := postJSON(t, f.srv.URL+"/api/v1/login", map[string]string{"email": user, "password": legacyPassword}); res.StatusCode != http.StatusOK {
 		t.Fatalf("after the lockout: %s %v", res.Status, out)
 	}
