@@ -360,9 +360,9 @@ func Secret(env, file string) (string, error) {
 	if file == "" {
 		return "", fmt.Errorf("secret: neither %s nor a password file is set", env)
 	}
-	b, err := os.ReadFile(file)
+	b, err := ReadSecretFile(file)
 	if err != nil {
-		return "", fmt.Errorf("secret: %w", err)
+		return "", err
 	}
 	v := strings.TrimRight(string(b), "\r\n")
 	if v == "" {

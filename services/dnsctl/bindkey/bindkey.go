@@ -14,10 +14,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailferry/mailferry/shared/config"
 )
 
 // Key is one TSIG key.
@@ -34,7 +35,9 @@ type Key struct {
 func New(name, algorithm, secret string) (Key, error) {
 	alg, ok := algorithms[strings.ToLower(strings.TrimSuffix(algorithm, "."))]
 	if !ok {
-		return Key{}, fmt.Errorf("key %s: unsupported algorithm %q", name, algorithm)
+		// Never quote the value: a key file with its fields swapped
+		// would print its secret here.
+		return Key{}, fmt.Errorf("key %s: unsupported algorithm (a value of %d characters; want an hmac-sha* or hmac-md5 name)", name, len(algorithm))
 	}
 	if _, err := base64.StdEncoding.DecodeString(secret); err != nil || secret == "" {
 		// The decoder's error quotes an offset, never the secret; still,
@@ -70,7 +73,7 @@ func (k Key) GoString() string { return k.String() }
 // ReadFile reads the key called name from a BIND key file; an empty name
 // selects the file's only key.
 func ReadFile(path, name string) (Key, error) {
-	b, err := os.ReadFile(path)
+	b, err := config.ReadSecretFile(path)
 	if err != nil {
 		return Key{}, fmt.Errorf("read tsig key file: %w", err)
 	}

@@ -59,6 +59,7 @@ func TestParseRejectsBrokenFilesWithoutQuotingTheSecret(t *testing.T) {
 		{"no key", `options { };`, "no key statement"},
 		{"missing algorithm", `key k { secret "` + secret + `"; };`, "needs algorithm and secret"},
 		{"unknown algorithm", `key k { algorithm hmac-sha3; secret "` + secret + `"; };`, "unsupported algorithm"},
+		{"fields swapped", `key k { algorithm "` + secret + `"; secret hmac-sha256; };`, "unsupported algorithm"},
 		{"secret not base64", `key k { algorithm hmac-sha256; secret "` + secret + `!!"; };`, "not base64"},
 		{"missing semicolon", `key k { algorithm hmac-sha256; secret "` + secret + `" };`, `want ";"`},
 		{"unterminated string", `key k { algorithm hmac-sha256; secret "` + secret, "unterminated quoted string"},
@@ -96,6 +97,31 @@ key b { algorithm hmac-sha512; secret "` + secret + `"; };`
 	}
 	if _, err := ReadFile(path, "c"); err == nil || !strings.Contains(err.Error(), "no key named c.") {
 		t.Errorf("unknown name: err = %v", err)
+	}
+}
+
+func TestReadFileRefusesAKeyFileOthersMayRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dnsctl.key")
+	if err := os.WriteFile(path, []byte(`key k { algorithm hmac-sha256; secret "`+secret+`"; };`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o644} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadFile(path, "")
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("mode %04o", mode)) || !strings.Contains(err.Error(), path) {
+			t.Errorf("mode %04o: err = %v, want a refusal naming the file and its mode", mode, err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret[:12]) {
+			t.Errorf("error leaks the secret: %v", err)
+		}
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(path, ""); err != nil {
+		t.Errorf("mode 0600: %v", err)
 	}
 }
 
