@@ -90,6 +90,14 @@ type Corpus struct {
 	Seconds   float64 `json:"seed_seconds"`
 }
 
+// SeedCorpus plans and seeds the corpus `mailferry bench` uses (long-tailed
+// sizes up to maxSize, special-use, nested and non-ASCII folders, flags,
+// keywords, dates) for users into src: the same seed gives the same mail.
+func SeedCorpus(ctx context.Context, src *dovecottest.Server, users []string, messages int, maxSize int64, seed uint64) (*Corpus, error) {
+	rng := newRand(seed)
+	return seedCorpus(ctx, src, planCorpus(users, messages, maxSize, rng), rng, seed)
+}
+
 // mailboxPlan is what one mailbox will hold.
 type mailboxPlan struct {
 	user    string
