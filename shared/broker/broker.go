@@ -68,13 +68,24 @@ func Open(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger)
 	}
 	url := cfg.URL
 	if url == "" {
-		srv, err := startEmbedded(cfg, log)
+		srv, user, pw, err := startEmbedded(cfg, log)
 		if err != nil {
 			return nil, err
 		}
 		b.embedded = srv
-		if cfg.Listen == "" {
-			opts = append(opts, nats.InProcessServer(srv))
+		// In-process even when listening: no TLS to trust for
+		// ourselves, and the password still applies.
+		opts = append(opts, nats.InProcessServer(srv))
+		if user != "" {
+			opts = append(opts, nats.UserInfo(user, pw))
+		}
+		if cfg.ListenCertFile != "" {
+			pin, err := pinOwnCertificate(cfg)
+			if err != nil {
+				srv.Shutdown()
+				return nil, err
+			}
+			opts = append(opts, nats.Secure(pin))
 		}
 		url = srv.ClientURL()
 	} else {
@@ -83,6 +94,13 @@ func Open(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger)
 			return nil, err
 		}
 		opts = append(opts, tlsOpts...)
+		user, pw, ok, err := clientCredentials(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			opts = append(opts, nats.UserInfo(user, pw))
+		}
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -115,9 +133,11 @@ func clientTLS(cfg config.NATS) ([]nats.Option, error) {
 	return opts, nil
 }
 
-func startEmbedded(cfg config.NATS, log zerolog.Logger) (*server.Server, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("embedded nats data dir: %w", err)
+// startEmbedded starts the in-process server; when it listens, it returns
+// the user and password it requires.
+func startEmbedded(cfg config.NATS, log zerolog.Logger) (srv *server.Server, user, password string, err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, "", "", fmt.Errorf("embedded nats data dir: %w", err)
 	}
 	opts := &server.Options{
 		ServerName: cfg.ServerName,
@@ -132,25 +152,28 @@ func startEmbedded(cfg config.NATS, log zerolog.Logger) (*server.Server, error) 
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("nats.listen %q: %w", cfg.Listen, err)
+			return nil, "", "", fmt.Errorf("nats.listen %q: %w", cfg.Listen, err)
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil {
-			return nil, fmt.Errorf("nats.listen %q: %w", cfg.Listen, err)
+			return nil, "", "", fmt.Errorf("nats.listen %q: %w", cfg.Listen, err)
 		}
 		opts.Host, opts.Port = host, p
+		if err := secureListener(opts, cfg, log); err != nil {
+			return nil, "", "", err
+		}
 	}
-	srv, err := server.NewServer(opts)
+	srv, err = server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
+		return nil, "", "", fmt.Errorf("embedded nats: %w", err)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return nil, errors.New("embedded nats: not ready after 30s")
+		return nil, "", "", errors.New("embedded nats: not ready after 30s")
 	}
-	log.Info().Str("data_dir", cfg.DataDir).Str("listen", cfg.Listen).Msg("embedded nats started")
-	return srv, nil
+	log.Info().Str("data_dir", cfg.DataDir).Str("listen", cfg.Listen).Bool("tls", opts.TLS).Msg("embedded nats started")
+	return srv, opts.Username, opts.Password, nil
 }
 
 // Embedded reports whether this broker runs the server in-process.

@@ -64,7 +64,19 @@ type NATS struct {
 	ServerName string `yaml:"server_name"`
 	// Listen, when set, makes the embedded server accept clients there
 	// (so other processes can attach); otherwise it is in-process only.
-	Listen string `yaml:"listen"`
+	// A listening server always requires a password (see User), and one
+	// on a non-loopback address also TLS (ListenCertFile, ListenKeyFile).
+	Listen         string `yaml:"listen"`
+	ListenCertFile string `yaml:"listen_cert_file"`
+	ListenKeyFile  string `yaml:"listen_key_file"`
+	// User and PasswordFile are the broker credentials: the embedded
+	// server requires them of its clients, a client sends them. With
+	// neither set, a listening embedded server makes its own on first
+	// start (user "mailferry", password in DataDir/broker.password, mode
+	// 0600), and a client whose DataDir holds that file uses it.
+	// MAILFERRY_NATS_PASSWORD overrides the file.
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
 	// JobAckWait is how long a job stays with a worker that stopped
 	// answering (a killed process) before another worker gets it.
 	JobAckWait Duration `yaml:"job_ack_wait"`
@@ -283,6 +295,7 @@ func (c *Config) Path(p string) string {
 func (c *Config) resolvePaths() {
 	for _, p := range []*string{
 		&c.NATS.DataDir, &c.NATS.CredsFile, &c.NATS.CAFile, &c.NATS.CertFile, &c.NATS.KeyFile,
+		&c.NATS.ListenCertFile, &c.NATS.ListenKeyFile, &c.NATS.PasswordFile,
 		&c.Source.MasterPasswordFile, &c.Source.CAFile,
 		&c.Target.MasterPasswordFile, &c.Target.CAFile,
 		&c.Mailboxes.File,

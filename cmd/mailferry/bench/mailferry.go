@@ -245,6 +245,8 @@ func (r *runner) writeConfig(dir string, tgt *dovecottest.Server, natsURL string
 	yaml := fmt.Sprintf(`# written by mailferry bench
 nats:
   url: %s
+  user: mailferry
+  password_file: nats/broker.password
 source:
   address: %s
   tls: none
