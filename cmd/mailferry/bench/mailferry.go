@@ -91,6 +91,9 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 
 	bcfg := cfg.NATS
 	bcfg.URL, bcfg.Listen, bcfg.DataDir = "", addr, filepath.Join(dir, "nats")
+	// The server makes its password in DataDir; the children's
+	// configuration names that file.
+	bcfg.User, bcfg.PasswordFile = "", ""
 	b, err := broker.Open(ctx, bcfg, "mailferry-bench", zerolog.New(r.stderr).Level(zerolog.WarnLevel))
 	if err != nil {
 		return fmt.Errorf("mailferry: start embedded nats on %s: %w", addr, err)

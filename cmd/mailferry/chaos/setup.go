@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/bench"
+	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/corpus"
 	"github.com/mailferry/mailferry/shared/dovecottest"
@@ -141,7 +142,9 @@ log: {level: info}
 func (e *env) natsConf(url, listen, dataDir string) string {
 	var kv []string
 	if url != "" {
-		kv = append(kv, "url: "+url)
+		// The nats process made its broker password in the store it
+		// shares with us: name it as an operator would.
+		kv = append(kv, "url: "+url, "user: "+broker.DefaultUser, "password_file: "+filepath.Join(dataDir, broker.PasswordFileName))
 	} else {
 		kv = append(kv, "data_dir: "+dataDir, "server_name: chaos")
 	}
@@ -175,7 +178,7 @@ func (e *env) writeConfigs() error {
 	store := filepath.Join(dir, "nats")
 	files := map[string]string{
 		"nats.yaml":     e.natsConf("", e.natsAddr, store),
-		"services.yaml": e.natsConf("nats://"+e.natsAddr, "", "") + e.imapConf(e.tgt.Addr),
+		"services.yaml": e.natsConf("nats://"+e.natsAddr, "", store) + e.imapConf(e.tgt.Addr),
 		"migrate.yaml":  e.natsConf("", "", store) + e.imapConf(e.tgt.Addr),
 		"direct.yaml":   e.natsConf("", "", filepath.Join(dir, "unused")) + e.imapConf(e.tgt.Addr),
 	}
