@@ -50,7 +50,7 @@ commands:
                             deliver a mailbox's records to the loader again
   bench     [-mailboxes N] [-messages N] [-max-size S] [-compare doveadm,mbsync] [-json]
                             build a corpus in Dovecot, migrate, verify; compare with doveadm and mbsync
-  chaos     [-seed N] [-kills K] [-mailboxes M] [-messages N]
+  chaos     [-seed N] [-kills K] [-whole W] [-mailboxes M] [-messages N] [-max-size S]
                             migrate between two Dovecot servers while kill -9ing every process
   dns plan|apply|verify|rollback|lower-ttl|bench -c FILE ...
                             switch MX and mail records of the domains we host (see services/dnsctl/README.md)

@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/backoff"
@@ -47,7 +49,7 @@ func Run(ctx context.Context, name string, cfg *config.Config, svc Service) erro
 	if err != nil {
 		return err
 	}
-	b, err := open(ctx, cfg, name, log)
+	b, err := OpenBroker(ctx, cfg, name, log)
 	if err != nil {
 		return err
 	}
@@ -61,16 +63,21 @@ func Run(ctx context.Context, name string, cfg *config.Config, svc Service) erro
 	return err
 }
 
-// open connects to the broker, waiting for it while it is not up yet (a
-// daemon started before its server, or during the server's restart).
-func open(ctx context.Context, cfg *config.Config, name string, log zerolog.Logger) (*broker.Broker, error) {
+// OpenBroker connects to the broker, waiting for it while it is not up yet
+// (a service started before its server, or during the server's restart);
+// it says once what it waits for. A refused login is not waited out.
+func OpenBroker(ctx context.Context, cfg *config.Config, name string, log zerolog.Logger) (*broker.Broker, error) {
 	retry := backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 30}
 	for attempt := 0; ; attempt++ {
 		b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
-		if err == nil || cfg.NATS.URL == "" {
+		if err == nil || cfg.NATS.URL == "" || errors.Is(err, nats.ErrAuthorization) {
 			return b, err
 		}
-		log.Warn().Err(err).Int("attempt", attempt+1).Msg("broker not reachable, retrying")
+		if attempt == 0 {
+			log.Info().Err(err).Str("url", cfg.NATS.URL).Msg("waiting for the broker")
+		} else {
+			log.Debug().Err(err).Int("attempt", attempt+1).Msg("broker not reachable yet")
+		}
 		if !retry.Wait(ctx, attempt) {
 			return nil, err
 		}

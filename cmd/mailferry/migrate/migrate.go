@@ -23,6 +23,7 @@ import (
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/daemon"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/subject"
@@ -79,7 +80,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 	if o.MaxFailures == 0 {
 		o.MaxFailures = 5
 	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-migrate", log)
+	b, err := daemon.OpenBroker(ctx, cfg, "migrate", log)
 	if err != nil {
 		return nil, err
 	}
