@@ -48,7 +48,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "extractor"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	if err := job.Superseded(ctx, s.Broker.JS, j); err != nil {
-		return s.superseded(ctx, ev, j, err)
+		return job.ReportSuperseded(ctx, ev, j, "extracting", err)
 	}
 	if err := ev.Publish(ctx, event.MailboxExtracting, j.SourceUser, "extracting."+j.SourceUser+"."+j.Pass, map[string]string{"pass": j.Pass}); err != nil {
 		return err
@@ -66,7 +66,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	err := job.Retry(ctx, backoff.Default(), log, func() error {
 		end, err := s.Extract(ctx, j)
 		if errors.Is(err, job.ErrSuperseded) {
-			return s.superseded(ctx, ev, j, err)
+			return job.ReportSuperseded(ctx, ev, j, "extracting", err)
 		}
 		if errors.Is(err, imapdial.ErrLoginRefused) {
 			return errors.Join(err, job.ErrPermanent)
@@ -106,19 +106,6 @@ func (s *Service) finalBeat(ctx context.Context, j *job.Job, err error, log zero
 	if berr := event.FinalBeat(ctx, s.Broker.Progress, "extractor", j.SourceUser, j.Pass, ended, reason); berr != nil {
 		log.Warn().Err(berr).Msg("write last heartbeat")
 	}
-}
-
-// superseded reports that j's pass gave way to a newer one and returns err,
-// which makes the job count as done.
-func (s *Service) superseded(ctx context.Context, ev event.Publisher, j *job.Job, err error) error {
-	var se *job.SupersededError
-	if errors.As(err, &se) {
-		if perr := ev.Publish(ctx, event.MailboxSuperseded, j.SourceUser, "superseded.extracting."+j.SourceUser+"."+j.Pass,
-			event.Superseded{Pass: j.Pass, By: se.By, Phase: "extracting"}); perr != nil {
-			return perr
-		}
-	}
-	return err
 }
 
 // Extract runs one pass over a mailbox: every selectable folder from its

@@ -208,25 +208,7 @@ func (r *rig) ledgerItems() map[uint32]map[string]any {
 // seqOfUID finds the mail-stream sequence of the first record of uid.
 func (r *rig) seqOfUID(uid uint32) uint64 {
 	r.t.Helper()
-	st, err := r.b.JS.Stream(r.ctx, broker.StreamMail)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	info, err := st.Info(r.ctx)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		raw, err := st.GetMsg(r.ctx, seq)
-		if err != nil {
-			continue
-		}
-		if d, err := record.Decode(raw.Header, raw.Data); err == nil && d.Message != nil && d.Message.UID == uid {
-			return seq
-		}
-	}
-	r.t.Fatalf("no record of uid %d", uid)
-	return 0
+	return mailSeqOfUID(r.t, r.ctx, r.b, uid)
 }
 
 func sum(b []byte) string {

@@ -68,7 +68,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "loader"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	if err := job.Superseded(ctx, s.Broker.JS, j); err != nil {
-		return superseded(ctx, ev, j, err)
+		return job.ReportSuperseded(ctx, ev, j, "loading", err)
 	}
 	// A retry opens a new session, which resumes where the ledger says.
 	return job.Retry(ctx, backoff.Default(), log, func() error {
@@ -80,7 +80,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 			res, err = s.Load(ctx, j)
 		}
 		if errors.Is(err, job.ErrSuperseded) {
-			return superseded(ctx, ev, j, err)
+			return job.ReportSuperseded(ctx, ev, j, "loading", err)
 		}
 		if errors.Is(err, imapdial.ErrLoginRefused) {
 			return errors.Join(err, job.ErrPermanent)
@@ -96,19 +96,6 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 			log.Warn().Err(perr).Msg("publish mailbox.failed")
 		}
 	})
-}
-
-// superseded reports that j's pass gave way to a newer one and returns err,
-// which makes the job count as done.
-func superseded(ctx context.Context, ev event.Publisher, j *job.Job, err error) error {
-	var se *job.SupersededError
-	if errors.As(err, &se) {
-		if perr := ev.Publish(ctx, event.MailboxSuperseded, j.SourceUser, "superseded.loading."+j.SourceUser+"."+j.Pass,
-			event.Superseded{Pass: j.Pass, By: se.By, Phase: "loading"}); perr != nil {
-			return perr
-		}
-	}
-	return err
 }
 
 // Load loads one pass of a mailbox: it follows the mailbox's records from

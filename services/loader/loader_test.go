@@ -554,16 +554,23 @@ func TestPartialReplayDoesNotMarkEarlierMailDone(t *testing.T) {
 // seqOf finds the stream sequence of the INBOX record with uid.
 func (f *fixture) seqOf(uid uint32) uint64 {
 	f.t.Helper()
-	st, err := f.b.JS.Stream(f.ctx, broker.StreamMail)
+	return mailSeqOfUID(f.t, f.ctx, f.b, uid)
+}
+
+// mailSeqOfUID finds the mail-stream sequence of the first message record
+// of uid.
+func mailSeqOfUID(t testing.TB, ctx context.Context, b *broker.Broker, uid uint32) uint64 {
+	t.Helper()
+	st, err := b.JS.Stream(ctx, broker.StreamMail)
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
-	info, err := st.Info(f.ctx)
+	info, err := st.Info(ctx)
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		raw, err := st.GetMsg(f.ctx, seq)
+		raw, err := st.GetMsg(ctx, seq)
 		if err != nil {
 			continue
 		}
@@ -572,7 +579,7 @@ func (f *fixture) seqOf(uid uint32) uint64 {
 			return seq
 		}
 	}
-	f.t.Fatalf("no record of uid %d", uid)
+	t.Fatalf("no record of uid %d", uid)
 	return 0
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -103,4 +104,19 @@ func (c *PassCheck) Superseded(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// ReportSuperseded publishes, for a job whose try returned err, that the
+// newer pass err names took over in phase ("extracting", "loading"), and
+// returns err, which makes the job count as done.
+func ReportSuperseded(ctx context.Context, ev event.Publisher, j *Job, phase string, err error) error {
+	var se *SupersededError
+	if !errors.As(err, &se) {
+		return err
+	}
+	if perr := ev.Publish(ctx, event.MailboxSuperseded, j.SourceUser, "superseded."+phase+"."+j.SourceUser+"."+j.Pass,
+		event.Superseded{Pass: j.Pass, By: se.By, Phase: phase}); perr != nil {
+		return perr
+	}
+	return err
 }
