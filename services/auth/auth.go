@@ -16,8 +16,10 @@ import (
 
 	"github.com/mailferry/mailferry/services/auth/account"
 	"github.com/mailferry/mailferry/services/auth/legacyimap"
+	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/services/auth/policy"
 	"github.com/mailferry/mailferry/services/auth/provision"
+	"github.com/mailferry/mailferry/services/auth/ratelimit"
 	"github.com/mailferry/mailferry/services/auth/signin"
 	"github.com/mailferry/mailferry/services/auth/target/dovecot"
 	"github.com/mailferry/mailferry/services/auth/target/opensrs"
@@ -58,7 +60,17 @@ func Accounts(ctx context.Context, cfg *config.Config, b *broker.Broker) (*accou
 	return account.Open(ctx, b.JS, cfg.Auth.Bucket, cfg.NATS.Replicas)
 }
 
-// Import reads users.csv from r into the accounts bucket.
+// LimitsBucket is the key-value bucket of the rate limits and lockouts:
+// the accounts bucket's name with this suffix (mf_accounts_limits).
+const LimitsBucket = "_limits"
+
+// Limits opens the rate-limit bucket next to the accounts bucket.
+func Limits(ctx context.Context, cfg *config.Config, b *broker.Broker) (*ratelimit.Store, error) {
+	return ratelimit.Open(ctx, b.JS, cfg.Auth.Bucket+LimitsBucket, cfg.NATS.Replicas, ratelimit.LimitsFromConfig(cfg.Auth.RateLimit), nil)
+}
+
+// Import reads users.csv from r into the accounts bucket, wrapping every
+// legacy hash in argon2id with the configured parameters.
 func Import(ctx context.Context, cfg *config.Config, b *broker.Broker, r io.Reader) (account.ImportResult, error) {
 	rows, err := account.ReadCSV(r)
 	if err != nil {
@@ -68,7 +80,17 @@ func Import(ctx context.Context, cfg *config.Config, b *broker.Broker, r io.Read
 	if err != nil {
 		return account.ImportResult{}, err
 	}
-	return store.Import(ctx, rows, time.Now().UTC())
+	return store.Import(ctx, rows, account.ImportOptions{Now: time.Now().UTC(), Argon2: signin.Argon2FromConfig(cfg.Auth.Argon2)})
+}
+
+// Policy is the configured password policy, with bcrypt's 72-byte limit
+// when the Dovecot target writes BLF-CRYPT.
+func Policy(a config.Auth) policy.Policy {
+	p := policy.FromConfig(a.Policy)
+	if a.Provider == config.ProviderDovecot && a.Dovecot.Scheme == passhash.BLFCrypt {
+		p.MaxBytes = policy.BcryptMaxBytes
+	}
+	return p
 }
 
 // Provision creates every imported user's mailbox at the target.
@@ -121,15 +143,19 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pol := policy.FromConfig(a.Policy)
+	limits, err := Limits(ctx, s.Config, s.Broker)
+	if err != nil {
+		return err
+	}
+	pol := Policy(a)
 	opts := signin.Options{
-		Accounts:  store,
-		Target:    target,
-		Policy:    pol,
-		Argon2:    signin.Argon2FromConfig(a.Argon2),
-		Events:    event.Publisher{JS: s.Broker.JS, Service: ServiceName},
-		Log:       s.Log,
-		RateLimit: a.RateLimit,
+		Accounts: store,
+		Limits:   limits,
+		Target:   target,
+		Policy:   pol,
+		Argon2:   signin.Argon2FromConfig(a.Argon2),
+		Events:   event.Publisher{JS: s.Broker.JS, Service: ServiceName},
+		Log:      s.Log,
 	}
 	if a.LegacyIMAP.Address != "" {
 		opts.Legacy = legacyimap.New(a.LegacyIMAP)

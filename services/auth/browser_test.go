@@ -156,9 +156,12 @@ func saveScreenshot(t *testing.T, name string, png []byte) {
 // startService imports users, provisions them into passwd and serves the
 // pages on a free loopback port until the test ends; it returns the base
 // URL.
-func startService(t *testing.T, passwd, usersCSV string) string {
+// startService imports usersCSV, provisions, and runs the auth service
+// on a free port with the Dovecot target on passwd; dovecotExtra is
+// added to the dovecot section. It returns the base URL.
+func startService(t *testing.T, passwd, usersCSV string, dovecotExtra ...string) string {
 	t.Helper()
-	cfg := authtest.Config(t, fmt.Sprintf("auth: {listen: 127.0.0.1:0, provider: dovecot, dovecot: {passwd_file: %s}, argon2: {time: 1, memory_kib: 1024}}\n", passwd))
+	cfg := authtest.Config(t, fmt.Sprintf("auth: {listen: 127.0.0.1:0, provider: dovecot, dovecot: {passwd_file: %s%s}, argon2: {time: 1, memory_kib: 1024}}\n", passwd, strings.Join(dovecotExtra, "")))
 	b := authtest.Broker(t, cfg)
 	logs := authtest.NewLogSink(t)
 	ctx := authtest.Context(t, 3*time.Minute)

@@ -51,14 +51,15 @@ var ErrInvalidEmail = errors.New("invalid email address")
 
 // NormalizeEmail lower-cases and checks an address: one '@', a non-empty
 // local part and a domain with a dot, no spaces, controls or characters a
-// passwd-file or IMAP login would mangle.
+// passwd-file or IMAP login would mangle (a leading '#' would make the
+// user's passwd-file line a comment).
 func NormalizeEmail(s string) (string, error) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	if s == "" || len(s) > MaxEmailLength {
 		return "", ErrInvalidEmail
 	}
 	local, domain, ok := strings.Cut(s, "@")
-	if !ok || local == "" || strings.Contains(domain, "@") || !strings.Contains(domain, ".") ||
+	if !ok || local == "" || local[0] == '#' || strings.Contains(domain, "@") || !strings.Contains(domain, ".") ||
 		strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
 		return "", ErrInvalidEmail
 	}

@@ -26,6 +26,8 @@ func saltedDigest(scheme string) verifier {
 	size := digests[scheme]().Size()
 	return verifier{
 		encodable: true,
+		split:     splitSalted(scheme),
+		prepare:   prepareSalted(scheme),
 		check: func(h Hash) error {
 			raw, err := decodeDigest(h)
 			if err != nil {
@@ -54,6 +56,8 @@ func plainDigest(scheme string) verifier {
 	size := digests[scheme]().Size()
 	return verifier{
 		encodable: true,
+		split:     splitPlain(scheme),
+		prepare:   preparePlain(scheme),
 		check: func(h Hash) error {
 			raw, err := decodeDigest(h)
 			if err != nil {

@@ -30,6 +30,9 @@ const (
 	Argon2I     = "ARGON2I"
 )
 
+// The scheme WrappedArgon2ID (wrap.go) holds any of them wrapped in
+// argon2id.
+
 // ErrUnsupported means the scheme is not one this package knows; ErrMalformed
 // that the hash does not have its scheme's form. Neither is a mismatch.
 var (
@@ -122,21 +125,32 @@ type verifier struct {
 	verify func(password string, h Hash) (bool, error)
 	// encodable schemes accept a .HEX/.B64 suffix.
 	encodable bool
+	// split divides a hash into setting and digest, and prepare computes
+	// digests under a setting: the two halves of wrapping the scheme in
+	// argon2id (nil for schemes that cannot be wrapped).
+	split   func(Hash) (setting string, digest []byte, err error)
+	prepare func(setting string) (digester, error)
 }
 
-var verifiers = map[string]verifier{
-	BLFCrypt:    {check: checkBcrypt, verify: verifyBcrypt},
-	SHA512Crypt: {check: checkCrypt("$6$"), verify: verifyCrypt},
-	SHA256Crypt: {check: checkCrypt("$5$"), verify: verifyCrypt},
-	MD5Crypt:    {check: checkCrypt("$1$"), verify: verifyCrypt},
-	Crypt:       {check: checkAnyCrypt, verify: verifyAnyCrypt},
-	SSHA:        saltedDigest(SSHA),
-	SSHA256:     saltedDigest(SSHA256),
-	SSHA512:     saltedDigest(SSHA512),
-	SHA1:        plainDigest(SHA1),
-	SHA256:      plainDigest(SHA256),
-	SHA512:      plainDigest(SHA512),
-	PBKDF2:      {check: checkPBKDF2, verify: verifyPBKDF2},
-	Argon2ID:    {check: checkArgon2("argon2id"), verify: verifyArgon2},
-	Argon2I:     {check: checkArgon2("argon2i"), verify: verifyArgon2},
+var verifiers map[string]verifier
+
+func init() {
+	// Built in init: the wrapped scheme's functions refer to the map.
+	verifiers = map[string]verifier{
+		BLFCrypt:        {check: checkBcrypt, verify: verifyBcrypt, split: splitCrypt, prepare: prepareCrypt},
+		SHA512Crypt:     {check: checkCrypt("$6$"), verify: verifyCrypt, split: splitCrypt, prepare: prepareCrypt},
+		SHA256Crypt:     {check: checkCrypt("$5$"), verify: verifyCrypt, split: splitCrypt, prepare: prepareCrypt},
+		MD5Crypt:        {check: checkCrypt("$1$"), verify: verifyCrypt, split: splitCrypt, prepare: prepareCrypt},
+		Crypt:           {check: checkAnyCrypt, verify: verifyAnyCrypt, split: splitCrypt, prepare: prepareCrypt},
+		SSHA:            saltedDigest(SSHA),
+		SSHA256:         saltedDigest(SSHA256),
+		SSHA512:         saltedDigest(SSHA512),
+		SHA1:            plainDigest(SHA1),
+		SHA256:          plainDigest(SHA256),
+		SHA512:          plainDigest(SHA512),
+		PBKDF2:          {check: checkPBKDF2, verify: verifyPBKDF2, split: splitPBKDF2, prepare: preparePBKDF2},
+		Argon2ID:        {check: checkArgon2("argon2id"), verify: verifyArgon2, split: splitArgon2, prepare: prepareArgon2},
+		Argon2I:         {check: checkArgon2("argon2i"), verify: verifyArgon2, split: splitArgon2, prepare: prepareArgon2},
+		WrappedArgon2ID: {check: checkWrapped, verify: verifyWrapped},
+	}
 }

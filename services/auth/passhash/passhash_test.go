@@ -1,11 +1,16 @@
 package passhash
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // doveadmPassword is the password of every hash in doveadmHashes, which
@@ -74,6 +79,12 @@ func TestParseRejectsWhatItCannotCheck(t *testing.T) {
 		{"{PBKDF2}$2$salt$5000$00", ErrMalformed},
 		{"{ARGON2ID}$argon2id$v=19$m=99999999,t=3,p=1$lPGkoQF2WtXk72MtYNaeyQ$9YZwkjNh36UTHGWUqj5T//byo2Lr90lXi6oRj396MHc", ErrMalformed},
 		{"{ARGON2ID}$argon2i$v=19$m=32768,t=4,p=1$y0ZhQaws41MTi4YfryQQXw$sKjCIq5vMXYeQOjdAyZX/Se0o0A+gdCTU/3md356zxc", ErrMalformed},
+		// Costs that would make one sign-in take minutes or hours.
+		{"{SHA512-CRYPT}$6$rounds=999999999$gsXZXOgJ9AcCQ7Go$icKZYUWiKoh6I98YIyzZc5X9NK7BwnwiiE9RUzAtrwBo1xBIBoGYW0XrbFO8NmWIrGMUnNI1qA/tU8e4XCs5u1", ErrMalformed},
+		{"{CRYPT}$5$rounds=1000001$VcK6s4idVEpHMEny$RiXuP.4ODJbG8J0TmY25FBZtB8C/NekPxuhRPsIPbQC", ErrMalformed},
+		{"{BLF-CRYPT}$2y$31$BY6T1kxINzvRGT0ckyBSbua/r3ivx4I27uHPE7W7f3iq7OpKykTdW", ErrMalformed},
+		{"{WRAPPED-ARGON2ID}SHA512-CRYPT$JDYkcm91bmRzPTk5OTk5OTk5OSRzYWx0JA$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5", ErrMalformed},
+		{"{WRAPPED-ARGON2ID}PLAIN$$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5", ErrMalformed},
 	} {
 		_, err := Parse(tc.stored)
 		if !errors.Is(err, tc.want) {
@@ -113,7 +124,8 @@ func TestArgon2HashVerifiesAndIsUpToDate(t *testing.T) {
 
 func TestNeedsUpdateForLegacyAndWeakerHashes(t *testing.T) {
 	stronger := Argon2Params{Time: 2, MemoryKiB: 128, Threads: 1}
-	for _, h := range append(doveadmHashes[:3], testArgon.Hash("x"), "{garbage") {
+	// A fresh slice: appending to doveadmHashes[:3] would overwrite it.
+	for _, h := range append(slices.Clone(doveadmHashes[:3]), testArgon.Hash("x"), "{garbage") {
 		if !stronger.NeedsUpdate(h) {
 			t.Errorf("NeedsUpdate(%.20s...) = false", h)
 		}
@@ -166,4 +178,97 @@ func requireDoveadm(t *testing.T) string {
 	}
 	t.Skip("doveadm missing: install the Debian package dovecot-imapd")
 	return ""
+}
+
+func TestWrappedLegacyHashesVerifyTheSamePasswords(t *testing.T) {
+	for _, legacy := range doveadmHashes {
+		t.Run(legacy[:strings.IndexByte(legacy, '}')+1], func(t *testing.T) {
+			w, err := testArgon.Wrap(legacy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(w, "{WRAPPED-ARGON2ID}") {
+				t.Fatalf("wrapped form %.30s...", w)
+			}
+			// The legacy digest is gone: only its setting is kept.
+			h, _ := Parse(legacy)
+			_, digest, err := split(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, enc := range []string{string(digest), base64.StdEncoding.EncodeToString(digest), base64.RawStdEncoding.EncodeToString(digest), hex.EncodeToString(digest)} {
+				if len(enc) >= 8 && strings.Contains(w, enc) {
+					t.Fatalf("the wrapped hash still holds the legacy digest")
+				}
+			}
+			if ok, err := Verify(doveadmPassword, w); err != nil || !ok {
+				t.Fatalf("right password: Verify = %v, %v", ok, err)
+			}
+			if ok, err := Verify("Secret#2024 ", w); err != nil || ok {
+				t.Fatalf("wrong password: Verify = %v, %v", ok, err)
+			}
+			if p, ok := Argon2Of(w); !ok || p != testArgon {
+				t.Fatalf("Argon2Of = %+v, %v; want %+v", p, ok, testArgon)
+			}
+			if !Wraps(w, legacy) {
+				t.Fatal("Wraps(wrapped, its legacy hash) = false")
+			}
+			if !testArgon.NeedsUpdate(w) {
+				t.Fatal("a wrapped hash does not need an update after a sign-in")
+			}
+			if again, err := testArgon.Wrap(w); err != nil || again != w {
+				t.Fatalf("wrapping twice changed the hash: %v", err)
+			}
+		})
+	}
+	a, _ := testArgon.Wrap(doveadmHashes[0])
+	if Wraps(a, doveadmHashes[1]) || Wraps(a, legacyOf(t, "{SHA512-CRYPT}", "Other#2024")) {
+		t.Fatal("Wraps accepts another legacy hash")
+	}
+}
+
+func legacyOf(t *testing.T, scheme, pw string) string {
+	t.Helper()
+	h, err := Generate(pw, strings.Trim(scheme, "{}"), testArgon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestBcryptDigestMatchesXCrypto checks the salted bcrypt used for
+// wrapping against golang.org/x/crypto/bcrypt, long passwords included.
+func TestBcryptDigestMatchesXCrypto(t *testing.T) {
+	for _, pw := range []string{"", "a", "Secret#2024", "Zéro:Un{Deux}$3", strings.Repeat("x", 72), strings.Repeat("y", 73) + "z"} {
+		full, err := bcrypt.GenerateFromPassword([]byte(pw[:min(len(pw), 72)]), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := bcryptDigest([]byte(pw), 4, string(full[7:29]))
+		if err != nil || got != string(full[29:]) {
+			t.Errorf("password of %d bytes: digest %q, %v; want %q", len(pw), got, err, full[29:])
+		}
+	}
+}
+
+func TestMemoryOfAVerification(t *testing.T) {
+	inner := "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$lPGkoQF2WtXk72MtYNaeyQ$9YZwkjNh36UTHGWUqj5T//byo2Lr90lXi6oRj396MHc"
+	w, err := testArgon.Wrap(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha, _ := testArgon.Wrap(doveadmHashes[0])
+	for _, tc := range []struct {
+		name, stored string
+		want         uint64
+	}{
+		{"argon2id of the service", testArgon.Hash("x"), 64},
+		{"wrapped SHA512-CRYPT", sha, 64},
+		{"wrapped argon2id needs both", w, 64 + 65536},
+		{"a legacy digest", doveadmHashes[5], 0},
+	} {
+		if got := MemoryKiB(tc.stored); got != tc.want {
+			t.Errorf("%s: MemoryKiB = %d, want %d", tc.name, got, tc.want)
+		}
+	}
 }

@@ -88,3 +88,62 @@ func TestCheckForRefusesTheMailboxName(t *testing.T) {
 		t.Fatalf("CheckFor with other violations = %v", err)
 	}
 }
+
+// TestInvisibleCharactersDoNotCount: zero-width, format and combining
+// characters make a password no longer, and a decomposed accent counts
+// as the one character it shows.
+func TestInvisibleCharactersDoNotCount(t *testing.T) {
+	p := openSRS(t)
+	tooShort := []Violation{"must be at least 10 characters long"}
+	for _, tc := range []struct {
+		name, password string
+		want           []Violation
+	}{
+		{"six zero-width spaces", "Ab1!" + strings.Repeat("\u200b", 6), tooShort},
+		{"zero-width joiners and non-joiners", "Ab1!\u200d\u200c\u200d\u200c\u200d\u200c", tooShort},
+		{"byte-order marks and word joiners", "Ab1!\ufeff\u2060\ufeff\u2060\ufeff\u2060", tooShort},
+		{"soft hyphens and bidi marks", "Ab1!\u00ad\u200e\u200f\u202a\u202c\u2066", tooShort},
+		{"stacked combining marks", "Ab1!a" + strings.Repeat("\u0301", 20), []Violation{"must be at least 10 characters long"}},
+		{"variation selectors", "Ab1!\ufe0f\ufe0f\ufe0f\U000e0100\ufe0e\ufe0e", tooShort},
+		{"Hangul fillers", "Ab1!\u3164\u3164\u3164\u115f\u1160\uffa0", tooShort},
+		{"a combining mark is not a symbol", "Abcdefgh1e\u0301", []Violation{"must contain a symbol (such as ! # % or -)"}},
+		{"decomposed accents count once", "Ab1!e\u0301e\u0301e\u0301e\u0301e\u0301e\u0301", nil},
+		{"precomposed accents count once", "Ab1!éééééé", nil},
+		{"visible non-Latin characters count", "Ab1!日本語パスワ", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := p.Check(tc.password)
+			var pe *Error
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Check = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.As(err, &pe) || !reflect.DeepEqual(pe.Violations, tc.want) {
+				t.Fatalf("Check = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBcryptTargetCapsTheBytes: a BLF-CRYPT target ignores bytes after
+// the 72nd, so the policy refuses longer passwords up front.
+func TestBcryptTargetCapsTheBytes(t *testing.T) {
+	p := openSRS(t)
+	p.MaxBytes = BcryptMaxBytes
+	ok := "Aa1!" + strings.Repeat("x", 68)
+	if err := p.Check(ok); err != nil {
+		t.Fatalf("72 bytes: %v", err)
+	}
+	for _, pw := range []string{"Aa1!" + strings.Repeat("x", 72), "Aa1!" + strings.Repeat("é", 35)} {
+		err := p.Check(pw)
+		var pe *Error
+		if !errors.As(err, &pe) || len(pe.Violations) != 1 || !strings.HasPrefix(string(pe.Violations[0]), "must be at most 72 bytes long") {
+			t.Errorf("%d bytes: %v", len(pw), err)
+		}
+	}
+	if d := p.Describe(); !strings.HasSuffix(d, "; at most 72 bytes") {
+		t.Errorf("Describe = %q", d)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/mailferry/mailferry/services/auth/account"
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
 	"github.com/mailferry/mailferry/services/auth/internal/omafake"
+	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/services/auth/target/dovecot"
 	"github.com/mailferry/mailferry/services/auth/target/opensrs"
 	"github.com/mailferry/mailferry/shared/broker"
@@ -40,7 +41,7 @@ func newFixture(t *testing.T, authYAML string, users ...string) *fixture {
 	for _, u := range users {
 		rows = append(rows, account.Row{Email: u, Role: account.RoleEmailOnly})
 	}
-	if _, err := store.Import(ctx, rows, time.Now()); err != nil {
+	if _, err := store.Import(ctx, rows, account.ImportOptions{Now: time.Now(), Argon2: passhash.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	return &fixture{cfg: cfg, b: b, store: store, logs: authtest.NewLogSink(t)}

@@ -25,6 +25,7 @@ type ChangeRequest struct {
 // target provider and locally, and emits user.password.updated. Policy
 // errors come first and are specific; credential errors are generic.
 func (s *Service) ChangePassword(ctx context.Context, r ChangeRequest) (Result, error) {
+	start := time.Now()
 	email, err := checkInput(r.Email, r.CurrentPassword)
 	if err != nil {
 		return Result{}, err
@@ -32,20 +33,27 @@ func (s *Service) ChangePassword(ctx context.Context, r ChangeRequest) (Result, 
 	if err := s.checkNew(email, r); err != nil {
 		return Result{}, err
 	}
-	if err := s.admit(email, r.Client); err != nil {
+	att, err := s.admit(ctx, email, r.Client)
+	if err != nil {
 		return Result{}, err
 	}
-	unlock := s.locks.lock(email)
+	unlock := s.locks.Lock(email)
 	defer unlock()
-	a, err := s.verify(ctx, email, r.CurrentPassword)
+	a, err := s.verify(ctx, email, r.CurrentPassword, r.Client, start)
 	if err != nil {
-		return Result{}, s.failed(email, r.Client, "change", err)
+		return Result{}, s.failed(ctx, att, email, r.Client, "change", err, start)
 	}
-	s.accountLimit.Succeed(email)
+	s.succeeded(ctx, att, email, r.Client)
+	// Hashed before the provider is asked: a busy service then changes
+	// nothing anywhere.
+	h, err := s.hash(ctx, r.NewPassword)
+	if err != nil {
+		return Result{}, err
+	}
 	if err := s.setAtTarget(ctx, email, r.NewPassword); err != nil {
 		return Result{}, err
 	}
-	a, err = s.recordChange(ctx, a, r.NewPassword)
+	a, err = s.recordChange(ctx, a, h)
 	if err != nil {
 		return Result{}, err
 	}
@@ -90,11 +98,10 @@ func (s *Service) setAtTarget(ctx context.Context, email, password string) error
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// recordChange stores the new hash and announces the change. The target
+// recordChange stores the new password's hash h and announces the change. The target
 // already has the password: should this fail, the user's retry (with
 // the old password, still stored) sets it again.
-func (s *Service) recordChange(ctx context.Context, a *account.Account, password string) (*account.Account, error) {
-	h := s.opt.Argon2.Hash(password)
+func (s *Service) recordChange(ctx context.Context, a *account.Account, h string) (*account.Account, error) {
 	now := time.Now().UTC()
 	stored, err := s.opt.Accounts.Update(ctx, a.Email, func(cur *account.Account) error {
 		cur.Hash = h

@@ -4,8 +4,10 @@
 // the user still has to set a new password, and carries out a password
 // change: policy, proof of the current password, the credential at the
 // target provider, the new local hash and the user.password.updated
-// event. Guessing is slowed by lockouts per account and per client
-// address, and answers never tell an existing account from an unknown one.
+// event. Guessing is slowed by lockouts per (account, client) and per
+// client, kept in JetStream so every instance enforces them; every check
+// costs one argon2id and every failure is answered after the same time,
+// so answers never tell an existing account from an unknown one.
 package signin
 
 import (
@@ -13,11 +15,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth/account"
+	"github.com/mailferry/mailferry/services/auth/internal/keylock"
 	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/services/auth/policy"
 	"github.com/mailferry/mailferry/services/auth/ratelimit"
@@ -32,8 +36,11 @@ const MaxPasswordBytes = 1024
 // LegacyVerifier asks the legacy platform whether a password is right.
 type LegacyVerifier interface {
 	// Verify returns (false, nil) for a refusal and an error when the
-	// platform could not be asked.
-	Verify(ctx context.Context, user, password string) (bool, error)
+	// platform could not be asked; an error whose ClientCaused method
+	// returns true blames the client (the platform held its answer back
+	// for the client's address). client is the address the attempt came
+	// from, for the platform's own per-address limits and logs.
+	Verify(ctx context.Context, user, password, client string) (bool, error)
 }
 
 // Target sets passwords at the new provider.
@@ -53,6 +60,9 @@ var (
 	ErrBadCredentials = errors.New("the email address or password is incorrect")
 	// ErrUnavailable means the password could not be checked or set now.
 	ErrUnavailable = errors.New("the service cannot check or change passwords right now, please try again later")
+	// ErrBusy means every password-hashing slot is taken and the queue
+	// for them is full: try again in a moment.
+	ErrBusy = errors.New("the service is busy, please try again in a moment")
 )
 
 // InputError is a request the service will not look at (empty, too long,
@@ -98,43 +108,81 @@ type Result struct {
 // address). It carries no password and no hash.
 type PasswordUpdatedData = event.PasswordUpdatedData
 
+// Defaults of Options.
+const (
+	// DefaultFailureTime is how long after a request began a failed
+	// password check is answered. It hides which check ran: an unknown
+	// account, a wrong password against a stored hash or a wrong
+	// password at the legacy IMAP server (whose answer takes up to this
+	// long: Dovecot delays failed logins by 2 s) all answer at this time.
+	DefaultFailureTime = 3 * time.Second
+	// DefaultHashWait is the longest a request waits for a hashing slot.
+	DefaultHashWait = 3 * time.Second
+)
+
 // Options configures a Service.
 type Options struct {
 	Accounts *account.Store
+	// Limits holds the rate limits and lockouts, shared by every
+	// instance on the broker.
+	Limits *ratelimit.Store
 	// Legacy may be nil: users without a stored hash then cannot sign in.
-	Legacy    LegacyVerifier
-	Target    Target
-	Policy    policy.Policy
-	Argon2    passhash.Argon2Params
-	Events    event.Publisher
-	Log       zerolog.Logger
-	RateLimit config.AuthRateLimit
-	// Now is the clock of the rate limits and lockouts (time.Now when
-	// nil), so tests can let a lockout run out without waiting for it.
-	Now func() time.Time
+	Legacy LegacyVerifier
+	Target Target
+	Policy policy.Policy
+	Argon2 passhash.Argon2Params
+	Events event.Publisher
+	Log    zerolog.Logger
+	// FailureTime is the least time between a request and the answer
+	// that its password was wrong (DefaultFailureTime when 0). It is
+	// also how long the legacy IMAP server has to answer.
+	FailureTime time.Duration
+	// HashSlots bounds the password hashes computed at once, in units of
+	// one argon2id with Argon2's memory (GOMAXPROCS, at least 2, when 0);
+	// HashQueue bounds the requests waiting for a slot (16 per slot when
+	// 0) and HashWait how long each may wait (DefaultHashWait when 0).
+	// A request that finds the queue full or waits too long gets ErrBusy.
+	// Hashing thus takes at most HashSlots × Argon2.MemoryKiB of memory.
+	HashSlots int
+	HashQueue int
+	HashWait  time.Duration
+	// VerifyHash checks a password against a stored hash (passhash.Verify
+	// when nil); tests observe the service's hashing through it.
+	VerifyHash func(password, stored string) (bool, error)
 }
 
 // Service signs users in and changes their passwords.
 type Service struct {
-	opt          Options
-	accountLimit *ratelimit.Lockout
-	addressLimit *ratelimit.Lockout
-	addressRate  *ratelimit.Window
-	locks        keyLocks
-	// dummy is verified for unknown accounts so they cost the same time
-	// as known ones.
+	opt  Options
+	gate *gate
+	// locks serializes password changes of one account in this process.
+	locks keylock.Locks
+	// dummy is verified for unknown accounts and users checked at the
+	// legacy IMAP server, so every check costs one argon2id.
 	dummy string
 }
 
 // New returns a service.
 func New(o Options) *Service {
-	r := o.RateLimit
+	if o.FailureTime <= 0 {
+		o.FailureTime = DefaultFailureTime
+	}
+	if o.HashSlots <= 0 {
+		o.HashSlots = max(2, runtime.GOMAXPROCS(0))
+	}
+	if o.HashQueue <= 0 {
+		o.HashQueue = 16 * o.HashSlots
+	}
+	if o.HashWait <= 0 {
+		o.HashWait = DefaultHashWait
+	}
+	if o.VerifyHash == nil {
+		o.VerifyHash = passhash.Verify
+	}
 	return &Service{
-		opt:          o,
-		accountLimit: &ratelimit.Lockout{Max: r.AccountFailures, Window: r.Window.Std(), Base: r.Lockout.Std(), MaxLockout: r.MaxLockout.Std()},
-		addressLimit: &ratelimit.Lockout{Max: r.AddressFailures, Window: r.Window.Std(), Base: r.Lockout.Std(), MaxLockout: r.MaxLockout.Std()},
-		addressRate:  &ratelimit.Window{Max: r.AddressRequests, Period: time.Minute},
-		dummy:        o.Argon2.Hash(rand.Text()),
+		opt:   o,
+		gate:  newGate(o.HashSlots, o.HashQueue, o.HashWait),
+		dummy: o.Argon2.Hash(rand.Text()),
 	}
 }
 
@@ -143,20 +191,23 @@ func Argon2FromConfig(c config.AuthArgon2) passhash.Argon2Params {
 	return passhash.Argon2Params{Time: uint32(c.Time), MemoryKiB: uint32(c.MemoryKiB), Threads: uint8(c.Threads)}
 }
 
-// Login checks email's password for client (the caller's address).
+// Login checks email's password for client (the caller's address: an IP
+// address, or any name when there is none).
 func (s *Service) Login(ctx context.Context, email, password, client string) (Result, error) {
+	start := time.Now()
 	email, err := checkInput(email, password)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := s.admit(email, client); err != nil {
+	att, err := s.admit(ctx, email, client)
+	if err != nil {
 		return Result{}, err
 	}
-	a, err := s.verify(ctx, email, password)
+	a, err := s.verify(ctx, email, password, client, start)
 	if err != nil {
-		return Result{}, s.failed(email, client, "login", err)
+		return Result{}, s.failed(ctx, att, email, client, "login", err, start)
 	}
-	s.accountLimit.Succeed(email)
+	s.succeeded(ctx, att, email, client)
 	s.opt.Log.Info().Str("email", email).Str("client", client).Bool("password_update_required", a.PasswordUpdateRequired()).Msg("sign-in")
 	return result(a), nil
 }
@@ -182,47 +233,80 @@ func checkInput(email, password string) (string, error) {
 	return norm, nil
 }
 
-func (s *Service) now() time.Time {
-	if s.opt.Now != nil {
-		return s.opt.Now()
+// admit counts the attempt against the limits before any password is
+// looked at, or refuses it. Locked accounts are refused whether or not
+// they exist.
+func (s *Service) admit(ctx context.Context, email, client string) (*ratelimit.Attempt, error) {
+	att, err := s.opt.Limits.Admit(ctx, email, ratelimit.Client(client))
+	var r *ratelimit.Refused
+	if errors.As(err, &r) {
+		s.opt.Log.Warn().Str("email", email).Str("client", client).Str("limit", r.Why).Dur("retry_after", r.RetryAfter).Msg("attempt refused: rate limit or lockout")
+		return nil, &LimitedError{RetryAfter: r.RetryAfter}
 	}
-	return time.Now()
+	if err != nil {
+		// Without the shared state no attempt is counted: none is checked.
+		s.opt.Log.Error().Err(err).Str("email", email).Str("client", client).Msg("rate limits unavailable")
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return att, nil
 }
 
-// admit applies the rate limits before any password is looked at. Locked
-// accounts are refused whether or not they exist.
-func (s *Service) admit(email, client string) error {
-	now := s.now()
-	if wait, ok := s.addressRate.Allow(client, now); !ok {
-		return &LimitedError{RetryAfter: wait}
-	}
-	wait := time.Duration(0)
-	if w, ok := s.addressLimit.Check(client, now); !ok {
-		wait = w
-	}
-	if w, ok := s.accountLimit.Check(email, now); !ok {
-		wait = max(wait, w)
-	}
-	if wait > 0 {
-		s.opt.Log.Warn().Str("email", email).Str("client", client).Dur("retry_after", wait).Msg("attempt refused: locked out")
-		return &LimitedError{RetryAfter: wait}
-	}
-	return nil
+// settleTimeout bounds settling an attempt after its request ended.
+const settleTimeout = 5 * time.Second
+
+// settleContext outlives the request: a client that goes away must not
+// keep its count from being given back (or kept).
+func settleContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 }
 
-// failed counts a bad-credentials outcome against the account and the
-// client; other errors pass through.
-func (s *Service) failed(email, client, op string, err error) error {
-	if !errors.Is(err, ErrBadCredentials) {
-		s.opt.Log.Error().Err(err).Str("email", email).Str("client", client).Str("op", op).Msg("password check failed")
+// succeeded settles a right password: the (account, client) lockout
+// history is forgotten, the client's count given back.
+func (s *Service) succeeded(ctx context.Context, att *ratelimit.Attempt, email, client string) {
+	sctx, cancel := settleContext(ctx)
+	defer cancel()
+	if err := att.Succeeded(sctx); err != nil {
+		s.opt.Log.Warn().Err(err).Str("email", email).Str("client", client).Msg("rate limit not reset after a sign-in")
+	}
+}
+
+// failed settles a failed check. Bad credentials stay counted and are
+// answered at start + FailureTime; a check that could not be made is
+// given back.
+func (s *Service) failed(ctx context.Context, att *ratelimit.Attempt, email, client, op string, err error, start time.Time) error {
+	if errors.Is(err, ErrBadCredentials) {
+		ev := s.opt.Log.Warn().Str("email", email).Str("client", client).Str("op", op)
+		if d := att.LockedFor(); d > 0 {
+			ev = ev.Dur("locked_for", d)
+		}
+		ev.Msg("bad credentials")
+		s.waitUntil(ctx, start.Add(s.opt.FailureTime))
+		return ErrBadCredentials
+	}
+	sctx, cancel := settleContext(ctx)
+	defer cancel()
+	if verr := att.Void(sctx); verr != nil {
+		s.opt.Log.Warn().Err(verr).Str("email", email).Str("client", client).Msg("rate limit count not given back")
+	}
+	if errors.Is(err, ErrBusy) {
+		s.opt.Log.Warn().Str("email", email).Str("client", client).Str("op", op).Msg("password hashing busy: request refused")
 		return err
 	}
-	now := s.now()
-	lock := max(s.accountLimit.Fail(email, now), s.addressLimit.Fail(client, now))
-	ev := s.opt.Log.Warn().Str("email", email).Str("client", client).Str("op", op)
-	if lock > 0 {
-		ev = ev.Dur("locked_for", lock)
-	}
-	ev.Msg("bad credentials")
+	s.opt.Log.Error().Err(err).Str("email", email).Str("client", client).Str("op", op).Msg("password check failed")
+	s.waitUntil(ctx, start.Add(s.opt.FailureTime))
 	return err
+}
+
+// waitUntil sleeps until t or until ctx ends.
+func (s *Service) waitUntil(ctx context.Context, t time.Time) {
+	d := time.Until(t)
+	if d <= 0 {
+		return
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
 }

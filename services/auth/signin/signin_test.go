@@ -15,6 +15,7 @@ import (
 	"github.com/mailferry/mailferry/services/auth/legacyimap"
 	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/services/auth/policy"
+	"github.com/mailferry/mailferry/services/auth/ratelimit"
 	"github.com/mailferry/mailferry/services/auth/target/dovecot"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
@@ -41,39 +42,66 @@ type fixture struct {
 	cfg    *config.Config
 }
 
-func newFixture(t *testing.T, legacy LegacyVerifier, yaml string) *fixture {
+// testFailureTime keeps tests with many failures quick; tests of the
+// failure time itself set their own.
+const testFailureTime = 20 * time.Millisecond
+
+// legacyTime gives the legacy IMAP server of a test time to answer
+// (the test Dovecot answers a wrong password after half a second).
+func legacyTime(o *Options) { o.FailureTime = 2 * time.Second }
+
+func newFixture(t testing.TB, legacy LegacyVerifier, yaml string, mutate ...func(*Options)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	passwd := filepath.Join(dir, "passwd")
-	cfg := authtest.Config(t, "auth: {provider: dovecot, dovecot: {passwd_file: "+passwd+"}, argon2: {time: 1, memory_kib: 64}"+yaml+"}\n")
-	b := authtest.Broker(t, cfg)
-	ctx := authtest.Context(t, time.Minute)
-	store, err := account.Open(ctx, b.JS, cfg.Auth.Bucket, 1)
-	if err != nil {
-		t.Fatal(err)
+	argon := ", argon2: {time: 1, memory_kib: 64}" // cheap, unless yaml says otherwise
+	if strings.Contains(yaml, "argon2:") {
+		argon = ""
 	}
-	logs := authtest.NewLogSink(t)
-	f := &fixture{store: store, b: b, passwd: passwd, logs: logs, cfg: cfg}
-	f.svc = New(Options{
-		Accounts:  store,
-		Legacy:    legacy,
-		Target:    dovecot.New(cfg.Auth),
-		Policy:    policy.FromConfig(cfg.Auth.Policy),
-		Argon2:    Argon2FromConfig(cfg.Auth.Argon2),
-		Events:    event.Publisher{JS: b.JS, Service: "auth"},
-		Log:       logs.Logger(),
-		RateLimit: cfg.Auth.RateLimit,
-	})
+	cfg := authtest.Config(t, "auth: {provider: dovecot, dovecot: {passwd_file: "+passwd+"}"+argon+yaml+"}\n")
+	b := authtest.Broker(t, cfg)
+	f := &fixture{b: b, passwd: passwd, logs: authtest.NewLogSink(t), cfg: cfg}
+	f.store, f.svc = f.instance(t, legacy, mutate...)
 	return f
 }
 
-func (f *fixture) importUsers(t *testing.T, hashes map[string]string) {
+// instance opens another service on the fixture's broker, as a second
+// auth process would.
+func (f *fixture) instance(t testing.TB, legacy LegacyVerifier, mutate ...func(*Options)) (*account.Store, *Service) {
+	t.Helper()
+	ctx := authtest.Context(t, time.Minute)
+	store, err := account.Open(ctx, f.b.JS, f.cfg.Auth.Bucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits, err := ratelimit.Open(ctx, f.b.JS, f.cfg.Auth.Bucket+"_limits", 1, ratelimit.LimitsFromConfig(f.cfg.Auth.RateLimit), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{
+		Accounts:    store,
+		Limits:      limits,
+		Legacy:      legacy,
+		Target:      dovecot.New(f.cfg.Auth),
+		Policy:      policy.FromConfig(f.cfg.Auth.Policy),
+		Argon2:      Argon2FromConfig(f.cfg.Auth.Argon2),
+		Events:      event.Publisher{JS: f.b.JS, Service: "auth"},
+		Log:         f.logs.Logger(),
+		FailureTime: testFailureTime,
+	}
+	for _, m := range mutate {
+		m(&o)
+	}
+	return store, New(o)
+}
+
+func (f *fixture) importUsers(t testing.TB, hashes map[string]string) {
 	t.Helper()
 	var rows []account.Row
 	for e, h := range hashes {
 		rows = append(rows, account.Row{Email: e, Role: account.RoleEmailOnly, LegacyHash: h})
 	}
-	if _, err := f.store.Import(authtest.Context(t, time.Minute), rows, time.Now()); err != nil {
+	if _, err := f.store.Import(authtest.Context(t, time.Minute), rows, account.ImportOptions{Now: time.Now(), Argon2: Argon2FromConfig(f.cfg.Auth.Argon2)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -136,22 +164,31 @@ func TestUnknownAccountsAndWrongPasswordsLookAlike(t *testing.T) {
 	}
 }
 
-func TestLockoutPerAccountAppliesToKnownAndUnknownAlike(t *testing.T) {
+// TestLockoutPerAccountAndClientAppliesToKnownAndUnknownAlike: the
+// guessing client is locked out of the account, existing or not; the
+// user at another address is not (an attacker must not be able to lock
+// a user out).
+func TestLockoutPerAccountAndClientAppliesToKnownAndUnknownAlike(t *testing.T) {
 	f := newFixture(t, nil, ", rate_limit: {account_failures: 3, lockout: 1m}")
 	f.importUsers(t, map[string]string{"known@example.org": legacyHashes["md5@example.org"]})
 	ctx := authtest.Context(t, time.Minute)
 	for _, email := range []string{"known@example.org", "ghost@example.org"} {
 		for i := range 3 {
-			// Different addresses: only the per-account limit is reached.
-			if _, err := f.svc.Login(ctx, email, "guess", "198.51.100."+string(rune('1'+i))); !errors.Is(err, ErrBadCredentials) {
+			if _, err := f.svc.Login(ctx, email, "guess", "198.51.100.1"); !errors.Is(err, ErrBadCredentials) {
 				t.Fatalf("%s guess %d: %v", email, i+1, err)
 			}
 		}
-		_, err := f.svc.Login(ctx, email, legacyPassword, "203.0.113.9")
+		_, err := f.svc.Login(ctx, email, legacyPassword, "198.51.100.1")
 		var le *LimitedError
 		if !errors.As(err, &le) || le.RetryAfter <= 0 || le.RetryAfter > time.Minute {
-			t.Fatalf("%s after 3 failures: %v, want a lockout of at most 1m", email, err)
+			t.Fatalf("%s after 3 failures from the same address: %v, want a lockout of at most 1m", email, err)
 		}
+	}
+	if _, err := f.svc.Login(ctx, "known@example.org", legacyPassword, "203.0.113.9"); err != nil {
+		t.Fatalf("the right password from another address: %v", err)
+	}
+	if _, err := f.svc.Login(ctx, "ghost@example.org", legacyPassword, "203.0.113.9"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("an unknown account from another address: %v", err)
 	}
 }
 
@@ -243,7 +280,7 @@ func TestUserWithoutHashIsVerifiedByTheLegacyServer(t *testing.T) {
 	legacy := authtest.Dovecot(t, map[string]string{user: pw})
 	srv := config.IMAP{Address: legacy.Addr, TLS: config.TLSNone, Auth: config.AuthUser, Connections: 2,
 		CommandTimeout: config.Duration(10 * time.Second), DialTimeout: config.Duration(5 * time.Second)}
-	f := newFixture(t, legacyimap.New(srv), "")
+	f := newFixture(t, legacyimap.New(srv), "", legacyTime)
 	f.importUsers(t, map[string]string{user: ""})
 	ctx := authtest.Context(t, time.Minute)
 	if _, err := f.svc.Login(ctx, user, pw+"x", "192.0.2.5"); !errors.Is(err, ErrBadCredentials) {
@@ -269,5 +306,11 @@ func TestLegacyServerDownIsUnavailableNotBadCredentials(t *testing.T) {
 	_, err := f.svc.Login(authtest.Context(t, time.Minute), "nohash@example.org", "Whatever-1!", "192.0.2.6")
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("legacy down: %v, want ErrUnavailable", err)
+	}
+	// Not the client's doing: the attempt does not count against it.
+	for i := range 6 {
+		if _, err := f.svc.Login(authtest.Context(t, time.Minute), "nohash@example.org", "Whatever-1!", "192.0.2.6"); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("attempt %d: %v, want ErrUnavailable, not a lockout", i+2, err)
+		}
 	}
 }

@@ -3,17 +3,25 @@ package unixcrypt
 import (
 	"crypto/sha256"
 	"crypto/sha512"
+	"fmt"
 	"hash"
 	"strconv"
 	"strings"
 )
 
-// Rounds limits and default of SHA-crypt.
+// Rounds limits and default of SHA-crypt. The specification clamps counts
+// below MinRounds and above 999,999,999; this package refuses counts above
+// MaxRounds instead, as it refuses PBKDF2 and argon2 costs above theirs:
+// a hash read from an import must not make one sign-in cost minutes of
+// CPU (999,999,999 rounds of SHA-512 take about eight minutes here).
 const (
 	DefaultRounds = 5000
 	MinRounds     = 1000
-	MaxRounds     = 999_999_999
+	MaxRounds     = 1_000_000
 )
+
+// ErrRounds is returned for a setting whose rounds exceed MaxRounds.
+var ErrRounds = fmt.Errorf("rounds above %d", MaxRounds)
 
 // maxSalt is SHA-crypt's salt length limit; longer salts are cut.
 const maxSalt = 16
@@ -74,8 +82,12 @@ func parseSHASetting(setting string, v *variant) (shaSetting, error) {
 		if err != nil {
 			return s, errSetting(setting, "rounds is not a number")
 		}
-		// The specification clamps out-of-range counts rather than failing.
-		s.rounds = int(min(max(n, MinRounds), MaxRounds))
+		if n > MaxRounds {
+			return s, fmt.Errorf("%w: %w", errSetting(setting, "rounds "+num), ErrRounds)
+		}
+		// The specification clamps counts that are too low rather than
+		// failing.
+		s.rounds = int(max(n, MinRounds))
 		s.explicitRounds = true
 		rest = after
 	}

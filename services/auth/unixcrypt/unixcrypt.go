@@ -53,6 +53,23 @@ func Verify(password []byte, hash string) (bool, error) {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(hash)) == 1, nil
 }
 
+// Check validates the setting of hash (or of a bare setting) without
+// hashing anything: the scheme is supported and, for SHA-crypt, the rounds
+// are at most MaxRounds.
+func Check(hash string) error {
+	switch {
+	case strings.HasPrefix(hash, PrefixMD5):
+		return nil
+	case strings.HasPrefix(hash, PrefixSHA256):
+		_, err := parseSHASetting(hash, sha256Variant)
+		return err
+	case strings.HasPrefix(hash, PrefixSHA512):
+		_, err := parseSHASetting(hash, sha512Variant)
+		return err
+	}
+	return ErrUnsupported
+}
+
 // Supported reports whether hash has a prefix this package can check.
 func Supported(hash string) bool {
 	for _, p := range []string{PrefixMD5, PrefixSHA256, PrefixSHA512} {

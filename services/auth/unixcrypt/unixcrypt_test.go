@@ -1,6 +1,7 @@
 package unixcrypt
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -108,5 +109,38 @@ func TestVerifyAcceptsDoveadmHashes(t *testing.T) {
 		if ok, err := Verify([]byte(pw), h); err != nil || !ok {
 			t.Errorf("%s %s: Verify = %v, %v", scheme, h, ok, err)
 		}
+	}
+}
+
+func TestRoundsAboveTheCapAreRefusedNotComputed(t *testing.T) {
+	for _, tc := range []struct {
+		name, hash string
+		wantErr    bool
+	}{
+		{"the most the specification allows", "$6$rounds=999999999$saltsalt$AAAA", true},
+		{"one above the cap", "$5$rounds=1000001$saltsalt$AAAA", true},
+		{"at the cap", "$6$rounds=1000000$saltsalt$AAAA", false},
+		{"the default", "$6$saltsalt$AAAA", false},
+		{"below the minimum, clamped as specified", "$5$rounds=10$saltsalt$AAAA", false},
+		{"MD5-crypt has fixed rounds", "$1$saltsalt$AAAA", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Check(tc.hash)
+			if (err != nil) != tc.wantErr || (tc.wantErr && !errors.Is(err, ErrRounds)) {
+				t.Fatalf("Check = %v, want error %v", err, tc.wantErr)
+			}
+			if !tc.wantErr {
+				return
+			}
+			// Refused from the setting alone, before any round is
+			// computed (999,999,999 rounds would take minutes).
+			ok, err := Verify([]byte("password"), tc.hash)
+			if ok || !errors.Is(err, ErrRounds) {
+				t.Fatalf("Verify = %v, %v; want ErrRounds", ok, err)
+			}
+			if strings.Contains(err.Error(), "saltsalt") {
+				t.Fatalf("error quotes the hash: %v", err)
+			}
+		})
 	}
 }

@@ -18,8 +18,12 @@ type failure struct {
 	retryAfter time.Duration
 }
 
-// unavailableRetry is the Retry-After of a 503.
-const unavailableRetry = 30 * time.Second
+// unavailableRetry is the Retry-After of a 503 when something is down,
+// busyRetry when password hashing is saturated.
+const (
+	unavailableRetry = 30 * time.Second
+	busyRetry        = 2 * time.Second
+)
 
 func classify(err error) failure {
 	var (
@@ -36,6 +40,8 @@ func classify(err error) failure {
 		return failure{status: http.StatusTooManyRequests, msg: capitalize(le.Error()) + ".", retryAfter: le.RetryAfter}
 	case errors.Is(err, signin.ErrBadCredentials):
 		return failure{status: http.StatusUnauthorized, msg: capitalize(signin.ErrBadCredentials.Error()) + "."}
+	case errors.Is(err, signin.ErrBusy):
+		return failure{status: http.StatusServiceUnavailable, msg: capitalize(signin.ErrBusy.Error()) + ".", retryAfter: busyRetry}
 	}
 	// Unavailable, or anything unexpected: say nothing specific.
 	return failure{status: http.StatusServiceUnavailable, msg: capitalize(signin.ErrUnavailable.Error()) + ".", retryAfter: unavailableRetry}

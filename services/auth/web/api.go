@@ -39,7 +39,7 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	res, err := s.Auth.Login(r.Context(), req.Email, req.Password, s.clientKey(r))
+	res, err := s.Auth.Login(r.Context(), req.Email, req.Password, s.client(r))
 	if err != nil {
 		writeError(w, classify(err))
 		return
@@ -57,7 +57,7 @@ func (s *Server) apiPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.Auth.ChangePassword(r.Context(), signin.ChangeRequest{
-		Email: req.Email, CurrentPassword: req.CurrentPassword, NewPassword: req.NewPassword, Client: s.clientKey(r),
+		Email: req.Email, CurrentPassword: req.CurrentPassword, NewPassword: req.NewPassword, Client: s.client(r),
 	})
 	if err != nil {
 		writeError(w, classify(err))

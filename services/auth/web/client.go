@@ -7,20 +7,15 @@ import (
 	"strings"
 )
 
-// clientKey names the client for rate limits and logs: its address, or
-// for IPv6 its /64 (one host usually owns a whole /64). Behind a trusted
-// proxy, the address is the rightmost untrusted one of X-Forwarded-For.
-func (s *Server) clientKey(r *http.Request) string {
+// client is the address of the request's client, as the sign-in service
+// takes it ("unknown" when there is none). Behind a trusted proxy, it is
+// the rightmost untrusted address of X-Forwarded-For.
+func (s *Server) client(r *http.Request) string {
 	addr := s.clientAddr(r)
 	if !addr.IsValid() {
 		return "unknown"
 	}
-	addr = addr.Unmap()
-	if addr.Is6() {
-		p, _ := addr.Prefix(64)
-		return p.String()
-	}
-	return addr.String()
+	return addr.Unmap().String()
 }
 
 func (s *Server) clientAddr(r *http.Request) netip.Addr {

@@ -60,6 +60,6 @@ func (s *Server) logged(next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		s.Log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", sw.status).
-			Dur("took", time.Since(start)).Str("client", s.clientKey(r)).Msg("http request")
+			Dur("took", time.Since(start)).Str("client", s.client(r)).Msg("http request")
 	})
 }

@@ -33,8 +33,20 @@ func Listen(c config.Auth) (net.Listener, error) {
 	return tls.NewListener(ln, tc), nil
 }
 
+// cipherSuites are the TLS 1.2 suites offered: forward secrecy (ECDHE)
+// and AEAD only, no CBC and no SHA-1 MAC. TLS 1.3's suites are fixed
+// and all AEAD.
+var cipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // TLSConfig is the listener's TLS: TLS 1.2 at least (1.3 when asked),
-// Go's default AEAD cipher suites, HTTP/2 offered.
+// ECDHE with AEAD suites only, HTTP/2 offered.
 func TLSConfig(c config.AuthTLS) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
@@ -46,6 +58,7 @@ func TLSConfig(c config.AuthTLS) (*tls.Config, error) {
 	}
 	return &tls.Config{
 		MinVersion:   min,
+		CipherSuites: cipherSuites,
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{"h2", "http/1.1"},
 	}, nil

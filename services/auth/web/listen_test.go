@@ -86,3 +86,44 @@ func TestTLSListenerServesModernTLSOnly(t *testing.T) {
 		t.Fatal("plain HTTP was served on the TLS port")
 	}
 }
+
+// TestTLS12OffersOnlyForwardSecretAEADSuites: a TLS 1.2 client that
+// offers only CBC or SHA-1 suites is refused; the AEAD suites work.
+func TestTLS12OffersOnlyForwardSecretAEADSuites(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t) // an ECDSA certificate
+	ln, err := Listen(config.Auth{Listen: "127.0.0.1:0", TLS: config.AuthTLS{CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, ln, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), time.Second)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	for _, tc := range []struct {
+		suite uint16
+		want  bool
+	}{
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, true},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, true},
+		{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, true},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, false},
+		{tls.TLS_ECDHE_ECDSA_WITH_RC4_128_SHA, false},
+	} {
+		t.Run(tls.CipherSuiteName(tc.suite), func(t *testing.T) {
+			c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tc.suite}})
+			if err == nil {
+				c.Close()
+			}
+			if (err == nil) != tc.want {
+				t.Fatalf("handshake error %v, want success %v", err, tc.want)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"errors"
 	"html/template"
 	"net/http"
 
@@ -79,13 +80,18 @@ func (p *pageHandler) showPassword(w http.ResponseWriter, r *http.Request) {
 // when it returns false.
 func (p *pageHandler) form(w http.ResponseWriter, r *http.Request, back string) bool {
 	if err := r.ParseForm(); err != nil {
-		v := p.view("Request not understood")
+		status, v := http.StatusBadRequest, p.view("Request not understood")
 		v.Error, v.Back = "The form could not be read. Please fill it in again.", back
-		p.render(w, http.StatusBadRequest, pageMessage, v)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			status, v.Title = http.StatusRequestEntityTooLarge, "Request too large"
+			v.Error = "The form is too large to be read. Please fill it in again."
+		}
+		p.render(w, status, pageMessage, v)
 		return false
 	}
 	if !p.s.csrfValid(r) {
-		p.s.Log.Warn().Str("path", r.URL.Path).Str("client", p.s.clientKey(r)).Msg("form without a valid CSRF token")
+		p.s.Log.Warn().Str("path", r.URL.Path).Str("client", p.s.client(r)).Msg("form without a valid CSRF token")
 		v := p.view("Page expired")
 		v.Error, v.Back = "This form has expired or did not come from this site. Please open it again.", back
 		p.render(w, http.StatusForbidden, pageMessage, v)
@@ -99,7 +105,7 @@ func (p *pageHandler) submitLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	email := r.PostFormValue("email")
-	res, err := p.s.Auth.Login(r.Context(), email, r.PostFormValue("password"), p.s.clientKey(r))
+	res, err := p.s.Auth.Login(r.Context(), email, r.PostFormValue("password"), p.s.client(r))
 	if err != nil {
 		f := classify(err)
 		f.setRetryAfter(w)
@@ -135,7 +141,7 @@ func (p *pageHandler) submitPassword(w http.ResponseWriter, r *http.Request) {
 		Email:           email,
 		CurrentPassword: r.PostFormValue("current_password"),
 		NewPassword:     r.PostFormValue("new_password"),
-		Client:          p.s.clientKey(r),
+		Client:          p.s.client(r),
 	})
 	if err != nil {
 		fail(classify(err))

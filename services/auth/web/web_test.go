@@ -20,8 +20,11 @@ import (
 	"github.com/mailferry/mailferry/services/auth/account"
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
 	"github.com/mailferry/mailferry/services/auth/policy"
+	"github.com/mailferry/mailferry/services/auth/ratelimit"
 	"github.com/mailferry/mailferry/services/auth/signin"
 	"github.com/mailferry/mailferry/services/auth/target/dovecot"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 )
 
@@ -36,6 +39,8 @@ type fixture struct {
 	srv   *httptest.Server
 	logs  *authtest.LogSink
 	clock *aheadClock
+	cfg   *config.Config
+	b     *broker.Broker
 }
 
 // aheadClock is the real clock moved forward on request, so a test can
@@ -45,37 +50,66 @@ type aheadClock struct{ ahead atomic.Int64 }
 func (c *aheadClock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
 func (c *aheadClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
 
+// testFailureTime keeps tests with many failures quick.
+const testFailureTime = 20 * time.Millisecond
+
 // newFixture serves the pages over a real sign-in service with accounts
-// on an embedded nats-server and the Dovecot adapter on a temporary
-// passwd-file.
-func newFixture(t *testing.T, authYAML string, mutate func(*Server)) *fixture {
+// and rate limits on an embedded nats-server (which listens, so that a
+// second instance can attach as a separate process would) and the
+// Dovecot adapter on a temporary passwd-file.
+func newFixture(t *testing.T, authYAML string, mutate func(*Server), opts ...func(*signin.Options)) *fixture {
 	t.Helper()
 	passwd := filepath.Join(t.TempDir(), "passwd")
-	cfg := authtest.Config(t, fmt.Sprintf("auth: {provider: dovecot, dovecot: {passwd_file: %s}, argon2: {time: 1, memory_kib: 64}%s}\n", passwd, authYAML))
+	cfg := authtest.SharedConfig(t, fmt.Sprintf("auth: {provider: dovecot, dovecot: {passwd_file: %s}, argon2: {time: 1, memory_kib: 64}%s}\n", passwd, authYAML))
 	b := authtest.Broker(t, cfg)
 	ctx := authtest.Context(t, time.Minute)
 	store, err := account.Open(ctx, b.JS, cfg.Auth.Bucket, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Import(ctx, []account.Row{{Email: user, Role: account.RoleEmailOnly, LegacyHash: legacyHash}}, time.Now()); err != nil {
+	if _, err := store.Import(ctx, []account.Row{{Email: user, Role: account.RoleEmailOnly, LegacyHash: legacyHash}}, account.ImportOptions{Now: time.Now(), Argon2: signin.Argon2FromConfig(cfg.Auth.Argon2)}); err != nil {
 		t.Fatal(err)
 	}
-	logs := authtest.NewLogSink(t)
-	pol := policy.FromConfig(cfg.Auth.Policy)
-	clock := &aheadClock{}
-	svc := signin.New(signin.Options{
-		Accounts: store, Target: dovecot.New(cfg.Auth), Policy: pol, Argon2: signin.Argon2FromConfig(cfg.Auth.Argon2),
-		Events: event.Publisher{JS: b.JS, Service: "auth"}, Log: logs.Logger(), RateLimit: cfg.Auth.RateLimit,
-		Now: clock.now,
-	})
-	s := &Server{Auth: svc, PolicyText: pol.Describe(), Log: logs.Logger(), RequestTimeout: 30 * time.Second}
+	f := &fixture{logs: authtest.NewLogSink(t), clock: &aheadClock{}, cfg: cfg, b: b}
+	f.srv = f.instance(t, b, mutate, opts...)
+	return f
+}
+
+// instance starts an auth front and service on b, sharing the fixture's
+// configuration, clock and log sink.
+func (f *fixture) instance(t *testing.T, b *broker.Broker, mutate func(*Server), opts ...func(*signin.Options)) *httptest.Server {
+	t.Helper()
+	ctx := authtest.Context(t, time.Minute)
+	store, err := account.Open(ctx, b.JS, f.cfg.Auth.Bucket, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits, err := ratelimit.Open(ctx, b.JS, f.cfg.Auth.Bucket+"_limits", 1, ratelimit.LimitsFromConfig(f.cfg.Auth.RateLimit), f.clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.FromConfig(f.cfg.Auth.Policy)
+	o := signin.Options{
+		Accounts: store, Limits: limits, Target: dovecot.New(f.cfg.Auth), Policy: pol, Argon2: signin.Argon2FromConfig(f.cfg.Auth.Argon2),
+		Events: event.Publisher{JS: b.JS, Service: "auth"}, Log: f.logs.Logger(), FailureTime: testFailureTime,
+	}
+	for _, m := range opts {
+		m(&o)
+	}
+	s := &Server{Auth: signin.New(o), PolicyText: pol.Describe(), Log: f.logs.Logger(), RequestTimeout: 30 * time.Second}
 	if mutate != nil {
 		mutate(s)
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, logs: logs, clock: clock}
+	return srv
+}
+
+// secondInstance is another auth service, with its own connection to the
+// fixture's nats-server, as a second process would run.
+func (f *fixture) secondInstance(t *testing.T, mutate func(*Server)) *httptest.Server {
+	t.Helper()
+	return f.instance(t, authtest.SecondBroker(t, f.cfg, f.b), mutate)
 }
 
 // browser is an HTTP client with a cookie jar, as a browser would be.
@@ -377,7 +411,7 @@ func TestClientKeyHonoursOnlyTrustedProxies(t *testing.T) {
 		if tc.xff != "" {
 			r.Header.Set("X-Forwarded-For", tc.xff)
 		}
-		if got := s.clientKey(r); got != tc.want {
+		if got := ratelimit.Client(s.client(r)); got != tc.want {
 			t.Errorf("remote %s, XFF %q: %s, want %s", tc.remote, tc.xff, got, tc.want)
 		}
 	}

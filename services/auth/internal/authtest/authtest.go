@@ -31,12 +31,42 @@ import (
 func Config(t testing.TB, yaml string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
-	raw := fmt.Sprintf("nats: {data_dir: %s}\n%s", filepath.Join(dir, "nats"), yaml)
+	raw := fmt.Sprintf("nats: {data_dir: '%s'}\n%s", filepath.Join(dir, "nats"), yaml)
 	c, err := config.Parse([]byte(raw), dir, nil)
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, raw)
 	}
 	return c
+}
+
+// SharedConfig is Config with an embedded nats-server that also listens
+// on a free loopback port, so that a second process (a second auth
+// instance in a test) can connect to it: see SecondBroker.
+func SharedConfig(t testing.TB, yaml string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	raw := fmt.Sprintf("nats: {data_dir: '%s', listen: '127.0.0.1:-1'}\n%s", filepath.Join(dir, "nats"), yaml)
+	c, err := config.Parse([]byte(raw), dir, nil)
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, raw)
+	}
+	return c
+}
+
+// SecondBroker opens another connection to b's server (b must come from
+// a SharedConfig), as another process would, closed after the test.
+func SecondBroker(t testing.TB, c *config.Config, b *broker.Broker) *broker.Broker {
+	t.Helper()
+	nc := c.NATS
+	nc.URL, nc.Listen = b.ClientURL(), ""
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b2, err := broker.Open(ctx, nc, "auth-test-2", zerolog.Nop())
+	if err != nil {
+		t.Fatalf("second broker: %v", err)
+	}
+	t.Cleanup(b2.Close)
+	return b2
 }
 
 // Broker opens the configuration's embedded nats-server, closed after the

@@ -9,7 +9,9 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/shared/config"
@@ -44,7 +46,13 @@ func (p *PasswdFile) Name() string { return config.ProviderDovecot }
 func (p *PasswdFile) CreateMailboxes(ctx context.Context, emails []string) []error {
 	errs := make([]error, len(emails))
 	placeholders := make(map[string]string, len(emails))
-	for _, e := range emails {
+	var ok []string
+	for i, e := range emails {
+		if err := checkUser(e); err != nil {
+			errs[i] = err
+			continue
+		}
+		ok = append(ok, e)
 		// SHA512-CRYPT whatever the scheme: thousands of bcrypt or argon2
 		// hashes of secrets nobody will ever type would only cost time.
 		h, err := passhash.Generate(rand.Text()+rand.Text(), passhash.SHA512Crypt, p.Argon2)
@@ -54,9 +62,12 @@ func (p *PasswdFile) CreateMailboxes(ctx context.Context, emails []string) []err
 		}
 		placeholders[e] = h
 	}
+	if len(ok) == 0 {
+		return errs
+	}
 	_, err := p.edit(ctx, func(f *file) bool {
 		changed := false
-		for _, e := range emails {
+		for _, e := range ok {
 			if !f.has(e) {
 				f.set(e, placeholders[e])
 				changed = true
@@ -70,16 +81,33 @@ func (p *PasswdFile) CreateMailboxes(ctx context.Context, emails []string) []err
 	return errs
 }
 
+// fill sets err for every entry without an error of its own.
 func fill(errs []error, err error) {
 	for i := range errs {
-		errs[i] = err
+		if errs[i] == nil {
+			errs[i] = err
+		}
 	}
+}
+
+// checkUser refuses a user name the passwd-file would misread: a leading
+// '#' makes the line a comment, ':' separates fields, a line break or
+// other control character ends or garbles the line. The accounts are
+// checked at import already; this guards the file itself.
+func checkUser(user string) error {
+	if user == "" || user[0] == '#' || strings.ContainsFunc(user, func(r rune) bool { return r == ':' || unicode.IsControl(r) || unicode.IsSpace(r) }) {
+		return fmt.Errorf("user name %q cannot be a passwd-file entry", user)
+	}
+	return nil
 }
 
 // SetPassword stores a hash of password as user's credential (adding the
 // user if missing) and returns once Dovecot will see it: its passwd-file
 // driver looks at the file at most once a second.
 func (p *PasswdFile) SetPassword(ctx context.Context, user, password string) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
 	h, err := passhash.Generate(password, p.Scheme, p.Argon2)
 	if err != nil {
 		return fmt.Errorf("set password of %s: %w", user, err)

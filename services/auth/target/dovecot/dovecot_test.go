@@ -186,3 +186,28 @@ func TestRealDovecotAcceptsOnlyTheNewPassword(t *testing.T) {
 		})
 	}
 }
+
+// TestUserNamesThatWouldCorruptTheFileAreRefused: a name starting with
+// '#' would turn the user's line into a comment, ':' and line breaks
+// would split it.
+func TestUserNamesThatWouldCorruptTheFileAreRefused(t *testing.T) {
+	p := newFile(t, "keep@example.org:{PLAIN}x::::::\n")
+	ctx := authtest.Context(t, 30*time.Second)
+	users := []string{"#admin@example.org", "a:b@example.org", "a\nb@example.org", "ok@example.org"}
+	errs := p.CreateMailboxes(ctx, users)
+	for i, err := range errs[:3] {
+		if err == nil {
+			t.Errorf("CreateMailboxes(%q) accepted", users[i])
+		}
+	}
+	if errs[3] != nil {
+		t.Fatalf("a valid user alongside: %v", errs[3])
+	}
+	if err := p.SetPassword(ctx, "#admin@example.org", "Some-Passw0rd!"); err == nil {
+		t.Error("SetPassword of a comment-like user accepted")
+	}
+	content := read(t, p)
+	if strings.Contains(content, "admin@example.org") || !strings.Contains(content, "ok@example.org:") || !strings.HasPrefix(content, "keep@example.org:") {
+		t.Fatalf("passwd-file now\n%s", content)
+	}
+}

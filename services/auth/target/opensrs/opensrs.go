@@ -76,7 +76,9 @@ type Client struct {
 	TokenHours int
 }
 
-// New builds a client from the configuration, reading the password.
+// New builds a client from the configuration, reading the password
+// (config.Secret refuses a password file that group or others may read,
+// naming the file and its mode).
 func New(c config.Auth) (*Client, error) {
 	pw, err := c.OpenSRSPassword()
 	if err != nil {

@@ -182,3 +182,46 @@ func isOMA(err error, n int) bool {
 	var oe *Error
 	return errors.As(err, &oe) && oe.Number == n
 }
+
+// TestPasswordFileReadableByOthersIsRefused: the OMA password file must
+// be the owner's alone; the error names the file and its mode, not what
+// it holds.
+func TestPasswordFileReadableByOthersIsRefused(t *testing.T) {
+	const secret = "Oma-Admin-Secret-9"
+	for _, tc := range []struct {
+		mode    os.FileMode
+		refused bool
+	}{
+		{0o600, false},
+		{0o400, false},
+		{0o640, true},
+		{0o644, true},
+		{0o604, true},
+		{0o620, true},
+	} {
+		t.Run(fmt.Sprintf("%04o", tc.mode), func(t *testing.T) {
+			pwFile := filepath.Join(t.TempDir(), "oma.pw")
+			if err := os.WriteFile(pwFile, []byte(secret+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(pwFile, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("MAILFERRY_AUTH_OPENSRS_PASSWORD", "")
+			c := authtest.Config(t, fmt.Sprintf("auth: {provider: opensrs, opensrs: {url: https://admin.test.hostedemail.com/api, user: admin@example.com, password_file: %q}}", pwFile))
+			_, err := New(c.Auth)
+			if !tc.refused {
+				if err != nil {
+					t.Fatalf("New = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), pwFile) || !strings.Contains(err.Error(), fmt.Sprintf("%04o", tc.mode)) {
+				t.Fatalf("New = %v, want an error naming %s and its mode", err, pwFile)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
+	}
+}

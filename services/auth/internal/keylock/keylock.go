@@ -1,10 +1,11 @@
-package signin
+// Package keylock serializes work per key (an account, a rate-limit
+// entry) inside one process.
+package keylock
 
 import "sync"
 
-// keyLocks serializes work per key (an account) inside this process, so
-// two changes of one password cannot interleave at the provider.
-type keyLocks struct {
+// Locks holds one mutex per key in use; the zero value is ready.
+type Locks struct {
 	mu    sync.Mutex
 	locks map[string]*keyLock
 }
@@ -14,8 +15,8 @@ type keyLock struct {
 	refs int
 }
 
-// lock locks key and returns its unlock.
-func (k *keyLocks) lock(key string) func() {
+// Lock locks key and returns its unlock.
+func (k *Locks) Lock(key string) func() {
 	k.mu.Lock()
 	if k.locks == nil {
 		k.locks = map[string]*keyLock{}
