@@ -411,7 +411,9 @@ func literalAtEnd(line string) (int, bool) {
 
 // capsOf reads a [CAPABILITY ...] response code; nil when there is none.
 func capsOf(line string) map[string]bool {
-	i := strings.Index(strings.ToUpper(line), "[CAPABILITY ")
+	// ASCII case folding keeps byte offsets: strings.ToUpper turns an
+	// invalid byte into U+FFFD, three bytes, and the index would be off.
+	i := strings.Index(asciiUpper(line), "[CAPABILITY ")
 	if i < 0 {
 		return nil
 	}
@@ -425,6 +427,17 @@ func capsOf(line string) map[string]bool {
 		caps[strings.ToUpper(c)] = true
 	}
 	return caps
+}
+
+// asciiUpper upper-cases ASCII letters only, byte for byte.
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
 }
 
 // limit shortens server text quoted in errors.
