@@ -89,9 +89,9 @@ func burstWithRightPassword(from string) []login {
 
 // TestBurstFromOneAddressNeverGetsPastTheLimit sends 49 wrong passwords
 // and the right one for one account at once, from one address, with the
-// default limits (5 per account and client, 20 per client): exactly 5
-// wrong ones are checked, whatever the interleaving and however many
-// instances share the broker; once the limit is reached, the right
+// default limits (5 per account and client, 20 per client): at most 5
+// wrong ones are checked (4 when the right one took a slot), whatever the
+// interleaving and however many instances share the broker; once the limit is reached, the right
 // password is refused like the rest. No burst escalates the lockout.
 func TestBurstFromOneAddressNeverGetsPastTheLimit(t *testing.T) {
 	for _, tc := range []struct {
@@ -116,10 +116,15 @@ func TestBurstFromOneAddressNeverGetsPastTheLimit(t *testing.T) {
 				}
 			}
 			counts, answers := sendAtOnce(t, bases, burstWithRightPassword(""))
+			// The right password, when admitted, takes one of the
+			// slots until its attempt is given back; by then the rest
+			// of the burst may have been refused, so one fewer wrong
+			// password may be checked, never one more.
 			checked := 5 - tc.before
-			if counts[http.StatusUnauthorized] != checked || counts[http.StatusOK] > 1 || (tc.before > 0 && counts[http.StatusOK] != 0) ||
-				counts[http.StatusUnauthorized]+counts[http.StatusOK]+counts[http.StatusTooManyRequests] != 50 {
-				t.Fatalf("answers %v: want exactly %d wrong passwords checked, the right one at most among the admitted, the rest 429", counts, checked)
+			wrong, right := counts[http.StatusUnauthorized], counts[http.StatusOK]
+			if wrong > checked || wrong < checked-right || right > 1 || (tc.before > 0 && right != 0) ||
+				wrong+right+counts[http.StatusTooManyRequests] != 50 {
+				t.Fatalf("answers %v: want at most %d wrong passwords checked (one fewer only if the right one was admitted), the right one at most among the admitted, the rest 429", counts, checked)
 			}
 			for _, a := range answers {
 				if a.status != http.StatusTooManyRequests {
