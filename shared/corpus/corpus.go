@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"testing"
+
+	"github.com/mailferry/mailferry/shared/rig"
 )
 
 // Dir returns the corpus directory: $MAILFERRY_CORPUS, else
@@ -60,7 +61,7 @@ func Files() ([]string, error) {
 
 // FilesT is Files for tests: it skips the test, saying why, when the
 // corpus is absent (a clone outside the workplace still passes).
-func FilesT(t testing.TB) []string {
+func FilesT(t rig.TB) []string {
 	t.Helper()
 	fs, err := Files()
 	if err != nil || len(fs) == 0 {

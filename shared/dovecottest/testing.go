@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/mailferry/mailferry/shared/rig"
 )
 
 // tempPrefix names the instance directories StartT creates in os.TempDir.
@@ -27,7 +28,7 @@ const startTTimeout = 60 * time.Second
 // Require fails the test when dovecot is unusable and the environment
 // variable CI is "true"; elsewhere it skips the test, naming the Debian
 // package to install.
-func Require(t testing.TB) {
+func Require(t rig.TB) {
 	t.Helper()
 	var problem string
 	for _, bin := range []string{"dovecot", "doveadm"} {
@@ -53,7 +54,7 @@ func Require(t testing.TB) {
 // Dovecot's auth process) and removed after the test; Stop is registered
 // with t.Cleanup and the log tail is printed when the test failed. Failures
 // are fatal. Instances left behind by a killed test binary are removed.
-func StartT(t testing.TB, opts Options) *Server {
+func StartT(t rig.TB, opts Options) *Server {
 	t.Helper()
 	Require(t)
 	root := os.TempDir()
@@ -93,7 +94,7 @@ func StartT(t testing.TB, opts Options) *Server {
 // sweepStale removes instance dirs under root whose creating process is
 // gone, killing a master that still runs there. The master normally dies
 // with its parent (Pdeathsig), so this mostly reclaims disk space.
-func sweepStale(t testing.TB, root string) {
+func sweepStale(t rig.TB, root string) {
 	t.Helper()
 	matches, err := filepath.Glob(filepath.Join(root, tempPrefix+"*", ownerFile))
 	if err != nil {

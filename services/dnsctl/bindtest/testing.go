@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/mailferry/mailferry/shared/rig"
 )
 
 // tempPrefix names the instance directories StartT creates in os.TempDir.
@@ -26,7 +27,7 @@ const startTTimeout = 3 * time.Minute
 // Require fails the test when BIND is unusable and the environment
 // variable CI is "true"; elsewhere it skips the test, naming the Debian
 // package to install.
-func Require(t testing.TB) {
+func Require(t rig.TB) {
 	t.Helper()
 	problem := Problem()
 	if problem == "" {
@@ -56,7 +57,7 @@ func Problem() string {
 // StartT starts a cluster for a test in a directory under os.TempDir that
 // is removed afterwards; Stop is registered with t.Cleanup and the log
 // tails are printed when the test failed. Failures are fatal.
-func StartT(t testing.TB, opts Options) *Cluster {
+func StartT(t rig.TB, opts Options) *Cluster {
 	t.Helper()
 	Require(t)
 	root := os.TempDir()
@@ -95,7 +96,7 @@ func StartT(t testing.TB, opts Options) *Cluster {
 // sweepStale removes instance dirs under root whose creating process is
 // gone, killing a named that still runs there (Pdeathsig normally takes
 // care of that; this mostly reclaims disk space).
-func sweepStale(t testing.TB, root string) {
+func sweepStale(t rig.TB, root string) {
 	t.Helper()
 	matches, err := filepath.Glob(filepath.Join(root, tempPrefix+"*", ownerFile))
 	if err != nil {
