@@ -23,7 +23,13 @@ func FuzzParseAndWrap(f *testing.F) {
 		err := CheckWrappable(stored)
 		name, data, _ := strings.Cut(stored, "}")
 		for _, e := range []error{perr, err} {
-			if e != nil && len(data) >= 12 && strings.Contains(e.Error(), data) && !strings.Contains(strings.ToUpper(name), strings.ToUpper(data)) {
+			if e == nil {
+				continue
+			}
+			// What follows "want" is the fixed shape a hash must have,
+			// not the stored value: a hash may begin like it.
+			msg, _, _ := strings.Cut(e.Error(), "want ")
+			if len(data) >= 12 && strings.Contains(msg, data) && !strings.Contains(strings.ToUpper(name), strings.ToUpper(data)) {
 				t.Fatalf("error quotes the hash: %v", e)
 			}
 		}
