@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/e2etest"
 	"github.com/mailferry/mailferry/cmd/mailferry/ops"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/e2etest"
 )
 
 // cli runs one mailferry command and returns its standard output.

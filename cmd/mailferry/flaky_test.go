@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/e2etest"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
-	"github.com/mailferry/mailferry/shared/faultproxy"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/e2etest"
+	"github.com/mailferry/mailferry/shared/testenv/faultproxy"
 )
 
 func TestMigrationThroughFlakyServersCompletesAndVerifies(t *testing.T) {

@@ -17,11 +17,11 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/e2etest"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/e2etest"
 )
 
 // syncBuffer is a log sink read while the command still writes to it.

@@ -1,5 +1,5 @@
 // Command mailferry is the operator CLI: it runs the whole migration in one
-// process (migrate, demo), runs one service as a daemon (extractor, loader),
+// process (migrate), runs one service as a daemon (extractor, loader),
 // enqueues work for daemons started elsewhere (enqueue) and verifies.
 package main
 
@@ -17,10 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/bench"
-	"github.com/mailferry/mailferry/cmd/mailferry/chaos"
 	"github.com/mailferry/mailferry/cmd/mailferry/delta"
-	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
@@ -39,7 +36,6 @@ import (
 const usage = `usage: mailferry COMMAND [flags]
 
 commands:
-  demo                      migrate generated mail between two in-process IMAP servers
   migrate   -c FILE         run extractor and loader for every mailbox, then verify
   verify    -c FILE [-json] compare every mailbox's source and target
   status    -c FILE [-json] [-watch]  where every mailbox stands, from JetStream
@@ -48,11 +44,7 @@ commands:
                             messages the target refused for good, and retrying them
   replay    -c FILE -mailbox M [-folder F] [-from-seq N | -since RFC3339] [-wait]
                             deliver a mailbox's records to the loader again
-  bench     [-mailboxes N] [-messages N] [-max-size S] [-compare doveadm,mbsync] [-json]
-                            build a corpus in Dovecot, migrate, verify; compare with doveadm and mbsync
-  chaos     [-seed N] [-kills K] [-whole W] [-mailboxes M] [-messages N] [-max-size S]
-                            migrate between two Dovecot servers while kill -9ing every process
-  dns plan|apply|verify|rollback|lower-ttl|bench -c FILE ...
+  dns plan|apply|verify|rollback|lower-ttl|status|cutover -c FILE ...
                             switch MX and mail records of the domains we host (see services/dnsctl/README.md)
   nats      -c FILE         run a nats-server with JetStream on nats.listen and nats.data_dir
   extractor -c FILE         run the extractor service
@@ -87,10 +79,6 @@ func main() {
 func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
 	// Commands with flags of their own.
 	switch cmd {
-	case "chaos":
-		return chaos.Main(ctx, args, stdout, stderr)
-	case "bench":
-		return bench.Main(ctx, args, stdout, stderr)
 	case "dns":
 		return dnscli.Main(ctx, args, stdout, stderr)
 	case "users", "provision", "auth":
@@ -120,8 +108,6 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 		return err
 	}
 	switch cmd {
-	case "demo":
-		return runDemo(ctx, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage+authcli.Usage)
 		return nil
@@ -194,13 +180,7 @@ func printResult(w io.Writer, res *migrate.Result, asJSON bool) error {
 			return err
 		}
 	} else {
-		res.Report.WriteText(w)
-		for _, p := range res.Progress {
-			if p.Phase != migrate.PhaseLoaded {
-				fmt.Fprintf(w, "NOT LOADED %s: %s (%d attempts failed): %s\n", p.Mailbox, p.Phase, p.Failures, p.LastError)
-			}
-		}
-		fmt.Fprintf(w, "pass %s took %s\n", res.Pass, res.Took.Round(1e6))
+		res.WriteText(w)
 	}
 	if !res.OK() {
 		return errDifferent
@@ -305,38 +285,6 @@ func runEnqueue(ctx context.Context, cfg *config.Config, log zerolog.Logger, std
 	}
 	fmt.Fprintf(stdout, "enqueued %d mailboxes, pass %s\n", len(boxes), pass)
 	return nil
-}
-
-func runDemo(ctx context.Context, stdout, stderr io.Writer) error {
-	dir, err := os.MkdirTemp("", "mailferry-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	env, err := demo.Start(ctx, dir, 3, 1)
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	defer env.Close()
-	cfg, err := env.Config()
-	if err != nil {
-		return err
-	}
-	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, "")
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "demo: %d messages (%.1f MiB) in 3 mailboxes, %d folders each, embedded NATS in %s\n",
-		env.Messages, float64(env.Bytes)/(1<<20), 10, dir)
-	o := migrate.Options{}
-	if isTerminal(stderr) {
-		o.Display = stderr
-	}
-	res, err := migrate.Run(ctx, cfg, log, o)
-	if err != nil {
-		return err
-	}
-	return printResult(stdout, res, false)
 }
 
 func isTerminal(w io.Writer) bool {

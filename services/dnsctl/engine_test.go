@@ -10,8 +10,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
-	"github.com/mailferry/mailferry/services/dnsctl/zonegen"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 )
 
 func TestApplyRefusesToChangeMoreThanTheSafetyShareWithoutForce(t *testing.T) {

@@ -17,8 +17,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
-	"github.com/mailferry/mailferry/services/dnsctl/zonegen"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/mailferry/mailferry/services/dnsctl"
 	"github.com/mailferry/mailferry/services/dnsctl/journal"
-	"github.com/mailferry/mailferry/services/dnsctl/zonegen"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 	"github.com/mailferry/mailferry/shared/event"
 )
 

@@ -23,10 +23,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/broker"
-	"github.com/mailferry/mailferry/shared/imaptest"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/record"
 	"github.com/mailferry/mailferry/shared/subject"
+	"github.com/mailferry/mailferry/shared/testenv/imaptest"
 )
 
 const user = "alice@old.example"

@@ -3,8 +3,6 @@ package loader
 import (
 	"context"
 	"fmt"
-	"github.com/mailferry/mailferry/shared/imapdial"
-	"github.com/mailferry/mailferry/shared/job"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/foldermap"
+	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
 	"github.com/mailferry/mailferry/shared/subject"

@@ -20,11 +20,11 @@ import (
 
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/imaptest"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
 	"github.com/mailferry/mailferry/shared/subject"
+	"github.com/mailferry/mailferry/shared/testenv/imaptest"
 )
 
 const (

@@ -15,9 +15,9 @@ import (
 
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/event"
-	"github.com/mailferry/mailferry/shared/imaptest"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/subject"
+	"github.com/mailferry/mailferry/shared/testenv/imaptest"
 )
 
 func TestInDomainComparesTheDomainPart(t *testing.T) {

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/e2etest"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
-	"github.com/mailferry/mailferry/shared/corpus"
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/corpus"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/e2etest"
 )
 
 func TestMigrateReproducesCorpusBetweenDovecotServersAndSecondRunAppendsNothing(t *testing.T) {

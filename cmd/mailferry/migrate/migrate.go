@@ -67,6 +67,20 @@ func (r *Result) OK() bool {
 	return true
 }
 
+// WriteText writes the verification report, a line per mailbox that was
+// not loaded and the time the pass took.
+func (r *Result) WriteText(w io.Writer) {
+	if r.Report != nil {
+		r.Report.WriteText(w)
+	}
+	for _, p := range r.Progress {
+		if p.Phase != PhaseLoaded {
+			fmt.Fprintf(w, "NOT LOADED %s: %s (%d attempts failed): %s\n", p.Mailbox, p.Phase, p.Failures, p.LastError)
+		}
+	}
+	fmt.Fprintf(w, "pass %s took %s\n", r.Pass, r.Took.Round(time.Millisecond))
+}
+
 // Run migrates every mailbox once and verifies.
 func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options) (*Result, error) {
 	start := time.Now()

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/e2etest"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
 	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/e2etest"
 )
 
 func TestMigrateOverVerifiedTLSImplicitAndStartTLS(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/shared/event"
-	"github.com/mailferry/mailferry/shared/imaptest"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/testenv/imaptest"
 )
 
 func TestStatusShowsWhatALoaderWaitsFor(t *testing.T) {

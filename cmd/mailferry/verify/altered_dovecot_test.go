@@ -18,9 +18,9 @@ import (
 
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/services/loader"
-	"github.com/mailferry/mailferry/shared/dovecottest"
-	"github.com/mailferry/mailferry/shared/imaptest"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/imaptest"
 )
 
 type literal struct {

@@ -18,13 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
 	"github.com/mailferry/mailferry/shared/event"
-
-	"github.com/rs/zerolog"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 const (

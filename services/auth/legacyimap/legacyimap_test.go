@@ -12,7 +12,7 @@ import (
 
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 func server(addr string) config.IMAP {

@@ -13,7 +13,7 @@ import (
 	"github.com/mailferry/mailferry/services/auth/legacyimap"
 	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // legacyFunc is a LegacyVerifier for tests.

@@ -11,7 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailferry/mailferry/services/dnsctl/authdns"
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
 )
 
 const customer = `$TTL 600

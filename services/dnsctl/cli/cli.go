@@ -1,7 +1,6 @@
 // Package cli is `mailferry dns`: the operator's commands to plan, apply,
 // verify and roll back the switch of mail records, lower TTLs ahead of the
-// cutover, inspect the journal, request a cutover from the running service
-// and benchmark against BIND.
+// cutover, inspect the journal and request a cutover from the running service.
 package cli
 
 import (
@@ -39,7 +38,6 @@ commands:
                                                   lower the TTL of the mail records ahead of the cutover
   status    -c FILE [-domain D] [-json]           show the journal of each domain
   cutover   -c FILE -domain D                     ask the running dnsctl service to switch D now
-  bench     [-zones 5000] [-concurrency 16]       time dnsctl and sequential nsupdate on a local BIND
 
 -domain takes one domain or a comma-separated list; without it the
 domains_file of the configuration is used.
@@ -56,8 +54,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
-	case "bench":
-		return runBench(ctx, args, stdout, stderr)
 	}
 	run, ok := lookup(cmd)
 	if !ok {

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/cli"
-	"github.com/mailferry/mailferry/services/dnsctl/zonegen"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 )
 
 // world starts BIND with 20 generated zones and writes a configuration

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/services/dnsctl/bindkey"
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/records"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/update"
 )
 

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
 	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 func TestAppendStoresBytesFlagsDatesAndReportsUIDs(t *testing.T) {

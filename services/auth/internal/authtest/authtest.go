@@ -22,8 +22,8 @@ import (
 
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // Config parses yaml as a configuration file in a fresh directory whose

@@ -24,10 +24,10 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/dovecottest"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/subject"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // Bounds of the mailferry run besides the overall -timeout.

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mailferry/mailferry/shared/rig"
+	"github.com/mailferry/mailferry/shared/testenv/rig"
 )
 
 // Dir returns the corpus directory: $MAILFERRY_CORPUS, else

@@ -16,7 +16,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // Shape of the generated corpus.

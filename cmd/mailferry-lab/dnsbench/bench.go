@@ -1,9 +1,9 @@
-// Package bench measures dnsctl against the way a zone switch is done by
+// Package dnsbench measures dnsctl against the way a zone switch is done by
 // hand: it starts a BIND primary and secondary on loopback with generated
 // customer zones, switches one set of zones with dnsctl (plan, apply,
 // verify) and equal sets with sequential nsupdate scripts (one process per
 // zone, and one batch file), each checked with dig, and reports the times.
-package bench
+package dnsbench
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/plan"
-	"github.com/mailferry/mailferry/services/dnsctl/zonegen"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 )

@@ -1,21 +1,22 @@
-package cli
+package dnsbench
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"github.com/mailferry/mailferry/services/dnsctl/bench"
 	"github.com/mailferry/mailferry/shared/logging"
 )
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dns bench", flag.ContinueOnError)
+// Main runs `mailferry-lab dns-bench`: it parses args and prints the figures.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dns-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	o := bench.Options{}
+	o := Options{}
 	fs.IntVar(&o.Zones, "zones", 5000, "customer zones per method")
 	fs.IntVar(&o.Concurrency, "concurrency", 16, "domains dnsctl handles at once")
 	fs.IntVar(&o.Rate, "rate", -1, "dnsctl updates per second (-1: unbounded)")
@@ -25,7 +26,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if o.Zones < 1 || o.Concurrency < 1 {
-		return fmt.Errorf("dns bench: -zones and -concurrency must be at least 1")
+		return fmt.Errorf("dns-bench: -zones and -concurrency must be at least 1")
 	}
 	dir, err := os.MkdirTemp("", "mailferry-dns-bench-")
 	if err != nil {
@@ -40,18 +41,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.Log, err = logging.New(stderr, "info", "console", "bench"); err != nil {
 		return err
 	}
-	res, err := bench.Run(ctx, o)
+	res, err := Run(ctx, o)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(stdout, res)
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
 	}
 	writeBench(stdout, res, o)
 	return nil
 }
 
-func writeBench(w io.Writer, r *bench.Result, o bench.Options) {
+func writeBench(w io.Writer, r *Result, o Options) {
 	rate := "unbounded"
 	if o.Rate > 0 {
 		rate = fmt.Sprintf("%d/s", o.Rate)
@@ -61,7 +64,7 @@ func writeBench(w io.Writer, r *bench.Result, o bench.Options) {
 	fmt.Fprintf(w, "BIND primary + secondary on loopback, %d zones per method (%d switched), started in %s\n",
 		r.Zones, r.Switched, ms(r.BindStart))
 	fmt.Fprintf(w, "%-34s %10s %10s %10s %10s %12s\n", "method", "plan", "update", "verify", "total", "switches/s")
-	row := func(name string, t bench.Timing) {
+	row := func(name string, t Timing) {
 		fmt.Fprintf(w, "%-34s %10s %10s %10s %10s %12.0f\n", name, ms(t.Plan), ms(t.Apply), ms(t.Verify), ms(t.Total()), perSec(t.Total()))
 	}
 	row(fmt.Sprintf("dnsctl (concurrency %d, rate %s)", o.Concurrency, rate), r.Dnsctl)

@@ -16,8 +16,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/corpus"
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/corpus"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // MasterPassword is the master users' password on both servers.

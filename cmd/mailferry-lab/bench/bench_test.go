@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // buildMailferry builds the mailferry binary, which runs the extractor and

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
-	"github.com/mailferry/mailferry/shared/dovecottest"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // Names of the comparison tools.

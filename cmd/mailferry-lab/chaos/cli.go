@@ -12,9 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailferry/mailferry/cmd/mailferry-lab/shipped"
 )
 
-// Main is `mailferry chaos`: a chaos run with a seed and a kill count.
+// Main is `mailferry-lab chaos`: a chaos run with a seed and a kill count.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -30,6 +32,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ack := fs.Duration("ack-wait", 6*time.Second, "nats.job_ack_wait (0: mailferry's default)")
 	baseline := fs.Bool("baseline", true, "first migrate the same mail once without kills to a second target, for comparison")
 	finalTimeout := fs.Duration("final-timeout", 0, "deadline of the final migrate (0: from the uninterrupted run or the mail's size, plus ack-wait and lease-ttl)")
+	binPath := fs.String("mailferry", "", "the mailferry binary whose processes are killed (default: next to this one, on PATH, or built from source)")
 	work := fs.String("work", "", "working directory (default: a new one, removed afterwards unless the run fails)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -46,15 +49,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *whole < 1 {
 		nWhole = int(math.Round(*whole * float64(*kills)))
 	}
-	bin, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	dir := *work
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "mailferry-chaos-"); err != nil {
 			return err
 		}
+	}
+	bin, err := shipped.Binary(ctx, *binPath, dir)
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
 	}
 	fmt.Fprintf(stdout, "chaos: seed %d, work %s (logs: *.log there)\n", *seed, dir)
 	rep, err := Run(ctx, Options{Bin: bin, Work: dir, Seed: *seed, Kills: *kills, Whole: nWhole,

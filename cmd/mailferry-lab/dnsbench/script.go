@@ -1,4 +1,4 @@
-package bench
+package dnsbench
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/plan"
-	"github.com/mailferry/mailferry/services/dnsctl/zonegen"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 )
 
 // scriptMode is how the nsupdate script sends its updates.

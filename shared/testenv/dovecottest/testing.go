@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mailferry/mailferry/shared/rig"
+	"github.com/mailferry/mailferry/shared/testenv/rig"
 )
 
 // tempPrefix names the instance directories StartT creates in os.TempDir.

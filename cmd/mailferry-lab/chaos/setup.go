@@ -11,12 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/bench"
+	"github.com/mailferry/mailferry/cmd/mailferry-lab/bench"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/corpus"
-	"github.com/mailferry/mailferry/shared/dovecottest"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/testenv/corpus"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // env is a chaos run's servers, configuration files and processes.

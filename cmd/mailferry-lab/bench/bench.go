@@ -37,7 +37,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/cmd/mailferry-lab/shipped"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 const (
@@ -103,7 +104,7 @@ flags:
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (servers' mail, NATS store, logs)")
 	compare := fs.String("compare", toolDoveadm+","+toolMbsync, "comparison tools, comma-separated (doveadm, mbsync), or none")
 	fs.StringVar(&o.work, "work", "", "work `DIR` (default: a new directory under "+os.TempDir()+")")
-	fs.StringVar(&o.bin, "bin", "", "mailferry binary that runs the extractor and the loader (default: this executable)")
+	fs.StringVar(&o.bin, "bin", "", "mailferry binary that runs the extractor and the loader (default: next to this one, on PATH, or built from source)")
 	fs.IntVar(&o.parallel, "parallel", 4, "mailboxes migrated at once, by every tool")
 	fs.DurationVar(&o.timeout, "timeout", time.Hour, "bound of each tool's run and verification")
 	fs.BoolVar(&o.verifyOthers, "verify-others", true, "verify the comparison tools' targets with mailferry's verification too")
@@ -210,6 +211,9 @@ func (r *runner) run(ctx context.Context, stdout io.Writer) (err error) {
 		return err
 	}
 	defer cleanup()
+	if err := r.findBinary(ctx); err != nil {
+		return err
+	}
 
 	var pw [12]byte
 	if _, err := crand.Read(pw[:]); err != nil {
@@ -283,16 +287,16 @@ func (r *runner) preflight() error {
 			return fmt.Errorf("bench: %s not found on PATH: install the Debian package %s", bin, dovecottest.DebianPackage)
 		}
 	}
-	if r.opts.bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("bench: find the mailferry binary (use -bin): %w", err)
-		}
-		r.opts.bin = exe
+	return nil
+}
+
+// findBinary finds (or builds) the mailferry binary the services run as.
+func (r *runner) findBinary(ctx context.Context) error {
+	bin, err := shipped.Binary(ctx, r.opts.bin, r.work)
+	if err != nil {
+		return fmt.Errorf("bench: %w (-bin)", err)
 	}
-	if fi, err := os.Stat(r.opts.bin); err != nil || fi.IsDir() {
-		return fmt.Errorf("bench: mailferry binary %q not usable (-bin): %v", r.opts.bin, err)
-	}
+	r.opts.bin = bin
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package bench_test
+package dnsbench_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mailferry/mailferry/services/dnsctl/bench"
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
+	"github.com/mailferry/mailferry/cmd/mailferry-lab/dnsbench"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
 )
 
 // TestBenchSwitchesEveryLegacyZoneWithEachMethod runs the benchmark on 40
@@ -18,14 +18,14 @@ func TestBenchSwitchesEveryLegacyZoneWithEachMethod(t *testing.T) {
 	bindtest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res, err := bench.Run(ctx, bench.Options{Zones: 40, Concurrency: 8, Rate: -1, Dir: t.TempDir(), Log: zerolog.Nop()})
+	res, err := dnsbench.Run(ctx, dnsbench.Options{Zones: 40, Concurrency: 8, Rate: -1, Dir: t.TempDir(), Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Switched != 24 {
 		t.Errorf("switched %d zones, want 24 of 40", res.Switched)
 	}
-	for name, tm := range map[string]bench.Timing{"dnsctl": res.Dnsctl, "per zone": res.PerZone, "batch": res.Batch} {
+	for name, tm := range map[string]dnsbench.Timing{"dnsctl": res.Dnsctl, "per zone": res.PerZone, "batch": res.Batch} {
 		if tm.Apply <= 0 || tm.Verify <= 0 {
 			t.Errorf("%s: times %+v", name, tm)
 		}

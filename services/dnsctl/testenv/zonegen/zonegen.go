@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/mailferry/mailferry/services/dnsctl/bindtest"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
 )
 
 // The test world's providers. The addresses are documentation ranges.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/shared/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
 // buildMailferry builds the binary the chaos processes run. It is built

@@ -1,0 +1,44 @@
+module github.com/mailferry/mailferry/cmd/mailferry-lab
+
+go 1.26.0
+
+replace (
+	github.com/mailferry/mailferry/cmd/mailferry => ../mailferry
+	github.com/mailferry/mailferry/services/auth => ../../services/auth
+	github.com/mailferry/mailferry/services/dnsctl => ../../services/dnsctl
+	github.com/mailferry/mailferry/services/extractor => ../../services/extractor
+	github.com/mailferry/mailferry/services/loader => ../../services/loader
+	github.com/mailferry/mailferry/shared => ../../shared
+)
+
+require (
+	github.com/mailferry/mailferry/cmd/mailferry v0.0.0-00010101000000-000000000000
+	github.com/mailferry/mailferry/services/dnsctl v0.0.0-00010101000000-000000000000
+	github.com/mailferry/mailferry/shared v0.0.0-00010101000000-000000000000
+	github.com/nats-io/nats.go v1.55.0
+	github.com/rs/zerolog v1.35.1
+)
+
+require (
+	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/emersion/go-imap/v2 v2.0.0-beta.8 // indirect
+	github.com/emersion/go-message v0.18.2 // indirect
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+	github.com/google/go-tpm v0.9.8 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/mailferry/mailferry/services/extractor v0.0.0-00010101000000-000000000000 // indirect
+	github.com/mailferry/mailferry/services/loader v0.0.0-00010101000000-000000000000 // indirect
+	github.com/mattn/go-colorable v0.1.14 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/miekg/dns v1.1.73 // indirect
+	github.com/minio/highwayhash v1.0.4 // indirect
+	github.com/nats-io/jwt/v2 v2.8.2 // indirect
+	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+)
