@@ -31,6 +31,7 @@ type SupersededError struct {
 	Pass, By string
 }
 
+// Error names both passes, the dropped one first.
 func (e *SupersededError) Error() string {
 	return fmt.Sprintf("pass %s superseded by pass %s", e.Pass, e.By)
 }
