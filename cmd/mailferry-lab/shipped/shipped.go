@@ -14,7 +14,7 @@ import (
 
 // Binary returns the mailferry binary to run: path when given; else a
 // `mailferry` next to the running executable or on PATH; else one built
-// from this source tree into dir with `go build`.
+// from this source tree with `go build` into a new directory under dir.
 func Binary(ctx context.Context, path, dir string) (string, error) {
 	if path != "" {
 		return usable(path)
@@ -27,7 +27,11 @@ func Binary(ctx context.Context, path, dir string) (string, error) {
 	if p, err := exec.LookPath("mailferry"); err == nil {
 		return usable(p)
 	}
-	out := filepath.Join(dir, "mailferry")
+	bin, err := os.MkdirTemp(dir, "bin-")
+	if err != nil {
+		return "", fmt.Errorf("directory for the mailferry binary: %w", err)
+	}
+	out := filepath.Join(bin, "mailferry")
 	build := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/mailferry/mailferry/cmd/mailferry")
 	if msg, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("no mailferry binary given, none next to this one or on PATH, and building one failed: %w\n%s", err, msg)
