@@ -82,6 +82,7 @@ func Usagef(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
+// Error is the cause's message: Run adds the program's and command's names.
 func (e *UsageError) Error() string { return e.Err.Error() }
 
 // Unwrap lets errors.Is and errors.As see the cause.
@@ -95,6 +96,7 @@ func (e *UsageError) Is(target error) bool { return target == ErrUsage }
 // like a usage error: nothing ran.
 type ConfigError struct{ Err error }
 
+// Error is the cause's message, which names the file (config.Load's does).
 func (e *ConfigError) Error() string { return e.Err.Error() }
 
 // Unwrap lets errors.Is and errors.As see the cause.
