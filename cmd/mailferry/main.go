@@ -11,8 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -27,149 +26,178 @@ import (
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/logging"
 )
 
-const usage = `usage: mailferry COMMAND [flags]
-
-commands:
-  migrate   -c FILE         run extractor and loader for every mailbox, then verify
-  verify    -c FILE [-json] compare every mailbox's source and target
-  status    -c FILE [-json] [-watch]  where every mailbox stands, from JetStream
-  enqueue   -c FILE         put a pass over every mailbox on the jobs stream
-  deadletter list|show|retry -c FILE [-mailbox M] [-seq N] [-all] [-json] [-wait]
-                            messages the target refused for good, and retrying them
-  replay    -c FILE -mailbox M [-folder F] [-from-seq N | -since RFC3339] [-wait]
-                            deliver a mailbox's records to the loader again
-  dns plan|apply|verify|rollback|lower-ttl|status|cutover -c FILE ...
-                            switch MX and mail records of the domains we host (see services/dnsctl/README.md)
-  nats      -c FILE         run a nats-server with JetStream on nats.listen and nats.data_dir
-  extractor -c FILE         run the extractor service
-  loader    -c FILE         run the loader service
-  dnsctl    -c FILE         run the dnsctl service (switches DNS on domain.provisioned)
-  delta     -c FILE         enqueue a domain's delta pass once dns.switched's old TTL has expired
-`
-
-// errDifferent makes the exit status non-zero without another message.
-var errDifferent = errors.New("differences found")
-
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage+authcli.Usage)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil:
-	case errors.Is(err, errDifferent), errors.Is(err, dnscli.ErrFailures):
-		os.Exit(1)
-	case errors.Is(err, flag.ErrHelp), errors.Is(err, authcli.ErrUsage):
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "mailferry:", err)
-		os.Exit(1)
-	}
+// program is mailferry's command table: its own commands, then those of
+// the dnsctl and auth services.
+var program = &command.Program{
+	Name: "mailferry",
+	Doc: `mailferry migrates mail from a legacy IMAP server to a new provider: it runs
+the whole migration in one process (migrate) or one service as a daemon,
+verifies, repairs, provisions the new mailboxes and switches DNS.`,
+	Commands: slices.Concat(commands, dnscli.Commands, authcli.Commands),
 }
 
+// errDifferent makes the exit status 1 without another message: the
+// report already names what differs.
+var errDifferent = fmt.Errorf("differences found: %w", command.ErrFailures)
+
+func main() { program.Main() }
+
+// run runs the command cmd names (its first word; the rest are in args),
+// as the mailferry binary does.
 func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	// Commands with flags of their own.
-	switch cmd {
-	case "dns":
-		return dnscli.Main(ctx, args, stdout, stderr)
-	case "users", "provision", "auth":
-		return authcli.Main(ctx, cmd, args, stdout, stderr)
-	}
-	sub := ""
-	if cmd == "deadletter" {
-		if len(args) == 0 {
-			return errors.New("deadletter: want list, show or retry")
-		}
-		sub, args = args[0], args[1:]
-	}
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "mailferry.yaml", "configuration file")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	watch := fs.Bool("watch", false, "status: redraw every two seconds until interrupted")
-	var o opsFlags
-	fs.StringVar(&o.mailbox, "mailbox", "", "deadletter, replay: the source mailbox")
-	fs.StringVar(&o.folder, "folder", "", "replay: only this source folder")
-	fs.Uint64Var(&o.fromSeq, "from-seq", 0, "replay: first mail-stream sequence")
-	fs.StringVar(&o.since, "since", "", "replay: records stored since this RFC 3339 time")
-	fs.Uint64Var(&o.seq, "seq", 0, "deadletter show, retry: the dead letter's sequence")
-	fs.BoolVar(&o.all, "all", false, "deadletter retry: every dead letter (of -mailbox if given)")
-	fs.BoolVar(&o.wait, "wait", false, "replay, deadletter retry: run a loader here until done")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	switch cmd {
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage+authcli.Usage)
-		return nil
-	}
-	cfg, err := config.Load(*path)
+	return program.Run(ctx, append([]string{cmd}, args...), stdout, stderr)
+}
+
+// commands are mailferry's own commands.
+var commands = []*command.Command{
+	{
+		Name:      "migrate",
+		UsageLine: "[-c FILE] [-json]",
+		Short:     "run extractor and loader for every mailbox, then verify",
+		Long: `Migrate runs the extractor and the loader in this process for every mailbox
+of mailboxes.file, then verifies. It starts an embedded nats-server unless
+nats.url names one. On a terminal it redraws a progress table. It exits 0
+only when every mailbox was loaded and verified, 1 otherwise.`,
+		Setup: withConfig(func(fs *flag.FlagSet) func(context.Context, *session) error {
+			asJSON := jsonFlag(fs)
+			return func(ctx context.Context, s *session) error { return runMigrate(ctx, s, *asJSON) }
+		}),
+	},
+	{
+		Name:      "verify",
+		UsageLine: "[-c FILE] [-json]",
+		Short:     "compare every mailbox's source and target",
+		Long: `Verify compares every mailbox's source and target, folder by folder and
+message by message, and names each difference. It exits 1 when any is found.`,
+		Setup: withConfig(func(fs *flag.FlagSet) func(context.Context, *session) error {
+			asJSON := jsonFlag(fs)
+			return func(ctx context.Context, s *session) error { return runVerify(ctx, s, *asJSON) }
+		}),
+	},
+	{
+		Name:      "status",
+		UsageLine: "[-c FILE] [-json] [-watch]",
+		Short:     "where every mailbox stands, from JetStream",
+		Long: `Status folds the events in JetStream into where every mailbox stands: its
+phase and counts, and the totals.`,
+		Setup: withConfig(func(fs *flag.FlagSet) func(context.Context, *session) error {
+			asJSON := jsonFlag(fs)
+			watch := fs.Bool("watch", false, "redraw every two seconds until interrupted")
+			return func(ctx context.Context, s *session) error { return runStatus(ctx, s, *asJSON, *watch) }
+		}),
+	},
+	{
+		Name:      "enqueue",
+		UsageLine: "[-c FILE]",
+		Short:     "put a pass over every mailbox on the jobs stream",
+		Long: `Enqueue puts a pass over every mailbox on the jobs stream, for extractor and
+loader daemons started elsewhere.`,
+		Setup: withConfig(func(*flag.FlagSet) func(context.Context, *session) error { return runEnqueue }),
+	},
+	deadletterList,
+	deadletterShow,
+	deadletterRetry,
+	replay,
+	{
+		Name:      "nats",
+		UsageLine: "[-c FILE]",
+		Short:     "run a nats-server with JetStream on nats.listen and nats.data_dir",
+		Long: `Nats runs the same embedded nats-server migrate starts, as a process of its
+own, for daemons on other machines; nats.listen must be set and nats.url
+empty.`,
+		Setup: withConfig(func(*flag.FlagSet) func(context.Context, *session) error { return runNATS }),
+	},
+	daemon.Command("extractor", "run the extractor service", func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+		return (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	}),
+	daemon.Command("loader", "run the loader service", func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+		return (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	}),
+	daemon.Command("dnsctl", "run the dnsctl service (switches DNS on domain.provisioned)", func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+		return (&dnsctl.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	}),
+	{
+		Name:      "delta",
+		UsageLine: "[-c FILE]",
+		Short:     "enqueue a domain's delta pass once dns.switched's old TTL has expired",
+		Long: `Delta runs until SIGINT or SIGTERM: on dns.switched it waits until the old
+records' TTL has expired (the broker holds the event back, so the wait
+survives restarts) and then enqueues one more pass over that domain's
+mailboxes.`,
+		Setup: withConfig(func(*flag.FlagSet) func(context.Context, *session) error { return runDelta }),
+	},
+}
+
+// session is what a command has once its configuration is loaded.
+type session struct {
+	cfg            *config.Config
+	log            zerolog.Logger
+	stdout, stderr io.Writer
+}
+
+// load reads the configuration at path and makes the logger it asks for;
+// a configuration that cannot be used is a ConfigError.
+func load(path string, stdout, stderr io.Writer) (*session, error) {
+	cfg, err := config.Load(path)
 	if err != nil {
-		return err
+		return nil, &command.ConfigError{Err: err}
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, "")
 	if err != nil {
-		return err
+		return nil, &command.ConfigError{Err: err}
 	}
-	switch cmd {
-	case "migrate":
-		return runMigrate(ctx, cfg, log, stdout, stderr, *asJSON)
-	case "verify":
-		return runVerify(ctx, cfg, log, stdout, *asJSON)
-	case "status":
-		return runStatus(ctx, cfg, log, stdout, *asJSON, *watch)
-	case "enqueue":
-		return runEnqueue(ctx, cfg, log, stdout)
-	case "deadletter":
-		return runDeadLetter(ctx, cfg, log, sub, o, stdout, *asJSON)
-	case "replay":
-		return runReplay(ctx, cfg, log, o, stdout)
-	case "nats":
-		return runNATS(ctx, cfg, log)
-	case "extractor":
-		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-			return (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
-		})
-	case "loader":
-		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-			return (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
-		})
-	case "delta":
-		boxes, err := job.ReadInventory(cfg.Mailboxes.File)
-		if err != nil {
-			return err
-		}
-		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-			return (&delta.Scheduler{Broker: b, Mailboxes: boxes, Log: log}).Run(ctx)
-		})
-	case "dnsctl":
-		return daemon.Run(ctx, cmd, cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-			return (&dnsctl.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
-		})
-	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	return &session{cfg: cfg, log: log, stdout: stdout, stderr: stderr}, nil
 }
 
-func runMigrate(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout, stderr io.Writer, asJSON bool) error {
-	o := migrate.Options{}
-	if isTerminal(stderr) {
-		o.Display = stderr
+// withConfig declares -c besides the flags setup declares, and runs the
+// command setup returns with the configuration loaded. Commands that check
+// their flags first, so that a bad command line is refused whatever the
+// file holds, call load themselves.
+func withConfig(setup func(fs *flag.FlagSet) func(context.Context, *session) error) func(*flag.FlagSet) command.Run {
+	return func(fs *flag.FlagSet) command.Run {
+		path := command.ConfigFlag(fs)
+		run := setup(fs)
+		return func(ctx context.Context, stdout, stderr io.Writer) error {
+			s, err := load(*path, stdout, stderr)
+			if err != nil {
+				return err
+			}
+			return run(ctx, s)
+		}
 	}
-	res, err := migrate.Run(ctx, cfg, log, o)
+}
+
+func jsonFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("json", false, "print the report as JSON")
+}
+
+func runDelta(ctx context.Context, s *session) error {
+	boxes, err := job.ReadInventory(s.cfg.Mailboxes.File)
 	if err != nil {
 		return err
 	}
-	return printResult(stdout, res, asJSON)
+	return daemon.Run(ctx, "delta", s.cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+		return (&delta.Scheduler{Broker: b, Mailboxes: boxes, Log: log}).Run(ctx)
+	})
+}
+
+func runMigrate(ctx context.Context, s *session, asJSON bool) error {
+	o := migrate.Options{}
+	if isTerminal(s.stderr) {
+		o.Display = s.stderr
+	}
+	res, err := migrate.Run(ctx, s.cfg, s.log, o)
+	if err != nil {
+		return err
+	}
+	return printResult(s.stdout, res, asJSON)
 }
 
 func printResult(w io.Writer, res *migrate.Result, asJSON bool) error {
@@ -188,7 +216,8 @@ func printResult(w io.Writer, res *migrate.Result, asJSON bool) error {
 	return nil
 }
 
-func runVerify(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer, asJSON bool) error {
+func runVerify(ctx context.Context, s *session, asJSON bool) error {
+	cfg, log, stdout := s.cfg, s.log, s.stdout
 	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
 	if err != nil {
 		return err
@@ -227,9 +256,10 @@ func verifyWithLedger(ctx context.Context, cfg *config.Config, log zerolog.Logge
 
 // runNATS runs the same embedded nats-server as a process of its own, for
 // daemons on other machines or for tests that kill it.
-func runNATS(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+func runNATS(ctx context.Context, s *session) error {
+	cfg, log := s.cfg, s.log
 	if cfg.NATS.URL != "" || cfg.NATS.Listen == "" {
-		return errors.New("nats: set nats.listen (and leave nats.url empty) to run a server")
+		return &command.ConfigError{Err: errors.New("set nats.listen (and leave nats.url empty) to run a server")}
 	}
 	b, err := broker.Open(ctx, cfg.NATS, "mailferry-nats", log)
 	if err != nil {
@@ -241,8 +271,9 @@ func runNATS(ctx context.Context, cfg *config.Config, log zerolog.Logger) error 
 	return nil
 }
 
-func runStatus(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer, asJSON, watch bool) error {
-	b, boxes, err := openWithInventory(ctx, cfg, log, "status")
+func runStatus(ctx context.Context, s *session, asJSON, watch bool) error {
+	stdout := s.stdout
+	b, boxes, err := openWithInventory(ctx, s.cfg, s.log, "status")
 	if err != nil {
 		return err
 	}
@@ -273,8 +304,8 @@ func runStatus(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdo
 	}
 }
 
-func runEnqueue(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer) error {
-	b, boxes, err := openWithInventory(ctx, cfg, log, "enqueue")
+func runEnqueue(ctx context.Context, s *session) error {
+	b, boxes, err := openWithInventory(ctx, s.cfg, s.log, "enqueue")
 	if err != nil {
 		return err
 	}
@@ -283,7 +314,7 @@ func runEnqueue(ctx context.Context, cfg *config.Config, log zerolog.Logger, std
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "enqueued %d mailboxes, pass %s\n", len(boxes), pass)
+	fmt.Fprintf(s.stdout, "enqueued %d mailboxes, pass %s\n", len(boxes), pass)
 	return nil
 }
 

@@ -6,11 +6,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,23 +20,10 @@ import (
 // Service runs until ctx ends.
 type Service func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error
 
-// Main is a service binary's main: it parses -c, runs svc and exits.
-func Main(name string, svc Service) {
-	path := flag.String("c", "mailferry.yaml", "configuration file")
-	flag.Parse()
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = Run(ctx, name, cfg, svc)
-	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		os.Exit(1)
-	}
-}
+// Main is a service binary's main: it parses -c, runs svc and exits with
+// the status every mailferry command uses (2 for a bad command line or
+// configuration, 1 when the service fails).
+func Main(name string, svc Service) { program(name, svc).Main() }
 
 // Run runs svc with a logger and a broker connection made from cfg.
 func Run(ctx context.Context, name string, cfg *config.Config, svc Service) error {

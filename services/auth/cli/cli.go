@@ -1,15 +1,11 @@
-// Package cli runs the auth service's commands of the mailferry CLI:
-//
-//	mailferry users import -c FILE --file users.csv   load accounts (email,role,legacy_hash)
-//	mailferry users list   -c FILE [-json]            show accounts and their progress
-//	mailferry provision    -c FILE [-json]            create every mailbox at the target
-//	mailferry auth         -c FILE                    serve sign-in and password changes
+// Package cli is the auth service's commands of the mailferry CLI: users
+// import and list, provision, and auth (the sign-in and change-password
+// service).
 package cli
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,44 +18,61 @@ import (
 	"github.com/mailferry/mailferry/services/auth/account"
 	"github.com/mailferry/mailferry/services/auth/provision"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/logging"
 )
 
-// Usage lists the commands, for the mailferry CLI's help.
-const Usage = `  users import -c FILE --file users.csv  import accounts (columns email,role,legacy_hash)
-  users list   -c FILE [-json]           list accounts: role, provisioned, password updated
-  provision    -c FILE [-json]           create every imported mailbox at the target provider
-  auth         -c FILE                   run the sign-in and change-password service
-`
+// ErrUsage matches (errors.Is) the error of a command line that could not
+// be understood.
+var ErrUsage = command.ErrUsage
 
-// ErrUsage marks a command line that could not be understood.
-var ErrUsage = errors.New("usage")
+// Commands are the auth service's commands, for the mailferry binary's
+// table.
+var Commands = []*command.Command{
+	{
+		Name:      "users import",
+		UsageLine: "[-c FILE] -file users.csv [-json]",
+		Short:     "import accounts (columns email,role,legacy_hash)",
+		Long: `Users import loads accounts from a CSV file with the header
+email,role,legacy_hash; legacy_hash is the old platform's hash
+({SHA512-CRYPT}...) or empty. Importing again updates changed accounts and
+keeps passwords users have set since. Every bad line is reported.`,
+		Setup: usersImport,
+	},
+	{
+		Name:      "users list",
+		UsageLine: "[-c FILE] [-json]",
+		Short:     "list accounts: role, provisioned, password updated",
+		Long: `Users list shows every account's role, whether it has a legacy hash,
+whether its mailbox is provisioned and when its password was updated; never
+a hash.`,
+		Setup: usersList,
+	},
+	{
+		Name:      "provision",
+		UsageLine: "[-c FILE] [-json]",
+		Short:     "create every imported mailbox at the target provider",
+		Long: `Provision creates every imported mailbox at the target provider (dovecot or
+opensrs) and announces mailbox.provisioned and, once a domain's mailboxes
+all exist, domain.provisioned. Running it again creates only what is missing.`,
+		Setup: runProvision,
+	},
+	{
+		Name:      "auth",
+		UsageLine: "[-c FILE]",
+		Short:     "run the sign-in and change-password service",
+		Long: `Auth serves the sign-in notice and the change-password page and API until
+SIGINT or SIGTERM; services/auth/README.md explains the endpoints.`,
+		Setup: runAuth,
+	},
+}
 
-// Main runs one command: cmd is "users", "provision" or "auth", args what
-// follows it.
+// Main runs one command of Commands as the mailferry binary does: cmd is
+// "users", "provision" or "auth", args what follows it.
 func Main(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	switch cmd {
-	case "users":
-		if len(args) == 0 {
-			fmt.Fprint(stderr, Usage)
-			return fmt.Errorf("%w: users needs a subcommand (import, list)", ErrUsage)
-		}
-		switch args[0] {
-		case "import":
-			return usersImport(ctx, args[1:], stdout, stderr)
-		case "list":
-			return usersList(ctx, args[1:], stdout, stderr)
-		}
-		fmt.Fprint(stderr, Usage)
-		return fmt.Errorf("%w: unknown users subcommand %q", ErrUsage, args[0])
-	case "provision":
-		return runProvision(ctx, args, stdout, stderr)
-	case "auth":
-		return runAuth(ctx, args, stderr)
-	}
-	fmt.Fprint(stderr, Usage)
-	return fmt.Errorf("%w: unknown command %q", ErrUsage, cmd)
+	p := &command.Program{Name: "mailferry", Commands: Commands}
+	return p.Run(ctx, append([]string{cmd}, args...), stdout, stderr)
 }
 
 // common holds what every command opens.
@@ -72,11 +85,11 @@ type common struct {
 func open(ctx context.Context, path string, stderr io.Writer) (*common, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, err
+		return nil, &command.ConfigError{Err: err}
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, auth.ServiceName)
 	if err != nil {
-		return nil, err
+		return nil, &command.ConfigError{Err: err}
 	}
 	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+auth.ServiceName, log)
 	if err != nil {
@@ -85,48 +98,35 @@ func open(ctx context.Context, path string, stderr io.Writer) (*common, error) {
 	return &common{cfg: cfg, log: log, b: b}, nil
 }
 
-func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs, fs.String("c", "mailferry.yaml", "configuration file")
-}
-
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fs.Args())
-	}
-	return nil
-}
-
-func usersImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, path := newFlags("users import", stderr)
+func usersImport(fs *flag.FlagSet) command.Run {
+	path := command.ConfigFlag(fs)
 	file := fs.String("file", "", "users CSV: header email,role,legacy_hash")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, stdout, stderr io.Writer) error {
+		return importUsers(ctx, *path, *file, *asJSON, stdout, stderr)
 	}
-	if *file == "" {
-		return fmt.Errorf("%w: users import needs --file users.csv", ErrUsage)
+}
+
+func importUsers(ctx context.Context, path, file string, asJSON bool, stdout, stderr io.Writer) error {
+	if file == "" {
+		return command.Usagef("pass -file users.csv")
 	}
-	f, err := os.Open(*file)
+	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("users file: %w", err)
 	}
 	defer f.Close()
-	c, err := open(ctx, *path, stderr)
+	c, err := open(ctx, path, stderr)
 	if err != nil {
 		return err
 	}
 	defer c.b.Close()
 	res, err := auth.Import(ctx, c.cfg, c.b, f)
 	if err != nil {
-		return fmt.Errorf("import %s: %w", *file, err)
+		return fmt.Errorf("import %s: %w", file, err)
 	}
 	c.log.Info().Int("created", res.Created).Int("updated", res.Updated).Int("unchanged", res.Unchanged).Int("kept", res.Kept).Msg("users imported")
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	_, err = fmt.Fprintf(stdout, "imported %d users: %d created, %d updated, %d unchanged, %d kept their new password\n",
@@ -144,13 +144,16 @@ type listed struct {
 	PasswordUpdatedAt string `json:"password_updated_at,omitempty"`
 }
 
-func usersList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, path := newFlags("users list", stderr)
+func usersList(fs *flag.FlagSet) command.Run {
+	path := command.ConfigFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, stdout, stderr io.Writer) error {
+		return listUsers(ctx, *path, *asJSON, stdout, stderr)
 	}
-	c, err := open(ctx, *path, stderr)
+}
+
+func listUsers(ctx context.Context, path string, asJSON bool, stdout, stderr io.Writer) error {
+	c, err := open(ctx, path, stderr)
 	if err != nil {
 		return err
 	}
@@ -167,7 +170,7 @@ func usersList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for i, a := range accounts {
 		rows[i] = toListed(a)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, r := range rows {
 			if err := enc.Encode(r); err != nil {
@@ -206,19 +209,22 @@ func orNo(s string) string {
 	return s
 }
 
-func runProvision(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, path := newFlags("provision", stderr)
+func runProvision(fs *flag.FlagSet) command.Run {
+	path := command.ConfigFlag(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, stdout, stderr io.Writer) error {
+		return provisionAll(ctx, *path, *asJSON, stdout, stderr)
 	}
-	c, err := open(ctx, *path, stderr)
+}
+
+func provisionAll(ctx context.Context, path string, asJSON bool, stdout, stderr io.Writer) error {
+	c, err := open(ctx, path, stderr)
 	if err != nil {
 		return err
 	}
 	defer c.b.Close()
 	rep, runErr := auth.Provision(ctx, c.cfg, c.b, c.log)
-	if *asJSON {
+	if asJSON {
 		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 			return err
 		}
@@ -245,12 +251,15 @@ func printReport(w io.Writer, rep provision.Report) {
 	}
 }
 
-func runAuth(ctx context.Context, args []string, stderr io.Writer) error {
-	fs, path := newFlags("auth", stderr)
-	if err := parse(fs, args); err != nil {
-		return err
+func runAuth(fs *flag.FlagSet) command.Run {
+	path := command.ConfigFlag(fs)
+	return func(ctx context.Context, _, stderr io.Writer) error {
+		return serve(ctx, *path, stderr)
 	}
-	c, err := open(ctx, *path, stderr)
+}
+
+func serve(ctx context.Context, path string, stderr io.Writer) error {
+	c, err := open(ctx, path, stderr)
 	if err != nil {
 		return err
 	}

@@ -15,65 +15,99 @@ import (
 
 	"github.com/mailferry/mailferry/services/dnsctl"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/logging"
 )
 
 // ErrFailures is returned (wrapped) when a command ran but some domains
-// failed; the report says which. Callers exit non-zero without printing
-// it again.
-var ErrFailures = errors.New("some domains failed")
+// failed; the report says which. It wraps command.ErrFailures: the exit
+// status is 1 and the error is not printed again.
+var ErrFailures = fmt.Errorf("some domains failed: %w", command.ErrFailures)
 
-const usage = `usage: mailferry dns COMMAND [flags]
-
-commands:
-  plan      -c FILE [-json] [-domain D]           read every domain, print and store the plan
-  apply     -c FILE [-dry-run] [-force] [-no-verify] [-replan] [-domain D] [-json]
-                                                  carry out the stored plan, then verify
-  verify    -c FILE [-domain D] [-json]           wait until every authoritative server serves the switch
-  rollback  -c FILE (-domain D | -all) [-dry-run] [-json]
-                                                  restore the journaled records
-  lower-ttl -c FILE -ttl 300 [-dry-run] [-force] [-domain D] [-json]
-                                                  lower the TTL of the mail records ahead of the cutover
-  status    -c FILE [-domain D] [-json]           show the journal of each domain
-  cutover   -c FILE -domain D                     ask the running dnsctl service to switch D now
-
+// domainNote ends the help of every command taking -domain.
+const domainNote = `
 -domain takes one domain or a comma-separated list; without it the
-domains_file of the configuration is used.
-`
+domains_file of the configuration is used. services/dnsctl/README.md
+explains the switch, the journal and the configuration.`
 
-// Main runs `mailferry dns ARGS...`.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
-	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	run, ok := lookup(cmd)
-	if !ok {
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("dns: unknown command %q", cmd)
-	}
-	fs := flag.NewFlagSet("dns "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o := &options{}
-	o.register(fs, cmd)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("dns %s: unexpected argument %q", cmd, fs.Arg(0))
-	}
-	return run(ctx, o, stdout, stderr)
+// Commands are `mailferry dns ...`, for the mailferry binary's table.
+var Commands = []*command.Command{
+	{
+		Name:      "dns plan",
+		UsageLine: "[-c FILE] [-domain D] [-json]",
+		Short:     "read every domain, print and store the plan",
+		Long: `Plan reads every domain's mail records from its authoritative servers,
+prints the change each one needs (or why it is skipped) and stores the plan
+for dns apply.
+` + domainNote,
+		Setup: setup(runPlan, jsonOut),
+	},
+	{
+		Name:      "dns apply",
+		UsageLine: "[-c FILE] [-domain D] [-dry-run] [-force] [-no-verify] [-replan] [-json]",
+		Short:     "carry out the stored plan, then verify",
+		Long: `Apply sends one TSIG-signed update per domain of the stored plan, with
+prerequisites that fail a domain edited by hand since the plan, journals the
+old records first and then waits until every server serves the change.
+` + domainNote,
+		Setup: setup(runApply, jsonOut, dryRun, force, noVerify, replan),
+	},
+	{
+		Name:      "dns verify",
+		UsageLine: "[-c FILE] [-domain D] [-json]",
+		Short:     "wait until every authoritative server serves the switch",
+		Long: `Verify waits until every authoritative server serves the switched records.
+` + domainNote,
+		Setup: setup(runVerify, jsonOut),
+	},
+	{
+		Name:      "dns rollback",
+		UsageLine: "[-c FILE] (-domain D | -all) [-dry-run] [-json]",
+		Short:     "restore the journaled records",
+		Long: `Rollback restores the records journaled before the switch, of the domains
+given or of every journaled domain.
+` + domainNote,
+		Setup: setup(runRollback, jsonOut, dryRun, all),
+	},
+	{
+		Name:      "dns lower-ttl",
+		UsageLine: "[-c FILE] [-ttl 300] [-domain D] [-dry-run] [-force] [-json]",
+		Short:     "lower the TTL of the mail records ahead of the cutover",
+		Long: `Lower-ttl lowers the TTL of the mail records ahead of the cutover, so that
+resolvers forget the old records soon after the switch.
+` + domainNote,
+		Setup: setup(runLowerTTL, jsonOut, dryRun, force, ttl),
+	},
+	{
+		Name:      "dns status",
+		UsageLine: "[-c FILE] [-domain D] [-json]",
+		Short:     "show the journal of each domain",
+		Long: `Status shows each journaled domain's state, serial, times and error; with
+-domain, only those domains.`,
+		Setup: setup(runStatus, jsonOut),
+	},
+	{
+		Name:      "dns cutover",
+		UsageLine: "[-c FILE] -domain D",
+		Short:     "ask the running dnsctl service to switch -domain D now",
+		Long: `Cutover asks the running dnsctl service to switch the given domains now,
+without waiting for domain.provisioned. -domain takes one domain or a
+comma-separated list.`,
+		Setup: setup(runCutover),
+	},
 }
 
-// options are the flags of every command; each registers those it takes.
+// Main runs `mailferry dns ARGS...` from Commands, as the mailferry binary
+// does.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	p := &command.Program{Name: "mailferry", Commands: Commands}
+	return p.Run(ctx, append([]string{"dns"}, args...), stdout, stderr)
+}
+
+// options are the flags of the dns commands; each command declares the
+// ones it takes.
 type options struct {
 	config   string
 	json     bool
@@ -86,51 +120,52 @@ type options struct {
 	ttl      uint
 }
 
-func (o *options) register(fs *flag.FlagSet, cmd string) {
-	fs.StringVar(&o.config, "c", "mailferry.yaml", "configuration file")
-	fs.StringVar(&o.domains, "domain", "", "domain or comma-separated domains (default: dns.domains_file)")
-	if cmd != "cutover" {
-		fs.BoolVar(&o.json, "json", false, "print the report as JSON")
-	}
-	switch cmd {
-	case "apply", "lower-ttl", "rollback":
-		fs.BoolVar(&o.dryRun, "dry-run", false, "show what would change, change nothing")
-	}
-	switch cmd {
-	case "apply", "lower-ttl":
-		fs.BoolVar(&o.force, "force", false, "change more domains than dns.max_change_percent allows")
-	}
-	switch cmd {
-	case "apply":
-		fs.BoolVar(&o.noVerify, "no-verify", false, "do not wait for every server to serve the change")
-		fs.BoolVar(&o.replan, "replan", false, "ignore the stored plan and plan every domain now")
-	case "rollback":
-		fs.BoolVar(&o.all, "all", false, "roll back every journaled domain")
-	case "lower-ttl":
-		fs.UintVar(&o.ttl, "ttl", 300, "TTL in seconds")
-	}
+// flagDecl declares one flag of a command.
+type flagDecl func(fs *flag.FlagSet, o *options)
+
+func dryRun(fs *flag.FlagSet, o *options) {
+	fs.BoolVar(&o.dryRun, "dry-run", false, "show what would change, change nothing")
 }
 
-type command func(ctx context.Context, o *options, stdout, stderr io.Writer) error
+func force(fs *flag.FlagSet, o *options) {
+	fs.BoolVar(&o.force, "force", false, "change more domains than dns.max_change_percent allows")
+}
 
-func lookup(cmd string) (command, bool) {
-	switch cmd {
-	case "plan":
-		return runPlan, true
-	case "apply":
-		return runApply, true
-	case "verify":
-		return runVerify, true
-	case "rollback":
-		return runRollback, true
-	case "lower-ttl":
-		return runLowerTTL, true
-	case "status":
-		return runStatus, true
-	case "cutover":
-		return runCutover, true
+func noVerify(fs *flag.FlagSet, o *options) {
+	fs.BoolVar(&o.noVerify, "no-verify", false, "do not wait for every server to serve the change")
+}
+
+func replan(fs *flag.FlagSet, o *options) {
+	fs.BoolVar(&o.replan, "replan", false, "ignore the stored plan and plan every domain now")
+}
+
+func all(fs *flag.FlagSet, o *options) {
+	fs.BoolVar(&o.all, "all", false, "roll back every journaled domain")
+}
+
+func ttl(fs *flag.FlagSet, o *options) {
+	fs.UintVar(&o.ttl, "ttl", 300, "TTL in seconds")
+}
+
+func jsonOut(fs *flag.FlagSet, o *options) {
+	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
+}
+
+// setup declares -c, -domain and decls, and returns run bound to their
+// values.
+func setup(run func(context.Context, *options, io.Writer, io.Writer) error, decls ...flagDecl) func(*flag.FlagSet) command.Run {
+	return func(fs *flag.FlagSet) command.Run {
+		o := &options{}
+		path := command.ConfigFlag(fs)
+		fs.StringVar(&o.domains, "domain", "", "domain or comma-separated domains (default: dns.domains_file)")
+		for _, d := range decls {
+			d(fs, o)
+		}
+		return func(ctx context.Context, stdout, stderr io.Writer) error {
+			o.config = *path
+			return run(ctx, o, stdout, stderr)
+		}
 	}
-	return nil, false
 }
 
 // session is an open configuration, broker and engine.
@@ -144,11 +179,11 @@ type session struct {
 func open(ctx context.Context, o *options, stderr io.Writer) (*session, error) {
 	cfg, err := config.Load(o.config)
 	if err != nil {
-		return nil, err
+		return nil, &command.ConfigError{Err: err}
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, "dnsctl")
 	if err != nil {
-		return nil, err
+		return nil, &command.ConfigError{Err: err}
 	}
 	b, err := broker.Open(ctx, cfg.NATS, "mailferry-dns", log)
 	if err != nil {
@@ -168,7 +203,7 @@ func (s *session) close() { s.broker.Close() }
 func (s *session) domains(o *options) ([]string, error) {
 	if o.domains == "" {
 		if s.cfg.DNS.DomainsFile == "" {
-			return nil, errors.New("no domains: set dns.domains_file or pass -domain")
+			return nil, &command.ConfigError{Err: errors.New("no domains: set dns.domains_file or pass -domain")}
 		}
 		return dnsctl.ReadDomains(s.cfg.DNS.DomainsFile)
 	}
@@ -176,7 +211,7 @@ func (s *session) domains(o *options) ([]string, error) {
 	for _, d := range strings.Split(o.domains, ",") {
 		c, err := dnsctl.CanonicalDomain(strings.TrimSpace(d))
 		if err != nil {
-			return nil, err
+			return nil, &command.UsageError{Err: fmt.Errorf("-domain: %w", err)}
 		}
 		out = append(out, c)
 	}

@@ -2,12 +2,12 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
+	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/event"
 )
 
@@ -46,7 +46,7 @@ func runVerify(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 
 func runLowerTTL(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if o.ttl == 0 || o.ttl > 1<<31-1 {
-		return fmt.Errorf("dns lower-ttl: -ttl %d: want 1 to 2147483647 seconds", o.ttl)
+		return command.Usagef("-ttl %d: want 1 to 2147483647 seconds", o.ttl)
 	}
 	return runReport(ctx, o, stdout, stderr, func(s *session, domains []string) (*dnsctl.Report, error) {
 		return s.eng.LowerTTL(ctx, domains, uint32(o.ttl), dnsctl.ApplyOptions{DryRun: o.dryRun, Force: o.force})
@@ -55,7 +55,7 @@ func runLowerTTL(ctx context.Context, o *options, stdout, stderr io.Writer) erro
 
 func runRollback(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if o.all == (o.domains != "") {
-		return errors.New("dns rollback: pass either -domain D or -all")
+		return command.Usagef("pass either -domain D or -all")
 	}
 	s, err := open(ctx, o, stderr)
 	if err != nil {
@@ -103,7 +103,7 @@ func finish(w io.Writer, r *dnsctl.Report, asJSON bool) error {
 		writeReport(w, r)
 	}
 	if n := r.Failures(); n > 0 {
-		return fmt.Errorf("dns %s: %d of %d domains: %w", r.Command, n, len(r.Results), ErrFailures)
+		return fmt.Errorf("%d of %d domains: %w", n, len(r.Results), ErrFailures)
 	}
 	return nil
 }
@@ -133,7 +133,7 @@ func runStatus(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 
 func runCutover(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if o.domains == "" {
-		return errors.New("dns cutover: pass -domain D")
+		return command.Usagef("pass -domain D")
 	}
 	s, err := open(ctx, o, stderr)
 	if err != nil {
