@@ -150,6 +150,9 @@ func (p *Program) Run(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	c, rest, group, err := p.lookup(args)
+	if errors.Is(err, errGroupHelp) {
+		return p.help(stdout, strings.Fields(group))
+	}
 	if err != nil {
 		p.report(stderr, group, err)
 		if len(args) == 0 {
@@ -224,11 +227,21 @@ func (p *Program) lookup(args []string) (*Command, []string, string, error) {
 		return nil, nil, "", Usagef("unknown command %q", args[0])
 	}
 	name := strings.Join(args[:group], " ")
+	if len(args) > group && isHelpFlag(args[group]) {
+		return nil, nil, name, errGroupHelp
+	}
 	want := strings.Join(p.under(name), ", ")
 	if len(args) == group {
 		return nil, nil, name, Usagef("%s: want one of %s", name, want)
 	}
 	return nil, nil, name, Usagef("%s: unknown command %q (want one of %s)", name, args[group], want)
+}
+
+// errGroupHelp is `GROUP -h` ("dns -h"): the group's help, not an error.
+var errGroupHelp = errors.New("help on a group of commands")
+
+func isHelpFlag(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
 }
 
 func hasPrefix(args, words []string) bool {

@@ -173,6 +173,8 @@ func TestHelpIsGeneratedFromTheTable(t *testing.T) {
 		{[]string{"dns", "plan", "-h"}, []string{"usage: prog dns plan [-json]\n", "-dry-run"}, nil},
 		{[]string{"run", "-h"}, []string{"usage: prog run [-json]\n", "-json", "-n int"}, []string{"-dry-run"}},
 		{[]string{"run", "--help"}, []string{"usage: prog run [-json]\n"}, nil},
+		{[]string{"dns", "-h"}, []string{"usage: prog dns COMMAND [flags]", "dns plan", "dns apply"}, []string{"the run command"}},
+		{[]string{"dns", "--help"}, []string{"usage: prog dns COMMAND [flags]"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
