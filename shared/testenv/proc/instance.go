@@ -89,7 +89,7 @@ func Sweep(t rig.TB, root, prefix string, killStale func(dir string)) {
 			continue
 		}
 		owner, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || owner <= 0 || Alive(owner) {
+		if err != nil || owner <= 0 || alive(owner) {
 			continue
 		}
 		if killStale != nil {

@@ -253,8 +253,8 @@ func GroupMembers(pgid int) []int {
 	return live
 }
 
-// Alive reports whether a process pid exists.
-func Alive(pid int) bool {
+// alive reports whether a process pid exists.
+func alive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
