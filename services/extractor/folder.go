@@ -2,7 +2,6 @@ package extractor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
 	"github.com/mailferry/mailferry/shared/subject"
@@ -115,17 +115,11 @@ func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, erro
 }
 
 func (fx *folderExtraction) loadCheckpoint(ctx context.Context) error {
-	e, err := fx.svc.Broker.Checkpoints.Get(ctx, fx.key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
+	e, err := kvjson.Get[Checkpoint](ctx, fx.svc.Broker.Checkpoints, fx.key)
 	if err != nil {
-		return fmt.Errorf("read checkpoint: %w", err)
+		return fmt.Errorf("checkpoint: %w", err)
 	}
-	fx.cpRev = e.Revision()
-	if err := json.Unmarshal(e.Value(), &fx.cp); err != nil {
-		return fmt.Errorf("decode checkpoint %s: %w", fx.key, err)
-	}
+	fx.cp, fx.cpRev = e.V, e.Rev
 	return nil
 }
 
@@ -137,16 +131,9 @@ func (fx *folderExtraction) saveCheckpoint(ctx context.Context, lastUID uint32) 
 	}
 	fx.cp.LastUID = lastUID
 	fx.cp.Updated = time.Now().UTC()
-	b, _ := json.Marshal(fx.cp)
-	var rev uint64
-	var err error
-	if fx.cpRev == 0 {
-		rev, err = fx.svc.Broker.Checkpoints.Create(ctx, fx.key, b)
-	} else {
-		rev, err = fx.svc.Broker.Checkpoints.Update(ctx, fx.key, b, fx.cpRev)
-	}
+	rev, err := kvjson.Write(ctx, fx.svc.Broker.Checkpoints, fx.key, fx.cp, fx.cpRev)
 	if err != nil {
-		return fmt.Errorf("write checkpoint %s: %w", fx.key, err)
+		return fmt.Errorf("checkpoint: %w", err)
 	}
 	fx.cpRev = rev
 	return nil

@@ -2,8 +2,6 @@ package loader
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -144,19 +143,11 @@ type casEntry[T any] struct {
 }
 
 func loadEntry[T any](ctx context.Context, kv jetstream.KeyValue, key string) (*casEntry[T], error) {
-	e := &casEntry[T]{key: key}
-	got, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return e, nil
-	}
+	e, err := kvjson.Get[T](ctx, kv, key)
 	if err != nil {
-		return nil, fmt.Errorf("read ledger %s: %w", key, err)
+		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	e.rev = got.Revision()
-	if err := json.Unmarshal(got.Value(), &e.V); err != nil {
-		return nil, fmt.Errorf("decode ledger %s: %w", key, err)
-	}
-	return e, nil
+	return &casEntry[T]{key: key, rev: e.Rev, V: e.V}, nil
 }
 
 // exists reports whether the entry was in the ledger.
@@ -164,18 +155,9 @@ func (e *casEntry[T]) exists() bool { return e.rev != 0 }
 
 // save writes the entry if nobody changed it since it was read.
 func (e *casEntry[T]) save(ctx context.Context, kv jetstream.KeyValue) error {
-	b, err := json.Marshal(e.V)
+	rev, err := kvjson.Write(ctx, kv, e.key, e.V, e.rev)
 	if err != nil {
-		return fmt.Errorf("encode ledger %s: %w", e.key, err)
-	}
-	var rev uint64
-	if e.rev == 0 {
-		rev, err = kv.Create(ctx, e.key, b)
-	} else {
-		rev, err = kv.Update(ctx, e.key, b, e.rev)
-	}
-	if err != nil {
-		return fmt.Errorf("write ledger %s (another loader on this mailbox?): %w", e.key, err)
+		return fmt.Errorf("ledger (another loader on this mailbox?): %w", err)
 	}
 	e.rev = rev
 	return nil
@@ -208,17 +190,14 @@ func Landed(ctx context.Context, kv jetstream.KeyValue, mailbox string) ([]Landi
 	defer keys.Stop()
 	var out []Landing
 	for key := range keys.Keys() {
-		e, err := kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		e, err := kvjson.Get[Mapping](ctx, kv, key)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		if !e.Exists() {
 			continue // deleted since listed
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read ledger %s: %w", key, err)
-		}
-		var m Mapping
-		if err := json.Unmarshal(e.Value(), &m); err != nil {
-			return nil, fmt.Errorf("decode ledger %s: %w", key, err)
-		}
+		m := e.V
 		if m.How != howAppended {
 			continue
 		}

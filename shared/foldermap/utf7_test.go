@@ -23,6 +23,7 @@ func TestUTF7RoundTrips(t *testing.T) {
 		{"control character is base64 encoded", "a\tb", "a&AAk-b"},
 		{"ampersand between sections stays escaped", "ä&ä", "&AOQ-&-&AOQ-"},
 		{"comma of the modified alphabet appears", "台", "&U,A-"},
+		{"each run between ASCII is its own section", "Ünïcødé", "&ANw-n&AO8-c&APg-d&AOk-"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

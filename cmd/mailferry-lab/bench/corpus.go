@@ -1,22 +1,16 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"mime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/mailgen"
 )
 
 // Shape of the generated corpus.
@@ -36,19 +30,6 @@ const (
 	seedChunk = 16 << 20
 )
 
-// specialFolders exist in every mailbox; they are special-use on both
-// servers. Some stay empty.
-var specialFolders = []string{"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"}
-
-// extraFolders are drawn per mailbox: nested, non-ASCII, with spaces and
-// with '&' (escaped in modified UTF-7). None contains '.', the target's
-// separator, so every tool can reproduce every name.
-var extraFolders = []string{
-	"Archive/2019", "Archive/2019/Q1", "Archive/2020", "Archive/2021/Projekte",
-	"Entwürfe", "Projekte/Überblick", "日本語/メール", "Kunden/Müller & Söhne",
-	"Newsletter", "Receipts 2023", "Lists/golang-nuts", "Reisen/Zürich",
-}
-
 // folderWeight is the share of a mailbox's messages a folder gets.
 func folderWeight(name string, rng *rand.Rand) float64 {
 	switch name {
@@ -63,19 +44,6 @@ func folderWeight(name string, rng *rand.Rand) float64 {
 	}
 	return 0.3 + rng.Float64()
 }
-
-var keywords = []string{"$Forwarded", "$Label1", "$MDNSent", "Work", "NonJunk"}
-
-var words = strings.Fields(`the of and to in is that for it with as was on be by this are from or
-have an they which one you had not but what all were when we there can more if out so said
-use each she do how their time will up other about many then them these some her would make
-like him into has look two more write go see number no way could people my than first water
-been call who oil its now find long down day did get come made may part Angebot Rechnung
-Grüße Bestellung Lieferung Übersicht Straße Größe naïve café résumé 会議 資料 よろしく
-quarterly report invoice meeting agenda budget project release deadline review draft`)
-
-var names = []string{"Anna Schmidt", "Bob Miller", "Chloé Dubois", "Dmitri Ivanov", "Eva Müller",
-	"Frank Weber", "Grace Hopper", "Hiro Tanaka", "Ingrid Berg", "Jamal Khan"}
 
 // Corpus describes the generated corpus as seeded into the source.
 type Corpus struct {
@@ -110,9 +78,7 @@ type folderPlan struct {
 }
 
 // newRand returns the corpus generator for seed.
-func newRand(seed uint64) *rand.Rand {
-	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-}
+func newRand(seed uint64) *rand.Rand { return mailgen.Rand(seed) }
 
 // planCorpus decides mailboxes, folders and message sizes. It draws from
 // rng in a fixed order, so a seed always gives the same corpus.
@@ -128,10 +94,10 @@ func planCorpus(users []string, messages int, maxSize int64, rng *rand.Rand) []m
 	type pos struct{ mb, f, i int }
 	var all []pos
 	for i, u := range users {
-		names := slices.Clone(specialFolders)
+		names := slices.Clone(mailgen.Special)
 		k := 2 + rng.IntN(5)
-		for _, j := range rng.Perm(len(extraFolders))[:k] {
-			names = append(names, extraFolders[j])
+		for _, j := range rng.Perm(len(mailgen.Nested))[:k] {
+			names = append(names, mailgen.Nested[j])
 		}
 		fw := make([]float64, len(names))
 		var sum float64
@@ -220,8 +186,7 @@ func pick(weights []float64, sum float64, rng *rand.Rand) int {
 }
 
 func lognormalSize(rng *rand.Rand, maxSize int64) int64 {
-	s := int64(math.Exp(math.Log(medianSize) + sizeSigma*rng.NormFloat64()))
-	return min(max(s, minSize), maxSize)
+	return mailgen.Sizes{Median: medianSize, Sigma: sizeSigma, Min: minSize, Max: maxSize}.Draw(rng)
 }
 
 // seedCorpus generates the planned messages and writes them into the
@@ -245,7 +210,7 @@ func seedCorpus(ctx context.Context, src *dovecottest.Server, plans []mailboxPla
 				return err
 			}
 			for _, size := range f.sizes {
-				m := dovecottest.Message{Flags: randomFlags(rng, f.name), Date: randomDate(rng)}
+				m := dovecottest.Message{Flags: mailgen.Flags(rng, f.name), Date: mailgen.Date(rng)}
 				m.Body = generateMessage(rng, p.user, size, m.Date, seed, c.Messages)
 				c.Messages++
 				c.Bytes += int64(len(m.Body))
@@ -325,126 +290,9 @@ func mailboxTotals(ctx context.Context, s *dovecottest.Server, user string) (int
 	return n, b, nil
 }
 
-func randomFlags(rng *rand.Rand, folder string) []string {
-	var out []string
-	if rng.IntN(10) < 7 {
-		out = append(out, `\Seen`)
-	}
-	if rng.IntN(100) < 15 {
-		out = append(out, `\Answered`)
-	}
-	if rng.IntN(100) < 8 {
-		out = append(out, `\Flagged`)
-	}
-	if folder == "Drafts" || rng.IntN(100) < 1 {
-		out = append(out, `\Draft`)
-	}
-	if rng.IntN(100) < 1 {
-		out = append(out, `\Deleted`)
-	}
-	if rng.IntN(5) == 0 {
-		out = append(out, keywords[rng.IntN(len(keywords))])
-	}
-	return out
-}
-
-// randomDate is a whole second between 2005 and 2025.
-func randomDate(rng *rand.Rand) time.Time {
-	return time.Unix(1104537600+rng.Int64N(631_152_000), 0)
-}
-
-var zones = []*time.Location{time.UTC, time.FixedZone("", 3600), time.FixedZone("", 7200), time.FixedZone("", -5*3600), time.FixedZone("", 9*3600)}
-
-// generateMessage returns an RFC 5322 message of about size bytes with
-// CRLF line endings only: plain text when small, otherwise text plus a
-// base64 attachment of random bytes.
+// generateMessage makes message n of the corpus of seed, for user, of
+// about size bytes.
 func generateMessage(rng *rand.Rand, user string, size int64, date time.Time, seed uint64, n int) []byte {
-	var b bytes.Buffer
-	b.Grow(int(size) + 256)
-	from := names[rng.IntN(len(names))]
-	fromAddr := strings.ToLower(strings.Fields(from)[1]) + "@partner.example"
-	zone := zones[rng.IntN(len(zones))]
-	subject := sentence(rng, 3+rng.IntN(6))
-	crlf := func(format string, args ...any) {
-		fmt.Fprintf(&b, format, args...)
-		b.WriteString("\r\n")
-	}
-	crlf("Return-Path: <%s>", fromAddr)
-	crlf("Received: from mx.partner.example (mx.partner.example [192.0.2.%d])", 1+rng.IntN(254))
-	crlf("\tby imap.old.example with ESMTPS id %016x", rng.Uint64())
-	crlf("\tfor <%s>; %s", user, date.In(zone).Format(time.RFC1123Z))
-	crlf("From: %s <%s>", mime.QEncoding.Encode("utf-8", from), fromAddr)
-	crlf("To: <%s>", user)
-	crlf("Subject: %s", mime.QEncoding.Encode("utf-8", subject))
-	crlf("Date: %s", date.In(zone).Format(time.RFC1123Z))
-	crlf("Message-ID: <%d.%d.%016x@old.example>", seed, n, rng.Uint64())
-	crlf("MIME-Version: 1.0")
-	if size < 48<<10 {
-		crlf("Content-Type: text/plain; charset=utf-8")
-		crlf("Content-Transfer-Encoding: 8bit")
-		crlf("")
-		writeText(&b, rng, int(size))
-		return b.Bytes()
-	}
-	boundary := fmt.Sprintf("=_%016x", rng.Uint64())
-	crlf("Content-Type: multipart/mixed; boundary=\"%s\"", boundary)
-	crlf("")
-	crlf("This is a multi-part message in MIME format.")
-	crlf("")
-	crlf("--%s", boundary)
-	crlf("Content-Type: text/plain; charset=utf-8")
-	crlf("Content-Transfer-Encoding: 8bit")
-	crlf("")
-	writeText(&b, rng, b.Len()+300+rng.IntN(3000))
-	crlf("")
-	crlf("--%s", boundary)
-	name := fmt.Sprintf("document-%d.pdf", n)
-	crlf("Content-Type: application/pdf; name=\"%s\"", name)
-	crlf("Content-Disposition: attachment; filename=\"%s\"", name)
-	crlf("Content-Transfer-Encoding: base64")
-	crlf("")
-	closing := len(boundary) + 8
-	var raw [57]byte
-	line := make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
-	for int64(b.Len()+closing) < size {
-		for i := 0; i < len(raw); i += 8 {
-			var w [8]byte
-			binary.LittleEndian.PutUint64(w[:], rng.Uint64())
-			copy(raw[i:], w[:])
-		}
-		base64.StdEncoding.Encode(line, raw[:])
-		b.Write(line)
-		b.WriteString("\r\n")
-	}
-	crlf("")
-	crlf("--%s--", boundary)
-	return b.Bytes()
-}
-
-// writeText appends lines of words (at most 76 bytes, CRLF) until b holds
-// about until bytes.
-func writeText(b *bytes.Buffer, rng *rand.Rand, until int) {
-	for b.Len() < until {
-		n := 0
-		for n < 60 {
-			w := words[rng.IntN(len(words))]
-			if n > 0 {
-				b.WriteByte(' ')
-				n++
-			}
-			b.WriteString(w)
-			n += len(w)
-		}
-		b.WriteString("\r\n")
-	}
-}
-
-func sentence(rng *rand.Rand, n int) string {
-	ws := make([]string, n)
-	for i := range ws {
-		ws[i] = words[rng.IntN(len(words))]
-	}
-	s := strings.Join(ws, " ")
-	r, n0 := utf8.DecodeRuneInString(s)
-	return string(unicode.ToUpper(r)) + s[n0:]
+	return mailgen.Message(rng, mailgen.Spec{To: user, Size: size, Date: date,
+		ID: fmt.Sprintf("%d.%d", seed, n), Attachment: fmt.Sprintf("document-%d.pdf", n)})
 }

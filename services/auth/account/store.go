@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -60,18 +61,14 @@ func (s *Store) Get(ctx context.Context, email string) (*Account, error) {
 }
 
 func (s *Store) get(ctx context.Context, email string) (*Account, uint64, error) {
-	e, err := s.kv.Get(ctx, accountKey(email))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	e, err := kvjson.Get[*Account](ctx, s.kv, accountKey(email))
+	if err != nil {
+		return nil, 0, fmt.Errorf("account %s: %w", email, err)
+	}
+	if !e.Exists() {
 		return nil, 0, ErrNotFound
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("read account %s: %w", email, err)
-	}
-	a := &Account{}
-	if err := json.Unmarshal(e.Value(), a); err != nil {
-		return nil, 0, fmt.Errorf("decode account %s: %w", email, err)
-	}
-	return a, e.Revision(), nil
+	return e.V, e.Rev, nil
 }
 
 // Update changes an existing account by compare-and-set: fn gets the
@@ -79,56 +76,47 @@ func (s *Store) get(ctx context.Context, email string) (*Account, uint64, error)
 // called again on the newer state. fn returning ErrUnchanged writes
 // nothing; other errors abort. It returns the account as stored.
 func (s *Store) Update(ctx context.Context, email string, fn func(*Account) error) (*Account, error) {
-	for range maxCASAttempts {
-		a, rev, err := s.get(ctx, email)
-		if err != nil {
-			return nil, err
+	return s.update(ctx, email, func(e *kvjson.Entry[*Account]) error {
+		if !e.Exists() {
+			return ErrNotFound
 		}
-		if err := fn(a); err != nil {
-			if errors.Is(err, ErrUnchanged) {
-				return a, nil
-			}
-			return nil, err
-		}
-		raw, err := json.Marshal(a)
-		if err != nil {
-			return nil, fmt.Errorf("encode account %s: %w", email, err)
-		}
-		_, err = s.kv.Update(ctx, accountKey(email), raw, rev)
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("write account %s: %w", email, err)
-		}
-		return a, nil
-	}
-	return nil, fmt.Errorf("write account %s: %d concurrent updates in a row", email, maxCASAttempts)
+		return fn(e.V)
+	})
 }
 
 // Upsert creates the account with create() or, when it exists, changes it
 // with update() by compare-and-set. It reports whether it created it.
 func (s *Store) Upsert(ctx context.Context, email string, create func() *Account, update func(*Account) error) (created bool, err error) {
-	for range maxCASAttempts {
-		_, err := s.Update(ctx, email, update)
-		if !errors.Is(err, ErrNotFound) {
-			return false, err
+	_, err = s.update(ctx, email, func(e *kvjson.Entry[*Account]) error {
+		// Created concurrently: the next attempt updates that one.
+		if created = !e.Exists(); created {
+			e.V = create()
+			return nil
 		}
-		raw, err := json.Marshal(create())
-		if err != nil {
-			return false, fmt.Errorf("encode account %s: %w", email, err)
+		return update(e.V)
+	})
+	return created && err == nil, err
+}
+
+// update writes what fn makes of the account's entry by compare-and-set,
+// trying again on a newer state when it lost a race. fn returning
+// ErrUnchanged writes nothing; its other errors (ErrNotFound among them)
+// are returned as they are.
+func (s *Store) update(ctx context.Context, email string, fn func(*kvjson.Entry[*Account]) error) (*Account, error) {
+	var own error
+	e, err := kvjson.Update(ctx, s.kv, accountKey(email), func(e *kvjson.Entry[*Account]) error {
+		if own = fn(e); errors.Is(own, ErrUnchanged) {
+			return kvjson.ErrSkip
 		}
-		_, err = s.kv.Create(ctx, accountKey(email), raw)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			// Created concurrently: update that one instead.
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("create account %s: %w", email, err)
-		}
-		return true, nil
+		return own
+	}, kvjson.Attempts(maxCASAttempts))
+	switch {
+	case err != nil && own != nil && errors.Is(err, own):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("write account %s: %w", email, err)
 	}
-	return false, fmt.Errorf("write account %s: %d concurrent updates in a row", email, maxCASAttempts)
+	return e.V, nil
 }
 
 // List returns every account, sorted by address. It reads the bucket in

@@ -34,10 +34,8 @@ package ratelimit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"time"
 
@@ -45,6 +43,7 @@ import (
 
 	"github.com/mailferry/mailferry/services/auth/internal/keylock"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -272,52 +271,22 @@ func (s *Store) refund(ctx context.Context, key string, window time.Time, max in
 func (s *Store) update(ctx context.Context, key string, fn func(e *entry, now time.Time) (bool, error)) error {
 	unlock := s.locks.Lock(key)
 	defer unlock()
-	for attempt := range maxCASAttempts {
-		var (
-			e   entry
-			rev uint64
-		)
-		kve, err := s.kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("read rate limit %s: %w", key, err)
-		default:
-			rev = kve.Revision()
-			if err := json.Unmarshal(kve.Value(), &e); err != nil {
-				// No version of this code wrote it: start the key afresh
-				// rather than refuse every attempt until it expires.
-				e = entry{}
-			}
+	var ferr error
+	_, err := kvjson.Update(ctx, s.kv, key, func(e *kvjson.Entry[entry]) error {
+		var write bool
+		if write, ferr = fn(&e.V, s.now()); !write {
+			return kvjson.ErrSkip
 		}
-		write, ferr := fn(&e, s.now())
-		if !write {
-			return ferr
-		}
-		raw, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("encode rate limit %s: %w", key, err)
-		}
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, raw)
-		} else {
-			_, err = s.kv.Update(ctx, key, raw, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			// Another instance got there first: wait a little, read again.
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("write rate limit %s: %w", key, ctx.Err())
-			case <-time.After(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 4)))):
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("write rate limit %s: %w", key, err)
-		}
-		return ferr
+		return nil
+	},
+		kvjson.Attempts(maxCASAttempts),
+		// No version of this code wrote what does not decode: start the
+		// key afresh rather than refuse every attempt until it expires.
+		kvjson.ResetUndecodable())
+	if err != nil {
+		return fmt.Errorf("rate limit: %w", err)
 	}
-	return fmt.Errorf("write rate limit %s: %d concurrent updates in a row", key, maxCASAttempts)
+	return ferr
 }
 
 // entry is the state of one key.

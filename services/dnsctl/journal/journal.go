@@ -8,7 +8,6 @@ package journal
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/mailferry/mailferry/services/dnsctl/plan"
 	"github.com/mailferry/mailferry/services/dnsctl/records"
+	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -128,63 +128,40 @@ func key(prefix, domain string) string {
 
 // Get returns the domain's entry, or nil when it has none.
 func (j *Journal) Get(ctx context.Context, domain string) (*Entry, error) {
-	e := &Entry{}
-	if _, err := j.get(ctx, key(prefixState, domain), e); err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return e, nil
+	return get[Entry](ctx, j.kv, key(prefixState, domain))
 }
 
-func (j *Journal) get(ctx context.Context, k string, v any) (uint64, error) {
-	got, err := j.kv.Get(ctx, k)
+// get returns the value under k, or nil when there is none.
+func get[T any](ctx context.Context, kv jetstream.KeyValue, k string) (*T, error) {
+	e, err := kvjson.Get[*T](ctx, kv, k)
 	if err != nil {
-		return 0, fmt.Errorf("read journal %s: %w", k, err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
-	if err := json.Unmarshal(got.Value(), v); err != nil {
-		return 0, fmt.Errorf("decode journal %s: %w", k, err)
-	}
-	return got.Revision(), nil
+	return e.V, nil
 }
 
 // Modify reads the domain's entry (a fresh one when absent), lets f change
 // it and writes it back if nobody wrote in between; otherwise it reads
 // again and retries. An error from f leaves the entry as it was.
 func (j *Journal) Modify(ctx context.Context, domain string, f func(*Entry) error) (*Entry, error) {
-	k := key(prefixState, domain)
-	for range casAttempts {
-		e := &Entry{}
-		rev, err := j.get(ctx, k, e)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			e = &Entry{Domain: domain}
-		case err != nil:
-			return nil, err
+	var ferr error
+	e, err := kvjson.Update(ctx, j.kv, key(prefixState, domain), func(e *kvjson.Entry[*Entry]) error {
+		if !e.Exists() {
+			e.V = &Entry{Domain: domain}
 		}
-		if err := f(e); err != nil {
-			return nil, err
+		if ferr = f(e.V); ferr != nil {
+			return ferr
 		}
-		e.UpdatedAt = time.Now().UTC()
-		b, err := json.Marshal(e)
-		if err != nil {
-			return nil, fmt.Errorf("encode journal %s: %w", k, err)
-		}
-		if rev == 0 {
-			_, err = j.kv.Create(ctx, k, b)
-		} else {
-			_, err = j.kv.Update(ctx, k, b, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("write journal %s: %w", k, err)
-		}
-		return e, nil
+		e.V.UpdatedAt = time.Now().UTC()
+		return nil
+	}, kvjson.Attempts(casAttempts))
+	switch {
+	case ferr != nil:
+		return nil, ferr
+	case err != nil:
+		return nil, fmt.Errorf("journal: %w", err)
 	}
-	return nil, fmt.Errorf("write journal %s: lost %d races for it", k, casAttempts)
+	return e.V, nil
 }
 
 // Entries returns every domain's entry.
@@ -195,14 +172,13 @@ func (j *Journal) Entries(ctx context.Context) ([]*Entry, error) {
 	}
 	var out []*Entry
 	for k := range keys.Keys() {
-		e := &Entry{}
-		if _, err := j.get(ctx, k, e); err != nil {
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				continue // deleted while listing
-			}
+		e, err := get[Entry](ctx, j.kv, k)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, e)
+		if e != nil { // else deleted while listing
+			out = append(out, e)
+		}
 	}
 	return out, nil
 }
@@ -221,12 +197,5 @@ func (j *Journal) SavePlan(ctx context.Context, id string, d plan.Domain) error 
 
 // Plan returns the stored plan of a domain, or nil.
 func (j *Journal) Plan(ctx context.Context, domain string) (*Stored, error) {
-	s := &Stored{}
-	if _, err := j.get(ctx, key(prefixPlan, domain), s); err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return s, nil
+	return get[Stored](ctx, j.kv, key(prefixPlan, domain))
 }

@@ -13,13 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/testenv/mailgen"
 )
 
 // Env is a running demo environment.
@@ -34,12 +34,14 @@ type Env struct {
 // Folders of every demo mailbox: nested, non-ASCII, special-use names.
 var folders = []string{"INBOX", "Sent Items", "Drafts", "Archive", "Archive/2010", "Archive/2010/Q1", "Entwürfe", "Projekte/Überblick", "日本語", "Deleted Items"}
 
-var keywords = []string{"$Label1", "$Forwarded", "Work", "$Junk"}
+// sizes are the demo's message sizes (about 2 KiB, a long tail to 64
+// KiB); fill adds one message in forty large enough for the object store.
+var sizes = mailgen.Sizes{Median: 2 << 10, Sigma: 1, Min: 700, Max: 64 << 10}
 
 // Start builds the environment in dir with n mailboxes.
 func Start(ctx context.Context, dir string, n int, seed uint64) (*Env, error) {
 	env := &Env{Dir: dir}
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	rng := mailgen.Rand(seed)
 	src, tgt := imapmemserver.New(), imapmemserver.New()
 	var csv strings.Builder
 	csv.WriteString("source_user,target_user,source_password_file,target_password_file\n")
@@ -140,14 +142,20 @@ func (e *Env) fill(u *imapmemserver.User, rng *rand.Rand) error {
 		count := 3 + rng.IntN(25)
 		var dup []byte
 		for i := range count {
-			body := message(rng, f, i)
+			// Some messages lack a Message-ID.
+			spec := mailgen.Spec{To: "someone@example.test", Subject: fmt.Sprintf("%s message %d", f, i), NoID: rng.IntN(5) == 0,
+				Size: sizes.Draw(rng), Date: mailgen.Date(rng)}
+			if rng.IntN(40) == 0 {
+				spec.Size = 600_000 + rng.Int64N(400_000)
+			}
+			body := mailgen.Message(rng, spec)
 			if i == 1 {
 				dup = body
 			}
 			if i == count-1 && dup != nil {
 				body = dup // an identical copy: both must arrive
 			}
-			opts := &imap.AppendOptions{Flags: flags(rng), Time: time.Unix(946684800+rng.Int64N(800_000_000), 0)}
+			opts := &imap.AppendOptions{Flags: flags(rng, f), Time: mailgen.Date(rng)}
 			if _, err := u.Append(f, literal{bytes.NewReader(body), int64(len(body))}, opts); err != nil {
 				return fmt.Errorf("demo append to %q: %w", f, err)
 			}
@@ -165,39 +173,10 @@ type literal struct {
 
 func (l literal) Size() int64 { return l.size }
 
-func flags(rng *rand.Rand) []imap.Flag {
+func flags(rng *rand.Rand, folder string) []imap.Flag {
 	var out []imap.Flag
-	for _, f := range []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDraft} {
-		if rng.IntN(3) == 0 {
-			out = append(out, f)
-		}
-	}
-	if rng.IntN(4) == 0 {
-		out = append(out, imap.Flag(keywords[rng.IntN(len(keywords))]))
+	for _, f := range mailgen.Flags(rng, folder) {
+		out = append(out, imap.Flag(f))
 	}
 	return out
-}
-
-// message generates a plausible message; some lack a Message-ID, some
-// carry 8-bit text, one in forty is large enough for the object store.
-func message(rng *rand.Rand, folder string, i int) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: Sender %d <sender%d@example.org>\r\n", i, rng.IntN(50))
-	fmt.Fprintf(&b, "To: someone@example.test\r\n")
-	fmt.Fprintf(&b, "Subject: %s message %d\r\n", folder, i)
-	fmt.Fprintf(&b, "Date: %s\r\n", time.Unix(946684800+rng.Int64N(800_000_000), 0).UTC().Format(time.RFC1123Z))
-	if rng.IntN(5) != 0 {
-		fmt.Fprintf(&b, "Message-ID: <%x@example.org>\r\n", rng.Uint64())
-	}
-	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
-	b.WriteString("Grüße aus dem Ordner " + folder + ".\r\n")
-	size := 200 + rng.IntN(4000)
-	if rng.IntN(40) == 0 {
-		size = 600_000 + rng.IntN(400_000)
-	}
-	line := []byte("The quick brown fox jumps over the lazy dog 0123456789.\r\n")
-	for b.Len() < size {
-		b.Write(line)
-	}
-	return b.Bytes()
 }

@@ -25,13 +25,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mailferry/mailferry/shared/testenv/proc"
 )
 
 // MailUser is the system user that owns all mail of every instance.
@@ -114,8 +115,7 @@ type Server struct {
 	dovecotGID  int
 	ownsBaseDir bool // base_dir is a separate temp dir to remove on Stop
 
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the master process has been reaped
+	master *proc.Process // the running master, nil when stopped
 
 	mu          sync.Mutex // guards users, passwdStamp and keyword files
 	users       map[string]string
@@ -268,60 +268,41 @@ func (s *Server) startOnce(ctx context.Context) error {
 	if err := os.WriteFile(s.ConfigPath, []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
-	logOffset := fileSize(s.LogPath)
-
-	var stderr bytes.Buffer
-	cmd := exec.Command("dovecot", "-F", "-c", s.ConfigPath)
-	cmd.Dir = s.Dir
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Own process group: Stop kills the master and all its children
-		// with one signal to the group.
-		Setpgid: true,
-		// If the test binary dies without running cleanups, the kernel
-		// terminates the master, which then shuts down its children.
-		Pdeathsig: syscall.SIGTERM,
+	p, err := proc.Start("dovecot", []string{"-F", "-c", s.ConfigPath}, proc.Options{
+		Dir:     s.Dir,
+		LogPath: s.LogPath,
+		// The master, terminated, shuts down its children.
+		DeathSignal: syscall.SIGTERM,
+	})
+	if err != nil {
+		return err
 	}
-	exited := make(chan struct{})
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig fires when the OS thread that forked the child exits,
-		// not the process: keep this goroutine on its own thread until the
-		// master has been reaped. Returning while locked ends the thread,
-		// which is harmless by then.
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
+	s.master = p
+	err = p.Ready(ctx, 20*time.Millisecond, func(ctx context.Context) error {
+		if err := readGreeting(ctx, s.Addr); err != nil {
+			return fmt.Errorf("no IMAP greeting on %s: %w", s.Addr, err)
 		}
-		started <- nil
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	if err := <-started; err != nil {
-		return fmt.Errorf("exec dovecot: %w", err)
-	}
-	s.cmd = cmd
-	s.exited = exited
-
-	err = waitGreeting(ctx, s.Addr, exited)
-	if err == nil && s.TLSAddr != "" {
-		err = waitListening(ctx, s.TLSAddr, exited)
-	}
+		if s.TLSAddr == "" {
+			return nil
+		}
+		// The TLS listener gives no plaintext greeting to read.
+		c, err := net.DialTimeout("tcp", s.TLSAddr, time.Second)
+		if err != nil {
+			return fmt.Errorf("no listener on %s: %w", s.TLSAddr, err)
+		}
+		return c.Close()
+	})
 	if err == nil {
 		return nil
 	}
-	s.killGroup()
-	<-exited
-	_ = waitGroupGone(cmd.Process.Pid, portCloseTimeout)
-	s.cmd, s.exited = nil, nil
-	out := strings.TrimSpace(stderr.String())
-	logTail := tailFrom(s.LogPath, logOffset, 30)
-	if strings.Contains(out, "Address already in use") || strings.Contains(logTail, "Address already in use") {
-		return fmt.Errorf("%w: %s", errPortTaken, firstLine(out+"\n"+logTail))
+	p.Kill()
+	<-p.Exited()
+	_ = proc.WaitGroupGone(p.Pid(), portCloseTimeout)
+	s.master = nil
+	if text := p.Output() + "\n" + p.LogTail(30); strings.Contains(text, "Address already in use") {
+		return fmt.Errorf("%w: %s", errPortTaken, firstLine(text))
 	}
-	return fmt.Errorf("%w\ndovecot output:\n%s\ndovecot.log tail:\n%s", err, out, logTail)
+	return err
 }
 
 // prepareDirs creates the instance layout with the ownership Dovecot needs:
@@ -528,29 +509,6 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// waitGreeting polls addr until it sends an IMAP "* OK" greeting.
-func waitGreeting(ctx context.Context, addr string, exited <-chan struct{}) error {
-	var lastErr error
-	for {
-		select {
-		case <-exited:
-			return errors.New("dovecot exited during startup")
-		default:
-		}
-		lastErr = readGreeting(ctx, addr)
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no IMAP greeting on %s: %w (last: %v)", addr, ctx.Err(), lastErr)
-		case <-exited:
-			return errors.New("dovecot exited during startup")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 func readGreeting(ctx context.Context, addr string) error {
 	d := net.Dialer{Timeout: time.Second}
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -569,25 +527,6 @@ func readGreeting(ctx context.Context, addr string) error {
 	return nil
 }
 
-// waitListening polls addr until it accepts TCP connections; the TLS
-// listener gives no plaintext greeting to read.
-func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no listener on %s: %w (last: %v)", addr, ctx.Err(), err)
-		case <-exited:
-			return errors.New("dovecot exited during startup")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // Stop terminates the master process and every process it forked, then
 // waits until the IMAP port is closed. It is idempotent: later calls return
 // the first result.
@@ -601,11 +540,11 @@ func (s *Server) Stop() error {
 }
 
 func (s *Server) stop() error {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.master == nil {
 		return nil
 	}
 	defer s.cleanupBaseDir()
-	pgid := s.cmd.Process.Pid
+	pgid := s.master.Pid()
 	// master.pid names the same process, since it runs in the foreground
 	// as our child; a different pid there means someone else's instance.
 	if b, err := os.ReadFile(filepath.Join(s.BaseDir, "master.pid")); err == nil {
@@ -615,16 +554,7 @@ func (s *Server) stop() error {
 	}
 	// SIGTERM to the whole group, not just the master: the master alone
 	// waits up to 10 s for imap processes with open sessions to finish.
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(stopGrace):
-		s.killGroup()
-		<-s.exited
-	}
-	// Children that outlived the master are still in the process group.
-	s.killGroup()
-	if err := waitGroupGone(pgid, portCloseTimeout); err != nil {
+	if err := s.master.Stop(stopGrace); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(portCloseTimeout)
@@ -645,63 +575,6 @@ func (s *Server) stop() error {
 		}
 	}
 	return nil
-}
-
-// waitGroupGone waits until no live process is left in process group pgid.
-// Zombies do not count: they hold nothing and are reaped by whoever
-// inherited them.
-func waitGroupGone(pgid int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		live := liveGroupMembers(pgid)
-		if len(live) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("processes %v of group %d still alive", live, pgid)
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// liveGroupMembers lists the non-zombie processes of group pgid from /proc.
-func liveGroupMembers(pgid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var live []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the parenthesised command: state ppid pgrp ...
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
-			live = append(live, pid)
-		}
-	}
-	return live
-}
-
-// killGroup sends SIGKILL to the master's process group.
-func (s *Server) killGroup() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	}
 }
 
 func (s *Server) cleanupBaseDir() {
@@ -735,34 +608,7 @@ func (s *Server) Subscribe(user, folder string) error {
 
 // LogTail returns the last n lines of dovecot.log, for failure messages.
 func (s *Server) LogTail(n int) string {
-	return tailFrom(s.LogPath, 0, n)
-}
-
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
-// tailFrom returns the last n lines of path after byte offset.
-func tailFrom(path string, offset int64, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	if offset > 0 && offset <= int64(len(b)) {
-		b = b[offset:]
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return "(empty)"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return proc.Tail(s.LogPath, 0, n)
 }
 
 func firstLine(s string) string {

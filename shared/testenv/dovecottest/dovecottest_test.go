@@ -20,6 +20,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
+
+	"github.com/mailferry/mailferry/shared/testenv/proc"
 )
 
 const (
@@ -278,7 +280,7 @@ func TestStopIsIdempotentAndLeavesNoProcesses(t *testing.T) {
 	// An open IMAP session forks an imap process that must die too.
 	c := dialLogin(t, s, testUser, testPassword)
 	defer c.Close()
-	pgid := s.cmd.Process.Pid
+	pgid := s.master.Pid()
 	for i := 0; i < 2; i++ {
 		if err := s.Stop(); err != nil {
 			t.Fatalf("Stop #%d: %v", i+1, err)
@@ -288,7 +290,7 @@ func TestStopIsIdempotentAndLeavesNoProcesses(t *testing.T) {
 		conn.Close()
 		t.Errorf("port %s still accepts connections after Stop", s.Addr)
 	}
-	if live := liveGroupMembers(pgid); len(live) > 0 {
+	if live := proc.GroupMembers(pgid); len(live) > 0 {
 		t.Errorf("processes %v of group %d alive after Stop", live, pgid)
 	}
 }
@@ -354,33 +356,16 @@ func TestStartTRemovesInstancesOfDeadTestBinaries(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(dir, "run"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, proc.OwnerFile), []byte(strconv.Itoa(pid)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	sweepStale(t, root)
+	proc.Sweep(t, root, tempPrefix, killStaleMaster)
 	if _, err := os.Stat(filepath.Join(root, tempPrefix+"dead")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("instance dir of a dead owner survived the sweep (stat: %v)", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, tempPrefix+"alive")); err != nil {
 		t.Errorf("instance dir of a live owner was removed: %v", err)
-	}
-}
-
-func TestEncodeMUTF7MatchesRFC3501(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ in, want string }{
-		{"INBOX", "INBOX"},
-		{"Entwürfe", "Entw&APw-rfe"},
-		{"Ünïcødé", "&ANw-n&AO8-c&APg-d&AOk-"},
-		{"a&b", "a&-b"},
-		{"~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"},
-		{"😀", "&2D3eAA-"},
-	}
-	for _, tt := range tests {
-		if got := EncodeMUTF7(tt.in); got != tt.want {
-			t.Errorf("EncodeMUTF7(%q) = %q, want %q", tt.in, got, tt.want)
-		}
 	}
 }
 

@@ -3,7 +3,6 @@ package dovecottest
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,8 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/mailferry/mailferry/shared/foldermap"
 )
 
 // Message is one message to seed.
@@ -367,49 +367,11 @@ func (s *Server) MaildirPath(user, folder string) (string, error) {
 		return root, nil
 	}
 	if s.Separator == '.' {
-		return filepath.Join(root, "."+EncodeMUTF7(strings.Join(levels, "."))), nil
+		return filepath.Join(root, "."+foldermap.EncodeUTF7(strings.Join(levels, "."))), nil
 	}
 	parts := []string{root}
 	for _, l := range levels {
-		parts = append(parts, EncodeMUTF7(l))
+		parts = append(parts, foldermap.EncodeUTF7(l))
 	}
 	return filepath.Join(parts...), nil
-}
-
-// mutf7Base64 is the modified base64 of RFC 3501 section 5.1.3 (',' instead
-// of '/', no padding).
-var mutf7Base64 = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
-
-// EncodeMUTF7 encodes s (UTF-8) as IMAP modified UTF-7 (RFC 3501 5.1.3),
-// the form Dovecot 2.3 uses for Maildir directory names.
-func EncodeMUTF7(s string) string {
-	var b strings.Builder
-	var pending []uint16
-	flush := func() {
-		if len(pending) == 0 {
-			return
-		}
-		buf := make([]byte, 0, 2*len(pending))
-		for _, u := range pending {
-			buf = append(buf, byte(u>>8), byte(u))
-		}
-		b.WriteByte('&')
-		b.WriteString(mutf7Base64.EncodeToString(buf))
-		b.WriteByte('-')
-		pending = pending[:0]
-	}
-	for _, r := range s {
-		if r >= 0x20 && r <= 0x7e {
-			flush()
-			if r == '&' {
-				b.WriteString("&-")
-			} else {
-				b.WriteRune(r)
-			}
-			continue
-		}
-		pending = utf16.AppendRune(pending, r)
-	}
-	flush()
-	return b.String()
 }

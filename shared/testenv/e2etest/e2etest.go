@@ -4,7 +4,6 @@
 package e2etest
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/testenv/corpus"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/mailgen"
 )
 
 // MasterPassword is the master users' password on both servers.
@@ -26,8 +26,6 @@ const MasterPassword = "master-secret-Pw1!"
 // Folders the corpus is spread over: nested, non-ASCII, a dotted name
 // (which a '.'-separated target must not split) and special-use names.
 var Folders = []string{"INBOX", "Archive/2010", "Archive/2010/Q1", "Entwürfe", "Projekte/v1.2", "日本語/メール", "Sent Items", "Drafts", "Junk E-mail"}
-
-var keywords = []string{"$Label1", "$Forwarded", "Work", "NonJunk"}
 
 // Peers is a source Dovecot ('/' separator) and a target Dovecot ('.'),
 // both with the master user "admin".
@@ -114,7 +112,7 @@ func (p *Peers) SeedCorpus(t *testing.T, rng *rand.Rand) int {
 			t.Fatal(err)
 		}
 		key := [2]string{p.Users[i%len(p.Users)], Folders[rng.IntN(len(Folders))]}
-		batches[key] = append(batches[key], dovecottest.Message{Body: body, Flags: RandomFlags(rng), Date: RandomDate(rng)})
+		batches[key] = append(batches[key], dovecottest.Message{Body: body, Flags: mailgen.Flags(rng, key[1]), Date: mailgen.Date(rng)})
 	}
 	for key, msgs := range batches {
 		if err := p.Src.Seed(key[0], key[1], msgs); err != nil {
@@ -127,47 +125,28 @@ func (p *Peers) SeedCorpus(t *testing.T, rng *rand.Rand) int {
 	return len(files)
 }
 
-// Generated returns n small generated messages (CRLF, unique bodies).
+// smallSizes are the sizes of Generated messages: about 1 KiB.
+var smallSizes = mailgen.Sizes{Median: 1 << 10, Sigma: 0.5, Min: 700, Max: 4 << 10}
+
+// Generated returns n small generated messages (CRLF, unique: the
+// Message-ID holds tag, the index and a random part; the subject tag and
+// the index).
 func Generated(rng *rand.Rand, n int, tag string) []dovecottest.Message {
 	out := make([]dovecottest.Message, 0, n)
 	for i := range n {
-		body := fmt.Sprintf("From: gen@old.example\r\nSubject: %s %d\r\nMessage-ID: <%s.%d.%x@old.example>\r\n\r\n%s\r\n",
-			tag, i, tag, i, rng.Uint64(), strings.Repeat("text line for the body\r\n", 1+rng.IntN(40)))
-		out = append(out, dovecottest.Message{Body: []byte(body), Flags: RandomFlags(rng), Date: RandomDate(rng)})
+		date := mailgen.Date(rng)
+		body := mailgen.Message(rng, mailgen.Spec{To: "user@old.example", Size: smallSizes.Draw(rng), Date: date,
+			Subject: fmt.Sprintf("%s %d", tag, i), ID: fmt.Sprintf("%s.%d", tag, i)})
+		out = append(out, dovecottest.Message{Body: body, Flags: mailgen.Flags(rng, ""), Date: date})
 	}
 	return out
 }
 
-// RandomFlags picks system flags and at most one keyword.
-func RandomFlags(rng *rand.Rand) []string {
-	var out []string
-	for _, f := range []string{`\Seen`, `\Answered`, `\Flagged`, `\Draft`, `\Deleted`} {
-		if rng.IntN(3) == 0 {
-			out = append(out, f)
-		}
-	}
-	if rng.IntN(3) == 0 {
-		out = append(out, keywords[rng.IntN(len(keywords))])
-	}
-	return out
-}
+// RandomDate is mailgen.Date, for tests that seed messages of their own.
+func RandomDate(rng *rand.Rand) time.Time { return mailgen.Date(rng) }
 
-// RandomDate picks a date between 1990 and 2024.
-func RandomDate(rng *rand.Rand) time.Time {
-	return time.Unix(631152000+rng.Int64N(1_100_000_000), 0)
-}
-
-// BigMessage makes a message of about size bytes with CRLF lines.
-func BigMessage(size int, tag string) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: big@old.example\r\nTo: user@old.example\r\nSubject: %s\r\nMessage-ID: <%s@old.example>\r\n"+
-		"MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n", tag, tag)
-	line := []byte("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n")
-	for b.Len() < size {
-		b.Write(line)
-	}
-	return b.Bytes()
-}
+// BigMessage is mailgen.Big: about size bytes, the same for one tag.
+func BigMessage(size int, tag string) []byte { return mailgen.Big(size, tag) }
 
 // Logger logs warnings and errors into the test's output.
 func Logger(t *testing.T) zerolog.Logger {

@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -56,7 +55,12 @@ const (
 	stopGrace = 10 * time.Second
 	// startAttempts bounds restarts after another process took a port.
 	startAttempts = 5
+	// startTTimeout bounds StartT; thousands of zones load slower on CI.
+	startTTimeout = 3 * time.Minute
 )
+
+// tempPrefix names the instance directories StartT creates in os.TempDir.
+const tempPrefix = "mailferry-bindtest-"
 
 // Zone is one zone to serve.
 type Zone struct {
@@ -270,8 +274,3 @@ func portRange() (int, int) {
 
 // errExited reports a named that ended before it was stopped.
 var errExited = errors.New("named exited")
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}

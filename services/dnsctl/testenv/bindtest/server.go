@@ -8,14 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailferry/mailferry/shared/testenv/proc"
 )
 
 // Server is one named process.
@@ -30,11 +30,8 @@ type Server struct {
 	port int
 	// id is the server-id: the answer to id.server CH TXT tells this
 	// named from another that holds the port.
-	id     string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	once   sync.Once
-	err    error
+	id    string
+	named *proc.Process
 }
 
 func newServer(dir string, port int) *Server {
@@ -57,24 +54,14 @@ func (s *Server) start(ctx context.Context) error {
 			return fmt.Errorf("start named: %w", err)
 		}
 	}
-	cmd := exec.Command("named", "-f", "-c", s.ConfPath)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	// Own process group so Stop reaches every thread and child; die with
-	// the test binary rather than outlive it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start("named", []string{"-f", "-c", s.ConfPath}, proc.Options{LogPath: s.LogPath})
+	if err != nil {
 		return fmt.Errorf("start named %s: %w", s.Addr, err)
 	}
-	s.cmd = cmd
-	s.exited = make(chan struct{})
-	go func() {
-		s.err = cmd.Wait()
-		close(s.exited)
-	}()
-	if err := s.waitListening(ctx); err != nil {
+	s.named = p
+	if err := p.Ready(ctx, idPollInterval, s.answers); err != nil {
 		s.Stop()
-		return fmt.Errorf("start named %s: %w\n%s%s", s.Addr, err, out.String(), s.LogTail(30))
+		return fmt.Errorf("start named %s: %w", s.Addr, err)
 	}
 	return nil
 }
@@ -84,33 +71,30 @@ func (s *Server) start(ctx context.Context) error {
 // ports are free when chosen, not necessarily when named binds them.
 var errPortTaken = errors.New("port taken by another process")
 
-// waitListening waits until this named answers on its port: the answer
-// to id.server must be its server-id.
-func (s *Server) waitListening(ctx context.Context) error {
+// answers says whether this named answers on its port: the answer to
+// id.server must be its server-id. Another server-id, or named unable to
+// bind the port, is final: the port is taken.
+func (s *Server) answers(ctx context.Context) error {
 	q := new(dns.Msg)
 	q.SetQuestion("id.server.", dns.TypeTXT)
 	q.Question[0].Qclass = dns.ClassCHAOS
 	cl := &dns.Client{Timeout: 200 * time.Millisecond}
-	for {
-		if r, _, err := cl.ExchangeContext(ctx, q, s.Addr); err == nil && len(r.Answer) == 1 {
-			// Without an answer named may still be starting; an answer
-			// naming another server-id is another named.
-			if strings.Contains(r.Answer[0].String(), s.id) {
-				return nil
-			}
-			return fmt.Errorf("%w: it says %v", errPortTaken, r.Answer)
+	r, _, err := cl.ExchangeContext(ctx, q, s.Addr)
+	if err == nil && len(r.Answer) == 1 {
+		// Without an answer named may still be starting; an answer
+		// naming another server-id is another named.
+		if strings.Contains(r.Answer[0].String(), s.id) {
+			return nil
 		}
-		if s.logHas("address in use") {
-			return fmt.Errorf("%w: named could not bind it", errPortTaken)
-		}
-		select {
-		case <-s.exited:
-			return fmt.Errorf("%w: %v", errExited, s.err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(idPollInterval):
-		}
+		return proc.Permanent(fmt.Errorf("%w: it says %v", errPortTaken, r.Answer))
 	}
+	if s.logHas("address in use") {
+		return proc.Permanent(fmt.Errorf("%w: named could not bind it", errPortTaken))
+	}
+	if err == nil {
+		err = errors.New("no id.server answer yet")
+	}
+	return err
 }
 
 // idPollInterval spaces id.server queries: named answers CHAOS queries
@@ -138,8 +122,8 @@ func (s *Server) waitZones(ctx context.Context, zones []string) error {
 			return fmt.Errorf("named %s: zones failed to load:\n%s", s.Addr, bad)
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("named %s: %w: %v\n%s", s.Addr, errExited, s.err, s.LogTail(30))
+		case <-s.named.Exited():
+			return fmt.Errorf("named %s: %w: %v\n%s", s.Addr, errExited, s.named.ExitErr(), s.LogTail(30))
 		case <-ctx.Done():
 			return fmt.Errorf("named %s: %d zones not loaded (first %s): %w\n%s", s.Addr, len(pending), pending[0], ctx.Err(), s.LogTail(30))
 		case <-time.After(100 * time.Millisecond):
@@ -201,20 +185,10 @@ func (s *Server) Serial(ctx context.Context, zone string) (uint32, error) {
 // Stop stops named: SIGTERM to its process group, SIGKILL after a grace
 // period. It is safe to call more than once.
 func (s *Server) Stop() error {
-	s.once.Do(func() {
-		if s.cmd == nil || s.cmd.Process == nil {
-			return
-		}
-		pgid := s.cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(stopGrace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-s.exited
-		}
-	})
-	return nil
+	if s.named == nil {
+		return nil
+	}
+	return s.named.Stop(stopGrace)
 }
 
 // loadErrors returns the log lines of zones named refused to load.
@@ -250,13 +224,5 @@ func (s *Server) LogAbout(zone string, n int) string {
 
 // LogTail returns the last n lines of named.log.
 func (s *Server) LogTail(n int) string {
-	b, err := os.ReadFile(s.LogPath)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n") + "\n"
+	return proc.Tail(s.LogPath, 0, n) + "\n"
 }
