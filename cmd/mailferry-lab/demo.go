@@ -53,7 +53,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "demo: %d messages (%.1f MiB) in %d mailboxes, %d folders each, embedded NATS in %s\n",
 		env.Messages, float64(env.Bytes)/(1<<20), *mailboxes, 10, dir)
 	o := migrate.Options{}
-	if isTerminal(stderr) {
+	if logging.IsTerminal(stderr) {
 		o.Display = stderr
 	}
 	res, err := migrate.Run(ctx, cfg, log, o)
@@ -65,13 +65,4 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errDifferent
 	}
 	return nil
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"time"
 
@@ -190,7 +189,7 @@ func runDelta(ctx context.Context, s *session) error {
 
 func runMigrate(ctx context.Context, s *session, asJSON bool) error {
 	o := migrate.Options{}
-	if isTerminal(s.stderr) {
+	if logging.IsTerminal(s.stderr) {
 		o.Display = s.stderr
 	}
 	res, err := migrate.Run(ctx, s.cfg, s.log, o)
@@ -283,7 +282,7 @@ func runStatus(ctx context.Context, s *session, asJSON, watch bool) error {
 		if err != nil {
 			return err
 		}
-		if watch && isTerminal(stdout) {
+		if watch && logging.IsTerminal(stdout) {
 			fmt.Fprint(stdout, "\033[H\033[2J")
 		}
 		if asJSON {
@@ -316,13 +315,4 @@ func runEnqueue(ctx context.Context, s *session) error {
 	}
 	fmt.Fprintf(s.stdout, "enqueued %d mailboxes, pass %s\n", len(boxes), pass)
 	return nil
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -32,3 +32,15 @@ func New(w io.Writer, level, format, service string) (zerolog.Logger, error) {
 func Stderr(level, format, service string) (zerolog.Logger, error) {
 	return New(os.Stderr, level, format, service)
 }
+
+// IsTerminal reports whether w is a terminal (a character device): live
+// progress displays and screen redraws go only there, never into a file or
+// a pipe.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
