@@ -326,6 +326,10 @@ func (ss *session) noteAltered(ctx context.Context, e *casEntry[Mapping], got []
 		}
 		ss.log.Warn().Str("id", a.ID).Uint32("target_uid", a.TargetUID).Int64("size", a.Size).Int64("stored_size", a.StoredSize).
 			Str("sha256", a.SHA256).Str("stored_sha256", a.StoredSHA256).Str("risks", a.Risks).Msg("target stored the message altered")
+		// Saved first: the ledger is what verify pairs copies by. A
+		// publish that fails (after its own retries) fails the job; its
+		// retry finds the batch recorded and does not report it again,
+		// so the ledger alone then holds the fact.
 		if err := ss.ev.Publish(ctx, event.Altered(ss.j.SourceUser, a)); err != nil {
 			return err
 		}

@@ -27,10 +27,17 @@ import (
 // changes only when an event's data changes incompatibly (a field renamed,
 // retyped or given another meaning); fields added with their zero value
 // meaning "not known" keep the version, and a reader ignores fields it
-// does not know. A reader that meets another version (newer, or 0: not an
-// event of this contract) cannot know what the data means: Decode returns
-// ErrUnknownVersion and the reader skips the event, logging it, rather
-// than misread it.
+// does not know.
+//
+// A reader that meets another version (newer, or 0: not an event of this
+// contract) cannot know what the data means, so Decode returns
+// ErrUnknownVersion rather than let it misread the event. A reader that
+// follows the stream (migrate's follower, dnsctl, the delta scheduler)
+// logs the event and skips it, terminating a durable consumer's delivery
+// so it is not redelivered forever; a reader that answers from the latest
+// events (`mailferry status`) returns the error: a newer writer is
+// deployed and the reader must be upgraded before its answer can be
+// trusted.
 const Version = 1
 
 // ErrUnknownVersion is returned by Decode for an envelope whose Version is
