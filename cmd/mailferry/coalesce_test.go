@@ -124,7 +124,7 @@ func countEndings(t *testing.T, ctx context.Context, b *broker.Broker, mailbox s
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d event.Superseded
+		var d event.SupersededData
 		_ = json.Unmarshal(ev.Data, &d)
 		switch {
 		case ev.Type == event.MailboxExtracted:

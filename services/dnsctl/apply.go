@@ -117,8 +117,9 @@ func (e *Engine) applyPlanned(ctx context.Context, p planned, dryRun bool) Resul
 	switch {
 	case p.Action != plan.Switch:
 		if !dryRun {
-			e.publish(ctx, event.DNSSkipped, p.Domain.Domain, eventID(event.DNSSkipped, p.Domain.Domain, p.Code, p.Serial),
-				SkippedData{Code: p.Code, Reason: p.Reason})
+			if err := e.publish(ctx, event.SwitchSkipped(p.Domain.Domain, p.Serial, SkippedData{Code: p.Code, Reason: p.Reason})); err != nil {
+				return e.failed(ctx, p.Domain.Domain, "plan", err)
+			}
 		}
 		return Result{Domain: p.Domain.Domain, Outcome: Skipped, Code: p.Code, Reason: p.Reason}
 	case dryRun:
@@ -242,9 +243,12 @@ func (e *Engine) applied(ctx context.Context, log zerolog.Logger, p planned, alr
 // failed logs and publishes a failure and returns its result.
 func (e *Engine) failed(ctx context.Context, domain, phase string, err error) Result {
 	e.Log.Warn().Err(err).Str("domain", domain).Str("phase", phase).Msg("domain failed")
-	e.publish(ctx, event.DNSFailed, domain, eventID(event.DNSFailed, domain, phase, e.now().UnixNano()),
-		FailedData{Phase: phase, Reason: err.Error()})
-	return Result{Domain: domain, Outcome: Failed, Error: err.Error()}
+	res := Result{Domain: domain, Outcome: Failed, Error: err.Error()}
+	if perr := e.publish(ctx, event.SwitchFailed(domain, e.now(), FailedData{Phase: phase, Reason: err.Error()})); perr != nil {
+		e.Log.Error().Err(perr).Str("domain", domain).Msg("failure not announced")
+		res.Error += " (" + perr.Error() + ")"
+	}
+	return res
 }
 
 func sameNew(a, b []records.Change) bool {

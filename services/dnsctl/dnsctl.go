@@ -23,6 +23,7 @@ import (
 	"github.com/mailferry/mailferry/services/dnsctl/plan"
 	"github.com/mailferry/mailferry/services/dnsctl/update"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/event"
 )
 
 // ServiceName is the name dnsctl publishes events and logs under.
@@ -34,7 +35,7 @@ const minThresholdDomains = 10
 
 // Publisher publishes lifecycle events; event.Publisher is one.
 type Publisher interface {
-	Publish(ctx context.Context, typ, key, id string, data any) error
+	Publish(ctx context.Context, o event.Outgoing) error
 }
 
 // Engine plans, applies, verifies and rolls back switches.
@@ -127,11 +128,16 @@ func (e *Engine) now() time.Time {
 // server is the primary, where records are read and updates sent.
 func (e *Engine) server() string { return e.Sender.Server }
 
-func (e *Engine) publish(ctx context.Context, typ, domain, id string, data any) {
+// publish publishes o (nothing when Events is nil). The publisher has
+// retried; an error left means the outcome happened but nobody heard of
+// it, so the caller reports the domain failed: running the command again
+// finds the outcome in place and publishes it again, with the same id.
+func (e *Engine) publish(ctx context.Context, o event.Outgoing) error {
 	if e.Events == nil {
-		return
+		return nil
 	}
-	if err := e.Events.Publish(ctx, typ, trimDot(domain), id, data); err != nil {
-		e.Log.Error().Err(err).Str("event", typ).Str("domain", domain).Msg("publish event")
+	if err := e.Events.Publish(ctx, o); err != nil {
+		return fmt.Errorf("%s not published: %w", o.Type, err)
 	}
+	return nil
 }

@@ -1,8 +1,6 @@
 package dnsctl
 
 import (
-	"fmt"
-
 	"github.com/mailferry/mailferry/shared/event"
 )
 
@@ -19,12 +17,3 @@ type (
 	FailedData     = event.DNSFailedData
 	RolledBackData = event.DNSRolledBackData
 )
-
-// eventID makes an id that repeats when the same fact is published again.
-func eventID(typ, domain string, parts ...any) string {
-	id := typ + ":" + trimDot(domain)
-	for _, p := range parts {
-		id += ":" + fmt.Sprint(p)
-	}
-	return id
-}

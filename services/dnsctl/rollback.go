@@ -105,7 +105,9 @@ func (e *Engine) rolledBack(ctx context.Context, domain string, already bool) Re
 	}); err != nil {
 		return e.failed(ctx, domain, "rollback", err)
 	}
-	e.publish(ctx, event.DNSRolledBack, domain, eventID(event.DNSRolledBack, domain, serial), RolledBackData{Serial: serial, RolledBackAt: now})
+	if err := e.publish(ctx, event.RolledBack(domain, RolledBackData{Serial: serial, RolledBackAt: now})); err != nil {
+		return e.failed(ctx, domain, "rollback", err)
+	}
 	e.Log.Info().Str("domain", domain).Uint32("serial", serial).Bool("already", already).Msg("domain rolled back")
 	res := Result{Domain: domain, Outcome: RolledBack, Serial: serial}
 	if already {

@@ -120,6 +120,5 @@ func RequestCutover(ctx context.Context, events Publisher, domain string) error 
 	if err != nil {
 		return err
 	}
-	id := eventID(CutoverRequested, d, time.Now().UnixNano())
-	return events.Publish(ctx, CutoverRequested, trimDot(d), id, struct{}{})
+	return events.Publish(ctx, event.CutoverRequested(d, time.Now()))
 }

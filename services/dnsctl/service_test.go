@@ -40,7 +40,7 @@ func TestServiceSwitchesAProvisionedDomainAndReportsTheOthers(t *testing.T) {
 
 	auth := event.Publisher{JS: f.broker.JS, Service: "auth"}
 	for _, d := range []string{"legacy.customer.test", "google.customer.test"} {
-		if err := auth.Publish(f.ctx, event.DomainProvisioned, d, "provisioned:"+d, event.DomainProvisionedData{Domain: d, Mailboxes: 1, Provider: "dovecot"}); err != nil {
+		if err := auth.Publish(f.ctx, event.ProvisionedDomain(event.DomainProvisionedData{Domain: d, Mailboxes: 1, Provider: "dovecot"})); err != nil {
 			t.Fatal(err)
 		}
 	}

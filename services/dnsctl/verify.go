@@ -84,10 +84,12 @@ func (e *Engine) verified(ctx context.Context, en *journal.Entry, servers []stri
 	if err != nil {
 		return e.failed(ctx, en.Domain, "verify", err)
 	}
-	e.publish(ctx, event.DNSSwitched, en.Domain, eventID(event.DNSSwitched, en.Domain, en.Serial), SwitchedData{
+	if err := e.publish(ctx, event.Switched(en.Domain, SwitchedData{
 		Serial: en.Serial, OldTTL: en.OldTTL, OldTTLExpiresAt: en.OldTTLExpiresAt,
 		VerifiedAt: en.VerifiedAt, Servers: servers, PlanID: en.PlanID,
-	})
+	})); err != nil {
+		return e.failed(ctx, en.Domain, "verify", err)
+	}
 	e.Log.Info().Str("domain", en.Domain).Uint32("serial", en.Serial).Time("old_ttl_expires_at", en.OldTTLExpiresAt).Msg("domain verified")
 	return Result{Domain: en.Domain, Outcome: Verified, Serial: en.Serial, OldTTLExpiresAt: en.OldTTLExpiresAt, Servers: servers}
 }

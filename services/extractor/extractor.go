@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -48,9 +47,9 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "extractor"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	if err := job.Superseded(ctx, s.Broker.JS, j); err != nil {
-		return job.ReportSuperseded(ctx, ev, j, "extracting", err)
+		return job.ReportSuperseded(ctx, ev, j, event.PhaseExtracting, err)
 	}
-	if err := ev.Publish(ctx, event.MailboxExtracting, j.SourceUser, "extracting."+j.SourceUser+"."+j.Pass, map[string]string{"pass": j.Pass}); err != nil {
+	if err := ev.Publish(ctx, event.Extracting(j.SourceUser, j.Pass)); err != nil {
 		return err
 	}
 	// The heartbeat tells a loader waiting for this pass's records that
@@ -63,10 +62,11 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	}()
 	defer func() { stopBeat(); <-beating }()
 	// A retry resumes from the checkpoints on a new connection.
+	var unannounced error
 	err := job.Retry(ctx, backoff.Default(), log, func() error {
 		end, err := s.Extract(ctx, j)
 		if errors.Is(err, job.ErrSuperseded) {
-			return job.ReportSuperseded(ctx, ev, j, "extracting", err)
+			return job.ReportSuperseded(ctx, ev, j, event.PhaseExtracting, err)
 		}
 		if errors.Is(err, imapdial.ErrLoginRefused) {
 			return errors.Join(err, job.ErrPermanent)
@@ -74,14 +74,13 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		if err != nil {
 			return err
 		}
-		return ev.Publish(ctx, event.MailboxExtracted, j.SourceUser, "extracted."+j.SourceUser+"."+j.Pass, end)
+		return ev.Publish(ctx, event.Extracted(j.SourceUser, end))
 	}, func(err error, retried bool) {
 		attempt, _ := job.Delivery(ctx)
-		if perr := ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "failed.extracting."+j.SourceUser+"."+j.Pass+"."+strconv.FormatUint(attempt, 10),
-			event.Failed{Pass: j.Pass, Phase: "extracting", Reason: err.Error(), Retried: retried}); perr != nil {
-			log.Warn().Err(perr).Msg("publish mailbox.failed")
-		}
+		unannounced = ev.Publish(ctx, event.Failed(j.SourceUser, attempt,
+			event.FailedData{Pass: j.Pass, Phase: event.PhaseExtracting, Reason: err.Error(), Retried: retried}))
 	})
+	err = job.Unannounced(err, unannounced)
 	stopBeat()
 	<-beating
 	s.finalBeat(ctx, j, err, log)

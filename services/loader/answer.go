@@ -326,24 +326,17 @@ func (ss *session) noteAltered(ctx context.Context, e *casEntry[Mapping], got []
 		}
 		ss.log.Warn().Str("id", a.ID).Uint32("target_uid", a.TargetUID).Int64("size", a.Size).Int64("stored_size", a.StoredSize).
 			Str("sha256", a.SHA256).Str("stored_sha256", a.StoredSHA256).Str("risks", a.Risks).Msg("target stored the message altered")
-		_ = ss.ev.Publish(ctx, event.MessageAltered, ss.j.SourceUser, "altered."+a.ID, a)
+		// Saved first: the ledger is what verify pairs copies by. A
+		// publish that fails (after its own retries) fails the job; its
+		// retry finds the batch recorded and does not report it again,
+		// so the ledger alone then holds the fact.
+		if err := ss.ev.Publish(ctx, event.Altered(ss.j.SourceUser, a)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// Altered is a message the target accepted but stores with other bytes;
-// the ledger's mapping item for it holds the same two hashes.
-type Altered struct {
-	ID           string `json:"id"`
-	Folder       string `json:"folder"`
-	TargetFolder string `json:"target_folder"`
-	UID          uint32 `json:"uid"`
-	TargetUID    uint32 `json:"target_uid"`
-	Size         int64  `json:"size"`
-	StoredSize   int64  `json:"stored_size"`
-	SHA256       string `json:"sha256"`
-	StoredSHA256 string `json:"stored_sha256"`
-	// Risks names what in the message servers are known to rewrite
-	// ("nul", "line-endings", "8bit-header"), as seen when it was sent.
-	Risks string `json:"risks,omitempty"`
-}
+// Altered is a message the target accepted but stores with other bytes,
+// as reported in a message.altered event.
+type Altered = event.AlteredData

@@ -149,25 +149,9 @@ func permanent(se *imapappend.ServerError) bool {
 	return true
 }
 
-// DeadLetter is a message the target refused for good, self-explaining:
-// who, what, the server's exact answer, when. The original record stays in
-// the mail stream (StreamSeq) for a retry.
-type DeadLetter struct {
-	ID           string    `json:"id"`
-	Mailbox      string    `json:"mailbox"`
-	TargetUser   string    `json:"target_user"`
-	Folder       string    `json:"folder"`
-	TargetFolder string    `json:"target_folder"`
-	UIDValidity  uint32    `json:"uidvalidity"`
-	UID          uint32    `json:"uid"`
-	Size         int64     `json:"size"`
-	SHA256       string    `json:"sha256"`
-	StreamSeq    uint64    `json:"stream_seq"`
-	Response     string    `json:"response"`
-	Code         string    `json:"code,omitempty"`
-	Reason       string    `json:"reason"`
-	Time         time.Time `json:"time"`
-}
+// DeadLetter is a message the target refused for good, as recorded in
+// the dead-letter stream and reported in a message.dead_lettered event.
+type DeadLetter = event.DeadLetteredData
 
 func (ss *session) deadLetter(ctx context.Context, p pending, se *imapappend.ServerError) error {
 	fr := ss.cur
@@ -181,7 +165,9 @@ func (ss *session) deadLetter(ctx context.Context, p pending, se *imapappend.Ser
 	}
 	ss.log.Error().Str("id", dl.ID).Str("folder", fr.src).Uint32("uid", dl.UID).Int64("size", dl.Size).
 		Str("response", dl.Response).Msg("message dead-lettered")
-	_ = ss.ev.Publish(ctx, event.MessageDeadLettered, ss.j.SourceUser, "dead."+dl.ID, dl)
+	if err := ss.ev.Publish(ctx, event.DeadLettered(ss.j.SourceUser, dl)); err != nil {
+		return err
+	}
 	return ss.record(ctx, []pending{p}, nil, howDead)
 }
 

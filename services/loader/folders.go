@@ -73,8 +73,11 @@ func (ss *session) applyListing(ctx context.Context, l *record.Listing) error {
 		st.Folders[r.Source] = r.Target
 		if r.Renamed || r.Merged {
 			ss.log.Warn().Str("folder", r.Source).Str("target", r.Target).Str("reason", r.Reason).Msg("folder renamed")
-			_ = ss.ev.Publish(ctx, event.FolderRenamed, ss.j.SourceUser, "renamed."+ss.j.SourceUser+"."+r.Source,
-				event.Renamed{Source: r.Source, Target: r.Target, Reason: r.Reason})
+			// Published before the mapping is saved: should this fail, the
+			// next try maps the folder again and republishes (same id).
+			if err := ss.ev.Publish(ctx, event.Renamed(ss.j.SourceUser, event.RenamedData{Source: r.Source, Target: r.Target, Reason: r.Reason})); err != nil {
+				return err
+			}
 		}
 	}
 	for _, f := range l.Folders {

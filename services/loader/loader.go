@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -68,11 +67,12 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	ev := event.Publisher{JS: s.Broker.JS, Service: "loader"}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	if err := job.Superseded(ctx, s.Broker.JS, j); err != nil {
-		return job.ReportSuperseded(ctx, ev, j, "loading", err)
+		return job.ReportSuperseded(ctx, ev, j, event.PhaseLoading, err)
 	}
 	// A retry opens a new session, which resumes where the ledger says.
-	return job.Retry(ctx, backoff.Default(), log, func() error {
-		var res *event.Loaded
+	var unannounced error
+	err := job.Retry(ctx, backoff.Default(), log, func() error {
+		var res *event.LoadedData
 		var err error
 		if len(j.Retry) > 0 {
 			res, err = s.RetryDead(ctx, j)
@@ -80,7 +80,7 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 			res, err = s.Load(ctx, j)
 		}
 		if errors.Is(err, job.ErrSuperseded) {
-			return job.ReportSuperseded(ctx, ev, j, "loading", err)
+			return job.ReportSuperseded(ctx, ev, j, event.PhaseLoading, err)
 		}
 		if errors.Is(err, imapdial.ErrLoginRefused) {
 			return errors.Join(err, job.ErrPermanent)
@@ -88,19 +88,18 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		if err != nil {
 			return err
 		}
-		return ev.Publish(ctx, event.MailboxLoaded, j.SourceUser, "loaded."+j.SourceUser+"."+j.Pass, res)
+		return ev.Publish(ctx, event.Loaded(j.SourceUser, *res))
 	}, func(err error, retried bool) {
 		attempt, _ := job.Delivery(ctx)
-		if perr := ev.Publish(ctx, event.MailboxFailed, j.SourceUser, "failed.loading."+j.SourceUser+"."+j.Pass+"."+strconv.FormatUint(attempt, 10),
-			event.Failed{Pass: j.Pass, Phase: "loading", Reason: err.Error(), Retried: retried}); perr != nil {
-			log.Warn().Err(perr).Msg("publish mailbox.failed")
-		}
+		unannounced = ev.Publish(ctx, event.Failed(j.SourceUser, attempt,
+			event.FailedData{Pass: j.Pass, Phase: event.PhaseLoading, Reason: err.Error(), Retried: retried}))
 	})
+	return job.Unannounced(err, unannounced)
 }
 
 // Load loads one pass of a mailbox: it follows the mailbox's records from
 // where the ledger says it stopped until the end record of j's pass.
-func (s *Service) Load(ctx context.Context, j *job.Job) (*event.Loaded, error) {
+func (s *Service) Load(ctx context.Context, j *job.Job) (*event.LoadedData, error) {
 	ss, err := s.open(ctx, j)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", j.SourceUser, err)
@@ -145,7 +144,7 @@ type session struct {
 	batch   []pending
 	bBytes  int64
 	lastSeq uint64
-	stats   event.Loaded
+	stats   event.LoadedData
 	prog    *event.Reporter
 	// check tells when a newer pass took over this session's work.
 	check *job.PassCheck
@@ -385,8 +384,8 @@ func (ss *session) extractionGaveUp(ctx context.Context) error {
 	if err != nil {
 		return nil
 	}
-	var f event.Failed
-	if json.Unmarshal(e.Data, &f) != nil || f.Pass != ss.j.Pass || f.Phase != "extracting" || f.Retried {
+	var f event.FailedData
+	if e.DataAs(&f) != nil || f.Pass != ss.j.Pass || f.Phase != event.PhaseExtracting || f.Retried {
 		return nil
 	}
 	return fmt.Errorf("extraction of this pass failed for good (%s): %w", f.Reason, job.ErrPermanent)

@@ -148,12 +148,12 @@ func TestAPassJobSupersededBeforeItStartsIsDroppedWithAnEvent(t *testing.T) {
 	j := f.publishPass(want, "")
 	f.enqueue(j)
 	f.runService()
-	var loaded event.Loaded
+	var loaded event.LoadedData
 	f.waitFor(20*time.Second, "the newer pass to be loaded", func() bool { return f.lastEvent(event.MailboxLoaded, &loaded) })
 	if loaded.Pass != j.Pass {
 		t.Errorf("loaded pass %q, want %q", loaded.Pass, j.Pass)
 	}
-	var sup event.Superseded
+	var sup event.SupersededData
 	if !f.lastEvent(event.MailboxSuperseded, &sup) || sup.Pass != "old-pass" || sup.By != j.Pass {
 		t.Errorf("superseded event = %+v, want old-pass by %s", sup, j.Pass)
 	}
@@ -177,11 +177,11 @@ func TestASessionWaitingOnAnUnfinishedPassGivesWayToANewerPass(t *testing.T) {
 	// A new run enqueues a newer pass, whose extraction finishes.
 	second := f.publishPass(all, "")
 	f.enqueue(second)
-	var loaded event.Loaded
+	var loaded event.LoadedData
 	f.waitFor(30*time.Second, "the newer pass to be loaded", func() bool {
 		return f.lastEvent(event.MailboxLoaded, &loaded) && loaded.Pass == second.Pass
 	})
-	var sup event.Superseded
+	var sup event.SupersededData
 	if !f.lastEvent(event.MailboxSuperseded, &sup) || sup.Pass != first.Pass || sup.By != second.Pass || sup.Phase != "loading" {
 		t.Errorf("superseded event = %+v, want %s by %s while loading", sup, first.Pass, second.Pass)
 	}

@@ -17,7 +17,7 @@ import (
 // stream. What the target folder already holds is not appended twice; a
 // message refused again gets a new dead letter. Each retried dead letter
 // is removed once its fate is recorded.
-func (s *Service) RetryDead(ctx context.Context, j *job.Job) (*event.Loaded, error) {
+func (s *Service) RetryDead(ctx context.Context, j *job.Job) (*event.LoadedData, error) {
 	rj := *j
 	rj.Replay = &job.Replay{}
 	ss, err := s.open(ctx, &rj)

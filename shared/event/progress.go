@@ -74,7 +74,16 @@ func (r *Reporter) Resume(ctx context.Context) {
 }
 
 // Send publishes the current counters; final forces the bucket write.
-// Errors are ignored on purpose: progress is advisory, the ledger is not.
+//
+// Unlike an event, a sample is dropped when it cannot be sent, on
+// purpose: it is a display's best-effort update, superseded by the next
+// sample within a second, and nothing waits on it (the ledger and the
+// lifecycle events are what the services and `mailferry status` decide
+// by; the loaded event carries the final counts). A core NATS publish
+// fails only locally (connection closed or its buffer full), and then the
+// job's own JetStream publishes fail and fail the job; a failed bucket
+// write leaves the previous sample, which the next write replaces.
+// Retrying here would only hold up the work being reported.
 func (r *Reporter) Send(ctx context.Context, final bool) {
 	r.Current.Updated = time.Now().UTC()
 	b, err := json.Marshal(r.Current)

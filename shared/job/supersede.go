@@ -108,16 +108,30 @@ func (c *PassCheck) Superseded(ctx context.Context) error {
 }
 
 // ReportSuperseded publishes, for a job whose try returned err, that the
-// newer pass err names took over in phase ("extracting", "loading"), and
-// returns err, which makes the job count as done.
+// newer pass err names took over in phase (event.PhaseExtracting,
+// event.PhaseLoading), and returns err, which makes the job count as done.
+// Should the publish fail, that error is returned instead: the job goes
+// back to the queue and its next delivery reports again.
 func ReportSuperseded(ctx context.Context, ev event.Publisher, j *Job, phase string, err error) error {
 	var se *SupersededError
 	if !errors.As(err, &se) {
 		return err
 	}
-	if perr := ev.Publish(ctx, event.MailboxSuperseded, j.SourceUser, "superseded."+phase+"."+j.SourceUser+"."+j.Pass,
-		event.Superseded{Pass: j.Pass, By: se.By, Phase: phase}); perr != nil {
+	if perr := ev.Publish(ctx, event.Superseded(j.SourceUser, event.SupersededData{Pass: j.Pass, By: se.By, Phase: phase})); perr != nil {
 		return perr
 	}
 	return err
+}
+
+// Unannounced is what a handler returns when its job failed with err but
+// the mailbox.failed event saying so could not be published (perr, nil
+// when it was). Others wait on that event, so the job is not done, even
+// when err was permanent: the result keeps err's text but wraps only
+// perr, not ErrPermanent, so the job goes back to the queue and a later
+// delivery announces how it ended.
+func Unannounced(err, perr error) error {
+	if perr == nil || err == nil {
+		return err
+	}
+	return fmt.Errorf("%s; the failure was not announced: %w", err.Error(), perr)
 }

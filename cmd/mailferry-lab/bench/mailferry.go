@@ -371,8 +371,8 @@ func (p *progressSum) totals() (msgs, bytes int64, last time.Time) {
 // It gives up when a mailbox failed maxFailures times or for good, when a
 // service exits, when nothing happens for stallTimeout, or when ctx ends.
 func (r *runner) awaitLoaded(ctx context.Context, dir string, cons jetstream.Consumer, pass string, boxes []job.Mailbox,
-	prog *progressSum, children []*child, start time.Time) (map[string]event.Loaded, error) {
-	loaded := map[string]event.Loaded{}
+	prog *progressSum, children []*child, start time.Time) (map[string]event.LoadedData, error) {
+	loaded := map[string]event.LoadedData{}
 	failures := map[string]int{}
 	lastActivity, lastLog := time.Now(), time.Now()
 	for len(loaded) < len(boxes) {
@@ -417,16 +417,16 @@ func (r *runner) awaitLoaded(ctx context.Context, dir string, cons jetstream.Con
 }
 
 // onEvent folds one event of pass into loaded and failures.
-func (r *runner) onEvent(e *event.Event, pass string, loaded map[string]event.Loaded, failures map[string]int) error {
+func (r *runner) onEvent(e *event.Event, pass string, loaded map[string]event.LoadedData, failures map[string]int) error {
 	switch e.Type {
 	case event.MailboxLoaded:
-		var d event.Loaded
+		var d event.LoadedData
 		if json.Unmarshal(e.Data, &d) != nil || d.Pass != pass {
 			return nil
 		}
 		loaded[e.Key] = d
 	case event.MailboxFailed:
-		var d event.Failed
+		var d event.FailedData
 		if json.Unmarshal(e.Data, &d) != nil || d.Pass != pass {
 			return nil
 		}

@@ -54,7 +54,7 @@ func TestDeltaPassIsEnqueuedForTheDomainOnceTheOldTTLExpired(t *testing.T) {
 
 	expires := time.Now().Add(1500 * time.Millisecond)
 	ev := event.Publisher{JS: b.JS, Service: "dnsctl"}
-	if err := ev.Publish(ctx, event.DNSSwitched, "switched.test", "sw1", event.DNSSwitchedData{Serial: 7, OldTTLExpiresAt: expires}); err != nil {
+	if err := ev.Publish(ctx, event.Switched("switched.test", event.DNSSwitchedData{Serial: 7, OldTTLExpiresAt: expires})); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

@@ -6,6 +6,8 @@ package migrate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,8 +158,12 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	publishVerified(ctx, b, res.Report)
 	res.Took = time.Since(start)
+	if err := publishVerified(ctx, b, res.Report); err != nil {
+		// The result stands; only its record on the events stream is
+		// missing, which `mailferry verify` publishes again.
+		return res, err
+	}
 	return res, nil
 }
 
@@ -169,32 +175,67 @@ func PublishVerified(ctx context.Context, cfg *config.Config, log zerolog.Logger
 		return err
 	}
 	defer b.Close()
-	publishVerified(ctx, b, r)
-	return nil
+	return publishVerified(ctx, b, r)
 }
 
-func publishVerified(ctx context.Context, b *broker.Broker, r *verify.Report) {
+// publishVerified publishes mailbox.verified for every mailbox r found
+// OK; Run and PublishVerified return its error, since `mailferry status`
+// shows a mailbox done only by this event.
+func publishVerified(ctx context.Context, b *broker.Broker, r *verify.Report) error {
 	ev := event.Publisher{JS: b.JS, Service: "verify"}
 	st, err := b.JS.Stream(ctx, broker.StreamEvents)
 	if err != nil {
-		return
+		return fmt.Errorf("record verification: %w", err)
 	}
 	for _, m := range r.Mailboxes {
 		if !m.OK {
 			continue
 		}
-		pass := ""
-		if raw, err := st.GetLastMsgForSubject(ctx, subject.Event(event.MailboxQueued, m.Source)); err == nil {
-			if e, err := event.Decode(raw.Data); err == nil {
-				var d struct {
-					Pass string `json:"pass"`
-				}
-				_ = json.Unmarshal(e.Data, &d)
-				pass = d.Pass
-			}
+		pass, err := lastQueuedPass(ctx, st, m.Source)
+		if err != nil {
+			return fmt.Errorf("record verification of %s: %w", m.Source, err)
 		}
-		_ = ev.Publish(ctx, event.MailboxVerified, m.Source, "verified."+m.Source+"."+pass+"."+nuid.Next(), map[string]any{"pass": pass, "messages": m.Messages})
+		d := event.VerifiedData{Pass: pass, Messages: int64(m.Messages), Digest: verifiedDigest(m)}
+		if err := ev.Publish(ctx, event.Verified(m.Source, d)); err != nil {
+			return fmt.Errorf("record verification of %s: %w", m.Source, err)
+		}
 	}
+	return nil
+}
+
+// lastQueuedPass is the pass mailbox was last queued in ("" when it never
+// was).
+func lastQueuedPass(ctx context.Context, st jetstream.Stream, mailbox string) (string, error) {
+	raw, err := st.GetLastMsgForSubject(ctx, subject.Event(event.MailboxQueued, mailbox))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("last queued pass: %w", err)
+	}
+	e, err := event.Decode(raw.Data)
+	if err != nil {
+		return "", err
+	}
+	var d event.QueuedData
+	if err := e.DataAs(&d); err != nil {
+		return "", err
+	}
+	return d.Pass, nil
+}
+
+// verifiedDigest identifies what a verification found for a mailbox: the
+// SHA-256 of its report (the target, every folder's counts and
+// differences), so that verifying the same state twice yields the same
+// mailbox.verified id and a different outcome another (see
+// event.Verified).
+func verifiedDigest(m verify.MailboxReport) string {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
 }
 
 func startServices(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, b *broker.Broker, log zerolog.Logger) {
@@ -287,7 +328,7 @@ func enqueue(ctx context.Context, b *broker.Broker, boxes []job.Mailbox, pass st
 		if err := job.Publish(ctx, b.JS, &job.Job{Mailbox: mb, Pass: pass, Enqueued: now}); err != nil {
 			return err
 		}
-		if err := ev.Publish(ctx, event.MailboxQueued, mb.SourceUser, "queued."+mb.SourceUser+"."+pass, map[string]string{"pass": pass}); err != nil {
+		if err := ev.Publish(ctx, event.Queued(mb.SourceUser, pass)); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/lifecycle"
 )
 
 // Phases of a mailbox as Run sees them.
@@ -42,6 +43,14 @@ type MailboxProgress struct {
 	// superseded it.
 	Pass    string `json:"pass,omitempty"`
 	started time.Time
+	lc      lifecycle.Mailbox
+}
+
+// phases names the lifecycle phases as Run reports them: Run verifies
+// by itself once every mailbox is loaded, so a verified one is loaded.
+var phases = map[lifecycle.Phase]string{
+	lifecycle.NotQueued: PhaseQueued, lifecycle.Queued: PhaseQueued, lifecycle.Extracting: PhaseExtracting,
+	lifecycle.Loading: PhaseLoading, lifecycle.Loaded: PhaseLoaded, lifecycle.Verified: PhaseLoaded, lifecycle.Failed: PhaseFailed,
 }
 
 // tracker folds events and progress samples into per-mailbox state. The
@@ -50,16 +59,16 @@ type tracker struct {
 	mu       sync.Mutex
 	order    []string
 	boxes    map[string]*MailboxProgress
-	maxFail  int
 	start    time.Time
 	lastRows int
 }
 
 func newTracker(boxes []job.Mailbox, pass string, maxFail int) *tracker {
-	t := &tracker{boxes: map[string]*MailboxProgress{}, maxFail: maxFail, start: time.Now()}
+	t := &tracker{boxes: map[string]*MailboxProgress{}, start: time.Now()}
 	for _, b := range boxes {
 		t.order = append(t.order, b.SourceUser)
-		t.boxes[b.SourceUser] = &MailboxProgress{Mailbox: b.SourceUser, Phase: PhaseQueued, Pass: pass}
+		t.boxes[b.SourceUser] = &MailboxProgress{Mailbox: b.SourceUser, Phase: PhaseQueued, Pass: pass,
+			lc: lifecycle.Mailbox{Mailbox: b.SourceUser, Pass: pass, Phase: lifecycle.Queued, MaxFailures: maxFail}}
 	}
 	return t
 }
@@ -72,9 +81,10 @@ func (t *tracker) onProgress(m *nats.Msg) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.boxes[p.Mailbox]
-	if b == nil || p.Pass != b.Pass {
+	if b == nil || !b.lc.Sampled(p) {
 		return
 	}
+	b.Phase = phases[b.lc.Phase]
 	if b.started.IsZero() {
 		b.started = time.Now()
 	}
@@ -83,59 +93,37 @@ func (t *tracker) onProgress(m *nats.Msg) {
 		b.Extracted, b.ExtractedBytes, b.Total = p.Messages, p.Bytes, p.Total
 	case "loader":
 		b.Loaded, b.LoadedBytes, b.Skipped, b.Dead = p.Messages, p.Bytes, p.Skipped, p.Dead
-		if b.Phase == PhaseExtracting || b.Phase == PhaseQueued {
-			b.Phase = PhaseLoading
-		}
 	}
 }
 
 func (t *tracker) onEvent(e *event.Event, log zerolog.Logger) {
-	var d struct {
-		Pass     string `json:"pass"`
-		By       string `json:"by"`
-		Reason   string `json:"reason"`
-		Phase    string `json:"phase"`
-		Retried  bool   `json:"retried"`
-		Appended int64  `json:"appended"`
-		Skipped  int64  `json:"skipped"`
-		Dead     int64  `json:"dead"`
-		Bytes    int64  `json:"bytes"`
-		Messages int64  `json:"messages"`
-	}
-	if json.Unmarshal(e.Data, &d) != nil {
-		return
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.boxes[e.Key]
-	if b == nil || d.Pass != b.Pass || b.Phase == PhaseLoaded || b.Phase == PhaseFailed {
+	if b == nil {
 		return
 	}
-	switch e.Type {
-	case event.MailboxExtracting:
-		if b.Phase == PhaseQueued {
-			b.Phase = PhaseExtracting
-		}
-	case event.MailboxExtracted:
-		b.Phase = PhaseLoading
-		b.Total = d.Messages
-	case event.MailboxLoaded:
-		b.Phase = PhaseLoaded
+	lc := &b.lc
+	was := lc.Pass
+	change := lc.Apply(e)
+	b.Phase, b.Pass, b.Failures, b.LastError = phases[lc.Phase], lc.Pass, lc.Failures, lc.LastError()
+	switch {
+	case change == lifecycle.Unchanged:
+	case e.Type == event.MailboxExtracted:
+		b.Total = lc.Total
+	case e.Type == event.MailboxLoaded:
+		d := lc.Result
 		b.Loaded, b.Appended, b.Skipped, b.Dead, b.LoadedBytes = d.Appended+d.Skipped+d.Dead, d.Appended, d.Skipped, d.Dead, d.Bytes
 		log.Info().Str("mailbox", b.Mailbox).Int64("appended", d.Appended).Int64("skipped", d.Skipped).Int64("dead", d.Dead).Msg("mailbox loaded")
-	case event.MailboxSuperseded:
+	case change == lifecycle.Followed:
 		// Someone enqueued a newer pass: its outcome is this mailbox's.
-		b.Pass = d.By
-		log.Info().Str("mailbox", b.Mailbox).Str("pass", d.Pass).Str("by", d.By).Msg("following the newer pass of the mailbox")
-	case event.MailboxFailed:
-		b.Failures++
-		b.LastError = d.Phase + ": " + d.Reason
-		if !d.Retried || b.Failures >= t.maxFail {
-			b.Phase = PhaseFailed
-			log.Error().Str("mailbox", b.Mailbox).Int("failures", b.Failures).Str("phase", d.Phase).Str("reason", d.Reason).Msg("mailbox failed")
-			return
-		}
-		log.Warn().Str("mailbox", b.Mailbox).Int("failures", b.Failures).Str("phase", d.Phase).Str("reason", d.Reason).Msg("mailbox attempt failed, will be retried")
+		log.Info().Str("mailbox", b.Mailbox).Str("pass", was).Str("by", lc.Pass).Msg("following the newer pass of the mailbox")
+	case change == lifecycle.GaveUp:
+		f := lc.LastFailure
+		log.Error().Str("mailbox", b.Mailbox).Int("failures", b.Failures).Str("phase", f.Phase).Str("reason", f.Reason).Msg("mailbox failed")
+	case change == lifecycle.Retrying:
+		f := lc.LastFailure
+		log.Warn().Str("mailbox", b.Mailbox).Int("failures", b.Failures).Str("phase", f.Phase).Str("reason", f.Reason).Msg("mailbox attempt failed, will be retried")
 	}
 }
 
@@ -143,7 +131,7 @@ func (t *tracker) finished() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, b := range t.boxes {
-		if b.Phase != PhaseLoaded && b.Phase != PhaseFailed {
+		if !b.lc.Phase.Ended() {
 			return false
 		}
 	}

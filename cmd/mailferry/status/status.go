@@ -4,11 +4,13 @@
 package status
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +18,7 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/lifecycle"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -60,8 +63,15 @@ type Status struct {
 	Time      time.Time      `json:"time"`
 }
 
-// lifecycle event types, in the order a pass goes through them.
-var lifecycle = []string{event.MailboxQueued, event.MailboxExtracting, event.MailboxExtracted, event.MailboxLoaded, event.MailboxVerified, event.MailboxFailed}
+// steps are the event types whose latest one per mailbox status reads.
+var steps = []string{event.MailboxQueued, event.MailboxExtracting, event.MailboxExtracted, event.MailboxLoaded, event.MailboxVerified, event.MailboxFailed}
+
+// phases names the lifecycle phases as status shows them: a loaded
+// mailbox waits for its verification, a verified one is done.
+var phases = map[lifecycle.Phase]string{
+	lifecycle.NotQueued: PhaseUnknown, lifecycle.Queued: PhaseQueued, lifecycle.Extracting: PhaseExtracting,
+	lifecycle.Loading: PhaseLoading, lifecycle.Loaded: PhaseVerifying, lifecycle.Verified: PhaseDone, lifecycle.Failed: PhaseFailed,
+}
 
 // Read builds the status of boxes.
 func Read(ctx context.Context, b *broker.Broker, boxes []job.Mailbox) (*Status, error) {
@@ -101,8 +111,12 @@ func (s *Status) add(m Mailbox) {
 
 func readMailbox(ctx context.Context, st jetstream.Stream, progress jetstream.KeyValue, mailbox string) (Mailbox, error) {
 	m := Mailbox{Mailbox: mailbox, Phase: PhaseUnknown, ETASeconds: -1}
-	latest := map[string]*event.Event{}
-	for _, typ := range lifecycle {
+	type latest struct {
+		seq uint64
+		e   *event.Event
+	}
+	var events []latest
+	for _, typ := range steps {
 		raw, err := st.GetLastMsgForSubject(ctx, subject.Event(typ, mailbox))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
@@ -114,10 +128,23 @@ func readMailbox(ctx context.Context, st jetstream.Stream, progress jetstream.Ke
 		if err != nil {
 			return m, fmt.Errorf("status of %s: %w", mailbox, err)
 		}
-		latest[typ] = e
+		if typ == event.MailboxQueued {
+			var d event.QueuedData
+			if err := e.DataAs(&d); err != nil {
+				return m, fmt.Errorf("status of %s: %w", mailbox, err)
+			}
+			m.Pass = d.Pass
+		}
+		events = append(events, latest{raw.Sequence, e})
 	}
-	m.Pass = passOf(latest[event.MailboxQueued])
-	m.Phase, m.LastError = phase(latest, m.Pass)
+	// The mailbox's latest pass is the one last queued; its events are
+	// folded in the order they were published.
+	slices.SortFunc(events, func(a, b latest) int { return cmp.Compare(a.seq, b.seq) })
+	lc := lifecycle.Mailbox{Mailbox: mailbox, Pass: m.Pass, Phase: lifecycle.NotQueued}
+	for _, l := range events {
+		lc.Apply(l.e)
+	}
+	m.Phase, m.LastError = phases[lc.Phase], lc.LastError()
 	ex, _ := readProgress(ctx, progress, "extractor", mailbox, m.Pass)
 	ld, _ := readProgress(ctx, progress, "loader", mailbox, m.Pass)
 	m.Total, m.Extracted, m.ExtractedBytes = ex.Total, ex.Messages, ex.Bytes
@@ -141,48 +168,6 @@ func readMailbox(ctx context.Context, st jetstream.Stream, progress jetstream.Ke
 		m.ETASeconds = float64(max(0, m.Total-m.Loaded)) / m.Rate
 	}
 	return m, nil
-}
-
-// phase is the furthest step of pass whose event is newest, a failure
-// counting only when it was final.
-func phase(latest map[string]*event.Event, pass string) (string, string) {
-	in := func(typ string) *event.Event {
-		e := latest[typ]
-		if e == nil || passOf(e) != pass {
-			return nil
-		}
-		return e
-	}
-	lastErr := ""
-	if f := in(event.MailboxFailed); f != nil {
-		var d event.Failed
-		_ = json.Unmarshal(f.Data, &d)
-		lastErr = d.Phase + ": " + d.Reason
-		if !d.Retried {
-			return PhaseFailed, lastErr
-		}
-	}
-	steps := []struct{ typ, phase string }{
-		{event.MailboxVerified, PhaseDone}, {event.MailboxLoaded, PhaseVerifying},
-		{event.MailboxExtracted, PhaseLoading}, {event.MailboxExtracting, PhaseExtracting}, {event.MailboxQueued, PhaseQueued},
-	}
-	for _, s := range steps {
-		if in(s.typ) != nil {
-			return s.phase, lastErr
-		}
-	}
-	return PhaseUnknown, lastErr
-}
-
-func passOf(e *event.Event) string {
-	if e == nil {
-		return ""
-	}
-	var d struct {
-		Pass string `json:"pass"`
-	}
-	_ = json.Unmarshal(e.Data, &d)
-	return d.Pass
 }
 
 func readProgress(ctx context.Context, kv jetstream.KeyValue, service, mailbox, pass string) (event.Progress, error) {

@@ -21,7 +21,7 @@ func TestStatusShowsWhatALoaderWaitsFor(t *testing.T) {
 	_, b := imaptest.Broker(t, ctx, fmt.Sprintf("nats: {data_dir: %s/nats}\n", dir), dir)
 	const mbx, pass = "alice@old.example", "p1"
 	ev := event.Publisher{JS: b.JS, Service: "test"}
-	if err := ev.Publish(ctx, event.MailboxQueued, mbx, "queued."+mbx+"."+pass, map[string]string{"pass": pass}); err != nil {
+	if err := ev.Publish(ctx, event.Queued(mbx, pass)); err != nil {
 		t.Fatal(err)
 	}
 	since := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)

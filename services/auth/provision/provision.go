@@ -136,7 +136,7 @@ func (p *Provisioner) createBatch(ctx context.Context, batch []*account.Account,
 // republishes with the same id, which the broker drops as a duplicate.
 func (p *Provisioner) markProvisioned(ctx context.Context, a *account.Account) error {
 	data := MailboxData{Email: a.Email, Domain: a.Domain, Provider: p.Target.Name()}
-	if err := p.Events.Publish(ctx, event.MailboxProvisioned, a.Email, "mailbox.provisioned:"+a.Email, data); err != nil {
+	if err := p.Events.Publish(ctx, event.ProvisionedMailbox(data)); err != nil {
 		return err
 	}
 	now := time.Now().UTC()
@@ -227,7 +227,7 @@ func (p *Provisioner) announceDomains(ctx context.Context, accounts []*account.A
 			continue
 		}
 		data := DomainData{Domain: d, Mailboxes: total[d], Provider: p.Target.Name()}
-		if err := p.Events.Publish(ctx, event.DomainProvisioned, d, "domain.provisioned:"+d, data); err != nil {
+		if err := p.Events.Publish(ctx, event.ProvisionedDomain(data)); err != nil {
 			return err
 		}
 		if err := p.Accounts.MarkDomainAnnounced(ctx, d); err != nil {

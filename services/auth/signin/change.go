@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/mailferry/mailferry/services/auth/account"
@@ -113,9 +112,11 @@ func (s *Service) recordChange(ctx context.Context, a *account.Account, h string
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	data := PasswordUpdatedData{Email: stored.Email, Role: stored.Role, Provider: s.opt.Target.Name()}
-	id := "user.password.updated:" + stored.Email + ":" + strconv.FormatInt(now.UnixNano(), 10)
-	if err := s.opt.Events.Publish(ctx, event.UserPasswordUpdated, stored.Email, id, data); err != nil {
-		// The change is done; only the announcement is missing.
+	if err := s.opt.Events.Publish(ctx, event.PasswordUpdated(data, now)); err != nil {
+		// The change is done and stored; failing the request now would
+		// only make the user's retry fail (the old password no longer
+		// matches). The publish was retried; what is left is logged for a
+		// person.
 		s.opt.Log.Error().Err(err).Str("email", stored.Email).Msg("user.password.updated not published")
 	}
 	return stored, nil
