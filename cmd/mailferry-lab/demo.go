@@ -57,10 +57,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		o.Display = stderr
 	}
 	res, err := migrate.Run(ctx, cfg, log, o)
+	if res != nil {
+		res.WriteText(stdout)
+	}
 	if err != nil {
 		return err
 	}
-	res.WriteText(stdout)
 	if !res.OK() {
 		return errDifferent
 	}

@@ -193,10 +193,16 @@ func runMigrate(ctx context.Context, s *session, asJSON bool) error {
 		o.Display = s.stderr
 	}
 	res, err := migrate.Run(ctx, s.cfg, s.log, o)
+	if res == nil {
+		return err
+	}
+	// A result comes with an error when only recording the verification
+	// failed: the operator still sees what was copied and verified.
+	perr := printResult(s.stdout, res, asJSON)
 	if err != nil {
 		return err
 	}
-	return printResult(s.stdout, res, asJSON)
+	return perr
 }
 
 func printResult(w io.Writer, res *migrate.Result, asJSON bool) error {
