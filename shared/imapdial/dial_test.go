@@ -179,6 +179,7 @@ func TestDialSetsUpTLSAsConfiguredAndVerifiesByDefault(t *testing.T) {
 		{name: "implicit TLS with the CA", s: config.IMAP{Address: implicit, TLS: config.TLSImplicit, CAFile: cert.caFile}},
 		{name: "STARTTLS with the CA", s: config.IMAP{Address: plain, TLS: config.TLSStartTLS, CAFile: cert.caFile}},
 		{name: "server name pinned apart from the address", s: config.IMAP{Address: implicit, TLS: config.TLSImplicit, CAFile: cert.caFile, ServerName: "imap.example"}},
+		{name: "an untrusted certificate by explicit opt-in", s: config.IMAP{Address: implicit, TLS: config.TLSImplicit, InsecureSkipVerify: true}},
 		{name: "implicit TLS refuses an untrusted certificate", s: config.IMAP{Address: implicit, TLS: config.TLSImplicit}, wantErr: "certificate"},
 		{name: "STARTTLS refuses an untrusted certificate", s: config.IMAP{Address: plain, TLS: config.TLSStartTLS}, wantErr: "certificate"},
 		{name: "a CA that did not sign the certificate is refused", s: config.IMAP{Address: implicit, TLS: config.TLSImplicit, CAFile: other.caFile}, wantErr: "certificate"},

@@ -191,3 +191,38 @@ func TestNoAnswerBeforeTheDeadlineIsTheClients(t *testing.T) {
 		t.Fatalf("error quotes the password: %v", err)
 	}
 }
+
+func TestAGreetingThatSkipsTheLoginIsAnError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				// Logged in already: a LOGIN would prove nothing.
+				c.Write([]byte("* PREAUTH [CAPABILITY IMAP4rev1 ID] welcome\r\n"))
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	ok, err := New(server(ln.Addr().String())).Verify(authtest.Context(t, 30*time.Second), dave, davePw, "192.0.2.7")
+	if ok || err == nil || !strings.Contains(err.Error(), "PREAUTH") {
+		t.Fatalf("Verify = %v, %v; want an error naming PREAUTH", ok, err)
+	}
+	var cc interface{ ClientCaused() bool }
+	if errors.As(err, &cc) {
+		t.Errorf("a server that skips the login blamed on the client: %v", err)
+	}
+}
