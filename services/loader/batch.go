@@ -259,12 +259,26 @@ func (ss *session) redialIfBroken(ctx context.Context) error {
 		return nil
 	}
 	ss.app.Close()
-	app, err := imapappend.Dial(ctx, ss.svc.Config.Target, ss.cred)
+	app, err := ss.dialAppend(ctx)
 	if err != nil {
 		return fmt.Errorf("reconnect for appends: %w", err)
 	}
 	ss.app = app
 	return nil
+}
+
+// dialAppend opens the connection that carries the appends: imapdial
+// connects and logs in, imapappend takes it over.
+func (ss *session) dialAppend(ctx context.Context) (*imapappend.Client, error) {
+	o, err := imapdial.OptionsFor(ss.svc.Config.Target)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", ss.svc.Config.Target.Address, err)
+	}
+	conn, err := imapdial.DialConn(ctx, o, ss.cred)
+	if err != nil {
+		return nil, err
+	}
+	return imapappend.New(conn), nil
 }
 
 // refused finds the message a pipelined append's error is about; named

@@ -181,7 +181,7 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 		ss.close()
 		return nil, err
 	}
-	if ss.app, err = imapappend.Dial(ctx, s.Config.Target, cred); err != nil {
+	if ss.app, err = ss.dialAppend(ctx); err != nil {
 		ss.close()
 		return nil, err
 	}

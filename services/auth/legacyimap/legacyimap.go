@@ -10,16 +10,17 @@
 // and keeps its per-address failure delays (auth penalty) per client,
 // instead of slowing every user down after one client's wrong passwords.
 //
-// The client speaks just enough IMAP for this (greeting, CAPABILITY,
-// STARTTLS, ID, LOGIN, LOGOUT): go-imap's client cannot send ID fields
-// other than RFC 2971's. User name and password always travel as
-// literals, so no byte of them is ever parsed as IMAP syntax.
+// imapdial connects (TLS, STARTTLS, greeting, capabilities), as for every
+// IMAP connection of mailferry; the client then speaks just enough IMAP
+// for this (ID, LOGIN, LOGOUT) on that connection: go-imap's client
+// cannot send ID fields other than RFC 2971's. User name and password
+// always travel as literals, so no byte of them is ever parsed as IMAP
+// syntax.
 package legacyimap
 
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -92,12 +93,17 @@ func (v *Verifier) Verify(ctx context.Context, user, password, client string) (b
 	return ok, err
 }
 
-// session is one connection to the server.
+// session is one connection to the server. imapdial sets it up (dial,
+// TLS, greeting, capabilities); the commands after that are this
+// package's own, bounded by deadlines rather than imapdial's watchdog:
+// the answer to LOGIN is a verdict a server may hold back on purpose, and
+// only a bound on the whole wait, not on progress, tells that apart
+// (ErrNoAnswer).
 type session struct {
+	dc   *imapdial.Conn
 	conn net.Conn
 	r    *bufio.Reader
 	tag  int
-	caps map[string]bool
 	// stop ends the watch that closes the connection when the context
 	// ends; close calls it.
 	stop func() bool
@@ -105,7 +111,7 @@ type session struct {
 
 func (s *session) close() {
 	s.stop()
-	s.conn.Close()
+	s.dc.Close()
 }
 
 func (v *Verifier) login(ctx context.Context, user, password, client string) (bool, error) {
@@ -114,10 +120,10 @@ func (v *Verifier) login(ctx context.Context, user, password, client string) (bo
 		return false, err
 	}
 	defer s.close()
-	if s.caps["LOGINDISABLED"] {
+	if s.dc.Has("LOGINDISABLED") {
 		return false, errors.New("the server refuses LOGIN without TLS (LOGINDISABLED): configure legacy_imap.tls")
 	}
-	if s.caps["ID"] {
+	if s.dc.Has("ID") {
 		if err := s.id(client); err != nil {
 			return false, err
 		}
@@ -148,6 +154,12 @@ func (s *session) deadline(ctx context.Context, d time.Duration) {
 	if d > 0 {
 		t = time.Now().Add(d)
 	}
+	s.deadlineAt(ctx, t)
+}
+
+// deadlineAt sets the connection's deadline t (zero: none), or ctx's if
+// sooner.
+func (s *session) deadlineAt(ctx context.Context, t time.Time) {
 	if dl, ok := ctx.Deadline(); ok && (t.IsZero() || dl.Before(t)) {
 		t = dl
 	}
@@ -155,87 +167,30 @@ func (s *session) deadline(ctx context.Context, d time.Duration) {
 }
 
 // connect dials, sets up TLS as configured and reads the greeting and the
-// capabilities, all within the dial timeout.
+// capabilities (imapdial), all within the dial timeout, which also bounds
+// the ID command after it.
 func (v *Verifier) connect(ctx context.Context) (*session, error) {
-	d := &net.Dialer{Timeout: v.server.DialTimeout.Std()}
-	conn, err := d.DialContext(ctx, "tcp", v.server.Address)
+	o, err := imapdial.OptionsFor(v.server)
 	if err != nil {
 		return nil, err
 	}
-	// Closing the TCP connection also ends TLS on top of it.
-	s := &session{conn: conn, stop: context.AfterFunc(ctx, func() { conn.Close() })}
-	s.deadline(ctx, v.server.DialTimeout.Std())
-	fail := func(err error) (*session, error) {
-		s.close()
+	start := time.Now()
+	dc, err := imapdial.Connect(ctx, o)
+	if err != nil {
 		return nil, err
 	}
-	if v.server.TLS == config.TLSImplicit {
-		if err := s.startTLS(ctx, v.server); err != nil {
-			return fail(err)
-		}
+	if dc.Preauth() {
+		dc.Close()
+		return nil, errors.New("greeting: the server sent PREAUTH, so no login would check the password")
 	}
-	s.r = bufio.NewReaderSize(s.conn, 4096)
-	greeting, err := s.readLine()
-	if err != nil {
-		return fail(fmt.Errorf("greeting: %w", err))
-	}
-	if !strings.HasPrefix(greeting, "* OK") {
-		return fail(fmt.Errorf("greeting: %q", limit(greeting)))
-	}
-	s.caps = capsOf(greeting)
-	if v.server.TLS == config.TLSStartTLS {
-		if s.caps == nil {
-			if err := s.capability(); err != nil {
-				return fail(err)
-			}
-		}
-		if !s.caps["STARTTLS"] {
-			return fail(errors.New("the server does not offer STARTTLS"))
-		}
-		if _, _, err := s.command("STARTTLS"); err != nil {
-			return fail(fmt.Errorf("STARTTLS: %w", err))
-		}
-		if err := s.startTLS(ctx, v.server); err != nil {
-			return fail(err)
-		}
-		s.r = bufio.NewReaderSize(s.conn, 4096)
-		s.caps = nil // learnt anew over TLS
-	}
-	if s.caps == nil {
-		if err := s.capability(); err != nil {
-			return fail(err)
-		}
+	// Lines stay bounded by maxLine: the reader's buffer is larger.
+	s := &session{dc: dc, conn: dc.NetConn(), r: dc.Reader(), stop: context.AfterFunc(ctx, func() { dc.Close() })}
+	if o.DialTimeout > 0 {
+		s.deadlineAt(ctx, start.Add(o.DialTimeout))
+	} else {
+		s.deadlineAt(ctx, time.Time{})
 	}
 	return s, nil
-}
-
-func (s *session) startTLS(ctx context.Context, server config.IMAP) error {
-	tc, err := imapdial.TLSConfig(server)
-	if err != nil {
-		return err
-	}
-	c := tls.Client(s.conn, tc)
-	if err := c.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("tls handshake: %w", err)
-	}
-	s.conn = c
-	return nil
-}
-
-func (s *session) capability() error {
-	untagged, _, err := s.command("CAPABILITY")
-	if err != nil {
-		return fmt.Errorf("CAPABILITY: %w", err)
-	}
-	s.caps = map[string]bool{}
-	for _, l := range untagged {
-		if rest, ok := strings.CutPrefix(l, "* CAPABILITY "); ok {
-			for _, c := range strings.Fields(rest) {
-				s.caps[strings.ToUpper(c)] = true
-			}
-		}
-	}
-	return nil
 }
 
 // id sends ID with the client's address; the server's answer is not used.
@@ -259,7 +214,7 @@ func (s *session) loginCmd(user, password string) (bool, error) {
 	s.tag++
 	tag := "L" + strconv.Itoa(s.tag)
 	plus := ""
-	if s.caps["LITERAL+"] || s.caps["LITERAL-"] {
+	if s.dc.Has("LITERAL+") || s.dc.Has("LITERAL-") {
 		// Non-synchronizing literals: one write, one round trip.
 		// LITERAL- allows them up to 4096 bytes, more than either is.
 		plus = "+"
@@ -407,37 +362,6 @@ func literalAtEnd(line string) (int, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-// capsOf reads a [CAPABILITY ...] response code; nil when there is none.
-func capsOf(line string) map[string]bool {
-	// ASCII case folding keeps byte offsets: strings.ToUpper turns an
-	// invalid byte into U+FFFD, three bytes, and the index would be off.
-	i := strings.Index(asciiUpper(line), "[CAPABILITY ")
-	if i < 0 {
-		return nil
-	}
-	rest := line[i+len("[CAPABILITY "):]
-	end := strings.IndexByte(rest, ']')
-	if end < 0 {
-		return nil
-	}
-	caps := map[string]bool{}
-	for _, c := range strings.Fields(rest[:end]) {
-		caps[strings.ToUpper(c)] = true
-	}
-	return caps
-}
-
-// asciiUpper upper-cases ASCII letters only, byte for byte.
-func asciiUpper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }
 
 // limit shortens server text quoted in errors.

@@ -150,9 +150,11 @@ func TestClientAddressReachesTheLegacyServer(t *testing.T) {
 	}
 }
 
-func TestNoAnswerBeforeTheDeadlineIsTheClients(t *testing.T) {
-	// A server that greets, answers ID and then sits on LOGIN, as Dovecot
-	// does for an address with a penalty.
+// quietServer greets every connection with greeting, answers the first
+// command when it is ID and answerID is set, and then reads without ever
+// answering, as Dovecot does on LOGIN for an address with a penalty.
+func quietServer(t *testing.T, greeting string, answerID bool) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -166,11 +168,13 @@ func TestNoAnswerBeforeTheDeadlineIsTheClients(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				c.Write([]byte("* OK [CAPABILITY IMAP4rev1 ID LITERAL+] ready\r\n"))
+				c.Write([]byte(greeting + "\r\n"))
 				buf := make([]byte, 4096)
-				n, _ := c.Read(buf)
-				if strings.Contains(string(buf[:n]), " ID ") {
-					c.Write([]byte("* ID NIL\r\nL1 OK ID completed\r\n"))
+				if answerID {
+					n, _ := c.Read(buf)
+					if strings.Contains(string(buf[:n]), " ID ") {
+						c.Write([]byte("* ID NIL\r\nL1 OK ID completed\r\n"))
+					}
 				}
 				for {
 					if _, err := c.Read(buf); err != nil {
@@ -180,14 +184,32 @@ func TestNoAnswerBeforeTheDeadlineIsTheClients(t *testing.T) {
 			}()
 		}
 	}()
+	return ln.Addr().String()
+}
+
+func TestNoAnswerBeforeTheDeadlineIsTheClients(t *testing.T) {
+	addr := quietServer(t, "* OK [CAPABILITY IMAP4rev1 ID LITERAL+] ready", true)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	ok, err := New(server(ln.Addr().String())).Verify(ctx, dave, davePw, "192.0.2.9")
+	ok, err := New(server(addr)).Verify(ctx, dave, davePw, "192.0.2.9")
 	var cc interface{ ClientCaused() bool }
 	if ok || !errors.Is(err, ErrNoAnswer) || !errors.As(err, &cc) {
 		t.Fatalf("Verify = %v, %v; want ErrNoAnswer caused by the client", ok, err)
 	}
 	if strings.Contains(err.Error(), davePw) {
 		t.Fatalf("error quotes the password: %v", err)
+	}
+}
+
+func TestAGreetingThatSkipsTheLoginIsAnError(t *testing.T) {
+	// Logged in already: a LOGIN would prove nothing.
+	addr := quietServer(t, "* PREAUTH [CAPABILITY IMAP4rev1 ID] welcome", false)
+	ok, err := New(server(addr)).Verify(authtest.Context(t, 30*time.Second), dave, davePw, "192.0.2.7")
+	if ok || err == nil || !strings.Contains(err.Error(), "PREAUTH") {
+		t.Fatalf("Verify = %v, %v; want an error naming PREAUTH", ok, err)
+	}
+	var cc interface{ ClientCaused() bool }
+	if errors.As(err, &cc) {
+		t.Errorf("a server that skips the login blamed on the client: %v", err)
 	}
 }

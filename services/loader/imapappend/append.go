@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/shared/foldermap"
+	"github.com/mailferry/mailferry/shared/imapdial"
 )
 
 // Message is one message to append.
@@ -74,20 +75,20 @@ func (c *Client) appendBatch(ctx context.Context, mailbox string, msgs []Message
 	if len(msgs) == 0 {
 		return Result{}, nil
 	}
-	if c.broken != nil {
-		return Result{}, fmt.Errorf("connection unusable: %w", c.broken)
+	if err := c.conn.Broken(); err != nil {
+		return Result{}, fmt.Errorf("connection unusable: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
 	name := foldermap.EncodeUTF7(mailbox)
-	if !quotable(name) {
+	if !imapdial.Quotable(name) {
 		return Result{}, errors.New("mailbox name contains NUL, CR or LF")
 	}
 	s := &appendSession{
 		c:        c,
 		msgs:     msgs,
-		mbox:     appendQuoted(nil, name),
+		mbox:     imapdial.AppendQuoted(nil, name),
 		metas:    make([][]byte, len(msgs)),
 		fates:    make([]Fate, len(msgs)),
 		refusals: make([]*ServerError, len(msgs)),
@@ -113,9 +114,9 @@ func (c *Client) appendBatch(ctx context.Context, mailbox string, msgs []Message
 			break
 		}
 	}
-	s.g = watch(ctx, c.pc, c.timeout)
-	defer s.g.stop()
-	if useMulti && len(msgs) > 1 && c.Has("MULTIAPPEND") {
+	s.g = c.conn.Watch(ctx)
+	defer s.g.Stop()
+	if useMulti && len(msgs) > 1 && c.conn.Has("MULTIAPPEND") {
 		return s.multi()
 	}
 	return s.pipelined()
@@ -124,7 +125,7 @@ func (c *Client) appendBatch(ctx context.Context, mailbox string, msgs []Message
 // event is what the reader goroutine hands to the writer: a continuation
 // request, a tagged answer, or the read error that ended it.
 type event struct {
-	r   *response
+	r   *imapdial.Response
 	err error
 }
 
@@ -135,7 +136,7 @@ type event struct {
 // reading commands when its output is not drained).
 type appendSession struct {
 	c     *Client
-	g     *guard
+	g     *imapdial.Watchdog
 	msgs  []Message
 	mbox  []byte   // quoted modified UTF-7 mailbox name
 	metas [][]byte // per message: "(flags) "date" "
@@ -186,33 +187,33 @@ func (s *appendSession) startReader(n int) {
 	s.events = make(chan event, 2*n+4)
 	s.quit = make(chan struct{})
 	s.done = make(chan struct{})
-	go s.read(s.c.br)
+	go s.read(s.c.conn.Reader())
 }
 
 func (s *appendSession) read(br *bufio.Reader) {
 	defer close(s.done)
 	for range s.want {
 		for {
-			r, err := readResponse(br)
+			r, err := imapdial.ReadResponse(br)
 			if err != nil {
 				s.send(event{err: err})
 				return
 			}
-			if r.kind == respUntagged {
+			if r.Kind == imapdial.Untagged {
 				switch {
-				case r.word == "BYE":
-					s.readerBye = r.line
-				case r.word == "CAPABILITY":
-					s.readerCaps = &r.codeArgs
-				case r.word == "OK" && r.code == "CAPABILITY":
-					s.readerCaps = &r.codeArgs
+				case r.Word == "BYE":
+					s.readerBye = r.Line
+				case r.Word == "CAPABILITY":
+					s.readerCaps = &r.CodeArgs
+				case r.Word == "OK" && r.Code == "CAPABILITY":
+					s.readerCaps = &r.CodeArgs
 				}
 				continue
 			}
 			if !s.send(event{r: r}) {
 				return
 			}
-			if r.kind == respTagged {
+			if r.Kind == imapdial.Tagged {
 				break
 			}
 		}
@@ -236,26 +237,21 @@ func (s *appendSession) stopReader() {
 	close(s.quit)
 	<-s.done
 	if s.readerCaps != nil {
-		s.c.setCaps(*s.readerCaps)
+		s.c.conn.SetCaps(*s.readerCaps)
 	}
 	if s.readerBye != "" {
-		s.c.bye = s.readerBye
+		s.c.conn.SetBye(s.readerBye)
 	}
 }
 
 // abort closes the connection, so the server discards a literal it has
 // only received in part, and marks the client unusable.
-func (s *appendSession) abort(why error) {
-	if s.c.broken == nil {
-		s.c.broken = why
-	}
-	s.c.pc.Conn.Close()
-}
+func (s *appendSession) abort(why error) { s.c.conn.Abort(why) }
 
 // transport explains a connection failure, marks the client broken and
 // closes the connection.
 func (s *appendSession) transport(err error) error {
-	err = s.g.explain(err)
+	err = s.g.Err(err)
 	s.abort(err)
 	return err
 }
@@ -275,7 +271,7 @@ func (s *appendSession) handle(e event) error {
 	if e.err != nil {
 		return e.err
 	}
-	if e.r.kind == respContinue {
+	if e.r.Kind == imapdial.Continue {
 		// Only expected while waiting for one; a stray one is harmless.
 		return nil
 	}
@@ -283,20 +279,20 @@ func (s *appendSession) handle(e event) error {
 }
 
 // answer records a tagged answer.
-func (s *appendSession) answer(r *response) error {
-	i, ok := s.tagIdx[r.tag]
+func (s *appendSession) answer(r *imapdial.Response) error {
+	i, ok := s.tagIdx[r.Tag]
 	if !ok {
-		return fmt.Errorf("response to unknown tag: %q", r.line)
+		return fmt.Errorf("response to unknown tag: %q", r.Line)
 	}
-	delete(s.tagIdx, r.tag)
-	if r.tag == s.open {
+	delete(s.tagIdx, r.Tag)
+	if r.Tag == s.open {
 		s.early = true
 	}
-	if r.word != "OK" {
+	if r.Word != "OK" {
 		if s.errs[i] == nil {
 			// A local error (a reader that lied about its size) is the
 			// cause; the server's answer to the cut-off command is not.
-			se := r.serverError()
+			se := r.Err()
 			s.errs[i] = se
 			if !s.multiMode {
 				// A MULTIAPPEND's refusal is about the whole command,
@@ -308,17 +304,17 @@ func (s *appendSession) answer(r *response) error {
 		return nil
 	}
 	if s.multiMode {
-		if r.code == "APPENDUID" {
-			s.multiUID = r.codeArgs
+		if r.Code == "APPENDUID" {
+			s.multiUID = r.CodeArgs
 		}
 		return nil
 	}
 	s.fates[i] = Stored
-	if r.code != "APPENDUID" {
+	if r.Code != "APPENDUID" {
 		// Stored all the same; only its UID is unknown.
 		return nil
 	}
-	validity, uids, err := parseAppendUID(r.codeArgs, 1)
+	validity, uids, err := parseAppendUID(r.CodeArgs, 1)
 	if err != nil {
 		return nil
 	}
@@ -356,13 +352,13 @@ func (s *appendSession) waitContinue(tag string) (bool, error) {
 		if e.err != nil {
 			return false, e.err
 		}
-		if e.r.kind == respContinue {
+		if e.r.Kind == imapdial.Continue {
 			return true, nil
 		}
 		if err := s.answer(e.r); err != nil {
 			return false, err
 		}
-		if e.r.tag == tag {
+		if e.r.Tag == tag {
 			return false, nil
 		}
 	}
@@ -394,7 +390,7 @@ func (s *appendSession) literalHead(dst []byte, n int64) ([]byte, bool) {
 	dst = strconv.AppendInt(dst, n, 10)
 	// A message above APPENDLIMIT goes synchronizing even with LITERAL+,
 	// so the server can refuse it (TOOBIG) before 30 MB cross the wire.
-	nonSync := s.c.nonSyncOK(n) && (s.c.appendLimit == 0 || n <= s.c.appendLimit)
+	nonSync := s.c.conn.NonSyncOK(n) && (s.c.conn.AppendLimit() == 0 || n <= s.c.conn.AppendLimit())
 	if nonSync {
 		dst = append(dst, '+')
 	}
@@ -403,7 +399,7 @@ func (s *appendSession) literalHead(dst []byte, n int64) ([]byte, bool) {
 
 // pipelined sends one APPEND per message without waiting for answers.
 func (s *appendSession) pipelined() (Result, error) {
-	c := s.c
+	c, bw := s.c, s.c.conn.Writer()
 	s.startReader(len(s.msgs))
 	var failure error // transport or protocol failure
 	incomplete := -1  // message whose literal was cut off
@@ -426,7 +422,7 @@ func (s *appendSession) pipelined() (Result, error) {
 			s.errs[i] = fmt.Errorf("open message: %w", err)
 			break
 		}
-		tag := c.nextTag()
+		tag := c.conn.NextTag()
 		s.tagIdx[tag] = i
 		s.open = tag
 		s.want <- struct{}{}
@@ -437,9 +433,9 @@ func (s *appendSession) pipelined() (Result, error) {
 		line = append(line, s.metas[i]...)
 		line, sync := s.literalHead(line, m.Size)
 		s.lineBuf = line
-		c.bw.Write(line)
+		bw.Write(line)
 		if sync {
-			if err := c.bw.Flush(); err != nil {
+			if err := bw.Flush(); err != nil {
 				rc.Close()
 				failure = err
 				break
@@ -456,7 +452,7 @@ func (s *appendSession) pipelined() (Result, error) {
 				break
 			}
 		}
-		local, err := copyLiteral(c.bw, rc, m.Size)
+		local, err := copyLiteral(bw, rc, m.Size)
 		rc.Close()
 		if local != nil {
 			s.errs[i] = local
@@ -467,11 +463,11 @@ func (s *appendSession) pipelined() (Result, error) {
 			failure = err
 			break
 		}
-		c.bw.WriteString("\r\n")
+		bw.WriteString("\r\n")
 		s.open = ""
 	}
 	if failure == nil {
-		if err := c.bw.Flush(); err != nil {
+		if err := bw.Flush(); err != nil {
 			failure = err
 		}
 	}
@@ -504,7 +500,7 @@ func (s *appendSession) pipelined() (Result, error) {
 // outcome builds the result of a pipelined batch.
 func (s *appendSession) outcome(failure error, unknown bool) (Result, error) {
 	var res Result
-	if s.uids != nil && !s.uidsBad && s.c.Has("UIDPLUS") {
+	if s.uids != nil && !s.uidsBad && s.c.conn.Has("UIDPLUS") {
 		res = Result{UIDValidity: s.validity, UIDs: s.uids}
 	}
 	first := -1
@@ -541,20 +537,20 @@ func (s *appendSession) appendError(index int, err error, unknown bool) *AppendE
 
 // multi sends the batch as one MULTIAPPEND command.
 func (s *appendSession) multi() (Result, error) {
-	c := s.c
+	c, bw := s.c, s.c.conn.Writer()
 	if s.badIdx >= 0 {
 		return Result{}, s.appendError(s.badIdx, s.badErr, false)
 	}
 	s.multiMode = true
 	s.startReader(1)
-	tag := c.nextTag()
+	tag := c.conn.NextTag()
 	s.tagIdx[tag] = 0
 	s.open = tag
 	s.want <- struct{}{}
 	line := append(s.lineBuf[:0], tag...)
 	line = append(line, " APPEND "...)
 	line = append(line, s.mbox...)
-	c.bw.Write(line)
+	bw.Write(line)
 
 	// Until the final CRLF the command is incomplete, and a server cannot
 	// commit it: any failure before then leaves nothing appended.
@@ -586,9 +582,9 @@ func (s *appendSession) multi() (Result, error) {
 		line = append(line[:0], ' ')
 		line = append(line, s.metas[i]...)
 		line, sync := s.literalHead(line, m.Size)
-		c.bw.Write(line)
+		bw.Write(line)
 		if sync {
-			if err := c.bw.Flush(); err != nil {
+			if err := bw.Flush(); err != nil {
 				rc.Close()
 				return fail(i, err, false)
 			}
@@ -615,7 +611,7 @@ func (s *appendSession) multi() (Result, error) {
 			}
 		}
 		nonSyncSent = nonSyncSent || !sync
-		local, err := copyLiteral(c.bw, rc, m.Size)
+		local, err := copyLiteral(bw, rc, m.Size)
 		rc.Close()
 		if local != nil {
 			return fail(i, local, true)
@@ -624,9 +620,9 @@ func (s *appendSession) multi() (Result, error) {
 			return fail(i, err, false)
 		}
 	}
-	c.bw.WriteString("\r\n")
+	bw.WriteString("\r\n")
 	s.open = ""
-	err := c.bw.Flush()
+	err := bw.Flush()
 	if err == nil {
 		err = s.waitAnswers()
 	}
@@ -654,7 +650,7 @@ func (s *appendSession) multi() (Result, error) {
 // message. A missing or odd code leaves UIDs nil: the messages are stored
 // all the same, so it is no error.
 func (s *appendSession) multiResult() Result {
-	if !s.c.Has("UIDPLUS") || s.multiUID == "" {
+	if !s.c.conn.Has("UIDPLUS") || s.multiUID == "" {
 		return Result{}
 	}
 	validity, uids, err := parseAppendUID(s.multiUID, len(s.msgs))

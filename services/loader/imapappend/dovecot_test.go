@@ -288,7 +288,7 @@ func TestDialWrongPasswordFailsWithoutRevealingIt(t *testing.T) {
 		{"user", imapdial.Credentials{User: testUser, Password: wrong}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Dial(context.Background(), plainIMAP(srv.Addr), tc.cred)
+			c, err := dial(context.Background(), plainIMAP(srv.Addr), tc.cred)
 			if err == nil {
 				c.Close()
 				t.Fatal("Dial with a wrong password succeeded")

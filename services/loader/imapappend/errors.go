@@ -3,40 +3,13 @@ package imapappend
 import (
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/mailferry/mailferry/shared/imapdial"
 )
 
-// ServerError is a NO or BAD answer of the server.
-type ServerError struct {
-	// Status is "NO" or "BAD".
-	Status string
-	// Code is the response code atom in upper case, such as "OVERQUOTA",
-	// "TOOBIG", "LIMIT", "TRYCREATE", "UNAVAILABLE" or "CANNOT"; empty when
-	// the server sent none.
-	Code string
-	// Text is the human-readable text after the response code.
-	Text string
-	// Line is the exact line the server sent, without CRLF, so a dead-letter
-	// record can show what the server said.
-	Line string
-}
-
-// Error returns the status, the code and the text.
-func (e *ServerError) Error() string {
-	var b strings.Builder
-	b.WriteString("server said ")
-	b.WriteString(e.Status)
-	if e.Code != "" {
-		b.WriteString(" [")
-		b.WriteString(e.Code)
-		b.WriteString("]")
-	}
-	if e.Text != "" {
-		b.WriteString(" ")
-		b.WriteString(e.Text)
-	}
-	return b.String()
-}
+// ServerError is a NO or BAD answer of the server; it is imapdial's, so a
+// refused login and a refused append are inspected alike.
+type ServerError = imapdial.ServerError
 
 // Fate is what became of one message of a batch, as far as the server's
 // answers tell.

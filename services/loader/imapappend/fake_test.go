@@ -438,7 +438,7 @@ func TestDialFollowsTheServersAuthenticationOffer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startFake(t, tc.script)
-			c, err := Dial(context.Background(), plainIMAP(srv.Addr), tc.cred)
+			c, err := dial(context.Background(), plainIMAP(srv.Addr), tc.cred)
 			if err != nil {
 				if tc.wantErr == "" || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Dial: %v, want error containing %q", err, tc.wantErr)

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/mailferry/mailferry/shared/imapdial"
 )
 
 // maxFuzzMessages is the batch size the fuzz targets pretend to expect
@@ -51,7 +53,7 @@ func FuzzReadResponse(f *testing.F) {
 		// Every response consumes at least one byte, so the input
 		// bounds the loop.
 		for range len(data) + 1 {
-			r, err := readResponse(br)
+			r, err := imapdial.ReadResponse(br)
 			if err != nil {
 				return
 			}
@@ -61,43 +63,43 @@ func FuzzReadResponse(f *testing.F) {
 	})
 }
 
-func checkResponse(t *testing.T, r *response) {
+func checkResponse(t *testing.T, r *imapdial.Response) {
 	t.Helper()
-	if strings.ContainsAny(r.line, "\n") {
-		t.Fatalf("line %q holds a line feed", r.line)
+	if strings.ContainsAny(r.Line, "\n") {
+		t.Fatalf("line %q holds a line feed", r.Line)
 	}
-	switch r.kind {
-	case respContinue:
-		if !strings.HasPrefix(r.line, "+") {
-			t.Fatalf("continuation %q does not start with +", r.line)
+	switch r.Kind {
+	case imapdial.Continue:
+		if !strings.HasPrefix(r.Line, "+") {
+			t.Fatalf("continuation %q does not start with +", r.Line)
 		}
-	case respUntagged:
-		if r.tag != "*" || !strings.HasPrefix(r.line, "* ") {
-			t.Fatalf("untagged response %q with tag %q", r.line, r.tag)
+	case imapdial.Untagged:
+		if r.Tag != "*" || !strings.HasPrefix(r.Line, "* ") {
+			t.Fatalf("untagged response %q with tag %q", r.Line, r.Tag)
 		}
-	case respTagged:
-		if r.tag == "" || strings.ContainsAny(r.tag, " ") || !strings.HasPrefix(r.line, r.tag+" ") {
-			t.Fatalf("tagged response %q with tag %q", r.line, r.tag)
+	case imapdial.Tagged:
+		if r.Tag == "" || strings.ContainsAny(r.Tag, " ") || !strings.HasPrefix(r.Line, r.Tag+" ") {
+			t.Fatalf("tagged response %q with tag %q", r.Line, r.Tag)
 		}
-		switch r.word {
+		switch r.Word {
 		case "OK", "NO", "BAD":
 		default:
-			t.Fatalf("tagged response %q with status %q", r.line, r.word)
+			t.Fatalf("tagged response %q with status %q", r.Line, r.Word)
 		}
-		if se := r.serverError(); se.Line != r.line || se.Status != r.word || se.Code != r.code {
-			t.Fatalf("server error %+v of %q", se, r.line)
+		if se := r.Err(); se.Line != r.Line || se.Status != r.Word || se.Code != r.Code {
+			t.Fatalf("server error %+v of %q", se, r.Line)
 		}
 	default:
-		t.Fatalf("kind %d", r.kind)
+		t.Fatalf("kind %d", r.Kind)
 	}
-	if r.code != strings.ToUpper(r.code) || strings.ContainsAny(r.code, " ]") {
-		t.Fatalf("code %q of %q", r.code, r.line)
+	if r.Code != strings.ToUpper(r.Code) || strings.ContainsAny(r.Code, " ]") {
+		t.Fatalf("code %q of %q", r.Code, r.Line)
 	}
-	if r.code != "" && !strings.Contains(strings.ToUpper(r.line), "["+r.code) {
-		t.Fatalf("code %q is not in %q", r.code, r.line)
+	if r.Code != "" && !strings.Contains(strings.ToUpper(r.Line), "["+r.Code) {
+		t.Fatalf("code %q is not in %q", r.Code, r.Line)
 	}
-	if r.code == "APPENDUID" {
-		checkAppendUID(t, r.codeArgs)
+	if r.Code == "APPENDUID" {
+		checkAppendUID(t, r.CodeArgs)
 	}
 }
 

@@ -57,14 +57,28 @@ func masterCred() imapdial.Credentials {
 	return imapdial.Credentials{User: testUser, MasterUser: testMaster, MasterPassword: testMasterPassword}
 }
 
+// dial logs in to s as the loader does: imapdial sets up the connection,
+// the Client takes it over.
+func dial(ctx context.Context, s config.IMAP, cred imapdial.Credentials) (*Client, error) {
+	o, err := imapdial.OptionsFor(s)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := imapdial.DialConn(ctx, o, cred)
+	if err != nil {
+		return nil, err
+	}
+	return New(conn), nil
+}
+
 // dialT logs in and closes the client after the test.
 func dialT(t testing.TB, s config.IMAP, cred imapdial.Credentials) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, s, cred)
+	c, err := dial(ctx, s, cred)
 	if err != nil {
-		t.Fatalf("Dial: %v", err)
+		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
