@@ -16,6 +16,8 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
+
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth"
@@ -72,6 +74,11 @@ type common struct {
 func open(ctx context.Context, path string, stderr io.Writer) (*common, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
+		return nil, err
+	}
+	// The auth section is checked before anything is opened, as the
+	// shared sections are.
+	if _, err := authconfig.Load(cfg); err != nil {
 		return nil, err
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, auth.ServiceName)
