@@ -8,8 +8,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mailferry/mailferry/services/dnsctl/records"
 	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
+	"github.com/mailferry/mailferry/services/dnsctl/records"
 )
 
 func policy(t *testing.T, edit func(*dnsconfig.DNS)) Policy {
