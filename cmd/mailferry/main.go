@@ -216,12 +216,16 @@ func runVerify(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdo
 // the target altered. The broker is closed again before the caller opens
 // its own: two embedded servers cannot share a data directory.
 func verifyWithLedger(ctx context.Context, cfg *config.Config, log zerolog.Logger, boxes []job.Mailbox) *verify.Report {
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-verify", log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-verify", log)
 	if err != nil {
 		log.Warn().Err(err).Msg("broker unreachable: verifying without the loader's ledger")
 		return verify.Mailboxes(ctx, cfg, boxes)
 	}
 	defer b.Close()
+	if err := b.Use(ctx, broker.Needs{Reads: []string{broker.BucketLedger}}); err != nil {
+		log.Warn().Err(err).Msg("no ledger: verifying without the loader's ledger")
+		return verify.Mailboxes(ctx, cfg, boxes)
+	}
 	return verify.Mailboxes(ctx, cfg, boxes, verify.WithLedger(b.Ledger))
 }
 
@@ -242,7 +246,7 @@ func runNATS(ctx context.Context, cfg *config.Config, log zerolog.Logger) error 
 }
 
 func runStatus(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer, asJSON, watch bool) error {
-	b, boxes, err := openWithInventory(ctx, cfg, log, "status")
+	b, boxes, err := openWithInventory(ctx, cfg, log, "status", statusNeeds)
 	if err != nil {
 		return err
 	}
@@ -274,7 +278,7 @@ func runStatus(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdo
 }
 
 func runEnqueue(ctx context.Context, cfg *config.Config, log zerolog.Logger, stdout io.Writer) error {
-	b, boxes, err := openWithInventory(ctx, cfg, log, "enqueue")
+	b, boxes, err := openWithInventory(ctx, cfg, log, "enqueue", enqueueNeeds)
 	if err != nil {
 		return err
 	}

@@ -45,11 +45,18 @@ func await(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolo
 }
 
 func runDeadLetter(ctx context.Context, cfg *config.Config, log zerolog.Logger, sub string, o opsFlags, stdout io.Writer, asJSON bool) error {
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-deadletter", log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-deadletter", log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	needs := broker.Needs{Reads: []string{broker.StreamDead}}
+	if sub == "retry" {
+		needs = broker.Needs{Writes: replayNeeds.Writes, Reads: append([]string{broker.StreamDead}, replayNeeds.Reads...)}
+	}
+	if err := b.Use(ctx, needs); err != nil {
+		return err
+	}
 	switch sub {
 	case "list":
 		dead, err := ops.ListDead(ctx, b, o.mailbox)
@@ -125,7 +132,7 @@ func runReplay(ctx context.Context, cfg *config.Config, log zerolog.Logger, o op
 		}
 		r.Since = t
 	}
-	b, boxes, err := openWithInventory(ctx, cfg, log, "replay")
+	b, boxes, err := openWithInventory(ctx, cfg, log, "replay", replayNeeds)
 	if err != nil {
 		return err
 	}
@@ -160,15 +167,28 @@ func affected(boxes []job.Mailbox, dead []ops.Dead) []job.Mailbox {
 	return out
 }
 
+// What the commands about the migration's state write and read.
+var (
+	// replayNeeds: replay and deadletter retry enqueue a job, read the
+	// mail stream and follow events (and with -wait run a loader here).
+	replayNeeds  = broker.Needs{Writes: []string{broker.StreamJobs, broker.StreamEvents}, Reads: []string{broker.StreamMail}}
+	statusNeeds  = broker.Needs{Reads: []string{broker.StreamEvents, broker.BucketProgress}}
+	enqueueNeeds = broker.Needs{Writes: []string{broker.StreamJobs, broker.StreamEvents}}
+)
+
 // openWithInventory reads the mailboxes file and connects to the broker,
 // what every command about the migration's state needs first.
-func openWithInventory(ctx context.Context, cfg *config.Config, log zerolog.Logger, name string) (*broker.Broker, []job.Mailbox, error) {
+func openWithInventory(ctx context.Context, cfg *config.Config, log zerolog.Logger, name string, needs broker.Needs) (*broker.Broker, []job.Mailbox, error) {
 	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-"+name, log)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := b.Use(ctx, needs); err != nil {
+		b.Close()
 		return nil, nil, err
 	}
 	return b, boxes, nil

@@ -137,6 +137,10 @@ func Provision(ctx context.Context, cfg *config.Config, b *broker.Broker, log ze
 	return p.Run(ctx)
 }
 
+// Needs are the auth service's shared resources: it publishes events (its
+// accounts and limits buckets are its own, declared by their packages).
+var Needs = broker.Needs{Writes: []string{broker.StreamEvents}}
+
 // Service is the auth daemon.
 type Service struct {
 	Config *config.Config
@@ -156,6 +160,9 @@ func (s *Service) Run(ctx context.Context) error {
 	a := *ap
 	if !a.Configured() {
 		return ErrNotConfigured
+	}
+	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
+		return err
 	}
 	target, err := NewAdapter(a)
 	if err != nil {

@@ -31,10 +31,17 @@ type Service struct {
 	Log    zerolog.Logger
 }
 
+// Needs are dnsctl's shared resources: it publishes and reads events (its
+// journal bucket is its own, declared by the journal package).
+var Needs = broker.Needs{Writes: []string{broker.StreamEvents}}
+
 // Run consumes events until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	d, err := dnsconfig.Load(s.Config)
 	if err != nil {
+		return err
+	}
+	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
 		return err
 	}
 	eng, err := NewFromSection(ctx, d, s.Config.NATS.Replicas, s.Broker.JS, event.Publisher{JS: s.Broker.JS, Service: ServiceName}, s.Log)

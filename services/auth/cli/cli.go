@@ -85,8 +85,12 @@ func open(ctx context.Context, path string, stderr io.Writer) (*common, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+auth.ServiceName, log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-"+auth.ServiceName, log)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.Use(ctx, auth.Needs); err != nil {
+		b.Close()
 		return nil, err
 	}
 	return &common{cfg: cfg, log: log, b: b}, nil

@@ -156,8 +156,12 @@ func open(ctx context.Context, o *options, stderr io.Writer) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-dns", log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-dns", log)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.Use(ctx, dnsctl.Needs); err != nil {
+		b.Close()
 		return nil, err
 	}
 	eng, err := dnsctl.NewFromSection(ctx, d, cfg.NATS.Replicas, b.JS, event.Publisher{JS: b.JS, Service: dnsctl.ServiceName}, log)
