@@ -171,8 +171,11 @@ func affected(boxes []job.Mailbox, dead []ops.Dead) []job.Mailbox {
 var (
 	// replayNeeds: replay and deadletter retry enqueue a job, read the
 	// mail stream and follow events (and with -wait run a loader here).
-	replayNeeds  = broker.Needs{Writes: []string{broker.StreamJobs, broker.StreamEvents}, Reads: []string{broker.StreamMail}}
-	statusNeeds  = broker.Needs{Reads: []string{broker.StreamEvents, broker.BucketProgress}}
+	replayNeeds = broker.Needs{Writes: []string{broker.StreamJobs, broker.StreamEvents}, Reads: []string{broker.StreamMail}}
+	// statusNeeds declares rather than binds: on a fresh broker "nothing
+	// has happened yet" is the answer, not an error, and neither has a
+	// setting a file could drift (only replicas and the dedup window).
+	statusNeeds  = broker.Needs{Writes: []string{broker.StreamEvents, broker.BucketProgress}}
 	enqueueNeeds = broker.Needs{Writes: []string{broker.StreamJobs, broker.StreamEvents}}
 )
 
