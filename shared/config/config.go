@@ -44,10 +44,11 @@ type Config struct {
 	env []string
 }
 
-// OwnedSections are the top-level sections whose owners decode them with
+// ownedSections are the top-level sections whose owners decode them with
 // Section: dns (dnsctl) and auth (the auth service). Parse accepts them
 // without looking inside; an unknown key in one is reported by its owner.
-var OwnedSections = []string{"dns", "auth"}
+// A new service with a section of its own adds its name here.
+var ownedSections = []string{"dns", "auth"}
 
 // NATS says how to reach the broker.
 type NATS struct {
@@ -329,7 +330,7 @@ func (c *Config) Validate() error {
 			// A service's own file may leave out the other side.
 			continue
 		}
-		if err := s.Validate(); err != nil {
+		if err := s.validate(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -346,7 +347,9 @@ func (c *Config) Validate() error {
 
 // Validate reports the first inconsistency in an IMAP endpoint; owners of
 // sections holding one (auth's legacy_imap) check theirs with it.
-func (s *IMAP) Validate() error {
+func (s *IMAP) Validate() error { return s.validate() }
+
+func (s *IMAP) validate() error {
 	switch s.TLS {
 	case TLSNone, TLSStartTLS, TLSImplicit:
 	default:

@@ -19,16 +19,15 @@ import (
 //	TSIGKeyFile string `yaml:"tsig_key_file" config:"path"`
 const PathTag = "path"
 
-// Section decodes the owned top-level section name (one of OwnedSections)
-// into v, a pointer to the owner's struct: strictly (a key v does not know
+// Section decodes the owned top-level section name (dns or auth) into v, a pointer to the owner's struct: strictly (a key v does not know
 // is an error naming its line), then with MAILFERRY_<NAME>_<KEY>
 // environment overrides, then resolving the fields tagged config:"path"
 // against the file's directory. An absent section leaves v as it was.
 // Defaults and validation are the owner's: they come after, in the
 // owner's package.
 func (c *Config) Section(name string, v any) error {
-	if !slices.Contains(OwnedSections, name) {
-		return fmt.Errorf("config: %q is not a section its owner decodes (want one of %s)", name, strings.Join(OwnedSections, ", "))
+	if !slices.Contains(ownedSections, name) {
+		return fmt.Errorf("config: %q is not a section its owner decodes (want one of %s)", name, strings.Join(ownedSections, ", "))
 	}
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
@@ -54,7 +53,7 @@ func topLevel() []string {
 			out = append(out, tag)
 		}
 	}
-	return append(out, OwnedSections...)
+	return append(out, ownedSections...)
 }
 
 // decodeStrict decodes the YAML document raw into v, refusing unknown
@@ -69,7 +68,7 @@ func decodeStrict(raw []byte, v any, section string) error {
 		fields = append(fields, reflect.StructField{
 			Name: "Shared", Type: reflect.TypeOf(v).Elem(), Tag: `yaml:",inline"`,
 		})
-		for i, name := range OwnedSections {
+		for i, name := range ownedSections {
 			fields = append(fields, reflect.StructField{
 				Name: fmt.Sprintf("Owned%d", i), Type: nodeType, Tag: reflect.StructTag(fmt.Sprintf("yaml:%q", name)),
 			})
