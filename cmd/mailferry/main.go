@@ -250,12 +250,16 @@ func runVerify(ctx context.Context, s *session, asJSON bool) error {
 // the target altered. The broker is closed again before the caller opens
 // its own: two embedded servers cannot share a data directory.
 func verifyWithLedger(ctx context.Context, cfg *config.Config, log zerolog.Logger, boxes []job.Mailbox) *verify.Report {
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-verify", log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-verify", log)
 	if err != nil {
 		log.Warn().Err(err).Msg("broker unreachable: verifying without the loader's ledger")
 		return verify.Mailboxes(ctx, cfg, boxes)
 	}
 	defer b.Close()
+	if err := b.Use(ctx, broker.Needs{Reads: []string{broker.BucketLedger}}); err != nil {
+		log.Warn().Err(err).Msg("no ledger: verifying without the loader's ledger")
+		return verify.Mailboxes(ctx, cfg, boxes)
+	}
 	return verify.Mailboxes(ctx, cfg, boxes, verify.WithLedger(b.Ledger))
 }
 
@@ -278,7 +282,7 @@ func runNATS(ctx context.Context, s *session) error {
 
 func runStatus(ctx context.Context, s *session, asJSON, watch bool) error {
 	stdout := s.stdout
-	b, boxes, err := openWithInventory(ctx, s.cfg, s.log, "status")
+	b, boxes, err := openWithInventory(ctx, s.cfg, s.log, "status", statusNeeds)
 	if err != nil {
 		return err
 	}
@@ -310,7 +314,7 @@ func runStatus(ctx context.Context, s *session, asJSON, watch bool) error {
 }
 
 func runEnqueue(ctx context.Context, s *session) error {
-	b, boxes, err := openWithInventory(ctx, s.cfg, s.log, "enqueue")
+	b, boxes, err := openWithInventory(ctx, s.cfg, s.log, "enqueue", enqueueNeeds)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ sequence, time, mailbox, folder and UID, size and the target's answer.`,
 			mailbox := fs.String("mailbox", "", "only this source mailbox")
 			asJSON := jsonFlag(fs)
 			return func(ctx context.Context, stdout, stderr io.Writer) error {
-				return withDead(ctx, *path, stdout, stderr, func(ctx context.Context, s *session, b *broker.Broker) error {
+				return withDead(ctx, *path, deadNeeds, stdout, stderr, func(ctx context.Context, s *session, b *broker.Broker) error {
 					return listDead(ctx, b, *mailbox, stdout, *asJSON)
 				})
 			}
@@ -49,7 +49,7 @@ sequence, time, mailbox, folder and UID, size and the target's answer.`,
 				if *seq == 0 {
 					return command.Usagef("pass -seq N")
 				}
-				return withDead(ctx, *path, stdout, stderr, func(ctx context.Context, s *session, b *broker.Broker) error {
+				return withDead(ctx, *path, deadNeeds, stdout, stderr, func(ctx context.Context, s *session, b *broker.Broker) error {
 					d, err := ops.ShowDead(ctx, b, *seq)
 					if err != nil {
 						return err
@@ -83,7 +83,7 @@ mailbox did not load.`,
 				case o.seq == 0 && !o.all && o.mailbox == "":
 					return command.Usagef("pass -seq N, -mailbox M or -all")
 				}
-				return withDead(ctx, *path, stdout, stderr, func(ctx context.Context, s *session, b *broker.Broker) error {
+				return withDead(ctx, *path, retryNeeds, stdout, stderr, func(ctx context.Context, s *session, b *broker.Broker) error {
 					return retryDead(ctx, s.cfg, b, s.log, o, stdout)
 				})
 			}
@@ -175,17 +175,20 @@ func await(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolo
 }
 
 // withDead runs f with the configuration at path loaded and the broker
-// holding the dead letters open.
-func withDead(ctx context.Context, path string, stdout, stderr io.Writer, f func(context.Context, *session, *broker.Broker) error) error {
+// open with what f needs (the dead letters at least).
+func withDead(ctx context.Context, path string, needs broker.Needs, stdout, stderr io.Writer, f func(context.Context, *session, *broker.Broker) error) error {
 	s, err := load(path, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	b, err := broker.Open(ctx, s.cfg.NATS, "mailferry-deadletter", s.log)
+	b, err := broker.Connect(ctx, s.cfg.NATS, "mailferry-deadletter", s.log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	if err := b.Use(ctx, needs); err != nil {
+		return err
+	}
 	return f(ctx, s, b)
 }
 
@@ -239,7 +242,7 @@ func retryDead(ctx context.Context, cfg *config.Config, b *broker.Broker, log ze
 
 func runReplay(ctx context.Context, s *session, r ops.ReplayRequest, wait bool) error {
 	cfg, log, stdout := s.cfg, s.log, s.stdout
-	b, boxes, err := openWithInventory(ctx, cfg, log, "replay")
+	b, boxes, err := openWithInventory(ctx, cfg, log, "replay", replayNeeds)
 	if err != nil {
 		return err
 	}
@@ -274,15 +277,35 @@ func affected(boxes []job.Mailbox, dead []ops.Dead) []job.Mailbox {
 	return out
 }
 
+// What the commands about the migration's state write and read.
+var (
+	// replayNeeds: replay and deadletter retry enqueue a job, read the
+	// mail stream and follow events (and with -wait run a loader here).
+	replayNeeds = broker.Needs{Writes: []string{broker.StreamJobs, broker.StreamEvents}, Reads: []string{broker.StreamMail}}
+	// statusNeeds declares rather than binds: on a fresh broker "nothing
+	// has happened yet" is the answer, not an error, and neither has a
+	// setting a file could drift (only replicas and the dedup window).
+	statusNeeds  = broker.Needs{Writes: []string{broker.StreamEvents, broker.BucketProgress}}
+	enqueueNeeds = broker.Needs{Writes: []string{broker.StreamJobs, broker.StreamEvents}}
+	// deadNeeds: listing and showing dead letters reads them.
+	deadNeeds = broker.Needs{Reads: []string{broker.StreamDead}}
+	// retryNeeds: a retry reads the dead letters and enqueues as replay.
+	retryNeeds = broker.Needs{Writes: replayNeeds.Writes, Reads: append([]string{broker.StreamDead}, replayNeeds.Reads...)}
+)
+
 // openWithInventory reads the mailboxes file and connects to the broker,
 // what every command about the migration's state needs first.
-func openWithInventory(ctx context.Context, cfg *config.Config, log zerolog.Logger, name string) (*broker.Broker, []job.Mailbox, error) {
+func openWithInventory(ctx context.Context, cfg *config.Config, log zerolog.Logger, name string, needs broker.Needs) (*broker.Broker, []job.Mailbox, error) {
 	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-"+name, log)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := b.Use(ctx, needs); err != nil {
+		b.Close()
 		return nil, nil, err
 	}
 	return b, boxes, nil

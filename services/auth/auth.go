@@ -12,6 +12,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
+
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth/account"
@@ -45,11 +47,11 @@ type Adapter interface {
 var ErrNotConfigured = errors.New("auth.provider is not set: the configuration has no auth section")
 
 // NewAdapter returns the configured target adapter.
-func NewAdapter(c config.Auth) (Adapter, error) {
+func NewAdapter(c authconfig.Auth) (Adapter, error) {
 	switch c.Provider {
-	case config.ProviderDovecot:
+	case authconfig.ProviderDovecot:
 		return dovecot.New(c), nil
-	case config.ProviderOpenSRS:
+	case authconfig.ProviderOpenSRS:
 		return opensrs.New(c)
 	}
 	return nil, ErrNotConfigured
@@ -57,7 +59,11 @@ func NewAdapter(c config.Auth) (Adapter, error) {
 
 // Accounts opens the accounts bucket.
 func Accounts(ctx context.Context, cfg *config.Config, b *broker.Broker) (*account.Store, error) {
-	return account.Open(ctx, b.JS, cfg.Auth.Bucket, cfg.NATS.Replicas)
+	a, err := authconfig.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return account.Open(ctx, b.JS, a.Bucket, cfg.NATS.Replicas)
 }
 
 // LimitsBucket is the key-value bucket of the rate limits and lockouts:
@@ -66,12 +72,20 @@ const LimitsBucket = "_limits"
 
 // Limits opens the rate-limit bucket next to the accounts bucket.
 func Limits(ctx context.Context, cfg *config.Config, b *broker.Broker) (*ratelimit.Store, error) {
-	return ratelimit.Open(ctx, b.JS, cfg.Auth.Bucket+LimitsBucket, cfg.NATS.Replicas, ratelimit.LimitsFromConfig(cfg.Auth.RateLimit), nil)
+	a, err := authconfig.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return ratelimit.Open(ctx, b.JS, a.Bucket+LimitsBucket, cfg.NATS.Replicas, ratelimit.LimitsFromConfig(a.RateLimit), nil)
 }
 
 // Import reads users.csv from r into the accounts bucket, wrapping every
 // legacy hash in argon2id with the configured parameters.
 func Import(ctx context.Context, cfg *config.Config, b *broker.Broker, r io.Reader) (account.ImportResult, error) {
+	a, err := authconfig.Load(cfg)
+	if err != nil {
+		return account.ImportResult{}, err
+	}
 	rows, err := account.ReadCSV(r)
 	if err != nil {
 		return account.ImportResult{}, err
@@ -80,14 +94,14 @@ func Import(ctx context.Context, cfg *config.Config, b *broker.Broker, r io.Read
 	if err != nil {
 		return account.ImportResult{}, err
 	}
-	return store.Import(ctx, rows, account.ImportOptions{Now: time.Now().UTC(), Argon2: signin.Argon2FromConfig(cfg.Auth.Argon2)})
+	return store.Import(ctx, rows, account.ImportOptions{Now: time.Now().UTC(), Argon2: signin.Argon2FromConfig(a.Argon2)})
 }
 
 // Policy is the configured password policy, with bcrypt's 72-byte limit
 // when the Dovecot target writes BLF-CRYPT.
-func Policy(a config.Auth) policy.Policy {
+func Policy(a authconfig.Auth) policy.Policy {
 	p := policy.FromConfig(a.Policy)
-	if a.Provider == config.ProviderDovecot && a.Dovecot.Scheme == passhash.BLFCrypt {
+	if a.Provider == authconfig.ProviderDovecot && a.Dovecot.Scheme == passhash.BLFCrypt {
 		p.MaxBytes = policy.BcryptMaxBytes
 	}
 	return p
@@ -95,10 +109,14 @@ func Policy(a config.Auth) policy.Policy {
 
 // Provision creates every imported user's mailbox at the target.
 func Provision(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) (provision.Report, error) {
-	if !cfg.Auth.Configured() {
+	a, err := authconfig.Load(cfg)
+	if err != nil {
+		return provision.Report{}, err
+	}
+	if !a.Configured() {
 		return provision.Report{}, ErrNotConfigured
 	}
-	target, err := NewAdapter(cfg.Auth)
+	target, err := NewAdapter(*a)
 	if err != nil {
 		return provision.Report{}, err
 	}
@@ -113,11 +131,15 @@ func Provision(ctx context.Context, cfg *config.Config, b *broker.Broker, log ze
 		Log:       log,
 		BatchSize: provisionBatch,
 	}
-	if m, ok := target.(provision.TokenMinter); ok && cfg.Auth.OpenSRS.TokenDir != "" {
-		p.Tokens, p.TokenDir = m, cfg.Auth.OpenSRS.TokenDir
+	if m, ok := target.(provision.TokenMinter); ok && a.OpenSRS.TokenDir != "" {
+		p.Tokens, p.TokenDir = m, a.OpenSRS.TokenDir
 	}
 	return p.Run(ctx)
 }
+
+// Needs are the auth service's shared resources: it publishes events (its
+// accounts and limits buckets are its own, declared by their packages).
+var Needs = broker.Needs{Writes: []string{broker.StreamEvents}}
 
 // Service is the auth daemon.
 type Service struct {
@@ -131,9 +153,16 @@ type Service struct {
 
 // Run serves sign-ins and password changes until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	a := s.Config.Auth
+	ap, err := authconfig.Load(s.Config)
+	if err != nil {
+		return err
+	}
+	a := *ap
 	if !a.Configured() {
 		return ErrNotConfigured
+	}
+	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
+		return err
 	}
 	target, err := NewAdapter(a)
 	if err != nil {
@@ -160,7 +189,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if a.LegacyIMAP.Address != "" {
 		opts.Legacy = legacyimap.New(a.LegacyIMAP)
 	}
-	proxies, err := config.ParsePrefixes(a.TrustedProxies)
+	proxies, err := authconfig.ParsePrefixes(a.TrustedProxies)
 	if err != nil {
 		return fmt.Errorf("auth.trusted_proxies: %w", err)
 	}

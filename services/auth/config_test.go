@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
 	"github.com/mailferry/mailferry/shared/config"
 )
 
@@ -18,12 +20,21 @@ auth:
   legacy_imap: {address: 127.0.0.1:10143, tls: none}   # optional: lazy verification
 `
 
+// loadAuth parses raw as a whole file and loads its auth section.
+func loadAuth(t *testing.T, raw string, env []string) (*authconfig.Auth, error) {
+	t.Helper()
+	c, err := config.Parse([]byte(raw), t.TempDir(), env)
+	if err != nil {
+		return nil, err
+	}
+	return authconfig.Load(c)
+}
+
 func TestConfigContractParsesWithDefaults(t *testing.T) {
-	c, err := config.Parse([]byte(contract), t.TempDir(), nil)
+	a, err := loadAuth(t, contract, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := c.Auth
 	if a.Listen != "127.0.0.1:8080" || a.Provider != "dovecot" || a.Dovecot.PasswdFile != "/path/passwd" || a.Dovecot.Scheme != "SHA512-CRYPT" ||
 		a.OpenSRS.URL != "https://admin.test.hostedemail.com/api" || a.LegacyIMAP.Address != "127.0.0.1:10143" || a.LegacyIMAP.TLS != "none" {
 		t.Fatalf("parsed %+v", a)
@@ -33,9 +44,9 @@ func TestConfigContractParsesWithDefaults(t *testing.T) {
 		t.Fatalf("defaults %+v", a)
 	}
 	env := []string{"MAILFERRY_AUTH_PROVIDER=opensrs", "MAILFERRY_AUTH_POLICY_MIN_LENGTH=12"}
-	c, err = config.Parse([]byte(contract), t.TempDir(), env)
-	if err != nil || c.Auth.Provider != "opensrs" || c.Auth.Policy.MinLength != 12 {
-		t.Fatalf("environment overrides: %+v, %v", c.Auth, err)
+	a, err = loadAuth(t, contract, env)
+	if err != nil || a.Provider != "opensrs" || a.Policy.MinLength != 12 {
+		t.Fatalf("environment overrides: %+v, %v", a, err)
 	}
 }
 
@@ -50,8 +61,10 @@ func TestConfigRefusesUnsafeOrIncompleteAuthSections(t *testing.T) {
 		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, policy: {min_length: 20, max_length: 10}}", "min_length"},
 		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, trusted_proxies: [nope]}", "trusted_proxies"},
 		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, legacy_imap: {address: 'h:1', tls: plain}}", "legacy_imap"},
+		{"auth: {provider: dovecot, dovecot: {passwd_file: p, schema: SSHA512}}", "field schema not found"},
+		{"auth: {provider: dovecot, dovecot: {passwd_file: p}, legacy_imap: {adress: 'h:1'}}", "field adress not found"},
 	} {
-		_, err := config.Parse([]byte(tc.yaml), t.TempDir(), nil)
+		_, err := loadAuth(t, tc.yaml, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error with %q", tc.yaml, err, tc.want)
 		}
@@ -61,8 +74,41 @@ func TestConfigRefusesUnsafeOrIncompleteAuthSections(t *testing.T) {
 		"auth: {provider: dovecot, dovecot: {passwd_file: p}, listen: 10.0.0.5:8080, allow_plaintext: true, trusted_proxies: [10.0.0.0/8]}",
 		"nats: {url: nats://x:4222}", // a file without an auth section
 	} {
-		if _, err := config.Parse([]byte(ok), t.TempDir(), nil); err != nil {
+		if _, err := loadAuth(t, ok, nil); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
+	}
+}
+
+func TestConfigResolvesTheAuthPathsAndTakesListsFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	c, err := config.Parse([]byte("auth: {provider: dovecot, dovecot: {passwd_file: users}, legacy_imap: {address: 'h:1', ca_file: ca.pem}}"), dir,
+		[]string{"MAILFERRY_AUTH_TRUSTED_PROXIES=10.0.0.0/8, 192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := authconfig.Load(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Dovecot.PasswdFile != dir+"/users" || a.LegacyIMAP.CAFile != dir+"/ca.pem" {
+		t.Errorf("paths %q %q, want them under %s", a.Dovecot.PasswdFile, a.LegacyIMAP.CAFile, dir)
+	}
+	if len(a.TrustedProxies) != 2 || a.TrustedProxies[1] != "192.0.2.1" {
+		t.Errorf("trusted_proxies = %q", a.TrustedProxies)
+	}
+}
+
+func TestTheExampleAuthConfigLoads(t *testing.T) {
+	c, err := config.Load(filepath.Join("..", "..", "deploy", "auth.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := authconfig.Load(c)
+	if err != nil || !a.Configured() {
+		t.Fatalf("deploy/auth.yaml: %+v, %v", a, err)
+	}
+	if c.NATS.SetsMailStream() {
+		t.Error("deploy/auth.yaml sets the mail stream's limits, which only the extractor's file should")
 	}
 }

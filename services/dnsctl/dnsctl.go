@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailferry/mailferry/services/dnsctl/authdns"
 	"github.com/mailferry/mailferry/services/dnsctl/bindkey"
+	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
 	"github.com/mailferry/mailferry/services/dnsctl/journal"
 	"github.com/mailferry/mailferry/services/dnsctl/plan"
 	"github.com/mailferry/mailferry/services/dnsctl/update"
@@ -71,11 +72,20 @@ type Engine struct {
 // New builds an engine from the dns section of cfg, reading the TSIG key
 // and opening the journal bucket on js.
 func New(ctx context.Context, cfg *config.Config, js jetstream.JetStream, events Publisher, log zerolog.Logger) (*Engine, error) {
-	d := cfg.DNS
+	d, err := dnsconfig.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewFromSection(ctx, d, cfg.NATS.Replicas, js, events, log)
+}
+
+// NewFromSection is New with the dns section already loaded, replicas
+// being the journal bucket's.
+func NewFromSection(ctx context.Context, d *dnsconfig.DNS, replicas int, js jetstream.JetStream, events Publisher, log zerolog.Logger) (*Engine, error) {
 	if !d.Enabled() {
 		return nil, fmt.Errorf("dnsctl: the configuration has no dns.server")
 	}
-	pol, err := plan.FromConfig(d)
+	pol, err := plan.FromConfig(*d)
 	if err != nil {
 		return nil, fmt.Errorf("dnsctl: %w", err)
 	}
@@ -83,7 +93,7 @@ func New(ctx context.Context, cfg *config.Config, js jetstream.JetStream, events
 	if err != nil {
 		return nil, fmt.Errorf("dnsctl: %w", err)
 	}
-	j, err := journal.Open(ctx, js, cfg.NATS.Replicas)
+	j, err := journal.Open(ctx, js, replicas)
 	if err != nil {
 		return nil, fmt.Errorf("dnsctl: %w", err)
 	}

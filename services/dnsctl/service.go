@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
 	"github.com/mailferry/mailferry/services/dnsctl/journal"
 	"github.com/mailferry/mailferry/services/dnsctl/plan"
 	"github.com/mailferry/mailferry/shared/broker"
@@ -30,14 +31,25 @@ type Service struct {
 	Log    zerolog.Logger
 }
 
+// Needs are dnsctl's shared resources: it publishes and reads events (its
+// journal bucket is its own, declared by the journal package).
+var Needs = broker.Needs{Writes: []string{broker.StreamEvents}}
+
 // Run consumes events until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	eng, err := New(ctx, s.Config, s.Broker.JS, event.Publisher{JS: s.Broker.JS, Service: ServiceName}, s.Log)
+	d, err := dnsconfig.Load(s.Config)
+	if err != nil {
+		return err
+	}
+	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
+		return err
+	}
+	eng, err := NewFromSection(ctx, d, s.Config.NATS.Replicas, s.Broker.JS, event.Publisher{JS: s.Broker.JS, Service: ServiceName}, s.Log)
 	if err != nil {
 		return err
 	}
 	filters := []string{subject.EventPrefix + "." + CutoverRequested + ".*"}
-	if *s.Config.DNS.SwitchOnProvisioned {
+	if *d.SwitchOnProvisioned {
 		filters = append(filters, subject.EventPrefix+"."+event.DomainProvisioned+".*")
 	}
 	cons, err := s.Broker.JS.CreateOrUpdateConsumer(ctx, broker.StreamEvents, jetstream.ConsumerConfig{

@@ -30,8 +30,20 @@ type Service struct {
 	Log    zerolog.Logger
 }
 
-// Run consumes mailbox jobs until ctx ends.
+// Needs are the extractor's resources: it owns the mail stream, the
+// bodies store and the checkpoints (the mail stream's limits come from
+// its file), and reads the jobs others enqueue.
+var Needs = broker.Needs{
+	Writes: []string{broker.StreamMail, broker.StoreBodies, broker.BucketCheckpoints, broker.BucketProgress, broker.StreamEvents},
+	Reads:  []string{broker.StreamJobs},
+}
+
+// Run consumes mailbox jobs until ctx ends. It first declares what it
+// writes and waits for the jobs stream.
 func (s *Service) Run(ctx context.Context) error {
+	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
+		return err
+	}
 	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
 		Durable: "extractor",
 		AckWait: s.Config.NATS.JobAckWait.Std(),

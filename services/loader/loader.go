@@ -52,8 +52,20 @@ func (s *Service) crash(point string) error {
 	return s.crashAt(point)
 }
 
-// Run consumes mailbox jobs until ctx ends.
+// Needs are the loader's resources: it owns the ledger and the dead
+// letters, re-enqueues jobs, and reads the mail stream and bodies store
+// the extractor owns.
+var Needs = broker.Needs{
+	Writes: []string{broker.BucketLedger, broker.BucketProgress, broker.StreamDead, broker.StreamJobs, broker.StreamEvents},
+	Reads:  []string{broker.StreamMail, broker.StoreBodies},
+}
+
+// Run consumes mailbox jobs until ctx ends. It first declares what it
+// writes and waits for what the extractor owns.
 func (s *Service) Run(ctx context.Context) error {
+	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
+		return err
+	}
 	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
 		Durable: "loader",
 		AckWait: s.Config.NATS.JobAckWait.Std(),

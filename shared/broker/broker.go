@@ -1,6 +1,13 @@
 // Package broker connects a mailferry service to NATS JetStream, starting an
 // embedded nats-server when no URL is configured, and declares the streams,
 // key-value buckets and object store the services share.
+//
+// Each resource has an owner, the service that writes it: only a writer
+// declares a resource (creates it, or updates it to its settings), and a
+// process that only reads one binds to it as its owner made it. So the
+// mail stream's limits come from the extractor's file alone, and a loader
+// or dnsctl file that says otherwise changes nothing. The all-in-one
+// runners (migrate, nats) and tests declare everything (Open, DeclareAll).
 package broker
 
 import (
@@ -18,7 +25,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/subject"
 )
 
 // Names of the streams, buckets and object store.
@@ -46,11 +52,32 @@ type Broker struct {
 
 	cfg      config.NATS
 	embedded *server.Server
+	// all is set once DeclareAll has declared everything with cfg: Use
+	// and Await then have nothing left to declare.
+	all bool
 }
 
 // Open connects as client name (or starts the embedded server) and declares
-// every stream, bucket and store idempotently.
+// every stream, bucket and store idempotently, with cfg's settings: the way
+// of the all-in-one runners (migrate, nats) and of tests, which own
+// everything. A service connects with Connect and declares what it writes
+// with Use or Await.
 func Open(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger) (*Broker, error) {
+	b, err := Connect(ctx, cfg, name, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.DeclareAll(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Connect connects as client name (or starts the embedded server) and
+// declares and binds nothing: the handles (Checkpoints, Ledger, Progress,
+// Bodies) are set by Use, Await or DeclareAll.
+func Connect(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger) (*Broker, error) {
 	b := &Broker{cfg: cfg}
 	opts := []nats.Option{
 		nats.Name(name),
@@ -111,10 +138,6 @@ func Open(ctx context.Context, cfg config.NATS, name string, log zerolog.Logger)
 	if b.JS, err = jetstream.New(nc); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	if err := b.declare(ctx); err != nil {
-		b.Close()
-		return nil, err
 	}
 	return b, nil
 }
@@ -207,79 +230,4 @@ func (b *Broker) Close() {
 		b.embedded.Shutdown()
 		b.embedded.WaitForShutdown()
 	}
-}
-
-func (b *Broker) declare(ctx context.Context) error {
-	r := b.cfg.Replicas
-	streams := []jetstream.StreamConfig{{
-		Name:        StreamMail,
-		Description: "mail records: folders, messages, end of pass; replayable",
-		Subjects:    []string{subject.MailPrefix + ".>"},
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew,
-		MaxAge:      b.cfg.MailMaxAge.Std(),
-		MaxBytes:    b.cfg.MailMaxBytes,
-		Duplicates:  b.cfg.DedupWindow.Std(),
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	}, {
-		Name:        StreamJobs,
-		Description: "mailbox jobs, one per mailbox and pass",
-		Subjects:    []string{subject.JobPrefix + ".>"},
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew,
-		Duplicates:  b.cfg.DedupWindow.Std(),
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	}, {
-		Name:        StreamEvents,
-		Description: "lifecycle events every service reads and writes",
-		Subjects:    []string{subject.EventPrefix + ".>"},
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      90 * 24 * time.Hour,
-		Duplicates:  b.cfg.DedupWindow.Std(),
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	}, {
-		Name:        StreamDead,
-		Description: "dead letters: messages the target refused for good",
-		Subjects:    []string{subject.DeadPrefix + ".>"},
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew,
-		Duplicates:  b.cfg.DedupWindow.Std(),
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	}}
-	for _, sc := range streams {
-		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("declare stream %s: %w", sc.Name, err)
-		}
-	}
-	var err error
-	if b.Checkpoints, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketCheckpoints, Description: "extractor checkpoints per folder",
-		Storage: jetstream.FileStorage, Replicas: r, History: 1,
-	}); err != nil {
-		return fmt.Errorf("declare bucket %s: %w", BucketCheckpoints, err)
-	}
-	if b.Ledger, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketLedger, Description: "loader ledger: source identity to target",
-		Storage: jetstream.FileStorage, Replicas: r, History: 1,
-	}); err != nil {
-		return fmt.Errorf("declare bucket %s: %w", BucketLedger, err)
-	}
-	if b.Progress, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketProgress, Description: "latest progress per service and mailbox",
-		Storage: jetstream.FileStorage, Replicas: r, History: 1,
-	}); err != nil {
-		return fmt.Errorf("declare bucket %s: %w", BucketProgress, err)
-	}
-	if b.Bodies, err = b.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: StoreBodies, Description: "bodies of messages too large for one record",
-		Storage: jetstream.FileStorage, Replicas: r, TTL: b.cfg.MailMaxAge.Std(),
-	}); err != nil {
-		return fmt.Errorf("declare object store %s: %w", StoreBodies, err)
-	}
-	return nil
 }

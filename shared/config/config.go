@@ -1,17 +1,20 @@
 // Package config loads mailferry's YAML configuration: one file with a
 // section per service, overridable from the environment, with secrets read
 // from files or environment variables and never from the command line.
+//
+// It decodes what every service shares (nats, source, target, mailboxes,
+// the extractor's and loader's tuning, log) and keeps the sections other
+// services own (dns, auth) as raw YAML: each owner decodes its own with
+// Section, so its types, defaults and checks live with the code that uses
+// them.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,14 +33,22 @@ type Config struct {
 	Mailboxes Mailboxes `yaml:"mailboxes"`
 	Extractor Extractor `yaml:"extractor"`
 	Loader    Loader    `yaml:"loader"`
-	DNS       DNS       `yaml:"dns"`
-	Auth      Auth      `yaml:"auth"`
 	Log       Log       `yaml:"log"`
 
 	// Dir is the directory of the configuration file; relative paths in
 	// it are resolved against Dir.
 	Dir string `yaml:"-"`
+
+	// raw is the file, kept for Section; env the environment Parse got.
+	raw []byte
+	env []string
 }
+
+// ownedSections are the top-level sections whose owners decode them with
+// Section: dns (dnsctl) and auth (the auth service). Parse accepts them
+// without looking inside; an unknown key in one is reported by its owner.
+// A new service with a section of its own adds its name here.
+var ownedSections = []string{"dns", "auth"}
 
 // NATS says how to reach the broker.
 type NATS struct {
@@ -53,7 +64,9 @@ type NATS struct {
 	// Replicas of every stream and bucket (1 on a single server).
 	Replicas int `yaml:"replicas"`
 	// MailMaxAge and MailMaxBytes bound the mail stream, which keeps
-	// records after they are loaded so a mailbox can be replayed.
+	// records after they are loaded so a mailbox can be replayed. Only
+	// the process that declares the stream reads them: the extractor, or
+	// the all-in-one migrate and nats runners (see deploy/README.md).
 	MailMaxAge   Duration `yaml:"mail_max_age"`
 	MailMaxBytes int64    `yaml:"mail_max_bytes"`
 	// DedupWindow is the broker's duplicate window for Nats-Msg-Id.
@@ -83,7 +96,16 @@ type NATS struct {
 	// SyncAlways makes the embedded server fsync every write (for hosts
 	// that may lose power, not only processes that may die).
 	SyncAlways bool `yaml:"sync_always"`
+
+	// mailSet records that the file or the environment set MailMaxAge or
+	// MailMaxBytes, before defaults filled them in.
+	mailSet bool
 }
+
+// SetsMailStream reports whether the file or the environment set
+// mail_max_age or mail_max_bytes, which a process that does not declare
+// the mail stream ignores (and says so).
+func (n NATS) SetsMailStream() bool { return n.mailSet }
 
 // IMAP describes one IMAP server and how mailferry logs in to it.
 type IMAP struct {
@@ -192,10 +214,7 @@ func Load(path string) (*Config, error) {
 // pairs.
 func Parse(raw []byte, dir string, env []string) (*Config, error) {
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	// An empty file is a valid, all-default configuration.
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	if err := decodeStrict(raw, c, ""); err != nil {
 		return nil, err
 	}
 	if err := applyEnv(reflect.ValueOf(c).Elem(), EnvPrefix, env); err != nil {
@@ -206,6 +225,8 @@ func Parse(raw []byte, dir string, env []string) (*Config, error) {
 		return nil, fmt.Errorf("config dir: %w", err)
 	}
 	c.Dir = abs
+	c.raw, c.env = raw, env
+	c.NATS.mailSet = c.NATS.MailMaxAge != 0 || c.NATS.MailMaxBytes != 0
 	c.defaults()
 	c.resolvePaths()
 	if err := c.Validate(); err != nil {
@@ -272,8 +293,6 @@ func (c *Config) defaults() {
 		c.Loader.BatchBytes = 32 << 20
 	}
 	setDefault(&c.Loader.Substitute, "_")
-	c.DNS.defaults(c)
-	c.Auth.defaults(c)
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 }
@@ -318,12 +337,6 @@ func (c *Config) Validate() error {
 	if c.Extractor.LargeMessageBytes > 900<<10 {
 		return fmt.Errorf("extractor.large_message_bytes %d: must stay below the broker's 1 MiB max_payload", c.Extractor.LargeMessageBytes)
 	}
-	if err := c.DNS.validate(); err != nil {
-		return fmt.Errorf("dns: %w", err)
-	}
-	if err := c.Auth.validate(); err != nil {
-		return fmt.Errorf("auth: %w", err)
-	}
 	switch c.Log.Format {
 	case "json", "console":
 	default:
@@ -331,6 +344,10 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// Validate reports the first inconsistency in an IMAP endpoint; owners of
+// sections holding one (auth's legacy_imap) check theirs with it.
+func (s *IMAP) Validate() error { return s.validate() }
 
 func (s *IMAP) validate() error {
 	switch s.TLS {
@@ -382,78 +399,4 @@ func Secret(env, file string) (string, error) {
 		return "", fmt.Errorf("secret: %s is empty", file)
 	}
 	return v, nil
-}
-
-// applyEnv walks the yaml-tagged fields of v and overrides scalars from
-// env variables named prefix + upper-cased path.
-func applyEnv(v reflect.Value, prefix string, env []string) error {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if tag == "" || tag == "-" {
-			continue
-		}
-		name := prefix + strings.ToUpper(tag)
-		fv := v.Field(i)
-		if fv.Kind() == reflect.Struct {
-			if err := applyEnv(fv, name+"_", env); err != nil {
-				return err
-			}
-			continue
-		}
-		val, ok := lookup(env, name)
-		if !ok {
-			continue
-		}
-		if err := setScalar(fv, val); err != nil {
-			return fmt.Errorf("env %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func lookup(env []string, name string) (string, bool) {
-	for i := len(env) - 1; i >= 0; i-- {
-		if k, v, ok := strings.Cut(env[i], "="); ok && k == name {
-			return v, true
-		}
-	}
-	return "", false
-}
-
-func setScalar(fv reflect.Value, val string) error {
-	if fv.Type() == reflect.TypeOf(Duration(0)) {
-		d, err := time.ParseDuration(val)
-		if err != nil {
-			return err
-		}
-		fv.SetInt(int64(d))
-		return nil
-	}
-	switch fv.Kind() {
-	case reflect.String:
-		fv.SetString(val)
-	case reflect.Int, reflect.Int64:
-		n, err := strconv.ParseInt(val, 10, 64)
-		if err != nil {
-			return err
-		}
-		fv.SetInt(n)
-	case reflect.Bool:
-		b, err := strconv.ParseBool(val)
-		if err != nil {
-			return err
-		}
-		fv.SetBool(b)
-	case reflect.Pointer:
-		if fv.Type().Elem().Kind() == reflect.Bool {
-			b, err := strconv.ParseBool(val)
-			if err != nil {
-				return err
-			}
-			fv.Set(reflect.ValueOf(&b))
-		}
-	}
-	return nil
 }

@@ -1,6 +1,8 @@
 // Package daemon is the common life of a mailferry service process: load
 // the configuration, set up logging, connect to the broker, run until
-// SIGINT or SIGTERM, shut down in order.
+// SIGINT or SIGTERM, shut down in order. The broker comes connected but
+// with nothing declared: a service declares what it writes and waits for
+// what it reads (broker.Await) as it starts.
 package daemon
 
 import (
@@ -31,7 +33,7 @@ func Run(ctx context.Context, name string, cfg *config.Config, svc Service) erro
 	if err != nil {
 		return err
 	}
-	b, err := OpenBroker(ctx, cfg, name, log)
+	b, err := ConnectBroker(ctx, cfg, name, log)
 	if err != nil {
 		return err
 	}
@@ -45,13 +47,26 @@ func Run(ctx context.Context, name string, cfg *config.Config, svc Service) erro
 	return err
 }
 
-// OpenBroker connects to the broker, waiting for it while it is not up yet
-// (a service started before its server, or during the server's restart);
-// it says once what it waits for. A refused login is not waited out.
+// OpenBroker connects to the broker and declares every stream, bucket and
+// store (broker.Open), waiting for the server while it is not up yet: the
+// all-in-one runner's way (migrate).
 func OpenBroker(ctx context.Context, cfg *config.Config, name string, log zerolog.Logger) (*broker.Broker, error) {
+	return connect(ctx, cfg, name, log, broker.Open)
+}
+
+// ConnectBroker connects to the broker (broker.Connect) without declaring
+// anything, waiting for the server while it is not up yet (a service
+// started before its server, or during the server's restart); it says
+// once what it waits for. A refused login is not waited out.
+func ConnectBroker(ctx context.Context, cfg *config.Config, name string, log zerolog.Logger) (*broker.Broker, error) {
+	return connect(ctx, cfg, name, log, broker.Connect)
+}
+
+func connect(ctx context.Context, cfg *config.Config, name string, log zerolog.Logger,
+	open func(context.Context, config.NATS, string, zerolog.Logger) (*broker.Broker, error)) (*broker.Broker, error) {
 	retry := backoff.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Attempts: 30}
 	for attempt := 0; ; attempt++ {
-		b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+name, log)
+		b, err := open(ctx, cfg.NATS, "mailferry-"+name, log)
 		if err == nil || cfg.NATS.URL == "" || errors.Is(err, nats.ErrAuthorization) {
 			return b, err
 		}

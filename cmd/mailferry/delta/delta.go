@@ -31,6 +31,10 @@ type Scheduler struct {
 // has not expired yet is put back until it has: the wait survives
 // restarts because it is the broker's, not this process's.
 func (s *Scheduler) Run(ctx context.Context) error {
+	// It enqueues delta passes and reads dns.switched.
+	if err := s.Broker.Await(ctx, s.Log, broker.Needs{Writes: []string{broker.StreamJobs}, Reads: []string{broker.StreamEvents}}); err != nil {
+		return err
+	}
 	cons, err := s.Broker.JS.CreateOrUpdateConsumer(ctx, broker.StreamEvents, jetstream.ConsumerConfig{
 		Durable:       "delta",
 		FilterSubject: subject.EventPrefix + "." + event.DNSSwitched + ".*",

@@ -170,11 +170,14 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 // PublishVerified records on the events stream which mailboxes verified,
 // for the pass each was last queued in.
 func PublishVerified(ctx context.Context, cfg *config.Config, log zerolog.Logger, r *verify.Report) error {
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-verify", log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-verify", log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.StreamEvents}}); err != nil {
+		return err
+	}
 	return publishVerified(ctx, b, r)
 }
 

@@ -12,6 +12,8 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
+
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth"
@@ -87,12 +89,21 @@ func open(ctx context.Context, path string, stderr io.Writer) (*common, error) {
 	if err != nil {
 		return nil, &command.ConfigError{Err: err}
 	}
+	// The auth section is checked before anything is opened, as the
+	// shared sections are.
+	if _, err := authconfig.Load(cfg); err != nil {
+		return nil, err
+	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, auth.ServiceName)
 	if err != nil {
 		return nil, &command.ConfigError{Err: err}
 	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-"+auth.ServiceName, log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-"+auth.ServiceName, log)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.Use(ctx, auth.Needs); err != nil {
+		b.Close()
 		return nil, err
 	}
 	return &common{cfg: cfg, log: log, b: b}, nil

@@ -10,9 +10,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/text/unicode/norm"
+	"github.com/mailferry/mailferry/services/auth/authconfig"
 
-	"github.com/mailferry/mailferry/shared/config"
+	"golang.org/x/text/unicode/norm"
 )
 
 // BcryptMaxBytes is the longest password bcrypt (BLF-CRYPT) reads: it
@@ -38,7 +38,7 @@ type Policy struct {
 }
 
 // FromConfig builds the policy of the configuration (defaults applied).
-func FromConfig(c config.PasswordPolicy) Policy {
+func FromConfig(c authconfig.PasswordPolicy) Policy {
 	return Policy{
 		MinLength: c.MinLength, MaxLength: c.MaxLength,
 		RequireDigit: deref(c.RequireDigit), RequireUpper: deref(c.RequireUpper),

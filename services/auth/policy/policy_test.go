@@ -6,8 +6,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
 	"github.com/mailferry/mailferry/shared/config"
 )
+
+// section is c's auth section as the service loads it.
+func section(t *testing.T, c *config.Config) *authconfig.Auth {
+	t.Helper()
+	a, err := authconfig.Load(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
 
 func openSRS(t *testing.T) Policy {
 	t.Helper()
@@ -15,7 +26,7 @@ func openSRS(t *testing.T) Policy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return FromConfig(c.Auth.Policy)
+	return FromConfig(section(t, c).Policy)
 }
 
 func TestCheckNamesEveryBrokenRule(t *testing.T) {
@@ -64,7 +75,7 @@ func TestConfiguredPolicyOverridesDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := FromConfig(c.Auth.Policy)
+	p := FromConfig(section(t, c).Policy)
 	if err := p.Check("abc1"); err != nil {
 		t.Fatalf("Check = %v", err)
 	}

@@ -33,7 +33,7 @@ func newFixture(t *testing.T, authYAML string, users ...string) *fixture {
 	cfg := authtest.Config(t, "auth: "+authYAML+"\n")
 	b := authtest.Broker(t, cfg)
 	ctx := authtest.Context(t, time.Minute)
-	store, err := account.Open(ctx, b.JS, cfg.Auth.Bucket, 1)
+	store, err := account.Open(ctx, b.JS, authtest.Auth(t, cfg).Bucket, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestProvisionCreatesAnnouncesAndIsIdempotent(t *testing.T) {
 	f := newFixture(t, "{provider: dovecot, dovecot: {passwd_file: "+passwd+"}}",
 		"a@one.example", "b@one.example", "c@one.example", "d@two.example")
 	ctx := authtest.Context(t, time.Minute)
-	p := f.provisioner(dovecot.New(f.cfg.Auth))
+	p := f.provisioner(dovecot.New(authtest.Auth(t, f.cfg)))
 	rep, err := p.Run(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestDomainWaitsForItsLastMailbox(t *testing.T) {
 	f := newFixture(t, fmt.Sprintf("{provider: opensrs, opensrs: {url: %q, user: %s, password_file: %s, ca_file: %s}}",
 		fake.URL+"/api", omafake.Admin, filepath.Join(dir, "oma.pw"), filepath.Join(dir, "ca.pem")),
 		"a@one.example", "b@one.example", "x@two.example")
-	client, err := opensrs.New(f.cfg.Auth)
+	client, err := opensrs.New(authtest.Auth(t, f.cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +141,12 @@ func TestOpenSRSProvisioningWritesMigrationTokens(t *testing.T) {
 	f := newFixture(t, fmt.Sprintf("{provider: opensrs, opensrs: {url: %q, user: %s, password_file: %s, ca_file: %s, token_dir: %s}}",
 		fake.URL+"/api", omafake.Admin, filepath.Join(dir, "oma.pw"), filepath.Join(dir, "ca.pem"), tokens),
 		"a@one.example")
-	client, err := opensrs.New(f.cfg.Auth)
+	client, err := opensrs.New(authtest.Auth(t, f.cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := f.provisioner(client)
-	p.Tokens, p.TokenDir = client, f.cfg.Auth.OpenSRS.TokenDir
+	p.Tokens, p.TokenDir = client, authtest.Auth(t, f.cfg).OpenSRS.TokenDir
 	rep, err := p.Run(authtest.Context(t, time.Minute))
 	if err != nil || rep.Tokens != 1 {
 		t.Fatalf("run %+v, %v", rep, err)

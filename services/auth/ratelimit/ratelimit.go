@@ -39,10 +39,11 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailferry/mailferry/services/auth/internal/keylock"
-	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/subject"
 )
@@ -80,7 +81,7 @@ type Limits struct {
 
 // LimitsFromConfig maps the configured rate limits: account_failures
 // counts per (account, client), address_failures per client.
-func LimitsFromConfig(c config.AuthRateLimit) Limits {
+func LimitsFromConfig(c authconfig.RateLimit) Limits {
 	return Limits{
 		PairFailures:   c.AccountFailures,
 		ClientFailures: c.AddressFailures,

@@ -22,7 +22,7 @@ func BenchmarkFailedCheckByPath(b *testing.B) {
 		func(o *Options) { o.FailureTime = time.Nanosecond })
 	f.importUsers(b, map[string]string{"sha512@example.org": legacyHashes["sha512@example.org"], "upgraded@example.org": "", "nohash@example.org": ""})
 	ctx := authtest.Context(b, 10*time.Minute)
-	h := Argon2FromConfig(f.cfg.Auth.Argon2).Hash(legacyPassword)
+	h := Argon2FromConfig(authtest.Auth(b, f.cfg).Argon2).Hash(legacyPassword)
 	if _, err := f.store.Update(ctx, "upgraded@example.org", func(a *account.Account) error { a.Hash = h; return nil }); err != nil {
 		b.Fatal(err)
 	}

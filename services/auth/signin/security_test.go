@@ -66,7 +66,7 @@ func TestEveryPathComputesOneArgon2idWithTheConfiguredParameters(t *testing.T) {
 		"nohash@example.org":   "",
 	})
 	ctx := authtest.Context(t, time.Minute)
-	want := Argon2FromConfig(f.cfg.Auth.Argon2)
+	want := Argon2FromConfig(authtest.Auth(t, f.cfg).Argon2)
 	// An upgraded account holds argon2id; an earlier version stored raw
 	// legacy hashes.
 	for email, h := range map[string]string{"upgraded@example.org": want.Hash(legacyPassword), "raw@example.org": legacyHashes["ssha@example.org"]} {

@@ -18,6 +18,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
+
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth/account"
@@ -25,7 +27,6 @@ import (
 	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/services/auth/policy"
 	"github.com/mailferry/mailferry/services/auth/ratelimit"
-	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 )
 
@@ -187,7 +188,7 @@ func New(o Options) *Service {
 }
 
 // Argon2FromConfig converts configured argon2 parameters.
-func Argon2FromConfig(c config.AuthArgon2) passhash.Argon2Params {
+func Argon2FromConfig(c authconfig.Argon2) passhash.Argon2Params {
 	return passhash.Argon2Params{Time: uint32(c.Time), MemoryKiB: uint32(c.MemoryKiB), Threads: uint8(c.Threads)}
 }
 

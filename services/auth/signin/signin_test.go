@@ -70,11 +70,11 @@ func newFixture(t testing.TB, legacy LegacyVerifier, yaml string, mutate ...func
 func (f *fixture) instance(t testing.TB, legacy LegacyVerifier, mutate ...func(*Options)) (*account.Store, *Service) {
 	t.Helper()
 	ctx := authtest.Context(t, time.Minute)
-	store, err := account.Open(ctx, f.b.JS, f.cfg.Auth.Bucket, 1)
+	store, err := account.Open(ctx, f.b.JS, authtest.Auth(t, f.cfg).Bucket, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	limits, err := ratelimit.Open(ctx, f.b.JS, f.cfg.Auth.Bucket+"_limits", 1, ratelimit.LimitsFromConfig(f.cfg.Auth.RateLimit), nil)
+	limits, err := ratelimit.Open(ctx, f.b.JS, authtest.Auth(t, f.cfg).Bucket+"_limits", 1, ratelimit.LimitsFromConfig(authtest.Auth(t, f.cfg).RateLimit), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +82,9 @@ func (f *fixture) instance(t testing.TB, legacy LegacyVerifier, mutate ...func(*
 		Accounts:    store,
 		Limits:      limits,
 		Legacy:      legacy,
-		Target:      dovecot.New(f.cfg.Auth),
-		Policy:      policy.FromConfig(f.cfg.Auth.Policy),
-		Argon2:      Argon2FromConfig(f.cfg.Auth.Argon2),
+		Target:      dovecot.New(authtest.Auth(t, f.cfg)),
+		Policy:      policy.FromConfig(authtest.Auth(t, f.cfg).Policy),
+		Argon2:      Argon2FromConfig(authtest.Auth(t, f.cfg).Argon2),
 		Events:      event.Publisher{JS: f.b.JS, Service: "auth"},
 		Log:         f.logs.Logger(),
 		FailureTime: testFailureTime,
@@ -101,7 +101,7 @@ func (f *fixture) importUsers(t testing.TB, hashes map[string]string) {
 	for e, h := range hashes {
 		rows = append(rows, account.Row{Email: e, Role: account.RoleEmailOnly, LegacyHash: h})
 	}
-	if _, err := f.store.Import(authtest.Context(t, time.Minute), rows, account.ImportOptions{Now: time.Now(), Argon2: Argon2FromConfig(f.cfg.Auth.Argon2)}); err != nil {
+	if _, err := f.store.Import(authtest.Context(t, time.Minute), rows, account.ImportOptions{Now: time.Now(), Argon2: Argon2FromConfig(authtest.Auth(t, f.cfg).Argon2)}); err != nil {
 		t.Fatal(err)
 	}
 }

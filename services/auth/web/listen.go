@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/services/auth/authconfig"
 )
 
 // shutdownGrace is how long requests in flight may finish at shutdown.
@@ -17,7 +17,7 @@ const shutdownGrace = 10 * time.Second
 
 // Listen opens the configured listener: TLS when a certificate is
 // configured, plain TCP otherwise (loopback, or behind a TLS proxy).
-func Listen(c config.Auth) (net.Listener, error) {
+func Listen(c authconfig.Auth) (net.Listener, error) {
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", c.Listen, err)
@@ -47,7 +47,7 @@ var cipherSuites = []uint16{
 
 // TLSConfig is the listener's TLS: TLS 1.2 at least (1.3 when asked),
 // ECDHE with AEAD suites only, HTTP/2 offered.
-func TLSConfig(c config.AuthTLS) (*tls.Config, error) {
+func TLSConfig(c authconfig.TLS) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS certificate: %w", err)

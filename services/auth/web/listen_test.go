@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/services/auth/authconfig"
 )
 
 // selfSigned writes a certificate and key for 127.0.0.1 and returns their
@@ -51,7 +51,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 
 func TestTLSListenerServesModernTLSOnly(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t)
-	ln, err := Listen(config.Auth{Listen: "127.0.0.1:0", TLS: config.AuthTLS{CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"}})
+	ln, err := Listen(authconfig.Auth{Listen: "127.0.0.1:0", TLS: authconfig.TLS{CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestTLSListenerServesModernTLSOnly(t *testing.T) {
 // offers only CBC or SHA-1 suites is refused; the AEAD suites work.
 func TestTLS12OffersOnlyForwardSecretAEADSuites(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t) // an ECDSA certificate
-	ln, err := Listen(config.Auth{Listen: "127.0.0.1:0", TLS: config.AuthTLS{CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"}})
+	ln, err := Listen(authconfig.Auth{Listen: "127.0.0.1:0", TLS: authconfig.TLS{CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,11 +63,11 @@ func newFixture(t *testing.T, authYAML string, mutate func(*Server), opts ...fun
 	cfg := authtest.SharedConfig(t, fmt.Sprintf("auth: {provider: dovecot, dovecot: {passwd_file: %s}, argon2: {time: 1, memory_kib: 64}%s}\n", passwd, authYAML))
 	b := authtest.Broker(t, cfg)
 	ctx := authtest.Context(t, time.Minute)
-	store, err := account.Open(ctx, b.JS, cfg.Auth.Bucket, 1)
+	store, err := account.Open(ctx, b.JS, authtest.Auth(t, cfg).Bucket, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Import(ctx, []account.Row{{Email: user, Role: account.RoleEmailOnly, LegacyHash: legacyHash}}, account.ImportOptions{Now: time.Now(), Argon2: signin.Argon2FromConfig(cfg.Auth.Argon2)}); err != nil {
+	if _, err := store.Import(ctx, []account.Row{{Email: user, Role: account.RoleEmailOnly, LegacyHash: legacyHash}}, account.ImportOptions{Now: time.Now(), Argon2: signin.Argon2FromConfig(authtest.Auth(t, cfg).Argon2)}); err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{logs: authtest.NewLogSink(t), clock: &aheadClock{}, cfg: cfg, b: b}
@@ -80,17 +80,17 @@ func newFixture(t *testing.T, authYAML string, mutate func(*Server), opts ...fun
 func (f *fixture) instance(t *testing.T, b *broker.Broker, mutate func(*Server), opts ...func(*signin.Options)) *httptest.Server {
 	t.Helper()
 	ctx := authtest.Context(t, time.Minute)
-	store, err := account.Open(ctx, b.JS, f.cfg.Auth.Bucket, 1)
+	store, err := account.Open(ctx, b.JS, authtest.Auth(t, f.cfg).Bucket, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	limits, err := ratelimit.Open(ctx, b.JS, f.cfg.Auth.Bucket+"_limits", 1, ratelimit.LimitsFromConfig(f.cfg.Auth.RateLimit), f.clock.now)
+	limits, err := ratelimit.Open(ctx, b.JS, authtest.Auth(t, f.cfg).Bucket+"_limits", 1, ratelimit.LimitsFromConfig(authtest.Auth(t, f.cfg).RateLimit), f.clock.now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol := policy.FromConfig(f.cfg.Auth.Policy)
+	pol := policy.FromConfig(authtest.Auth(t, f.cfg).Policy)
 	o := signin.Options{
-		Accounts: store, Limits: limits, Target: dovecot.New(f.cfg.Auth), Policy: pol, Argon2: signin.Argon2FromConfig(f.cfg.Auth.Argon2),
+		Accounts: store, Limits: limits, Target: dovecot.New(authtest.Auth(t, f.cfg)), Policy: pol, Argon2: signin.Argon2FromConfig(authtest.Auth(t, f.cfg).Argon2),
 		Events: event.Publisher{JS: b.JS, Service: "auth"}, Log: f.logs.Logger(), FailureTime: testFailureTime,
 	}
 	for _, m := range opts {

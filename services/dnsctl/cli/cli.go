@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
+	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
@@ -171,6 +172,7 @@ func setup(run func(context.Context, *options, io.Writer, io.Writer) error, decl
 // session is an open configuration, broker and engine.
 type session struct {
 	cfg    *config.Config
+	dns    *dnsconfig.DNS
 	broker *broker.Broker
 	eng    *dnsctl.Engine
 	log    zerolog.Logger
@@ -181,20 +183,28 @@ func open(ctx context.Context, o *options, stderr io.Writer) (*session, error) {
 	if err != nil {
 		return nil, &command.ConfigError{Err: err}
 	}
+	d, err := dnsconfig.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, "dnsctl")
 	if err != nil {
 		return nil, &command.ConfigError{Err: err}
 	}
-	b, err := broker.Open(ctx, cfg.NATS, "mailferry-dns", log)
+	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-dns", log)
 	if err != nil {
 		return nil, err
 	}
-	eng, err := dnsctl.New(ctx, cfg, b.JS, event.Publisher{JS: b.JS, Service: dnsctl.ServiceName}, log)
+	if err := b.Use(ctx, dnsctl.Needs); err != nil {
+		b.Close()
+		return nil, err
+	}
+	eng, err := dnsctl.NewFromSection(ctx, d, cfg.NATS.Replicas, b.JS, event.Publisher{JS: b.JS, Service: dnsctl.ServiceName}, log)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	return &session{cfg: cfg, broker: b, eng: eng, log: log}, nil
+	return &session{cfg: cfg, dns: d, broker: b, eng: eng, log: log}, nil
 }
 
 func (s *session) close() { s.broker.Close() }
@@ -202,10 +212,10 @@ func (s *session) close() { s.broker.Close() }
 // domains returns the -domain list or the domains file.
 func (s *session) domains(o *options) ([]string, error) {
 	if o.domains == "" {
-		if s.cfg.DNS.DomainsFile == "" {
+		if s.dns.DomainsFile == "" {
 			return nil, &command.ConfigError{Err: errors.New("no domains: set dns.domains_file or pass -domain")}
 		}
-		return dnsctl.ReadDomains(s.cfg.DNS.DomainsFile)
+		return dnsctl.ReadDomains(s.dns.DomainsFile)
 	}
 	var out []string
 	for _, d := range strings.Split(o.domains, ",") {

@@ -8,17 +8,17 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
 	"github.com/mailferry/mailferry/services/dnsctl/records"
-	"github.com/mailferry/mailferry/shared/config"
 )
 
-func policy(t *testing.T, edit func(*config.DNS)) Policy {
+func policy(t *testing.T, edit func(*dnsconfig.DNS)) Policy {
 	t.Helper()
-	c := config.DNS{
+	c := dnsconfig.DNS{
 		LegacyMailHosts: []string{"192.0.2.0/28", "*.oldmail.test."},
 		NewMX:           []string{"10 mx1.new.test.", "20 mx2.new.test."},
 		MailHostA:       "198.51.100.25",
-		SPF:             config.SPF{Replace: "ip4:192.0.2.10", With: "ip4:198.51.100.25"},
+		SPF:             dnsconfig.SPF{Replace: "ip4:192.0.2.10", With: "ip4:198.51.100.25"},
 	}
 	if edit != nil {
 		edit(&c)
@@ -177,7 +177,7 @@ func TestDecideTurnsALegacyCNAMEIntoTheConfiguredTarget(t *testing.T) {
 		}
 	})
 	t.Run("a CNAME with mail_host_cname", func(t *testing.T) {
-		p := policy(t, func(c *config.DNS) { c.MailHostCNAME = "imap.new.test." })
+		p := policy(t, func(c *dnsconfig.DNS) { c.MailHostCNAME = "imap.new.test." })
 		cname := changeOf(t, p.Decide(world(t, lines, foreign)), "mail.example.test.", "CNAME")
 		if !slices.Equal(cname.New.Data, []string{"imap.new.test."}) {
 			t.Errorf("CNAME -> %v", cname.New.Data)
@@ -186,8 +186,8 @@ func TestDecideTurnsALegacyCNAMEIntoTheConfiguredTarget(t *testing.T) {
 }
 
 func TestDecideAddsRFC6186ServiceRecords(t *testing.T) {
-	p := policy(t, func(c *config.DNS) {
-		c.SRV = []config.SRV{{Service: "_imaps._tcp", Port: 993, Weight: 1, Target: "imap.new.test."}}
+	p := policy(t, func(c *dnsconfig.DNS) {
+		c.SRV = []dnsconfig.SRV{{Service: "_imaps._tcp", Port: 993, Weight: 1, Target: "imap.new.test."}}
 	})
 	d := p.Decide(world(t, []string{"@ 3600 MX 10 mx.oldmail.test."}, nil))
 	srv := changeOf(t, d, "_imaps._tcp.example.test.", "SRV")

@@ -11,7 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
 )
 
 // Policy says what identifies the legacy provider and what replaces it.
@@ -41,7 +41,7 @@ type SRV struct {
 }
 
 // FromConfig builds a policy from the dns configuration section.
-func FromConfig(c config.DNS) (Policy, error) {
+func FromConfig(c dnsconfig.DNS) (Policy, error) {
 	p := Policy{MailHostCNAME: dns.CanonicalName(c.MailHostCNAME), SPFReplace: c.SPF.Replace, SPFWith: c.SPF.With}
 	if c.MailHostCNAME == "" {
 		p.MailHostCNAME = ""
@@ -52,7 +52,7 @@ func FromConfig(c config.DNS) (Policy, error) {
 		}
 	}
 	for _, mx := range c.NewMX {
-		pref, host, err := config.ParseMX(mx)
+		pref, host, err := dnsconfig.ParseMX(mx)
 		if err != nil {
 			return Policy{}, fmt.Errorf("new_mx: %w", err)
 		}

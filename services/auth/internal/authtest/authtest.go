@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
+
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,6 +39,16 @@ func Config(t testing.TB, yaml string) *config.Config {
 		t.Fatalf("config: %v\n%s", err, raw)
 	}
 	return c
+}
+
+// Auth is c's auth section, loaded as the service loads it.
+func Auth(t testing.TB, c *config.Config) authconfig.Auth {
+	t.Helper()
+	a, err := authconfig.Load(c)
+	if err != nil {
+		t.Fatalf("auth section: %v", err)
+	}
+	return *a
 }
 
 // SharedConfig is Config with an embedded nats-server that also listens

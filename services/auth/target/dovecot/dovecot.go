@@ -13,8 +13,9 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/mailferry/mailferry/services/auth/authconfig"
+
 	"github.com/mailferry/mailferry/services/auth/passhash"
-	"github.com/mailferry/mailferry/shared/config"
 )
 
 // PasswdFile is the passdb of a Dovecot target.
@@ -28,7 +29,7 @@ type PasswdFile struct {
 }
 
 // New returns the adapter the configuration describes.
-func New(c config.Auth) *PasswdFile {
+func New(c authconfig.Auth) *PasswdFile {
 	return &PasswdFile{
 		Path:   c.Dovecot.PasswdFile,
 		Scheme: c.Dovecot.Scheme,
@@ -37,7 +38,7 @@ func New(c config.Auth) *PasswdFile {
 }
 
 // Name is the provider's name in events.
-func (p *PasswdFile) Name() string { return config.ProviderDovecot }
+func (p *PasswdFile) Name() string { return authconfig.ProviderDovecot }
 
 // CreateMailboxes adds a line for each address not yet in the file, with
 // the hash of a random secret that is thrown away: the mailbox exists,

@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/services/auth/authconfig"
 )
 
 // Documented OMA error numbers this adapter acts on.
@@ -79,7 +79,7 @@ type Client struct {
 // New builds a client from the configuration, reading the password
 // (config.Secret refuses a password file that group or others may read,
 // naming the file and its mode).
-func New(c config.Auth) (*Client, error) {
+func New(c authconfig.Auth) (*Client, error) {
 	pw, err := c.OpenSRSPassword()
 	if err != nil {
 		return nil, fmt.Errorf("opensrs password: %w", err)
@@ -112,7 +112,7 @@ func New(c config.Auth) (*Client, error) {
 }
 
 // Name is the provider's name in events.
-func (c *Client) Name() string { return config.ProviderOpenSRS }
+func (c *Client) Name() string { return authconfig.ProviderOpenSRS }
 
 type credentials struct {
 	User     string `json:"user"`

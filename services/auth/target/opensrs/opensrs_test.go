@@ -31,7 +31,7 @@ func newClient(t *testing.T, srv *httptest.Server, password string) *Client {
 	}
 	c := authtest.Config(t, fmt.Sprintf("auth: {provider: opensrs, opensrs: {url: %q, user: admin@example.com, password_file: %q, ca_file: %q, token_hours: 48}}",
 		srv.URL+"/api", pwFile, ca))
-	cl, err := New(c.Auth)
+	cl, err := New(authtest.Auth(t, c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestPasswordFileReadableByOthersIsRefused(t *testing.T) {
 			}
 			t.Setenv("MAILFERRY_AUTH_OPENSRS_PASSWORD", "")
 			c := authtest.Config(t, fmt.Sprintf("auth: {provider: opensrs, opensrs: {url: https://admin.test.hostedemail.com/api, user: admin@example.com, password_file: %q}}", pwFile))
-			_, err := New(c.Auth)
+			_, err := New(authtest.Auth(t, c))
 			if !tc.refused {
 				if err != nil {
 					t.Fatalf("New = %v", err)

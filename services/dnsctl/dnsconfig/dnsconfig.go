@@ -1,4 +1,8 @@
-package config
+// Package dnsconfig is dnsctl's section of the configuration file (dns:),
+// its defaults and its checks. It lives with dnsctl, not in shared/config,
+// so that the service that reads it is the one that defines it; it is a
+// package of its own because dnsctl's subpackages (plan) read it too.
+package dnsconfig
 
 import (
 	"errors"
@@ -8,7 +12,28 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailferry/mailferry/shared/config"
 )
+
+// Section is the top-level key of the section in the file.
+const Section = "dns"
+
+// Load decodes the dns section of cfg (strictly, with MAILFERRY_DNS_*
+// overrides and paths resolved against the file's directory), fills in
+// defaults and validates it. A file without the section gives a disabled
+// DNS (see Enabled).
+func Load(cfg *config.Config) (*DNS, error) {
+	d := &DNS{}
+	if err := cfg.Section(Section, d); err != nil {
+		return nil, err
+	}
+	d.defaults()
+	if err := d.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", Section, err)
+	}
+	return d, nil
+}
 
 // DNS configures dnsctl, which switches the MX and mail records of the
 // domains whose mail the legacy provider hosts, by TSIG-signed RFC 2136
@@ -19,7 +44,7 @@ type DNS struct {
 	Server string `yaml:"server"`
 	// TSIGKeyFile is a BIND key file (key "name" { algorithm ...; secret
 	// "..."; };). The secret never appears in logs, argv or errors.
-	TSIGKeyFile string `yaml:"tsig_key_file"`
+	TSIGKeyFile string `yaml:"tsig_key_file" config:"path"`
 	// TSIGKeyName picks one key when the file holds several.
 	TSIGKeyName string `yaml:"tsig_key_name"`
 	// VerifyServers are host:port of every server that must serve the
@@ -49,7 +74,7 @@ type DNS struct {
 	// SRV records (RFC 6186) to add to every switched domain.
 	SRV []SRV `yaml:"srv"`
 	// DomainsFile lists the domains to consider, one per line.
-	DomainsFile string `yaml:"domains_file"`
+	DomainsFile string `yaml:"domains_file" config:"path"`
 	// Concurrency bounds domains handled at once; Rate bounds updates per
 	// second (default 100; -1: unbounded).
 	Concurrency int `yaml:"concurrency"`
@@ -59,9 +84,9 @@ type DNS struct {
 	MaxChangePercent int `yaml:"max_change_percent"`
 	// Timeout bounds one query or update; VerifyTimeout one domain's
 	// verification; PlanMaxAge how old a stored plan apply accepts.
-	Timeout       Duration `yaml:"timeout"`
-	VerifyTimeout Duration `yaml:"verify_timeout"`
-	PlanMaxAge    Duration `yaml:"plan_max_age"`
+	Timeout       config.Duration `yaml:"timeout"`
+	VerifyTimeout config.Duration `yaml:"verify_timeout"`
+	PlanMaxAge    config.Duration `yaml:"plan_max_age"`
 	// SwitchOnProvisioned makes the service switch a domain when the auth
 	// service reports it provisioned; without it only an explicit cutover
 	// request does.
@@ -83,9 +108,9 @@ type SRV struct {
 	Target   string `yaml:"target"`
 }
 
-// defaults fills in the section and, since config.go resolves only the
-// paths it knows, resolves this section's relative paths too.
-func (d *DNS) defaults(c *Config) {
+// defaults fills in what the file left out; Section has resolved the
+// paths.
+func (d *DNS) defaults() {
 	if d.VerifyNS == nil {
 		t := true
 		d.VerifyNS = &t
@@ -112,16 +137,14 @@ func (d *DNS) defaults(c *Config) {
 		d.MaxChangePercent = 30
 	}
 	if d.Timeout == 0 {
-		d.Timeout = Duration(5 * time.Second)
+		d.Timeout = config.Duration(5 * time.Second)
 	}
 	if d.VerifyTimeout == 0 {
-		d.VerifyTimeout = Duration(2 * time.Minute)
+		d.VerifyTimeout = config.Duration(2 * time.Minute)
 	}
 	if d.PlanMaxAge == 0 {
-		d.PlanMaxAge = Duration(24 * time.Hour)
+		d.PlanMaxAge = config.Duration(24 * time.Hour)
 	}
-	d.TSIGKeyFile = c.Path(d.TSIGKeyFile)
-	d.DomainsFile = c.Path(d.DomainsFile)
 }
 
 // Enabled reports whether the file configures dnsctl at all.

@@ -1,4 +1,9 @@
-package config
+// Package authconfig is the auth service's section of the configuration
+// file (auth:), its defaults and its checks. It lives with the auth
+// service, not in shared/config, so that the service that reads it is the
+// one that defines it; it is a package of its own because the service's
+// subpackages (targets, policy, rate limits, web) read it too.
+package authconfig
 
 import (
 	"errors"
@@ -8,7 +13,36 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mailferry/mailferry/shared/config"
 )
+
+// Section is the top-level key of the section in the file.
+const Section = "auth"
+
+// Load decodes the auth section of cfg (strictly, with MAILFERRY_AUTH_*
+// overrides and paths resolved against the file's directory), fills in
+// defaults and validates it. A file without the section gives an Auth
+// that is not Configured.
+func Load(cfg *config.Config) (*Auth, error) {
+	a := &Auth{}
+	if err := cfg.Section(Section, a); err != nil {
+		return nil, err
+	}
+	// legacy_imap is the shared IMAP type, which carries no path tags.
+	a.LegacyIMAP.CAFile = cfg.Path(a.LegacyIMAP.CAFile)
+	a.defaults()
+	if err := a.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", Section, err)
+	}
+	return a, nil
+}
+
+func setDefault(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
 
 // Auth configures the auth service: where it listens, which target provider
 // receives the users' new credentials, how passwords are checked and how
@@ -17,16 +51,16 @@ type Auth struct {
 	// Listen is host:port of the HTTP(S) listener.
 	Listen string `yaml:"listen"`
 	// Provider names the target adapter: dovecot or opensrs.
-	Provider string      `yaml:"provider"`
-	Dovecot  AuthDovecot `yaml:"dovecot"`
-	OpenSRS  AuthOpenSRS `yaml:"opensrs"`
+	Provider string  `yaml:"provider"`
+	Dovecot  Dovecot `yaml:"dovecot"`
+	OpenSRS  OpenSRS `yaml:"opensrs"`
 	// LegacyIMAP, when its address is set, verifies users that have no
 	// stored hash by a LOGIN to the legacy server (its auth key is
 	// ignored: the user's own password is always used).
-	LegacyIMAP IMAP `yaml:"legacy_imap"`
+	LegacyIMAP config.IMAP `yaml:"legacy_imap"`
 	// Bucket is the JetStream key-value bucket of the accounts.
-	Bucket string  `yaml:"bucket"`
-	TLS    AuthTLS `yaml:"tls"`
+	Bucket string `yaml:"bucket"`
+	TLS    TLS    `yaml:"tls"`
 	// AllowPlaintext permits a listener without TLS on an address other
 	// than loopback, for a TLS-terminating proxy in front of the service.
 	AllowPlaintext bool `yaml:"allow_plaintext"`
@@ -34,10 +68,10 @@ type Auth struct {
 	// X-Forwarded-For header names the real client.
 	TrustedProxies []string       `yaml:"trusted_proxies"`
 	Policy         PasswordPolicy `yaml:"policy"`
-	RateLimit      AuthRateLimit  `yaml:"rate_limit"`
-	Argon2         AuthArgon2     `yaml:"argon2"`
+	RateLimit      RateLimit      `yaml:"rate_limit"`
+	Argon2         Argon2         `yaml:"argon2"`
 	// RequestTimeout bounds one HTTP request, provider call included.
-	RequestTimeout Duration `yaml:"request_timeout"`
+	RequestTimeout config.Duration `yaml:"request_timeout"`
 }
 
 // Target providers of Auth.Provider.
@@ -46,46 +80,46 @@ const (
 	ProviderOpenSRS = "opensrs"
 )
 
-// AuthDovecot configures the Dovecot target adapter.
-type AuthDovecot struct {
+// Dovecot configures the Dovecot target adapter.
+type Dovecot struct {
 	// PasswdFile is the passwd-file passdb the target Dovecot reads.
-	PasswdFile string `yaml:"passwd_file"`
+	PasswdFile string `yaml:"passwd_file" config:"path"`
 	// Scheme of the hashes written: SHA512-CRYPT, SHA256-CRYPT,
 	// BLF-CRYPT, SSHA512 or ARGON2ID.
 	Scheme string `yaml:"scheme"`
 }
 
-// AuthOpenSRS configures the OpenSRS Mail API (OMA) adapter.
-type AuthOpenSRS struct {
+// OpenSRS configures the OpenSRS Mail API (OMA) adapter.
+type OpenSRS struct {
 	// URL is the OMA base URL; method names are appended to it.
 	URL string `yaml:"url"`
 	// User and PasswordFile are the OMA credentials of a company or
 	// domain administrator.
 	User         string `yaml:"user"`
-	PasswordFile string `yaml:"password_file"`
+	PasswordFile string `yaml:"password_file" config:"path"`
 	// CAFile adds trusted certificates (a private test endpoint).
-	CAFile string `yaml:"ca_file"`
+	CAFile string `yaml:"ca_file" config:"path"`
 	// Client is sent as credentials.client, for OpenSRS's logs.
-	Client  string   `yaml:"client"`
-	Timeout Duration `yaml:"timeout"`
+	Client  string          `yaml:"client"`
+	Timeout config.Duration `yaml:"timeout"`
 	// TokenDir, when set, makes provisioning mint a session token per
 	// mailbox (generate_token) and write it to TokenDir/<mailbox>, mode
 	// 0600: the loader's target_password_file for migration logins.
-	TokenDir string `yaml:"token_dir"`
+	TokenDir string `yaml:"token_dir" config:"path"`
 	// TokenHours is the tokens' lifetime.
 	TokenHours int `yaml:"token_hours"`
 }
 
-// AuthTLS configures TLS on the listener.
-type AuthTLS struct {
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+// TLS configures TLS on the listener.
+type TLS struct {
+	CertFile string `yaml:"cert_file" config:"path"`
+	KeyFile  string `yaml:"key_file" config:"path"`
 	// MinVersion is "1.2" or "1.3".
 	MinVersion string `yaml:"min_version"`
 }
 
 // Enabled reports whether the listener serves TLS.
-func (t AuthTLS) Enabled() bool { return t.CertFile != "" }
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // PasswordPolicy is what the target provider accepts as a new password.
 // The defaults are OpenSRS's: at least 10 characters with a digit, an
@@ -99,23 +133,23 @@ type PasswordPolicy struct {
 	RequireSymbol *bool `yaml:"require_symbol"`
 }
 
-// AuthRateLimit bounds guessing: after AccountFailures failed attempts on
+// RateLimit bounds guessing: after AccountFailures failed attempts on
 // one account (or AddressFailures from one client address) within Window,
 // further attempts are refused for Lockout, doubling with each lockout up
 // to MaxLockout.
-type AuthRateLimit struct {
-	AccountFailures int      `yaml:"account_failures"`
-	AddressFailures int      `yaml:"address_failures"`
-	Window          Duration `yaml:"window"`
-	Lockout         Duration `yaml:"lockout"`
-	MaxLockout      Duration `yaml:"max_lockout"`
+type RateLimit struct {
+	AccountFailures int             `yaml:"account_failures"`
+	AddressFailures int             `yaml:"address_failures"`
+	Window          config.Duration `yaml:"window"`
+	Lockout         config.Duration `yaml:"lockout"`
+	MaxLockout      config.Duration `yaml:"max_lockout"`
 	// AddressRequests bounds all sign-in and change requests per client
 	// address and minute, failed or not (each costs a hash computation).
 	AddressRequests int `yaml:"address_requests"`
 }
 
-// AuthArgon2 are the argon2id parameters of the hashes the service stores.
-type AuthArgon2 struct {
+// Argon2 are the argon2id parameters of the hashes the service stores.
+type Argon2 struct {
 	Time      int `yaml:"time"`
 	MemoryKiB int `yaml:"memory_kib"`
 	Threads   int `yaml:"threads"`
@@ -124,42 +158,36 @@ type AuthArgon2 struct {
 // Configured reports whether the file has an auth section worth validating.
 func (a *Auth) Configured() bool { return a.Provider != "" }
 
-func (a *Auth) defaults(c *Config) {
+func (a *Auth) defaults() {
 	setDefault(&a.Listen, "127.0.0.1:8080")
 	setDefault(&a.Bucket, "mf_accounts")
 	setDefault(&a.Dovecot.Scheme, "SHA512-CRYPT")
 	a.Dovecot.Scheme = strings.ToUpper(a.Dovecot.Scheme)
 	setDefault(&a.OpenSRS.Client, "mailferry")
 	if a.OpenSRS.Timeout == 0 {
-		a.OpenSRS.Timeout = Duration(30 * time.Second)
+		a.OpenSRS.Timeout = config.Duration(30 * time.Second)
 	}
 	if a.OpenSRS.TokenHours == 0 {
 		a.OpenSRS.TokenHours = 168
 	}
 	setDefault(&a.TLS.MinVersion, "1.2")
-	a.LegacyIMAP.Auth = AuthUser
-	setDefault(&a.LegacyIMAP.TLS, TLSImplicit)
+	a.LegacyIMAP.Auth = config.AuthUser
+	setDefault(&a.LegacyIMAP.TLS, config.TLSImplicit)
 	if a.LegacyIMAP.Connections == 0 {
 		a.LegacyIMAP.Connections = 8
 	}
 	if a.LegacyIMAP.CommandTimeout == 0 {
-		a.LegacyIMAP.CommandTimeout = Duration(15 * time.Second)
+		a.LegacyIMAP.CommandTimeout = config.Duration(15 * time.Second)
 	}
 	if a.LegacyIMAP.DialTimeout == 0 {
-		a.LegacyIMAP.DialTimeout = Duration(10 * time.Second)
+		a.LegacyIMAP.DialTimeout = config.Duration(10 * time.Second)
 	}
 	if a.RequestTimeout == 0 {
-		a.RequestTimeout = Duration(30 * time.Second)
+		a.RequestTimeout = config.Duration(30 * time.Second)
 	}
 	a.Policy.defaults()
 	a.RateLimit.defaults()
 	a.Argon2.defaults()
-	for _, p := range []*string{
-		&a.Dovecot.PasswdFile, &a.OpenSRS.PasswordFile, &a.OpenSRS.CAFile, &a.OpenSRS.TokenDir,
-		&a.TLS.CertFile, &a.TLS.KeyFile, &a.LegacyIMAP.CAFile,
-	} {
-		*p = c.Path(*p)
-	}
 }
 
 func (p *PasswordPolicy) defaults() {
@@ -181,7 +209,7 @@ func (p *PasswordPolicy) defaults() {
 	}
 }
 
-func (r *AuthRateLimit) defaults() {
+func (r *RateLimit) defaults() {
 	if r.AccountFailures == 0 {
 		r.AccountFailures = 5
 	}
@@ -189,13 +217,13 @@ func (r *AuthRateLimit) defaults() {
 		r.AddressFailures = 20
 	}
 	if r.Window == 0 {
-		r.Window = Duration(15 * time.Minute)
+		r.Window = config.Duration(15 * time.Minute)
 	}
 	if r.Lockout == 0 {
-		r.Lockout = Duration(15 * time.Minute)
+		r.Lockout = config.Duration(15 * time.Minute)
 	}
 	if r.MaxLockout == 0 {
-		r.MaxLockout = Duration(24 * time.Hour)
+		r.MaxLockout = config.Duration(24 * time.Hour)
 	}
 	if r.AddressRequests == 0 {
 		r.AddressRequests = 60
@@ -204,7 +232,7 @@ func (r *AuthRateLimit) defaults() {
 
 // The defaults are OWASP's minimum for argon2id: cheap enough to verify
 // on every sign-in of a small machine, far above any legacy scheme.
-func (g *AuthArgon2) defaults() {
+func (g *Argon2) defaults() {
 	if g.Time == 0 {
 		g.Time = 2
 	}
@@ -240,7 +268,7 @@ func (a *Auth) validate() error {
 		return fmt.Errorf("provider %q: want %s or %s", a.Provider, ProviderDovecot, ProviderOpenSRS)
 	}
 	if a.LegacyIMAP.Address != "" {
-		if err := a.LegacyIMAP.validate(); err != nil {
+		if err := a.LegacyIMAP.Validate(); err != nil {
 			return fmt.Errorf("legacy_imap: %w", err)
 		}
 	}
@@ -285,7 +313,7 @@ func (a *Auth) validateListener() error {
 	return fmt.Errorf("listen %q is not loopback: configure tls.cert_file and tls.key_file, or allow_plaintext behind a TLS proxy", a.Listen)
 }
 
-func (d *AuthDovecot) validate() error {
+func (d *Dovecot) validate() error {
 	if d.PasswdFile == "" {
 		return errors.New("passwd_file is required")
 	}
@@ -297,7 +325,7 @@ func (d *AuthDovecot) validate() error {
 	return fmt.Errorf("scheme %q: want one of %s", d.Scheme, strings.Join(dovecotSchemes, ", "))
 }
 
-func (o *AuthOpenSRS) validate() error {
+func (o *OpenSRS) validate() error {
 	u, err := url.Parse(o.URL)
 	if err != nil {
 		return fmt.Errorf("url: %w", err)
@@ -318,7 +346,7 @@ func (o *AuthOpenSRS) validate() error {
 	return nil
 }
 
-func (g *AuthArgon2) validate() error {
+func (g *Argon2) validate() error {
 	if g.Time < 1 || g.Threads < 1 || g.Threads > 255 {
 		return fmt.Errorf("time %d, threads %d: want time >= 1 and 1 <= threads <= 255", g.Time, g.Threads)
 	}
@@ -341,7 +369,7 @@ func (p *PasswordPolicy) validate() error {
 // OpenSRSPassword returns the OMA password, from
 // MAILFERRY_AUTH_OPENSRS_PASSWORD or opensrs.password_file.
 func (a *Auth) OpenSRSPassword() (string, error) {
-	return Secret(EnvPrefix+"AUTH_OPENSRS_PASSWORD", a.OpenSRS.PasswordFile)
+	return config.Secret(config.EnvPrefix+"AUTH_OPENSRS_PASSWORD", a.OpenSRS.PasswordFile)
 }
 
 // ParsePrefixes parses addresses ("192.0.2.1") and CIDR prefixes
