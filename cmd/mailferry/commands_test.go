@@ -114,6 +114,14 @@ func TestCommandLineAndConfigurationMistakesExitTwoBeforeAnythingRuns(t *testing
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "missing.yaml")
+	noInventory := filepath.Join(dir, "no-inventory.yaml")
+	if err := os.WriteFile(noInventory, []byte("mailboxes: {file: nowhere.csv}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badDNS := filepath.Join(dir, "bad-dns.yaml")
+	if err := os.WriteFile(badDNS, []byte("dns: {server: 127.0.0.1:53, zone_keys: 3}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		says string
@@ -146,6 +154,10 @@ func TestCommandLineAndConfigurationMistakesExitTwoBeforeAnythingRuns(t *testing
 		{[]string{"dns", "status", "-c", missing}, "mailferry: dns status: read config"},
 		{[]string{"provision", "-c", bad}, "mailferry: provision: config " + bad},
 		{[]string{"nats", "-c", noListen}, "mailferry: nats: set nats.listen"},
+		{[]string{"status", "-c", noInventory}, "mailferry: status: read mailboxes"},
+		{[]string{"verify", "-c", noInventory}, "mailferry: verify: read mailboxes"},
+		{[]string{"dns", "status", "-c", badDNS}, "mailferry: dns status: "},
+		{[]string{"dnsctl", "-c", badDNS}, "mailferry: dnsctl: "},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

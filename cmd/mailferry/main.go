@@ -178,7 +178,7 @@ func jsonFlag(fs *flag.FlagSet) *bool {
 }
 
 func runDelta(ctx context.Context, s *session) error {
-	boxes, err := job.ReadInventory(s.cfg.Mailboxes.File)
+	boxes, err := inventory(s.cfg)
 	if err != nil {
 		return err
 	}
@@ -223,7 +223,7 @@ func printResult(w io.Writer, res *migrate.Result, asJSON bool) error {
 
 func runVerify(ctx context.Context, s *session, asJSON bool) error {
 	cfg, log, stdout := s.cfg, s.log, s.stdout
-	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	boxes, err := inventory(cfg)
 	if err != nil {
 		return err
 	}

@@ -208,7 +208,7 @@ func listDead(ctx context.Context, b *broker.Broker, mailbox string, stdout io.W
 }
 
 func retryDead(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, o retryFlags, stdout io.Writer) error {
-	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	boxes, err := inventory(cfg)
 	if err != nil {
 		return err
 	}
@@ -293,10 +293,20 @@ var (
 	retryNeeds = broker.Needs{Writes: replayNeeds.Writes, Reads: append([]string{broker.StreamDead}, replayNeeds.Reads...)}
 )
 
+// inventory reads the mailboxes file the configuration names: a file
+// missing or malformed is a configuration error (exit status 2).
+func inventory(cfg *config.Config) ([]job.Mailbox, error) {
+	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	if err != nil {
+		return nil, &command.ConfigError{Err: err}
+	}
+	return boxes, nil
+}
+
 // openWithInventory reads the mailboxes file and connects to the broker,
 // what every command about the migration's state needs first.
 func openWithInventory(ctx context.Context, cfg *config.Config, log zerolog.Logger, name string, needs broker.Needs) (*broker.Broker, []job.Mailbox, error) {
-	boxes, err := job.ReadInventory(cfg.Mailboxes.File)
+	boxes, err := inventory(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/mailferry/mailferry/services/auth/target/opensrs"
 	"github.com/mailferry/mailferry/services/auth/web"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 )
@@ -155,7 +156,7 @@ type Service struct {
 func (s *Service) Run(ctx context.Context) error {
 	ap, err := authconfig.Load(s.Config)
 	if err != nil {
-		return err
+		return &command.ConfigError{Err: err}
 	}
 	a := *ap
 	if !a.Configured() {

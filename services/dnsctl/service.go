@@ -12,6 +12,7 @@ import (
 	"github.com/mailferry/mailferry/services/dnsctl/journal"
 	"github.com/mailferry/mailferry/services/dnsctl/plan"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
@@ -39,7 +40,7 @@ var Needs = broker.Needs{Writes: []string{broker.StreamEvents}}
 func (s *Service) Run(ctx context.Context) error {
 	d, err := dnsconfig.Load(s.Config)
 	if err != nil {
-		return err
+		return &command.ConfigError{Err: err}
 	}
 	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
 		return err

@@ -144,6 +144,7 @@ type MissingError struct {
 	Owner string
 }
 
+// Error names the resource and who creates it.
 func (e *MissingError) Error() string {
 	return fmt.Sprintf("%s %s does not exist: %s", e.Kind, e.Name, e.Owner)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailferry/mailferry/shared/backoff"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/logging"
 )
@@ -31,7 +32,7 @@ func Main(name string, svc Service) { program(name, svc).Main() }
 func Run(ctx context.Context, name string, cfg *config.Config, svc Service) error {
 	log, err := logging.Stderr(cfg.Log.Level, cfg.Log.Format, name)
 	if err != nil {
-		return err
+		return &command.ConfigError{Err: err}
 	}
 	b, err := ConnectBroker(ctx, cfg, name, log)
 	if err != nil {

@@ -92,7 +92,7 @@ func open(ctx context.Context, path string, stderr io.Writer) (*common, error) {
 	// The auth section is checked before anything is opened, as the
 	// shared sections are.
 	if _, err := authconfig.Load(cfg); err != nil {
-		return nil, err
+		return nil, &command.ConfigError{Err: err}
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, auth.ServiceName)
 	if err != nil {

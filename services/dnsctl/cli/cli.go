@@ -185,7 +185,7 @@ func open(ctx context.Context, o *options, stderr io.Writer) (*session, error) {
 	}
 	d, err := dnsconfig.Load(cfg)
 	if err != nil {
-		return nil, err
+		return nil, &command.ConfigError{Err: err}
 	}
 	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, "dnsctl")
 	if err != nil {
