@@ -52,9 +52,17 @@ func TestFiftyConcurrentPassesCoalesceAndEveryJobEnds(t *testing.T) {
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	es, err := extractor.LoadSettings(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := loader.LoadSettings(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, run := range []func(context.Context) error{
-		(&extractor.Service{Config: cfg, Broker: b, Log: log}).Run,
-		(&loader.Service{Config: cfg, Broker: b, Log: log}).Run,
+		(&extractor.Service{Config: cfg, Settings: es, Broker: b, Log: log}).Run,
+		(&loader.Service{Config: cfg, Settings: ls, Broker: b, Log: log}).Run,
 	} {
 		wg.Add(1)
 		go func() {

@@ -175,6 +175,58 @@ func TestCommandLineAndConfigurationMistakesExitTwoBeforeAnythingRuns(t *testing
 	}
 }
 
+func TestABadSectionOfTheServicesOwnExitsTwoBeforeTheBrokerStarts(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		section string
+		env     string
+		says    string
+	}{
+		{"extractor: unknown key", []string{"extractor"}, "extractor:\n  concurency: 2\n", "", "line 4: field concurency not found"},
+		{"extractor: body over the broker's limit", []string{"extractor"}, "extractor: {large_message_bytes: 2000000}\n", "", "extractor: large_message_bytes 2000000"},
+		{"loader: unknown key", []string{"loader"}, "loader:\n  batch_mesages: 4\n", "", "line 4: field batch_mesages not found"},
+		{"loader: bad folder map override", []string{"loader"}, "", "MAILFERRY_LOADER_FOLDER_MAP=Sent", `MAILFERRY_LOADER_FOLDER_MAP: item "Sent": want key=value`},
+		{"dnsctl: unknown key", []string{"dnsctl"}, "dns:\n  server: 127.0.0.1:53\n  zone_keys: 3\n", "", "line 5: field zone_keys not found"},
+		{"auth: unknown key", []string{"auth"}, "auth:\n  provder: dovecot\n", "", "line 4: field provder not found"},
+		{"migrate: the loader's section", []string{"migrate"}, "loader: {lease_ttl: soon}\n", "", `duration "soon"`},
+		{"migrate: the extractor's section", []string{"migrate"}, "extractor: {checkpoint_every: often}\n", "", "extractor: "},
+		{"verify: the loader's section", []string{"verify"}, "loader: {folder_map: [a]}\n", "", "loader: "},
+		{"replay -wait: the loader's section", []string{"replay", "-mailbox", "a@old.example", "-wait"}, "loader: {concurrency: some}\n", "", "loader: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				k, v, _ := strings.Cut(tt.env, "=")
+				t.Setenv(k, v)
+			}
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "mailboxes.csv"), []byte("source_user,target_user\na@old.example,a@new.example\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "mailferry.yaml")
+			// No nats.url: the command would start an embedded server.
+			yaml := "nats: {data_dir: nats}\nmailboxes: {file: mailboxes.csv}\n" + tt.section
+			if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := mailferry(t, append(tt.args, "-c", path)...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2\n%s", code, errOut)
+			}
+			if prefix := "mailferry: " + tt.args[0] + ": "; !strings.HasPrefix(errOut, prefix) || !strings.Contains(errOut, tt.says) {
+				t.Errorf("stderr %q, want it to begin with %q and say %q", errOut, prefix, tt.says)
+			}
+			if out != "" {
+				t.Errorf("stdout %q, want nothing", out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "nats")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the broker's data directory exists (err %v): the broker was started", err)
+			}
+		})
+	}
+}
+
 func TestDifferencesExitOneWithoutAnErrorMessage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

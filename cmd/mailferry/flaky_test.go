@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestMigrationThroughFlakyServersCompletesAndVerifies(t *testing.T) {
 	if err := p.Src.Seed(p.Users[1], "INBOX", e2etest.Generated(rng, 60, "other")); err != nil {
 		t.Fatal(err)
 	}
-	_, direct := p.Config(t, filepath.Join(p.Dir, "nats"))
+	path, direct := p.Config(t, filepath.Join(p.Dir, "nats"))
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
@@ -52,15 +53,22 @@ func TestMigrationThroughFlakyServersCompletesAndVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tgt.Close()
-	flaky := *direct
+	// Checkpoints and batches small enough that faults hit them often.
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = append(raw, "extractor: {checkpoint_every: 20}\nloader: {batch_messages: 25}\n"...)
+	flaky, err := config.Parse(raw, filepath.Dir(path), os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
 	flaky.Source.Address, flaky.Target.Address = src.Addr(), tgt.Addr()
 	for _, s := range []*config.IMAP{&flaky.Source, &flaky.Target} {
 		s.CommandTimeout, s.DialTimeout = config.Duration(2*time.Second), config.Duration(2*time.Second)
 	}
-	flaky.Extractor.CheckpointEvery = 20
-	flaky.Loader.BatchMessages = 25
 
-	res, err := migrate.Run(ctx, &flaky, e2etest.Logger(t), migrate.Options{NoVerify: true, MaxFailures: 1000})
+	res, err := migrate.Run(ctx, flaky, e2etest.Logger(t), migrate.Options{NoVerify: true, MaxFailures: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

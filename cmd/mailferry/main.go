@@ -113,13 +113,21 @@ own, for daemons on other machines; nats.listen must be set and nats.url
 empty.`,
 		Setup: withConfig(func(*flag.FlagSet) func(context.Context, *session) error { return runNATS }),
 	},
-	daemon.Command("extractor", "run the extractor service", func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-		return (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	daemon.Command("extractor", "run the extractor service", extractor.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+		s, err := extractor.LoadSettings(cfg)
+		if err != nil {
+			return err
+		}
+		return (&extractor.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
 	}),
-	daemon.Command("loader", "run the loader service", func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-		return (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	daemon.Command("loader", "run the loader service", loader.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+		s, err := loader.LoadSettings(cfg)
+		if err != nil {
+			return err
+		}
+		return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
 	}),
-	daemon.Command("dnsctl", "run the dnsctl service (switches DNS on domain.provisioned)", func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+	daemon.Command("dnsctl", "run the dnsctl service (switches DNS on domain.provisioned)", dnsctl.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
 		return (&dnsctl.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
 	}),
 	{
@@ -182,7 +190,7 @@ func runDelta(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	return daemon.Run(ctx, "delta", s.cfg, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+	return daemon.Run(ctx, "delta", s.cfg, nil, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
 		return (&delta.Scheduler{Broker: b, Mailboxes: boxes, Log: log}).Run(ctx)
 	})
 }
@@ -226,6 +234,10 @@ func runVerify(ctx context.Context, s *session, asJSON bool) error {
 	boxes, err := inventory(cfg)
 	if err != nil {
 		return err
+	}
+	// Verify maps folders as the loader does, with its section.
+	if err := loader.CheckConfig(cfg); err != nil {
+		return &command.ConfigError{Err: err}
 	}
 	r := verifyWithLedger(ctx, cfg, log, boxes)
 	if err := migrate.PublishVerified(ctx, cfg, log, r); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/ops"
+	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
@@ -154,6 +155,18 @@ func (o replayFlags) request() (ops.ReplayRequest, error) {
 	return r, nil
 }
 
+// checkLoader refuses a bad loader section when -wait will run a loader
+// here, before anything is enqueued.
+func checkLoader(cfg *config.Config, wait bool) error {
+	if !wait {
+		return nil
+	}
+	if err := loader.CheckConfig(cfg); err != nil {
+		return &command.ConfigError{Err: err}
+	}
+	return nil
+}
+
 // await runs a loader here until the pass's jobs are done, when asked to.
 func await(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, boxes []job.Mailbox, pass string, since uint64, stdout io.Writer) error {
 	res, err := migrate.Await(ctx, cfg, b, log, boxes, pass, since)
@@ -212,6 +225,9 @@ func retryDead(ctx context.Context, cfg *config.Config, b *broker.Broker, log ze
 	if err != nil {
 		return err
 	}
+	if err := checkLoader(cfg, o.wait); err != nil {
+		return err
+	}
 	var dead []ops.Dead
 	switch {
 	case o.seq != 0:
@@ -242,6 +258,9 @@ func retryDead(ctx context.Context, cfg *config.Config, b *broker.Broker, log ze
 
 func runReplay(ctx context.Context, s *session, r ops.ReplayRequest, wait bool) error {
 	cfg, log, stdout := s.cfg, s.log, s.stdout
+	if err := checkLoader(cfg, wait); err != nil {
+		return err
+	}
 	b, boxes, err := openWithInventory(ctx, cfg, log, "replay", replayNeeds)
 	if err != nil {
 		return err

@@ -152,6 +152,13 @@ type Service struct {
 	Ready func(addr string)
 }
 
+// CheckConfig reports what is wrong with cfg's auth section, for the
+// daemon to refuse it before it connects to the broker (daemon.Check).
+func CheckConfig(cfg *config.Config) error {
+	_, err := authconfig.Load(cfg)
+	return err
+}
+
 // Run serves sign-ins and password changes until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	ap, err := authconfig.Load(s.Config)

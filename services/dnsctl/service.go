@@ -36,6 +36,13 @@ type Service struct {
 // journal bucket is its own, declared by the journal package).
 var Needs = broker.Needs{Writes: []string{broker.StreamEvents}}
 
+// CheckConfig reports what is wrong with cfg's dns section, for the
+// daemon to refuse it before it connects to the broker (daemon.Check).
+func CheckConfig(cfg *config.Config) error {
+	_, err := dnsconfig.Load(cfg)
+	return err
+}
+
 // Run consumes events until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	d, err := dnsconfig.Load(s.Config)

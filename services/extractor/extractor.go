@@ -25,9 +25,13 @@ import (
 
 // Service is the extractor.
 type Service struct {
+	// Config gives the shared sections the extractor reads: source and
+	// nats.
 	Config *config.Config
-	Broker *broker.Broker
-	Log    zerolog.Logger
+	// Settings are the extractor's own section (LoadSettings).
+	Settings Settings
+	Broker   *broker.Broker
+	Log      zerolog.Logger
 }
 
 // Needs are the extractor's resources: it owns the mail stream, the
@@ -41,6 +45,9 @@ var Needs = broker.Needs{
 // Run consumes mailbox jobs until ctx ends. It first declares what it
 // writes and waits for the jobs stream.
 func (s *Service) Run(ctx context.Context) error {
+	if !s.Settings.loaded() {
+		return errNoSettings
+	}
 	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
 		return err
 	}
@@ -48,7 +55,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Durable: "extractor",
 		AckWait: s.Config.NATS.JobAckWait.Std(),
 		// One source connection per mailbox being extracted.
-		Concurrency: min(s.Config.Extractor.Concurrency, s.Config.Source.Connections),
+		Concurrency: min(s.Settings.Concurrency, s.Config.Source.Connections),
 	}, s.Log, s.handle)
 }
 
@@ -122,6 +129,9 @@ func (s *Service) finalBeat(ctx context.Context, j *job.Job, err error, log zero
 // Extract runs one pass over a mailbox: every selectable folder from its
 // checkpoint on, then the end record (the manifest).
 func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) {
+	if !s.Settings.loaded() {
+		return nil, errNoSettings
+	}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
 	cred, err := imapdial.CredentialsFor(s.Config, "source", j.SourceUser, j.SourcePasswordFile)
 	if err != nil {

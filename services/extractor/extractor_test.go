@@ -78,7 +78,7 @@ func newFixtureWith(t *testing.T, ghost bool) *fixture {
 		filepath.Join(dir, "nats"), addr)
 	cfg, b := imaptest.Broker(t, ctx, yaml, dir)
 	return &fixture{t: t, ctx: ctx, u: u, b: b, pw: pw,
-		svc: &Service{Config: cfg, Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}}
+		svc: &Service{Config: cfg, Settings: settingsT(t, cfg), Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}}
 }
 
 type lit struct {

@@ -269,7 +269,7 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 	fx.prog.Current.Messages++
 	fx.prog.Current.Bytes += rec.Size
 	fx.sinceCP++
-	if fx.sinceCP >= fx.svc.Config.Extractor.CheckpointEvery {
+	if fx.sinceCP >= fx.svc.Settings.CheckpointEvery {
 		fx.sinceCP = 0
 		fx.prog.Send(ctx, false)
 		if err := fx.pub.collect(ctx, false); err != nil {
@@ -293,7 +293,7 @@ func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, l
 	lit = &watchedLiteral{LiteralReader: lit, failed: &fx.litFailed}
 	sums := mailscan.NewSums()
 	defer func() { rec.SHA256, rec.LinesSHA256 = sums.Hex() }()
-	if size <= fx.svc.Config.Extractor.LargeMessageBytes {
+	if size <= fx.svc.Settings.LargeMessageBytes {
 		b := make([]byte, size)
 		if _, err := io.ReadFull(lit, b); err != nil {
 			return nil, fmt.Errorf("read body: %w", err)

@@ -83,7 +83,7 @@ func newRig(t *testing.T, addr, real string, batch int) *rig {
 		filepath.Join(dir, "nats"), addr, batch)
 	cfg, b := imaptest.Broker(t, ctx, yaml, dir)
 	r := &rig{t: t, ctx: ctx, b: b, cfg: cfg, addr: addr, real: real, pw: pw}
-	r.svc = &Service{Config: cfg, Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel), IdleFlush: 20 * time.Millisecond}
+	r.svc = &Service{Config: cfg, Settings: settingsT(t, cfg), Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel), IdleFlush: 20 * time.Millisecond}
 	return r
 }
 
@@ -378,7 +378,7 @@ func TestLostAnswerWithAnAlteredMessageAppendsItOnce(t *testing.T) {
 			srv := startRigDovecot(t, 0)
 			in := startStandIn(t, srv.Addr, false, 1)
 			r := newRig(t, in.Addr(), srv.Addr, 20)
-			r.cfg.Loader.MultiAppend = &multi
+			r.svc.Settings.MultiAppend = &multi
 			msgs := []rigMsg{
 				{uid: 1, body: rfcMsg("one", "first")},
 				{uid: 2, body: rfcMsg("nul", "a NUL \x00 inside")},

@@ -37,7 +37,7 @@ func (ss *session) add(ctx context.Context, rec *record.Message, body []byte, se
 	ss.batch = append(ss.batch, pending{rec: rec, body: body, seq: seq})
 	ss.bBytes += rec.Size
 	ss.lastSeq = seq
-	lc := ss.svc.Config.Loader
+	lc := ss.svc.Settings
 	if len(ss.batch) >= lc.BatchMessages || ss.bBytes >= lc.BatchBytes {
 		return ss.flush(ctx)
 	}
@@ -297,7 +297,7 @@ func refused(err error, in *Intent, items []pending) (pending, bool) {
 }
 
 func (ss *session) useMulti() bool {
-	if m := ss.svc.Config.Loader.MultiAppend; m != nil && !*m {
+	if m := ss.svc.Settings.MultiAppend; m != nil && !*m {
 		return false
 	}
 	return ss.app.Has("MULTIAPPEND")

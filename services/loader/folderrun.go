@@ -104,7 +104,7 @@ func (ss *session) targetName(ctx context.Context, name, delim string) (string, 
 		return t, nil
 	}
 	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders},
-		foldermap.Options{Substitute: ss.svc.Config.Loader.Substitute, Table: ss.svc.Config.Loader.FolderMap})
+		foldermap.Options{Substitute: ss.svc.Settings.Substitute, Table: ss.svc.Settings.FolderMap})
 	if err != nil {
 		return "", fmt.Errorf("folder mapping: %w", err)
 	}

@@ -54,7 +54,7 @@ func (ss *session) listTarget(ctx context.Context) error {
 // name, so a later pass never splits a folder in two.
 func (ss *session) applyListing(ctx context.Context, l *record.Listing) error {
 	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders},
-		foldermap.Options{Substitute: ss.svc.Config.Loader.Substitute, Table: ss.svc.Config.Loader.FolderMap})
+		foldermap.Options{Substitute: ss.svc.Settings.Substitute, Table: ss.svc.Settings.FolderMap})
 	if err != nil {
 		return fmt.Errorf("folder mapping: %w", errors.Join(err, job.ErrPermanent))
 	}

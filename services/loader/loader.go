@@ -28,9 +28,13 @@ import (
 
 // Service is the loader.
 type Service struct {
+	// Config gives the shared sections the loader reads: target and
+	// nats.
 	Config *config.Config
-	Broker *broker.Broker
-	Log    zerolog.Logger
+	// Settings are the loader's own section (LoadSettings).
+	Settings Settings
+	Broker   *broker.Broker
+	Log      zerolog.Logger
 	// IdleFlush is how long a partial batch waits for more records.
 	IdleFlush time.Duration
 
@@ -63,6 +67,9 @@ var Needs = broker.Needs{
 // Run consumes mailbox jobs until ctx ends. It first declares what it
 // writes and waits for what the extractor owns.
 func (s *Service) Run(ctx context.Context) error {
+	if !s.Settings.loaded() {
+		return errNoSettings
+	}
 	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
 		return err
 	}
@@ -71,7 +78,7 @@ func (s *Service) Run(ctx context.Context) error {
 		AckWait: s.Config.NATS.JobAckWait.Std(),
 		// Two target connections per mailbox being loaded: one for
 		// folders and reconciliation, one for appends.
-		Concurrency: min(s.Config.Loader.Concurrency, max(1, s.Config.Target.Connections/2)),
+		Concurrency: min(s.Settings.Concurrency, max(1, s.Config.Target.Connections/2)),
 	}, s.Log, s.handle)
 }
 
@@ -173,6 +180,9 @@ type pending struct {
 }
 
 func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
+	if !s.Settings.loaded() {
+		return nil, errNoSettings
+	}
 	ss := &session{svc: s, j: j, replay: j.Replay, ev: event.Publisher{JS: s.Broker.JS, Service: "loader"},
 		prog: event.NewReporter(s.Broker.Conn, s.Broker.Progress, "loader", j.SourceUser, j.Pass),
 		log:  s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()}

@@ -60,7 +60,7 @@ func newFixture(t *testing.T) *fixture {
 		filepath.Join(dir, "nats"), addr)
 	cfg, b := imaptest.Broker(t, ctx, yaml, dir)
 	f := &fixture{t: t, ctx: ctx, b: b, cfg: cfg, addr: addr, pw: pw}
-	f.svc = &Service{Config: cfg, Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), IdleFlush: 20 * time.Millisecond}
+	f.svc = &Service{Config: cfg, Settings: settingsT(t, cfg), Broker: b, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), IdleFlush: 20 * time.Millisecond}
 	return f
 }
 
@@ -469,7 +469,7 @@ func TestRecordsArrivingOutOfUIDOrderAreAllLoaded(t *testing.T) {
 
 func TestIdenticalMessagesFromFoldersMergedIntoOneTargetAreAllKept(t *testing.T) {
 	f := newFixture(t)
-	f.cfg.Loader.FolderMap = map[string]string{"Old": "INBOX"}
+	f.svc.Settings.FolderMap = map[string]string{"Old": "INBOX"}
 	same := "From: a@b\r\nSubject: twice\r\n\r\nsame bytes in two folders\r\n"
 	date := time.Date(2012, 1, 1, 0, 0, 0, 0, time.UTC)
 	msgs := []msg{
@@ -492,7 +492,7 @@ func TestRetryOfOneOfTwoIdenticalMessagesAppendsIt(t *testing.T) {
 	msgs := []msg{{folder: "INBOX", uid: 1, body: same, date: date}, {folder: "INBOX", uid: 2, body: same, date: date}}
 	j := f.publishPass(msgs, "")
 	// The first copy arrives; the second is as if the target had refused it.
-	f.svc.Config.Loader.BatchMessages = 1
+	f.svc.Settings.BatchMessages = 1
 	f.svc.crashAt = func(p string) error {
 		if p == pointIntentSaved && len(f.target("INBOX")) == 1 {
 			return errors.New("stop before the second copy")

@@ -33,7 +33,7 @@ func TestTheLoaderStartedBeforeTheExtractorWaitsForTheMailStream(t *testing.T) {
 	var logs bytes.Buffer
 	runCtx, stop := context.WithTimeout(ctx, time.Second)
 	defer stop()
-	err = (&Service{Config: cfg, Broker: b, Log: zerolog.New(&logs)}).Run(runCtx)
+	err = (&Service{Config: cfg, Settings: settingsT(t, cfg), Broker: b, Log: zerolog.New(&logs)}).Run(runCtx)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Run = %v, want it waiting until its context ended", err)
 	}

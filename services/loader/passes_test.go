@@ -106,7 +106,7 @@ func (f *fixture) runService() {
 func TestASessionWaitsForTheLeaseAndSaysOnceWhatItWaitsFor(t *testing.T) {
 	f := newFixture(t)
 	logs := f.captureLog()
-	holder, err := acquire(f.ctx, f.b.Ledger, srcUser, "older-pass", f.cfg.Loader.LeaseTTL.Std())
+	holder, err := acquire(f.ctx, f.b.Ledger, srcUser, "older-pass", f.svc.Settings.LeaseTTL.Std())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestALoadWaitingOnASilentExtractionLetsGoOfTheMailbox(t *testing.T) {
 	if errors.Is(err, job.ErrPermanent) {
 		t.Errorf("a silent extraction failed the job for good: %v", err)
 	}
-	l, err := acquire(f.ctx, f.b.Ledger, srcUser, "next", f.cfg.Loader.LeaseTTL.Std())
+	l, err := acquire(f.ctx, f.b.Ledger, srcUser, "next", f.svc.Settings.LeaseTTL.Std())
 	if err != nil {
 		t.Fatalf("the session kept the mailbox after giving up: %v", err)
 	}

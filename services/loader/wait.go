@@ -46,7 +46,7 @@ func (ss *session) waitLease(ctx context.Context) (*lease, error) {
 	logged := false
 	defer ss.prog.Wait(ctx, "")
 	for {
-		l, err := acquire(ctx, ss.svc.Broker.Ledger, ss.j.SourceUser, ss.j.Pass, ss.svc.Config.Loader.LeaseTTL.Std())
+		l, err := acquire(ctx, ss.svc.Broker.Ledger, ss.j.SourceUser, ss.j.Pass, ss.svc.Settings.LeaseTTL.Std())
 		if err == nil {
 			if logged {
 				ss.log.Info().Msg("mailbox lease taken")

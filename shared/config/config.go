@@ -3,10 +3,9 @@
 // from files or environment variables and never from the command line.
 //
 // It decodes what every service shares (nats, source, target, mailboxes,
-// the extractor's and loader's tuning, log) and keeps the sections other
-// services own (dns, auth) as raw YAML: each owner decodes its own with
-// Section, so its types, defaults and checks live with the code that uses
-// them.
+// log) and keeps the sections the services own (extractor, loader, dns,
+// auth) as raw YAML: each owner decodes its own with Section, so its
+// types, defaults and checks live with the code that uses them.
 package config
 
 import (
@@ -31,8 +30,6 @@ type Config struct {
 	Source    IMAP      `yaml:"source"`
 	Target    IMAP      `yaml:"target"`
 	Mailboxes Mailboxes `yaml:"mailboxes"`
-	Extractor Extractor `yaml:"extractor"`
-	Loader    Loader    `yaml:"loader"`
 	Log       Log       `yaml:"log"`
 
 	// Dir is the directory of the configuration file; relative paths in
@@ -45,10 +42,11 @@ type Config struct {
 }
 
 // ownedSections are the top-level sections whose owners decode them with
-// Section: dns (dnsctl) and auth (the auth service). Parse accepts them
-// without looking inside; an unknown key in one is reported by its owner.
-// A new service with a section of its own adds its name here.
-var ownedSections = []string{"dns", "auth"}
+// Section: extractor and loader (services/extractor, services/loader), dns
+// (dnsctl) and auth (the auth service). Parse accepts them without looking
+// inside; an unknown key in one is reported by its owner. A new service
+// with a section of its own adds its name here.
+var ownedSections = []string{"extractor", "loader", "dns", "auth"}
 
 // NATS says how to reach the broker.
 type NATS struct {
@@ -146,34 +144,6 @@ type Mailboxes struct {
 	File string `yaml:"file"`
 }
 
-// Extractor tunes the extractor service.
-type Extractor struct {
-	// Concurrency is how many mailboxes are extracted at once.
-	Concurrency int `yaml:"concurrency"`
-	// LargeMessageBytes: bodies above it go to the object store.
-	LargeMessageBytes int64 `yaml:"large_message_bytes"`
-	// CheckpointEvery is how many published messages between checkpoints.
-	CheckpointEvery int `yaml:"checkpoint_every"`
-}
-
-// Loader tunes the loader service.
-type Loader struct {
-	// Concurrency is how many mailboxes are loaded at once.
-	Concurrency int `yaml:"concurrency"`
-	// BatchMessages and BatchBytes bound one append batch.
-	BatchMessages int   `yaml:"batch_messages"`
-	BatchBytes    int64 `yaml:"batch_bytes"`
-	// Substitute replaces a target separator inside a source folder level.
-	Substitute string `yaml:"substitute"`
-	// LeaseTTL is how long a mailbox stays locked to a loader session
-	// that stopped renewing it (a killed process).
-	LeaseTTL Duration `yaml:"lease_ttl"`
-	// FolderMap overrides folder names: source name -> target name.
-	FolderMap map[string]string `yaml:"folder_map"`
-	// MultiAppend uses RFC 3502 MULTIAPPEND when the target offers it.
-	MultiAppend *bool `yaml:"multiappend"`
-}
-
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`
@@ -255,9 +225,6 @@ func (c *Config) defaults() {
 	if c.NATS.JobAckWait == 0 {
 		c.NATS.JobAckWait = Duration(time.Minute)
 	}
-	if c.Loader.LeaseTTL == 0 {
-		c.Loader.LeaseTTL = Duration(30 * time.Second)
-	}
 	if c.NATS.MaxPendingBytes == 0 {
 		c.NATS.MaxPendingBytes = 64 << 20
 	}
@@ -274,25 +241,6 @@ func (c *Config) defaults() {
 			s.DialTimeout = Duration(30 * time.Second)
 		}
 	}
-	if c.Extractor.Concurrency == 0 {
-		c.Extractor.Concurrency = 4
-	}
-	if c.Extractor.LargeMessageBytes == 0 {
-		c.Extractor.LargeMessageBytes = 512 << 10
-	}
-	if c.Extractor.CheckpointEvery == 0 {
-		c.Extractor.CheckpointEvery = 200
-	}
-	if c.Loader.Concurrency == 0 {
-		c.Loader.Concurrency = 4
-	}
-	if c.Loader.BatchMessages == 0 {
-		c.Loader.BatchMessages = 100
-	}
-	if c.Loader.BatchBytes == 0 {
-		c.Loader.BatchBytes = 32 << 20
-	}
-	setDefault(&c.Loader.Substitute, "_")
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 }
@@ -333,9 +281,6 @@ func (c *Config) Validate() error {
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-	}
-	if c.Extractor.LargeMessageBytes > 900<<10 {
-		return fmt.Errorf("extractor.large_message_bytes %d: must stay below the broker's 1 MiB max_payload", c.Extractor.LargeMessageBytes)
 	}
 	switch c.Log.Format {
 	case "json", "console":

@@ -43,8 +43,8 @@ func TestParseAcceptsTheDocumentedContract(t *testing.T) {
 	if c.NATS.DataDir != "/etc/mf/var/nats" || c.Mailboxes.File != "/etc/mf/mailboxes.csv" {
 		t.Errorf("paths not resolved: %q %q", c.NATS.DataDir, c.Mailboxes.File)
 	}
-	if c.Extractor.LargeMessageBytes != 512<<10 || c.NATS.DedupWindow.Std() != time.Hour {
-		t.Errorf("defaults missing: %+v", c.Extractor)
+	if c.NATS.DedupWindow.Std() != time.Hour || c.Source.Connections != 8 {
+		t.Errorf("defaults missing: %+v %+v", c.NATS, c.Source)
 	}
 }
 
@@ -54,7 +54,6 @@ func TestParseRejectsBadConfig(t *testing.T) {
 		{"bad tls", "source: {address: 'h:1', tls: ssl, auth: user}\n", "tls \"ssl\""},
 		{"master without user", "source: {address: 'h:1', auth: master}\n", "master_user"},
 		{"bad duration", "nats: {dedup_window: soon}\n", "duration"},
-		{"payload over broker limit", "source: {auth: user}\ntarget: {auth: user}\nextractor: {large_message_bytes: 2000000}\n", "max_payload"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,12 +66,12 @@ func TestParseRejectsBadConfig(t *testing.T) {
 }
 
 func TestEnvironmentOverridesFile(t *testing.T) {
-	env := []string{"MAILFERRY_SOURCE_ADDRESS=10.0.0.1:993", "MAILFERRY_NATS_DEDUP_WINDOW=2m", "MAILFERRY_EXTRACTOR_CONCURRENCY=9"}
+	env := []string{"MAILFERRY_SOURCE_ADDRESS=10.0.0.1:993", "MAILFERRY_NATS_DEDUP_WINDOW=2m"}
 	c, err := Parse([]byte(contract), ".", env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Source.Address != "10.0.0.1:993" || c.NATS.DedupWindow.Std() != 2*time.Minute || c.Extractor.Concurrency != 9 {
+	if c.Source.Address != "10.0.0.1:993" || c.NATS.DedupWindow.Std() != 2*time.Minute {
 		t.Errorf("overrides not applied: %+v %+v", c.Source, c.NATS)
 	}
 }

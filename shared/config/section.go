@@ -19,10 +19,11 @@ import (
 //	TSIGKeyFile string `yaml:"tsig_key_file" config:"path"`
 const PathTag = "path"
 
-// Section decodes the owned top-level section name (dns or auth) into v, a pointer to the owner's struct: strictly (a key v does not know
-// is an error naming its line), then with MAILFERRY_<NAME>_<KEY>
-// environment overrides, then resolving the fields tagged config:"path"
-// against the file's directory. An absent section leaves v as it was.
+// Section decodes the owned top-level section name (extractor, loader,
+// dns or auth) into v, a pointer to the owner's struct: strictly (a key v
+// does not know is an error naming its line), then with
+// MAILFERRY_<NAME>_<KEY> environment overrides, then resolving the fields
+// tagged config:"path" against the file's directory. An absent section leaves v as it was.
 // Defaults and validation are the owner's: they come after, in the
 // owner's package.
 func (c *Config) Section(name string, v any) error {

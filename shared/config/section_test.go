@@ -25,7 +25,7 @@ type owned struct {
 }
 
 func TestParseReportsUnknownTopLevelSectionsAndAcceptsOwnedOnes(t *testing.T) {
-	if _, err := Parse([]byte("dns: {anything: 1}\nauth: {provider: x}\n"), ".", nil); err != nil {
+	if _, err := Parse([]byte("dns: {anything: 1}\nauth: {provider: x}\nextractor: {anything: 1}\nloader: {anything: 1}\n"), ".", nil); err != nil {
 		t.Errorf("owned sections refused: %v", err)
 	}
 	_, err := Parse([]byte("log: {level: info}\ndnsctl: {server: x}\n"), ".", nil)
@@ -115,16 +115,6 @@ func TestEnvironmentOverridesListsAndMaps(t *testing.T) {
 				t.Errorf("%s gave %+v", tt.env, o)
 			}
 		})
-	}
-}
-
-func TestEnvironmentOverridesTheLoaderFolderMap(t *testing.T) {
-	c, err := Parse([]byte(contract), ".", []string{"MAILFERRY_LOADER_FOLDER_MAP=Sent Items=Sent,Junk=Spam"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := map[string]string{"Sent Items": "Sent", "Junk": "Spam"}; !reflect.DeepEqual(c.Loader.FolderMap, want) {
-		t.Errorf("folder_map = %v, want %v", c.Loader.FolderMap, want)
 	}
 }
 

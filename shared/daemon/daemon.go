@@ -1,8 +1,8 @@
 // Package daemon is the common life of a mailferry service process: load
-// the configuration, set up logging, connect to the broker, run until
-// SIGINT or SIGTERM, shut down in order. The broker comes connected but
-// with nothing declared: a service declares what it writes and waits for
-// what it reads (broker.Await) as it starts.
+// the configuration, check the service's own section, set up logging,
+// connect to the broker, run until SIGINT or SIGTERM, shut down in order.
+// The broker comes connected but with nothing declared: a service declares
+// what it writes and waits for what it reads (broker.Await) as it starts.
 package daemon
 
 import (
@@ -23,13 +23,27 @@ import (
 // Service runs until ctx ends.
 type Service func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error
 
-// Main is a service binary's main: it parses -c, runs svc and exits with
-// the status every mailferry command uses (2 for a bad command line or
-// configuration, 1 when the service fails).
-func Main(name string, svc Service) { program(name, svc).Main() }
+// Check reports what is wrong with the service's own section of cfg
+// (extractor.CheckConfig, dnsctl.CheckConfig, ...). Run calls it before
+// it starts or connects to the broker, so that a bad section is refused
+// without side effects (an embedded server's data directory) and with the
+// exit status of a configuration error.
+type Check func(cfg *config.Config) error
 
-// Run runs svc with a logger and a broker connection made from cfg.
-func Run(ctx context.Context, name string, cfg *config.Config, svc Service) error {
+// Main is a service binary's main: it parses -c, checks the service's
+// section with check (nil: none), runs svc and exits with the status every
+// mailferry command uses (2 for a bad command line or configuration, 1
+// when the service fails).
+func Main(name string, check Check, svc Service) { program(name, check, svc).Main() }
+
+// Run runs svc with a logger and a broker connection made from cfg, once
+// check (nil: none) accepts cfg; what it refuses is a command.ConfigError.
+func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc Service) error {
+	if check != nil {
+		if err := check(cfg); err != nil {
+			return &command.ConfigError{Err: err}
+		}
+	}
 	log, err := logging.Stderr(cfg.Log.Level, cfg.Log.Format, name)
 	if err != nil {
 		return &command.ConfigError{Err: err}

@@ -24,6 +24,7 @@ import (
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
 	"github.com/mailferry/mailferry/shared/event"
@@ -96,6 +97,14 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 	if o.MaxFailures == 0 {
 		o.MaxFailures = 5
 	}
+	// The services' own sections are checked before the broker starts.
+	var svcs services
+	if !o.External {
+		var err error
+		if svcs, err = loadServices(cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	b, err := daemon.OpenBroker(ctx, cfg, "migrate", log)
 	if err != nil {
 		return nil, err
@@ -113,7 +122,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		}
 	}
 	if !o.External {
-		startServices(svcCtx, &wg, cfg, b, log)
+		svcs.start(svcCtx, &wg, b, log)
 	}
 
 	pass := nuid.Next()
@@ -241,10 +250,41 @@ func verifiedDigest(m verify.MailboxReport) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-func startServices(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, b *broker.Broker, log zerolog.Logger) {
-	ex := &extractor.Service{Config: cfg, Broker: b, Log: log.With().Str("service", "extractor").Logger()}
-	ld := &loader.Service{Config: cfg, Broker: b, Log: log.With().Str("service", "loader").Logger()}
-	for _, run := range []func(context.Context) error{ex.Run, ld.Run} {
+// services are the extractor and the loader Run starts in this process,
+// their settings loaded from the configuration; start gives them the
+// broker.
+type services struct {
+	ex *extractor.Service
+	ld *loader.Service
+}
+
+// loadServices reads the extractor's and the loader's sections of cfg; a
+// bad one is a command.ConfigError.
+func loadServices(cfg *config.Config, log zerolog.Logger) (services, error) {
+	es, err := extractor.LoadSettings(cfg)
+	if err != nil {
+		return services{}, &command.ConfigError{Err: err}
+	}
+	ld, err := loaderService(cfg, log)
+	if err != nil {
+		return services{}, err
+	}
+	return services{ex: &extractor.Service{Config: cfg, Settings: es, Log: log.With().Str("service", "extractor").Logger()}, ld: ld}, nil
+}
+
+// loaderService is a loader with its settings from cfg, without a broker
+// yet; a bad loader section is a command.ConfigError.
+func loaderService(cfg *config.Config, log zerolog.Logger) (*loader.Service, error) {
+	ls, err := loader.LoadSettings(cfg)
+	if err != nil {
+		return nil, &command.ConfigError{Err: err}
+	}
+	return &loader.Service{Config: cfg, Settings: ls, Log: log.With().Str("service", "loader").Logger()}, nil
+}
+
+func (s services) start(ctx context.Context, wg *sync.WaitGroup, b *broker.Broker, log zerolog.Logger) {
+	s.ex.Broker, s.ld.Broker = b, b
+	for _, run := range []func(context.Context) error{s.ex.Run, s.ld.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -282,10 +322,14 @@ func followEventsAfter(ctx context.Context, b *broker.Broker, seq uint64) (jetst
 // is loaded or has failed for good (replays and retries, which only the
 // loader handles), and returns how each ended.
 func Await(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, boxes []job.Mailbox, pass string, since uint64) ([]MailboxProgress, error) {
+	ld, err := loaderService(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	ld.Broker = b
 	svcCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	ld := &loader.Service{Config: cfg, Broker: b, Log: log.With().Str("service", "loader").Logger()}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -82,10 +82,18 @@ func TestVerifyNamesTheMessageATargetAlteredInAPartlyRefusedBatch(t *testing.T) 
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	mb := job.Mailbox{SourceUser: srcUser, TargetUser: tgtUser, SourcePasswordFile: srcPW, TargetPasswordFile: tgtPW}
 	j := &job.Job{Mailbox: mb, Pass: "p1"}
-	if _, err := (&extractor.Service{Config: cfg, Broker: b, Log: log}).Extract(ctx, j); err != nil {
+	es, err := extractor.LoadSettings(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := (&loader.Service{Config: cfg, Broker: b, Log: log, IdleFlush: 20 * time.Millisecond}).Load(ctx, j)
+	ls, err := loader.LoadSettings(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&extractor.Service{Config: cfg, Settings: es, Broker: b, Log: log}).Extract(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	res, err := (&loader.Service{Config: cfg, Settings: ls, Broker: b, Log: log, IdleFlush: 20 * time.Millisecond}).Load(ctx, j)
 	if err != nil {
 		t.Fatal(err)
 	}

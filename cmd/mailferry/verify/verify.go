@@ -122,9 +122,13 @@ func Mailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, opts ...Op
 }
 
 func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o options, mr *MailboxReport) error {
+	// Folders are mapped as the loader maps them, with its settings.
+	ls, err := loader.LoadSettings(cfg)
+	if err != nil {
+		return err
+	}
 	var landed []loader.Landing
 	if o.ledger != nil {
-		var err error
 		if landed, err = loader.Landed(ctx, o.ledger, mb.SourceUser); err != nil {
 			return fmt.Errorf("read the loader's ledger: %w", err)
 		}
@@ -147,7 +151,7 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
-	groups, err := group(srcList, tgtList, cfg.Loader)
+	groups, err := group(srcList, tgtList, ls)
 	if err != nil {
 		return err
 	}
@@ -199,7 +203,7 @@ type folderGroup struct {
 
 // group maps the source folders as the loader does and groups them by
 // target name; folders that cannot hold messages are left out.
-func group(src, tgt []foldermap.Folder, lc config.Loader) ([]folderGroup, error) {
+func group(src, tgt []foldermap.Folder, lc loader.Settings) ([]folderGroup, error) {
 	delim := rune('/')
 	for _, f := range tgt {
 		if f.Delim != 0 {

@@ -14,7 +14,7 @@ import (
 	"github.com/mailferry/mailferry/shared/daemon"
 )
 
-func main() { daemon.Main(auth.ServiceName, Run) }
+func main() { daemon.Main(auth.ServiceName, auth.CheckConfig, Run) }
 
 // Run runs the auth service until ctx ends.
 func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {

@@ -12,9 +12,13 @@ import (
 	"github.com/mailferry/mailferry/shared/daemon"
 )
 
-func main() { daemon.Main("extractor", Run) }
+func main() { daemon.Main("extractor", extractor.CheckConfig, Run) }
 
 // Run runs the extractor until ctx ends.
 func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-	return (&extractor.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	s, err := extractor.LoadSettings(cfg)
+	if err != nil {
+		return err
+	}
+	return (&extractor.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
 }

@@ -12,9 +12,13 @@ import (
 	"github.com/mailferry/mailferry/shared/daemon"
 )
 
-func main() { daemon.Main("loader", Run) }
+func main() { daemon.Main("loader", loader.CheckConfig, Run) }
 
 // Run runs the loader until ctx ends.
 func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-	return (&loader.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	s, err := loader.LoadSettings(cfg)
+	if err != nil {
+		return err
+	}
+	return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
 }

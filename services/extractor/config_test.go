@@ -1,0 +1,94 @@
+package extractor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/job"
+)
+
+// settingsT loads cfg's extractor section or fails the test.
+func settingsT(t *testing.T, cfg *config.Config) Settings {
+	t.Helper()
+	s, err := LoadSettings(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// parseT parses a configuration file's text or fails the test.
+func parseT(t *testing.T, yaml string, env ...string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), t.TempDir(), env)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return cfg
+}
+
+func TestSettingsDefaultWhatTheFileLeavesOutAsSharedConfigDid(t *testing.T) {
+	defaults := Settings{Concurrency: 4, LargeMessageBytes: 512 << 10, CheckpointEvery: 200}
+	tests := []struct {
+		name string
+		yaml string
+		want Settings
+	}{
+		{"no file content", "", defaults},
+		{"no extractor section", "source: {address: 'h:993', auth: user}\n", defaults},
+		{"empty section", "extractor: {}\n", defaults},
+		{"some keys", "extractor: {concurrency: 8, checkpoint_every: 20}\n", Settings{Concurrency: 8, LargeMessageBytes: 512 << 10, CheckpointEvery: 20}},
+		{"every key", "extractor:\n  concurrency: 2\n  large_message_bytes: 1000\n  checkpoint_every: 3\n", Settings{Concurrency: 2, LargeMessageBytes: 1000, CheckpointEvery: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := settingsT(t, parseT(t, tt.yaml)); got != tt.want {
+				t.Errorf("settings = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTheExtractorReportsWhatIsWrongWithItsSection(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"unknown key with its line", "log: {level: info}\nextractor:\n  concurrency: 2\n  checkpoint_evry: 3\n", "line 4: field checkpoint_evry not found"},
+		{"body over the broker's limit", "extractor: {large_message_bytes: 2000000}\n", "extractor: large_message_bytes 2000000: must stay below the broker's 1 MiB max_payload"},
+		{"not a number", "extractor: {concurrency: many}\n", "extractor: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The file parses: only the owner looks inside its section.
+			cfg := parseT(t, tt.yaml)
+			err := CheckConfig(cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want mention of %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEnvironmentOverridesTheExtractorSection(t *testing.T) {
+	cfg := parseT(t, "extractor: {concurrency: 2, checkpoint_every: 3}\n",
+		"MAILFERRY_EXTRACTOR_CONCURRENCY=9", "MAILFERRY_EXTRACTOR_LARGE_MESSAGE_BYTES=4096")
+	want := Settings{Concurrency: 9, LargeMessageBytes: 4096, CheckpointEvery: 3}
+	if got := settingsT(t, cfg); got != want {
+		t.Errorf("settings = %+v, want %+v", got, want)
+	}
+	cfg = parseT(t, "", "MAILFERRY_EXTRACTOR_CHECKPOINT_EVERY=often")
+	if err := CheckConfig(cfg); err == nil || !strings.Contains(err.Error(), "MAILFERRY_EXTRACTOR_CHECKPOINT_EVERY") {
+		t.Errorf("bad override: err = %v, want it named", err)
+	}
+}
+
+func TestAServiceWithoutSettingsRefusesToRun(t *testing.T) {
+	s := &Service{Config: parseT(t, "")}
+	if err := s.Run(context.Background()); !errors.Is(err, errNoSettings) {
+		t.Errorf("Run = %v, want %v", err, errNoSettings)
+	}
+	if _, err := s.Extract(context.Background(), &job.Job{}); !errors.Is(err, errNoSettings) {
+		t.Errorf("Extract = %v, want %v", err, errNoSettings)
+	}
+}

@@ -1,0 +1,78 @@
+package loader
+
+import (
+	"errors"
+	"time"
+
+	"github.com/mailferry/mailferry/shared/config"
+)
+
+// Section is the top-level key of the loader's section in the file.
+const Section = "loader"
+
+// Settings tune the loader: the loader: section of the file. They live
+// here, not in shared/config, so that the service that reads them is the
+// one that defines them; verify maps folders with them too.
+type Settings struct {
+	// Concurrency is how many mailboxes are loaded at once (bounded by
+	// half of target.connections too).
+	Concurrency int `yaml:"concurrency"`
+	// BatchMessages and BatchBytes bound one append batch.
+	BatchMessages int   `yaml:"batch_messages"`
+	BatchBytes    int64 `yaml:"batch_bytes"`
+	// Substitute replaces a target separator inside a source folder level.
+	Substitute string `yaml:"substitute"`
+	// LeaseTTL is how long a mailbox stays locked to a loader session
+	// that stopped renewing it (a killed process).
+	LeaseTTL config.Duration `yaml:"lease_ttl"`
+	// FolderMap overrides folder names: source name -> target name.
+	FolderMap map[string]string `yaml:"folder_map"`
+	// MultiAppend uses RFC 3502 MULTIAPPEND when the target offers it
+	// (unset: yes).
+	MultiAppend *bool `yaml:"multiappend"`
+}
+
+// LoadSettings decodes the loader section of cfg (strictly, with
+// MAILFERRY_LOADER_* overrides, folder_map included), and fills in
+// defaults. A file without the section gives the defaults.
+func LoadSettings(cfg *config.Config) (Settings, error) {
+	var s Settings
+	if err := cfg.Section(Section, &s); err != nil {
+		return Settings{}, err
+	}
+	s.defaults()
+	return s, nil
+}
+
+// CheckConfig reports what is wrong with cfg's loader section, for a
+// daemon to refuse it before it connects to the broker (daemon.Check).
+func CheckConfig(cfg *config.Config) error {
+	_, err := LoadSettings(cfg)
+	return err
+}
+
+func (s *Settings) defaults() {
+	if s.Concurrency == 0 {
+		s.Concurrency = 4
+	}
+	if s.BatchMessages == 0 {
+		s.BatchMessages = 100
+	}
+	if s.BatchBytes == 0 {
+		s.BatchBytes = 32 << 20
+	}
+	if s.Substitute == "" {
+		s.Substitute = "_"
+	}
+	if s.LeaseTTL == 0 {
+		s.LeaseTTL = config.Duration(30 * time.Second)
+	}
+}
+
+// loaded reports whether s came from LoadSettings, which never leaves
+// Concurrency 0.
+func (s Settings) loaded() bool { return s.Concurrency != 0 }
+
+// errNoSettings is a Service made without LoadSettings: its zero Settings
+// would flush after every message and hold no lease.
+var errNoSettings = errors.New("loader: Service.Settings not set (make them with LoadSettings)")
