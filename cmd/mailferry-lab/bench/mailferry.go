@@ -316,7 +316,7 @@ func waitConsumers(ctx context.Context, b *broker.Broker, children []*child) err
 			}
 			for _, c := range children {
 				if c.done() {
-					return fmt.Errorf("%s exited during start: %v", c.name, c.err)
+					return fmt.Errorf("%s exited during start: %v", c.name, c.exitErr())
 				}
 			}
 			if ctx.Err() != nil {
@@ -378,7 +378,7 @@ func (r *runner) awaitLoaded(ctx context.Context, dir string, cons jetstream.Con
 	for len(loaded) < len(boxes) {
 		for _, c := range children {
 			if c.done() {
-				return nil, fmt.Errorf("%s exited (%v); log tail:\n%s", c.name, c.err, fileTail(r.serviceLog(dir, c.name), 20))
+				return nil, fmt.Errorf("%s exited (%v); log tail:\n%s", c.name, c.exitErr(), fileTail(r.serviceLog(dir, c.name), 20))
 			}
 		}
 		msg, err := cons.Next(jetstream.FetchMaxWait(time.Second))

@@ -9,13 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mailferry/mailferry/shared/testenv/proc"
 )
 
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat. It
@@ -29,34 +30,23 @@ const killWait = 10 * time.Second
 // own process group (so a terminal's Ctrl-C reaches only the benchmark,
 // which then stops it in order) and gets SIGTERM if the benchmark dies.
 type child struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has been reaped
-	err    error         // the result of Wait, set before exited is closed
+	name string
+	cmd  *exec.Cmd
+	p    *proc.Process
+	// exited is closed once the process has been reaped.
+	exited <-chan struct{}
 }
+
+// exitErr is the result of Wait; it waits for the child to exit.
+func (c *child) exitErr() error { return c.p.ExitErr() }
 
 // startChild starts cmd as child name.
 func startChild(name string, cmd *exec.Cmd) (*child, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	c := &child{name: name, cmd: cmd, exited: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// Pdeathsig fires when the thread that forked the child ends, not
-		// the process: keep this goroutine on its own thread until the
-		// child has been reaped. The thread ends with the goroutine.
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		c.err = cmd.Wait()
-		close(c.exited)
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, err := proc.StartCmd(name, cmd, syscall.SIGTERM)
+	if err != nil {
+		return nil, err
 	}
-	return c, nil
+	return &child{name: name, cmd: cmd, p: p, exited: p.Exited()}, nil
 }
 
 func (c *child) pid() int { return c.cmd.Process.Pid }
@@ -75,7 +65,7 @@ func (c *child) done() bool {
 func (c *child) wait(ctx context.Context) error {
 	select {
 	case <-c.exited:
-		return c.err
+		return c.exitErr()
 	case <-ctx.Done():
 		c.kill()
 		return ctx.Err()
@@ -99,7 +89,7 @@ func (c *child) stop(grace time.Duration) error {
 	}
 	// Anything it forked and left behind goes too.
 	_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
-	return c.err
+	return c.exitErr()
 }
 
 // stopAll stops children at once (see stop) and returns each one's

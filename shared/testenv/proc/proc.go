@@ -72,7 +72,28 @@ func Start(name string, args []string, opts Options) (*Process, error) {
 		cmd.Env = append(os.Environ(), opts.Env...)
 	}
 	cmd.Stdout, cmd.Stderr = &p.out, &p.out
-	sig := opts.DeathSignal
+	if err := p.spawn(cmd, opts.DeathSignal); err != nil {
+		return nil, fmt.Errorf("exec %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// StartCmd starts a command the caller prepared (its output, its
+// environment) in a process group of its own, like Start; Output is empty
+// unless the caller left cmd's output unset.
+func StartCmd(name string, cmd *exec.Cmd, deathSignal syscall.Signal) (*Process, error) {
+	p := &Process{Name: name, exited: make(chan struct{})}
+	if cmd.Stdout == nil && cmd.Stderr == nil {
+		cmd.Stdout, cmd.Stderr = &p.out, &p.out
+	}
+	if err := p.spawn(cmd, deathSignal); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// spawn starts cmd and reaps it when it ends, closing p.exited.
+func (p *Process) spawn(cmd *exec.Cmd, sig syscall.Signal) error {
 	if sig == 0 {
 		sig = syscall.SIGKILL
 	}
@@ -96,10 +117,10 @@ func Start(name string, args []string, opts Options) (*Process, error) {
 		close(p.exited)
 	}()
 	if err := <-started; err != nil {
-		return nil, fmt.Errorf("exec %s: %w", name, err)
+		return err
 	}
 	p.cmd = cmd
-	return p, nil
+	return nil
 }
 
 // Pid is the daemon's pid, also its process group id.
