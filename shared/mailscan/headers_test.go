@@ -3,6 +3,8 @@ package mailscan
 import (
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestParseHeaderGivesDisplayTextAndNeverFails(t *testing.T) {
@@ -37,4 +39,20 @@ func TestParseHeaderGivesDisplayTextAndNeverFails(t *testing.T) {
 	if n := len([]rune(long)); n != maxFieldRunes+1 || !strings.HasSuffix(long, "…") {
 		t.Errorf("a 1000-character subject is shown as %d runes (%q...), want %d and an ellipsis", n, long[:10], maxFieldRunes+1)
 	}
+}
+
+// FuzzParseHeader checks that any bytes give printable UTF-8 fields, each
+// within its bound, and never a panic.
+func FuzzParseHeader(f *testing.F) {
+	for _, s := range []string{"Subject: a\r\n\r\n", "Subject: =?UTF-8?B?w6Q=?=\r\n =?UTF-8?Q?=C3=A4?=\r\n", "From:\r\r\n\x00\xff: x\n\tSubject: y", ": \r\n Subject: =?"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		h := ParseHeader(raw)
+		for _, v := range []string{h.Date, h.From, h.Subject, h.MessageID} {
+			if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) || utf8.RuneCountInString(v) > maxFieldRunes+1 {
+				t.Fatalf("ParseHeader(%q) gives field %q", raw, v)
+			}
+		}
+	})
 }

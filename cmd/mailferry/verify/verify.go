@@ -7,8 +7,8 @@
 // loader's ledger (WithLedger), which holds the target UID the server
 // named for each appended message and, when the loader saw the copy
 // differ, both hashes; without the ledger only the rewrites servers are
-// known to make (line endings, NUL bytes, 8-bit header bytes) are
-// recognised.
+// known to make (line endings, bare CRs, NUL bytes, 8-bit header bytes)
+// are recognised.
 //
 // Every difference names the message it concerns as a person would look
 // for it: folder, UID, size, and its Date, From, Subject and Message-ID
@@ -141,7 +141,8 @@ func NewAfter(t time.Time) Option {
 // the broker opens as Ledger) to pair each source message with the copy
 // the target said it stored, so that a copy with other bytes is reported
 // as altered, with both hashes. Without it only copies whose bytes differ
-// in the known ways (line endings, NUL bytes, 8-bit header bytes) are.
+// in the known ways (line endings, bare CRs, NUL bytes, 8-bit header
+// bytes) are.
 func WithLedger(kv jetstream.KeyValue) Option {
 	return func(o *options) { o.ledger = kv }
 }
