@@ -17,7 +17,9 @@ import (
 
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/testenv/demo"
 )
 
@@ -194,5 +196,64 @@ func publishSwitched(t *testing.T, ctx context.Context, env *demo.Env, domain st
 	d := event.DNSSwitchedData{Serial: 7, OldTTL: 300, OldTTLExpiresAt: at.Add(5 * time.Minute), VerifiedAt: at}
 	if err := (event.Publisher{JS: b.JS, Service: "dnsctl"}).Publish(ctx, event.Switched(domain, d)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLastSwitchIsTheLatestOfTheMailboxsDomainInAnyCase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	cfg, err := config.Parse([]byte("nats: {data_dir: "+filepath.Join(dir, "nats")+"}\n"), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "test", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.DeclareAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	t2 := t1.Add(time.Hour)
+	pub := event.Publisher{JS: b.JS, Service: "dnsctl"}
+	for _, o := range []event.Outgoing{
+		event.Switched("acme.test.", event.DNSSwitchedData{Serial: 1, VerifiedAt: t1}),
+		event.Switched("acme.test", event.DNSSwitchedData{Serial: 2, VerifiedAt: t2}),
+		event.Switched("old.test", event.DNSSwitchedData{Serial: 1}),
+	} {
+		if err := pub.Publish(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := b.JS.Stream(ctx, broker.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, source, target string
+		want                 time.Time
+		anyTime              bool
+	}{
+		{"the latest switch", "a@acme.test", "a@acme.test", t2, false},
+		{"the domain in another case", "a@ACME.Test", "a@ACME.Test", t2, false},
+		{"the target's domain", "a@elsewhere.test", "a@acme.test", t2, false},
+		{"no switch", "a@other.test", "a@other.test", time.Time{}, false},
+		{"no verified time: the event's", "a@old.test", "a@old.test", time.Time{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, domain, err := lastSwitch(ctx, st, job.Mailbox{SourceUser: tt.source, TargetUser: tt.target})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.anyTime && (got.IsZero() || time.Since(got) > time.Minute) || !tt.anyTime && !got.Equal(tt.want) {
+				t.Errorf("lastSwitch(%s, %s) = %v (%s), want %v", tt.source, tt.target, got, domain, tt.want)
+			}
+		})
+	}
+	if got, _, err := lastSwitch(ctx, nil, job.Mailbox{SourceUser: "a@acme.test"}); err != nil || !got.IsZero() {
+		t.Errorf("without an events stream: %v, %v; want no switch", got, err)
 	}
 }
