@@ -21,7 +21,7 @@ import (
 // takes; a command added to the table must be added here.
 var commandFlags = map[string][]string{
 	"migrate":          {"c", "json"},
-	"verify":           {"c", "json"},
+	"verify":           {"c", "json", "mailbox", "since-switch"},
 	"status":           {"c", "json", "watch"},
 	"enqueue":          {"c"},
 	"deadletter list":  {"c", "json", "mailbox"},

@@ -18,7 +18,6 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/delta"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
-	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	authcli "github.com/mailferry/mailferry/services/auth/cli"
 	"github.com/mailferry/mailferry/services/dnsctl"
 	dnscli "github.com/mailferry/mailferry/services/dnsctl/cli"
@@ -28,7 +27,6 @@ import (
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
-	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/logging"
 )
 
@@ -71,13 +69,20 @@ only when every mailbox was loaded and verified, 1 otherwise.`,
 	},
 	{
 		Name:      "verify",
-		UsageLine: "[-c FILE] [-json]",
+		UsageLine: "[-c FILE] [-mailbox M] [-since-switch] [-json]",
 		Short:     "compare every mailbox's source and target",
-		Long: `Verify compares every mailbox's source and target, folder by folder and
-message by message, and names each difference. It exits 1 when any is found.`,
+		Long: `Verify compares every mailbox's source and target (of -mailbox if given),
+folder by folder and message by message, and names each difference with
+the message's folder, UID, size, Date, From, Subject and Message-ID. It
+exits 1 when any is found. With -since-switch, mail that reached the target
+after its domain's latest dns.switched event is new at target, not a
+difference; a domain not switched is verified as without it.`,
 		Setup: withConfig(func(fs *flag.FlagSet) func(context.Context, *session) error {
-			asJSON := jsonFlag(fs)
-			return func(ctx context.Context, s *session) error { return runVerify(ctx, s, *asJSON) }
+			var a verifyArgs
+			fs.BoolVar(&a.asJSON, "json", false, "print the report as JSON")
+			fs.StringVar(&a.mailbox, "mailbox", "", "only this source mailbox of the mailboxes file")
+			fs.BoolVar(&a.sinceSwitch, "since-switch", false, "count mail that reached the target after the domain's switch as new, not extra")
+			return func(ctx context.Context, s *session) error { return runVerify(ctx, s, a) }
 		}),
 	},
 	{
@@ -227,52 +232,6 @@ func printResult(w io.Writer, res *migrate.Result, asJSON bool) error {
 		return errDifferent
 	}
 	return nil
-}
-
-func runVerify(ctx context.Context, s *session, asJSON bool) error {
-	cfg, log, stdout := s.cfg, s.log, s.stdout
-	boxes, err := inventory(cfg)
-	if err != nil {
-		return err
-	}
-	// Verify maps folders as the loader does, with its section.
-	if err := loader.CheckConfig(cfg); err != nil {
-		return &command.ConfigError{Err: err}
-	}
-	r := verifyWithLedger(ctx, cfg, log, boxes)
-	if err := migrate.PublishVerified(ctx, cfg, log, r); err != nil {
-		log.Warn().Err(err).Msg("verified events not published")
-	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
-			return err
-		}
-	} else {
-		r.WriteText(stdout)
-	}
-	if !r.OK {
-		return errDifferent
-	}
-	return nil
-}
-
-// verifyWithLedger verifies boxes with what the loader recorded of copies
-// the target altered. The broker is closed again before the caller opens
-// its own: two embedded servers cannot share a data directory.
-func verifyWithLedger(ctx context.Context, cfg *config.Config, log zerolog.Logger, boxes []job.Mailbox) *verify.Report {
-	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-verify", log)
-	if err != nil {
-		log.Warn().Err(err).Msg("broker unreachable: verifying without the loader's ledger")
-		return verify.Mailboxes(ctx, cfg, boxes)
-	}
-	defer b.Close()
-	if err := b.Use(ctx, broker.Needs{Reads: []string{broker.BucketLedger}}); err != nil {
-		log.Warn().Err(err).Msg("no ledger: verifying without the loader's ledger")
-		return verify.Mailboxes(ctx, cfg, boxes)
-	}
-	return verify.Mailboxes(ctx, cfg, boxes, verify.WithLedger(b.Ledger))
 }
 
 // runNATS runs the same embedded nats-server as a process of its own, for

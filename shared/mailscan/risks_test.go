@@ -43,6 +43,8 @@ func TestLooseFormMatchesCopiesServersAlteredAndNothingElse(t *testing.T) {
 	crcrStored := []byte("Subject: nul\r\n\r\nand \x80 and CRCRLF\r\n")
 	raw := []byte("From: J\xc3\xb6rg <j@example.org>\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nK\xc3\xa4se\r\n")
 	cyrus := []byte("From: JXXrg <j@example.org>\r\nSubject: GrXXXXe\r\n\r\nK\xc3\xa4se\r\n")
+	endsCR := []byte("Subject: a\r\n\r\nends with CR\r")
+	bareCR := []byte("Subject: a\rb\r\n\r\nbare\rCR\r\r\n")
 	for _, tc := range []struct {
 		name     string
 		sent     []byte
@@ -53,6 +55,10 @@ func TestLooseFormMatchesCopiesServersAlteredAndNothingElse(t *testing.T) {
 		{"Dovecot: NUL to 0x80", nul, dovecot, true, true},
 		{"Dovecot: NUL and line endings", crcr, crcrStored, true, true},
 		{"Cyrus: 8-bit header bytes to X", raw, cyrus, true, true},
+		{"Dovecot: the CR that ends the message dropped", endsCR, []byte("Subject: a\r\n\r\nends with CR"), true, true},
+		{"bare CRs dropped", bareCR, []byte("Subject: ab\r\n\r\nbareCR\r\n"), true, true},
+		{"bare CRs dropped, line endings and NUL rewritten", []byte("S: a\r\n\r\nx\ry\n\x00\r"), []byte("S: a\r\n\r\nxy\r\n\x80"), true, true},
+		{"a bare CR is not a line's end", bareCR, []byte("Subject: a\r\nb\r\n\r\nbare\r\nCR\r\n"), false, true},
 		{"another body", nul, []byte("Subject: nul \x00 in the header\r\n\r\nand \x00 in the BODY\r\n"), false, true},
 		{"8-bit body bytes are not rewritten", raw, []byte("From: JXXrg <j@example.org>\r\nSubject: GrXXXXe\r\n\r\nKXXse\r\n"), false, true},
 	} {
@@ -79,7 +85,7 @@ func TestLooseFormMatchesCopiesServersAlteredAndNothingElse(t *testing.T) {
 // FuzzLooseForm checks that the shortcut LooseSHA256 takes agrees with the
 // streaming sums, whatever the bytes and however they are split.
 func FuzzLooseForm(f *testing.F) {
-	for _, s := range []string{"", "Subject: a\r\n\r\nb\r\n", "S: \xff\r\n\r\n", "S: a\r\n\r\n\x00", "\r\r\n\xff", "a\rb\n\n\x00", "S: x\n\r\r\n\xc3\xa4\x00"} {
+	for _, s := range []string{"", "Subject: a\r\n\r\nb\r\n", "S: \xff\r\n\r\n", "S: a\r\n\r\n\x00", "\r\r\n\xff", "a\rb\n\n\x00", "S: x\n\r\r\n\xc3\xa4\x00", "S: a\rb\r\n\r\nx\r", "\r\r", "S: \xff\r\n\r\n\ra\r\r\nb\r"} {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, split uint8) {

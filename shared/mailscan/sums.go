@@ -64,14 +64,15 @@ func (s *Sums) LooseHex() string {
 
 // LooseSHA256 returns the SHA-256 of b's loose form, or "" when b holds
 // nothing the loose form rewrites (its LinesSHA256 then stands for it).
-// The loose form has line endings normalised, every NUL byte as 0x80 and
-// every byte above 0x7f in the header (before the first empty line) as
-// "X": a copy keeps it through the rewrites servers are known to make on
-// APPEND at the same size (Dovecot turns NUL into 0x80 and "\r\r\n" into
-// "\r\n"; Cyrus, by default, replaces 8-bit header bytes with "X"). A
-// target copy with the same loose form as a message it was sent is that
-// message, altered. Most mail has nothing to rewrite and costs one scan
-// for a NUL byte.
+// The loose form has line endings normalised, every bare CR (one that ends
+// no line: not before an LF, or the message's last byte) left out, every
+// NUL byte as 0x80 and every byte above 0x7f in the header (before the
+// first empty line) as "X": a copy keeps it through the rewrites servers
+// are known to make on APPEND (Dovecot turns NUL into 0x80, "\r\r\n" into
+// "\r\n" and drops a CR that ends the message; Cyrus, by default, replaces
+// 8-bit header bytes with "X"). A target copy with the same loose form as
+// a message it was sent is that message, altered. Most mail has nothing to
+// rewrite and costs one scan for a NUL byte and one for bare CRs.
 func LooseSHA256(b []byte) string {
 	if !rewritable(b) {
 		return ""
@@ -91,6 +92,9 @@ func LooseSHA256(b []byte) string {
 // normalisation changes only CRs and LFs, which headerState ignores or
 // keeps.
 func rewritable(b []byte) bool {
+	if hasBareCR(b) {
+		return true
+	}
 	body, lineLen := false, 0
 	for i, c := range b {
 		if looseByte(c, body) != c {
@@ -103,6 +107,39 @@ func rewritable(b []byte) bool {
 	return false
 }
 
+// hasBareCR reports whether raw bytes hold a CR that line normalisation
+// leaves bare: a run of CRs not followed by an LF.
+func hasBareCR(b []byte) bool {
+	for {
+		i := bytes.IndexByte(b, '\r')
+		if i < 0 {
+			return false
+		}
+		j := i + 1
+		for j < len(b) && b[j] == '\r' {
+			j++
+		}
+		if j == len(b) || b[j] != '\n' {
+			return true
+		}
+		b = b[j+1:]
+	}
+}
+
+// bareCR reports whether p[i], in line-normalised bytes as a
+// LineNormalizer writes them, is a bare CR. A LineNormalizer writes each
+// CRLF in one piece, so a CR that ends a piece ends no line.
+func bareCR(p []byte, i int) bool {
+	return p[i] == '\r' && (i+1 == len(p) || p[i+1] != '\n')
+}
+
+// noBareCR reports whether line-normalised p holds no bare CR.
+func noBareCR(p []byte) bool {
+	return bytes.Count(p, cr) == bytes.Count(p, crlf)
+}
+
+var cr = []byte{'\r'}
+
 // Loose returns the hash a message's loose form has: its LooseSHA256, or
 // its LinesSHA256 when that is empty.
 func Loose(looseSHA256, linesSHA256 string) string {
@@ -112,10 +149,10 @@ func Loose(looseSHA256, linesSHA256 string) string {
 	return linesSHA256
 }
 
-// looseTap takes the line-normalised bytes: it feeds them to lines and,
-// from the first byte the loose form rewrites on, their loose form to a
-// copy of lines made at that point. Most mail has no such byte, and then
-// costs no second hash.
+// looseTap takes the line-normalised bytes from a LineNormalizer: it
+// feeds them to lines and, from the first byte the loose form rewrites on,
+// their loose form to a copy of lines made at that point. Most mail has no
+// such byte, and then costs no second hash.
 type looseTap struct {
 	lines, loose hash.Hash
 	body         bool // past the header's end
@@ -124,16 +161,16 @@ type looseTap struct {
 }
 
 func (t *looseTap) Write(p []byte) (int, error) {
-	if t.loose == nil && t.body && bytes.IndexByte(p, 0) < 0 {
-		// In the body only a NUL byte is rewritten: the fast path for
-		// nearly all bytes of nearly all mail.
+	if t.loose == nil && t.body && bytes.IndexByte(p, 0) < 0 && noBareCR(p) {
+		// In the body only a NUL byte and a bare CR are rewritten: the
+		// fast path for nearly all bytes of nearly all mail.
 		t.lines.Write(p)
 		return len(p), nil
 	}
 	first := -1
 	body, lineLen := t.body, t.lineLen
 	for i, c := range p {
-		if t.loose == nil && first < 0 && looseByte(c, body) != c {
+		if t.loose == nil && first < 0 && (looseByte(c, body) != c || bareCR(p, i)) {
 			first = i
 		}
 		body, lineLen = headerState(c, body, lineLen)
@@ -167,8 +204,10 @@ func (t *looseTap) stateAt(p []byte) (bool, int) {
 // mapped returns p's loose form, starting in the given header state.
 func (t *looseTap) mapped(p []byte, body bool, lineLen int) []byte {
 	t.buf = t.buf[:0]
-	for _, c := range p {
-		t.buf = append(t.buf, looseByte(c, body))
+	for i, c := range p {
+		if !bareCR(p, i) {
+			t.buf = append(t.buf, looseByte(c, body))
+		}
 		body, lineLen = headerState(c, body, lineLen)
 	}
 	return t.buf

@@ -3,10 +3,13 @@ package verify
 import (
 	"fmt"
 	"io"
+	"strconv"
+	"time"
 )
 
 // WriteText writes the report for people: one line per mailbox, one per
-// differing folder, one per difference.
+// differing folder, two per difference (what differs, then the message as
+// a person would find it: size, Date, From, Subject, Message-ID).
 func (r *Report) WriteText(w io.Writer) {
 	bad := 0
 	for _, m := range r.Mailboxes {
@@ -15,7 +18,14 @@ func (r *Report) WriteText(w io.Writer) {
 			status = "DIFFERENT"
 			bad++
 		}
-		fmt.Fprintf(w, "%-9s %s -> %s: %d messages in %d folders\n", status, m.Source, m.Target, m.Messages, len(m.Folders))
+		fmt.Fprintf(w, "%-9s %s -> %s: %d messages (%s) in %d folders", status, m.Source, m.Target, m.Messages, humanSize(m.Bytes), len(m.Folders))
+		if m.NewAfter != nil {
+			fmt.Fprintf(w, ", %d new at target since the switch at %s", m.NewAtTarget, m.NewAfter.Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
+		if m.Note != "" {
+			fmt.Fprintf(w, "  note: %s\n", m.Note)
+		}
 		if m.Error != "" {
 			fmt.Fprintf(w, "  error: %s\n", m.Error)
 		}
@@ -30,8 +40,32 @@ func (r *Report) WriteText(w io.Writer) {
 					fmt.Fprintf(w, " want %q got %q", d.Want, d.Got)
 				}
 				fmt.Fprintln(w)
+				fmt.Fprintf(w, "            %s, date %s, from %s, subject %s, message-id %s\n",
+					humanSize(d.Size), orNone(d.Date), orNone(d.From), orNone(d.Subject), orNone(d.MessageID))
 			}
 		}
 	}
 	fmt.Fprintf(w, "verified %d mailboxes: %d ok, %d different\n", len(r.Mailboxes), len(r.Mailboxes)-bad, bad)
+}
+
+// orNone quotes a header field for the text report, or says it is absent.
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strconv.Quote(s)
+}
+
+// humanSize spells a byte count for people: "812 B", "1.4 MB".
+func humanSize(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }

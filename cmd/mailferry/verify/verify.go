@@ -7,8 +7,17 @@
 // loader's ledger (WithLedger), which holds the target UID the server
 // named for each appended message and, when the loader saw the copy
 // differ, both hashes; without the ledger only the rewrites servers are
-// known to make (line endings, NUL bytes, 8-bit header bytes) are
-// recognised.
+// known to make (line endings, bare CRs, NUL bytes, 8-bit header bytes)
+// are recognised.
+//
+// Every difference names the message it concerns as a person would look
+// for it: folder, UID, size, and its Date, From, Subject and Message-ID
+// (fetched afterwards for those messages only, so a scan never holds more
+// than the hashes). After a domain's switch, mail that reached the target
+// on its own is expected: with NewAfter, a target message that is the copy
+// of no source message and arrived after the switch is new at target, not
+// a difference, and the check is that the source is contained in the
+// target.
 package verify
 
 import (
@@ -39,13 +48,21 @@ type Report struct {
 
 // MailboxReport is the outcome for one mailbox.
 type MailboxReport struct {
-	Source   string         `json:"source"`
-	Target   string         `json:"target"`
-	OK       bool           `json:"ok"`
-	Error    string         `json:"error,omitempty"`
-	Messages int            `json:"messages"`
-	Bytes    int64          `json:"bytes"`
-	Folders  []FolderReport `json:"folders"`
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	OK       bool   `json:"ok"`
+	Error    string `json:"error,omitempty"`
+	Messages int    `json:"messages"`
+	// Bytes is the size of the source's messages, summed.
+	Bytes int64 `json:"bytes"`
+	// NewAfter is the time after which a target message that is the copy
+	// of none is new at target (see NewAfter); NewAtTarget counts them.
+	NewAfter    *time.Time `json:"new_after,omitempty"`
+	NewAtTarget int        `json:"new_at_target,omitempty"`
+	// Note says how the mailbox was verified when that is not the
+	// default, e.g. why no switch time was used.
+	Note    string         `json:"note,omitempty"`
+	Folders []FolderReport `json:"folders"`
 }
 
 // FolderReport compares the source folders that map onto one target
@@ -55,18 +72,43 @@ type FolderReport struct {
 	Target         string   `json:"target"`
 	SourceMessages int      `json:"source_messages"`
 	TargetMessages int      `json:"target_messages"`
+	SourceBytes    int64    `json:"source_bytes"`
+	TargetBytes    int64    `json:"target_bytes"`
 	Differences    []Diff   `json:"differences,omitempty"`
+	// NewAtTarget are the target's messages that arrived after the
+	// switch (see NewAfter): expected, so not differences.
+	NewAtTarget []Diff `json:"new_at_target,omitempty"`
 }
 
-// OK reports whether the folder matched.
+// OK reports whether the folder matched; mail new at target does not
+// count against it.
 func (f FolderReport) OK() bool { return len(f.Differences) == 0 }
 
-// Diff is one difference, named by the source message it concerns.
+// Kinds of Diff.
+const (
+	KindMissing = "missing"
+	KindExtra   = "extra"
+	KindAltered = "altered"
+	KindFlags   = "flags"
+	KindDate    = "date"
+	// KindNewAtTarget is a target message that is the copy of no source
+	// message and arrived after the switch: mail delivered to the new
+	// server, not a difference.
+	KindNewAtTarget = "new_at_target"
+)
+
+// Diff is one difference, named by the message it concerns: the source
+// message, or for extra and new_at_target the target's.
 type Diff struct {
-	// Kind is missing, extra, altered, flags or date.
+	// Kind is missing, extra, altered, flags, date or new_at_target.
 	Kind   string `json:"kind"`
 	Folder string `json:"folder,omitempty"`
 	UID    uint32 `json:"uid,omitempty"`
+	// Size is the message's size in bytes.
+	Size int64 `json:"size"`
+	// The message's header fields, for a person to find it by
+	// (mailscan.Header); empty when the message has none or is gone.
+	mailscan.Header
 	// SHA256 is the source message's hash (an extra one's: the target's).
 	SHA256 string `json:"sha256"`
 	// TargetUID and StoredSHA256 name, for an altered message, the copy
@@ -75,20 +117,32 @@ type Diff struct {
 	StoredSHA256 string `json:"stored_sha256,omitempty"`
 	Want         string `json:"want,omitempty"`
 	Got          string `json:"got,omitempty"`
+
+	arrived time.Time // the message's INTERNALDATE
 }
 
 // Option changes what verify uses besides the two servers.
 type Option func(*options)
 
 type options struct {
-	ledger jetstream.KeyValue
+	ledger   jetstream.KeyValue
+	newAfter time.Time
+}
+
+// NewAfter makes the check source ⊆ target, as it is after a domain's
+// switch: a target message that is the copy of no source message and
+// whose INTERNALDATE is after t is reported as new_at_target, which does
+// not make the mailbox differ. An extra message from before t still does.
+func NewAfter(t time.Time) Option {
+	return func(o *options) { o.newAfter = t }
 }
 
 // WithLedger lets verify read the loader's ledger (the key-value bucket
 // the broker opens as Ledger) to pair each source message with the copy
 // the target said it stored, so that a copy with other bytes is reported
 // as altered, with both hashes. Without it only copies whose bytes differ
-// in the known ways (line endings, NUL bytes, 8-bit header bytes) are.
+// in the known ways (line endings, bare CRs, NUL bytes, 8-bit header
+// bytes) are.
 func WithLedger(kv jetstream.KeyValue) Option {
 	return func(o *options) { o.ledger = kv }
 }
@@ -111,6 +165,10 @@ func Mailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, opts ...Op
 		opt(&o)
 	}
 	mr := MailboxReport{Source: mb.SourceUser, Target: mb.TargetUser}
+	if !o.newAfter.IsZero() {
+		t := o.newAfter.UTC()
+		mr.NewAfter = &t
+	}
 	if err := compareMailbox(ctx, cfg, mb, o, &mr); err != nil {
 		mr.Error = err.Error()
 	}
@@ -157,11 +215,13 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 	}
 	idle := cfg.Source.CommandTimeout.Std()
 	for _, g := range groups {
-		fr, err := compareFolder(ctx, src, tgt, g, landed, idle)
+		fr, err := compareFolder(ctx, src, tgt, g, landed, idle, o.newAfter)
 		if err != nil {
 			return err
 		}
 		mr.Messages += fr.SourceMessages
+		mr.Bytes += fr.SourceBytes
+		mr.NewAtTarget += len(fr.NewAtTarget)
 		mr.Folders = append(mr.Folders, fr)
 	}
 	return nil
@@ -246,6 +306,7 @@ func group(src, tgt []foldermap.Folder, lc loader.Settings) ([]folderGroup, erro
 type fingerprint struct {
 	folder string
 	uid    uint32
+	size   int64
 	flags  string
 	date   int64
 	lines  string // hash with normalised line endings
@@ -264,14 +325,15 @@ type recorded struct {
 	stored string // its hash when the loader saw it altered
 }
 
-func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGroup, landed []loader.Landing, idle time.Duration) (FolderReport, error) {
+func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGroup, landed []loader.Landing, idle time.Duration, newAfter time.Time) (FolderReport, error) {
 	fr := FolderReport{Sources: g.sources, Target: g.target}
 	want := map[string][]fingerprint{}
 	srcValidity := map[string]uint32{}
 	for _, s := range g.sources {
 		sel, err := mailscan.Scan(ctx, src, s, 1, idle, func(m mailscan.Message) error {
-			want[m.SHA256] = append(want[m.SHA256], fingerprint{folder: s, uid: m.UID, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix(), lines: m.LinesSHA256, loose: mailscan.Loose(m.LooseSHA256, m.LinesSHA256)})
+			want[m.SHA256] = append(want[m.SHA256], fingerprintOf(s, m))
 			fr.SourceMessages++
+			fr.SourceBytes += m.Size
 			return nil
 		})
 		if err != nil {
@@ -281,11 +343,14 @@ func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGro
 	}
 	got := map[string][]fingerprint{}
 	sel, err := mailscan.Scan(ctx, tgt, g.target, 1, idle, func(m mailscan.Message) error {
-		got[m.SHA256] = append(got[m.SHA256], fingerprint{folder: g.target, uid: m.UID, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix(), lines: m.LinesSHA256, loose: mailscan.Loose(m.LooseSHA256, m.LinesSHA256)})
+		got[m.SHA256] = append(got[m.SHA256], fingerprintOf(g.target, m))
 		fr.TargetMessages++
+		fr.TargetBytes += m.Size
 		return nil
 	})
-	if err != nil && !(fr.SourceMessages == 0 && isNonExistent(err)) {
+	// A folder the target lacks holds nothing: each source message is
+	// missing, named.
+	if err != nil && !isNonExistent(err) {
 		return fr, fmt.Errorf("target: %w", err)
 	}
 	copies := map[copyKey]recorded{}
@@ -298,7 +363,89 @@ func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGro
 		}
 	}
 	fr.Differences = diff(want, got, copies)
+	fr.Differences, fr.NewAtTarget = splitNew(fr.Differences, newAfter)
+	var tgtValidity uint32
+	if sel != nil {
+		tgtValidity = sel.UIDValidity
+	}
+	if err := nameMessages(ctx, src, tgt, fr, srcValidity, tgtValidity, idle); err != nil {
+		return fr, err
+	}
 	return fr, nil
+}
+
+func fingerprintOf(folder string, m mailscan.Message) fingerprint {
+	return fingerprint{folder: folder, uid: m.UID, size: m.Size, flags: strings.Join(m.Flags, " "), date: m.InternalDate.Unix(),
+		lines: m.LinesSHA256, loose: mailscan.Loose(m.LooseSHA256, m.LinesSHA256)}
+}
+
+// splitNew takes out of ds the extra messages that arrived after t (when
+// t is set): mail delivered to the target after the switch.
+func splitNew(ds []Diff, t time.Time) (diffs, fresh []Diff) {
+	if t.IsZero() {
+		return ds, nil
+	}
+	for _, d := range ds {
+		if d.Kind == KindExtra && d.arrived.After(t) {
+			d.Kind = KindNewAtTarget
+			d.Got = d.arrived.UTC().Format(time.RFC3339)
+			fresh = append(fresh, d)
+			continue
+		}
+		diffs = append(diffs, d)
+	}
+	return diffs, fresh
+}
+
+// nameMessages fills in the header fields of the messages fr names: the
+// target's for extra and new_at_target, the source's for the rest. A
+// folder whose UIDVALIDITY changed since the scan is left unnamed: its
+// UIDs name other messages now.
+func nameMessages(ctx context.Context, src, tgt *imapclient.Client, fr FolderReport, srcValidity map[string]uint32, tgtValidity uint32, idle time.Duration) error {
+	type side struct {
+		c        *imapclient.Client
+		validity uint32
+	}
+	type place struct {
+		target bool
+		folder string
+	}
+	byPlace := map[place][]*Diff{}
+	var order []place
+	for _, ds := range [][]Diff{fr.Differences, fr.NewAtTarget} {
+		for i := range ds {
+			d := &ds[i]
+			p := place{target: d.Kind == KindExtra || d.Kind == KindNewAtTarget, folder: d.Folder}
+			if _, ok := byPlace[p]; !ok {
+				order = append(order, p)
+			}
+			byPlace[p] = append(byPlace[p], d)
+		}
+	}
+	for _, p := range order {
+		s := side{src, srcValidity[p.folder]}
+		if p.target {
+			s = side{tgt, tgtValidity}
+		}
+		ds := byPlace[p]
+		uids := make([]uint32, 0, len(ds))
+		for _, d := range ds {
+			uids = append(uids, d.UID)
+		}
+		slices.Sort(uids)
+		uids = slices.Compact(uids)
+		hs, sel, err := mailscan.Headers(ctx, s.c, p.folder, uids, idle)
+		if err != nil {
+			return fmt.Errorf("name the differing messages: %w", err)
+		}
+		if sel.UIDValidity != s.validity {
+			continue
+		}
+		for _, d := range ds {
+			d.Header = hs[d.UID]
+		}
+	}
+	return nil
 }
 
 func isNonExistent(err error) bool {
@@ -341,20 +488,14 @@ func diff(want, got map[string][]fingerprint, copies map[copyKey]recorded) []Dif
 		for len(w) > 0 && len(g) > 0 {
 			a, b := w[0], g[0]
 			w, g = w[1:], g[1:]
-			if a.flags != b.flags {
-				out = append(out, Diff{Kind: "flags", Folder: a.folder, UID: a.uid, SHA256: h, Want: a.flags, Got: b.flags})
-			}
-			if a.date != b.date {
-				out = append(out, Diff{Kind: "date", Folder: a.folder, UID: a.uid, SHA256: h,
-					Want: time.Unix(a.date, 0).UTC().Format(time.RFC3339), Got: time.Unix(b.date, 0).UTC().Format(time.RFC3339)})
-			}
+			out = append(out, pairDiffs(a.diff("", h), a, b)...)
 		}
 		for _, a := range w {
-			missing = append(missing, Diff{Kind: "missing", Folder: a.folder, UID: a.uid, SHA256: h})
+			missing = append(missing, a.diff(KindMissing, h))
 			missingFP = append(missingFP, a)
 		}
 		for _, b := range g {
-			extra = append(extra, Diff{Kind: "extra", Folder: b.folder, UID: b.uid, SHA256: h})
+			extra = append(extra, b.diff(KindExtra, h))
 			extraFP = append(extraFP, b)
 		}
 	}
@@ -386,7 +527,7 @@ func diff(want, got map[string][]fingerprint, copies map[copyKey]recorded) []Dif
 		what := "other line endings"
 		j := slices.IndexFunc(extraFP, func(x fingerprint) bool { return x.lines != "" && x.lines == missingFP[i].lines })
 		if j < 0 {
-			what = "NUL or 8-bit header bytes rewritten"
+			what = "bare CRs dropped or NUL or 8-bit header bytes rewritten"
 			j = slices.IndexFunc(extraFP, func(x fingerprint) bool { return x.loose != "" && x.loose == missingFP[i].loose })
 		}
 		if j < 0 {
@@ -412,14 +553,29 @@ func otherWhat(a, b fingerprint) string {
 // altered reports a source message (m, a) and the copy the target made of
 // it (x, b): the bytes, and flags and date as for any pair.
 func altered(m Diff, a fingerprint, x Diff, b fingerprint, got string) []Diff {
-	out := []Diff{{Kind: "altered", Folder: m.Folder, UID: m.UID, SHA256: m.SHA256, TargetUID: b.uid, StoredSHA256: x.SHA256,
-		Want: "bytes as on the source", Got: got}}
+	d := m
+	d.Kind, d.TargetUID, d.StoredSHA256, d.Want, d.Got = KindAltered, b.uid, x.SHA256, "bytes as on the source", got
+	return append([]Diff{d}, pairDiffs(m, a, b)...)
+}
+
+// pairDiffs compares the flags and dates of a source message (m, a) and
+// its copy b.
+func pairDiffs(m Diff, a, b fingerprint) []Diff {
+	var out []Diff
 	if a.flags != b.flags {
-		out = append(out, Diff{Kind: "flags", Folder: m.Folder, UID: m.UID, SHA256: m.SHA256, Want: a.flags, Got: b.flags})
+		d := m
+		d.Kind, d.Want, d.Got = KindFlags, a.flags, b.flags
+		out = append(out, d)
 	}
 	if a.date != b.date {
-		out = append(out, Diff{Kind: "date", Folder: m.Folder, UID: m.UID, SHA256: m.SHA256,
-			Want: time.Unix(a.date, 0).UTC().Format(time.RFC3339), Got: time.Unix(b.date, 0).UTC().Format(time.RFC3339)})
+		d := m
+		d.Kind, d.Want, d.Got = KindDate, time.Unix(a.date, 0).UTC().Format(time.RFC3339), time.Unix(b.date, 0).UTC().Format(time.RFC3339)
+		out = append(out, d)
 	}
 	return out
+}
+
+// diff names the message f with hash sha as a difference of kind.
+func (f fingerprint) diff(kind, sha string) Diff {
+	return Diff{Kind: kind, Folder: f.folder, UID: f.uid, Size: f.size, SHA256: sha, arrived: time.Unix(f.date, 0)}
 }
