@@ -21,6 +21,10 @@ const (
 	KindStore  = "object store"
 )
 
+// BucketCampaign is the cutover campaign's bucket: a record per domain
+// and per mailbox (shared/campaign), and the orchestrators' lease.
+const BucketCampaign = "mf_campaign"
+
 // resource is a stream, bucket or object store: how its writers declare
 // it, and who does, for the message a reader gets when it is absent.
 type resource struct {
@@ -114,6 +118,14 @@ var resources = []resource{{
 		return jetstream.KeyValueConfig{
 			Bucket: BucketProgress, Description: "latest progress per service and mailbox",
 			Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 1,
+		}
+	},
+}, {
+	name: BucketCampaign, kind: KindBucket, owner: "the cutover orchestrator creates it; run mailferry cutover start (or its daemon) first",
+	bucket: func(c config.NATS) jetstream.KeyValueConfig {
+		return jetstream.KeyValueConfig{
+			Bucket: BucketCampaign, Description: "cutover campaign: phase per domain and mailbox, orchestrator lease",
+			Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 5,
 		}
 	},
 }, {

@@ -1,0 +1,197 @@
+package campaign
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mailferry/mailferry/shared/event"
+)
+
+// Fact is what moves a domain: an event (FromEvent makes it), an
+// operator's command or the clock.
+type Fact interface {
+	// Name names the fact in errors and logs.
+	Name() string
+}
+
+// Start admits a queued domain to its cutover (the orchestrator, within
+// cutover.domains_in_flight).
+type Start struct{}
+
+// Provisioned is domain.provisioned: every mailbox exists at the target.
+type Provisioned struct{}
+
+// MailboxQueued is mailbox.queued: a pass over the mailbox was queued.
+type MailboxQueued struct{ Mailbox, Pass string }
+
+// MailboxLoaded is mailbox.loaded: the loader finished Pass.
+type MailboxLoaded struct {
+	Mailbox, Pass string
+	Counts        Counts
+}
+
+// MailboxVerified is mailbox.verified: the target holds the mailbox as
+// of Pass.
+type MailboxVerified struct{ Mailbox, Pass string }
+
+// MailboxFailed is a mailbox's pass failed for good: a mailbox.failed
+// not retried, or a verification that found differences.
+type MailboxFailed struct{ Mailbox, Pass, Reason string }
+
+// Switched is dns.switched.
+type Switched struct {
+	At              time.Time
+	Serial          uint32
+	OldTTL          uint32
+	OldTTLExpiresAt time.Time
+}
+
+// SwitchSkipped is dns.skipped: dnsctl did not switch the domain, for Code.
+type SwitchSkipped struct{ Code, Reason string }
+
+// SwitchFailed is dns.failed.
+type SwitchFailed struct{ Phase, Reason string }
+
+// Pause is the operator's `cutover pause`.
+type Pause struct{ Reason string }
+
+// Resume is the operator's `cutover resume`.
+type Resume struct{}
+
+// Retry is the operator's retry of a failed domain.
+type Retry struct{}
+
+// Abort is the operator's `cutover abort`: the domain fails where it is.
+type Abort struct{ Reason string }
+
+// Tick is the clock: draining ends at its first tick at or after
+// DrainUntil.
+type Tick struct{}
+
+// Name names Start.
+func (Start) Name() string { return "start" }
+
+// Name names Provisioned.
+func (Provisioned) Name() string { return event.DomainProvisioned }
+
+// Name names MailboxQueued.
+func (MailboxQueued) Name() string { return event.MailboxQueued }
+
+// Name names MailboxLoaded.
+func (MailboxLoaded) Name() string { return event.MailboxLoaded }
+
+// Name names MailboxVerified.
+func (MailboxVerified) Name() string { return event.MailboxVerified }
+
+// Name names MailboxFailed.
+func (MailboxFailed) Name() string { return event.MailboxFailed }
+
+// Name names Switched.
+func (Switched) Name() string { return event.DNSSwitched }
+
+// Name names SwitchSkipped.
+func (SwitchSkipped) Name() string { return event.DNSSkipped }
+
+// Name names SwitchFailed.
+func (SwitchFailed) Name() string { return event.DNSFailed }
+
+// Name names Pause.
+func (Pause) Name() string { return "pause" }
+
+// Name names Resume.
+func (Resume) Name() string { return "resume" }
+
+// Name names Retry.
+func (Retry) Name() string { return "retry" }
+
+// Name names Abort.
+func (Abort) Name() string { return "abort" }
+
+// Name names Tick.
+func (Tick) Name() string { return "tick" }
+
+// FromEvent is the fact an event states and the domain it is about;
+// nil for an event that moves no campaign (a retried failure, a renamed
+// folder, a password change...).
+func FromEvent(e *event.Event) (Fact, string, error) {
+	switch e.Type {
+	case event.DomainProvisioned:
+		return Provisioned{}, NormalizeDomain(e.Key), nil
+	case event.MailboxQueued:
+		var d event.QueuedData
+		if err := e.DataAs(&d); err != nil {
+			return nil, "", err
+		}
+		return MailboxQueued{Mailbox: e.Key, Pass: d.Pass}, DomainOf(e.Key), nil
+	case event.MailboxLoaded:
+		var d event.LoadedData
+		if err := e.DataAs(&d); err != nil {
+			return nil, "", err
+		}
+		return MailboxLoaded{Mailbox: e.Key, Pass: d.Pass,
+			Counts: Counts{Appended: d.Appended, Skipped: d.Skipped, Dead: d.Dead, Bytes: d.Bytes}}, DomainOf(e.Key), nil
+	case event.MailboxVerified:
+		var d event.VerifiedData
+		if err := e.DataAs(&d); err != nil {
+			return nil, "", err
+		}
+		return MailboxVerified{Mailbox: e.Key, Pass: d.Pass}, DomainOf(e.Key), nil
+	case event.MailboxFailed:
+		var d event.FailedData
+		if err := e.DataAs(&d); err != nil {
+			return nil, "", err
+		}
+		if d.Retried {
+			return nil, "", nil
+		}
+		return MailboxFailed{Mailbox: e.Key, Pass: d.Pass, Reason: d.Phase + ": " + d.Reason}, DomainOf(e.Key), nil
+	case event.DNSSwitched:
+		var d event.DNSSwitchedData
+		if err := e.DataAs(&d); err != nil {
+			return nil, "", err
+		}
+		at := d.VerifiedAt
+		if at.IsZero() {
+			at = e.Time
+		}
+		return Switched{At: at, Serial: d.Serial, OldTTL: d.OldTTL, OldTTLExpiresAt: d.OldTTLExpiresAt}, NormalizeDomain(e.Key), nil
+	case event.DNSSkipped:
+		var d event.DNSSkippedData
+		if err := e.DataAs(&d); err != nil {
+			return nil, "", err
+		}
+		return SwitchSkipped{Code: d.Code, Reason: d.Reason}, NormalizeDomain(e.Key), nil
+	case event.DNSFailed:
+		var d event.DNSFailedData
+		if err := e.DataAs(&d); err != nil {
+			return nil, "", err
+		}
+		return SwitchFailed{Phase: d.Phase, Reason: d.Reason}, NormalizeDomain(e.Key), nil
+	}
+	return nil, "", nil
+}
+
+// SkipCodes are dnsctl's dns.skipped codes (services/dnsctl/plan) that
+// mean the domain's DNS is not the campaign's to switch: the campaign
+// copies it and closes it without a switch. Any other code fails the
+// domain in switching for a person to decide.
+var SkipCodes = map[string]bool{
+	"no_mx":             true, // it receives no mail
+	"external":          true, // its mail is hosted elsewhere
+	"already_switched":  true, // it points at the new provider already
+	"cname_third_party": true, // a mail host is a CNAME to a third party
+}
+
+// TransitionError is a fact refused because it would move a domain
+// along an edge its order does not have.
+type TransitionError struct {
+	Domain   string
+	From, To Phase
+	Order    Order
+	Fact     string
+}
+
+// Error names the domain, both phases and the fact.
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("campaign: domain %s (%s): %s cannot go from %s to %s", e.Domain, e.Order, e.Fact, e.From, e.To)
+}
