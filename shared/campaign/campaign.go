@@ -139,6 +139,23 @@ type DNS struct {
 // Switched reports whether the domain's switch is done.
 func (d DNS) Switched() bool { return !d.SwitchedAt.IsZero() }
 
+// Status says in a line where the domain's DNS stands, for `cutover
+// status`: "switched 2026-12-06T10:00:00Z (serial 7, old TTL 300s)",
+// "skipped: <reason> (<code>)" or "not switched".
+func (d DNS) Status() string {
+	switch {
+	case d.Skipped:
+		s := "skipped: " + d.SkipReason
+		if d.SkipCode != "" {
+			s += " (" + d.SkipCode + ")"
+		}
+		return s
+	case d.Switched():
+		return fmt.Sprintf("switched %s (serial %d, old TTL %ds)", d.SwitchedAt.UTC().Format(time.RFC3339), d.Serial, d.OldTTL)
+	}
+	return "not switched"
+}
+
 // Domain is one domain's record.
 type Domain struct {
 	// Domain is the name, lower case, without a final dot.

@@ -528,3 +528,71 @@ func TestFromEventReadsTheFactsOfTheLifecycleEvents(t *testing.T) {
 		})
 	}
 }
+
+func TestDNSStatusSaysSwitchedSkippedOrNot(t *testing.T) {
+	cases := []struct {
+		dns  campaign.DNS
+		want string
+	}{
+		{campaign.DNS{}, "not switched"},
+		{campaign.DNS{SwitchedAt: t0, Serial: 7, OldTTL: 300}, "switched 2026-12-06T10:00:00Z (serial 7, old TTL 300s)"},
+		{campaign.DNS{Skipped: true, SkipCode: "external", SkipReason: "MX at mx.elsewhere.example."}, "skipped: MX at mx.elsewhere.example. (external)"},
+	}
+	for _, c := range cases {
+		if got := c.dns.Status(); got != c.want {
+			t.Errorf("Status() = %q, want %q", got, c.want)
+		}
+	}
+}
+
+func TestAbortWhilePausedFailsInTheKeptPhaseAndAFailedDomainCannotBePaused(t *testing.T) {
+	d := to(t, campaign.OrderPrestage, campaign.Switching)
+	d = walk(t, d, []step{
+		{fact: campaign.Pause{Reason: "hold"}, phase: campaign.Paused, act: none()},
+		{fact: campaign.Abort{}, phase: campaign.Failed, act: none()},
+	})
+	if d.Stopped != campaign.Switching || d.Reason != "aborted" {
+		t.Errorf("stopped %s (%q), want switching, aborted", d.Stopped, d.Reason)
+	}
+	var te *campaign.TransitionError
+	if _, _, err := campaign.Step(d, campaign.Pause{}, t0); !errors.As(err, &te) || te.From != campaign.Failed || te.To != campaign.Paused {
+		t.Errorf("pause of a failed domain: %v, want refused from failed to paused", err)
+	}
+	walk(t, d, []step{{fact: campaign.Retry{}, phase: campaign.Switching, act: campaign.Action{Kind: campaign.RequestSwitch}}})
+}
+
+func TestStepMailboxSumsEachPassOnceAndFollowsItsLastPass(t *testing.T) {
+	loaded := func(pass string, n int64) campaign.Fact {
+		return campaign.MailboxLoaded{Mailbox: mbA, Pass: pass, Counts: campaign.Counts{Appended: n, Bytes: 100 * n, Dead: 1}}
+	}
+	cases := []struct {
+		fact    campaign.Fact
+		changed bool
+		phase   campaign.MailboxPhase
+		pass    string
+		counts  campaign.Counts
+	}{
+		{campaign.MailboxQueued{Mailbox: mbA, Pass: "p1"}, true, campaign.BoxCopying, "p1", campaign.Counts{}},
+		{campaign.MailboxQueued{Mailbox: mbA, Pass: "p1"}, false, campaign.BoxCopying, "p1", campaign.Counts{}},
+		{loaded("p1", 5), true, campaign.BoxLoaded, "p1", campaign.Counts{Appended: 5, Bytes: 500, Dead: 1}},
+		{loaded("p1", 5), false, campaign.BoxLoaded, "p1", campaign.Counts{Appended: 5, Bytes: 500, Dead: 1}},
+		{campaign.MailboxVerified{Mailbox: mbA, Pass: "p1"}, true, campaign.BoxVerified, "p1", campaign.Counts{Appended: 5, Bytes: 500, Dead: 1}},
+		{campaign.MailboxVerified{Mailbox: mbA, Pass: "p1"}, false, campaign.BoxVerified, "p1", campaign.Counts{Appended: 5, Bytes: 500, Dead: 1}},
+		{campaign.MailboxQueued{Mailbox: mbA, Pass: "p2"}, true, campaign.BoxCopying, "p2", campaign.Counts{Appended: 5, Bytes: 500, Dead: 1}},
+		// A replayed event of the earlier pass counts nothing again.
+		{loaded("p1", 5), false, campaign.BoxCopying, "p2", campaign.Counts{Appended: 5, Bytes: 500, Dead: 1}},
+		{loaded("p2", 2), true, campaign.BoxLoaded, "p2", campaign.Counts{Appended: 7, Bytes: 700, Dead: 2}},
+		{campaign.MailboxFailed{Mailbox: mbA, Pass: "p2", Reason: "verify: 1 missing"}, true, campaign.BoxFailed, "p2", campaign.Counts{Appended: 7, Bytes: 700, Dead: 2}},
+		{campaign.MailboxFailed{Mailbox: mbA, Pass: "p2", Reason: "verify: 1 missing"}, false, campaign.BoxFailed, "p2", campaign.Counts{Appended: 7, Bytes: 700, Dead: 2}},
+		{campaign.Tick{}, false, campaign.BoxFailed, "p2", campaign.Counts{Appended: 7, Bytes: 700, Dead: 2}},
+	}
+	m := campaign.Mailbox{Mailbox: mbA, Domain: dom, Phase: campaign.BoxQueued}
+	for i, c := range cases {
+		next, changed := campaign.StepMailbox(m, c.fact, t0)
+		if changed != c.changed || next.Phase != c.phase || next.Pass != c.pass || next.Counts != c.counts {
+			t.Fatalf("step %d (%s %+v): changed %v, %s in %s, %+v; want %v, %s in %s, %+v",
+				i, c.fact.Name(), c.fact, changed, next.Phase, next.Pass, next.Counts, c.changed, c.phase, c.pass, c.counts)
+		}
+		m = next
+	}
+}
