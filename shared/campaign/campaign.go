@@ -45,7 +45,10 @@
 //
 // Every fact is idempotent: applying one the record already reflects
 // changes nothing, so replaying the event stream after a crash converges.
-// A fact that would move a domain along an edge its order does not have
+// Facts of a pass other than the current one are ignored; a failure (of a
+// mailbox, of the switch) dated before the domain entered its phase (by
+// more than ClockSkew) belongs to an attempt a Retry ended and is ignored
+// too. A fact that would move a domain along an edge its order does not have
 // is refused with a *TransitionError naming both phases.
 package campaign
 

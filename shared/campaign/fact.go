@@ -35,8 +35,12 @@ type MailboxLoaded struct {
 type MailboxVerified struct{ Mailbox, Pass string }
 
 // MailboxFailed is a mailbox's pass failed for good: a mailbox.failed
-// not retried, or a verification that found differences.
-type MailboxFailed struct{ Mailbox, Pass, Reason string }
+// not retried, or a verification that found differences. At is when (the
+// event's time; zero: now).
+type MailboxFailed struct {
+	Mailbox, Pass, Reason string
+	At                    time.Time
+}
 
 // Switched is dns.switched.
 type Switched struct {
@@ -46,11 +50,18 @@ type Switched struct {
 	OldTTLExpiresAt time.Time
 }
 
-// SwitchSkipped is dns.skipped: dnsctl did not switch the domain, for Code.
-type SwitchSkipped struct{ Code, Reason string }
+// SwitchSkipped is dns.skipped: dnsctl did not switch the domain, for
+// Code. At is when (the event's time; zero: now).
+type SwitchSkipped struct {
+	Code, Reason string
+	At           time.Time
+}
 
-// SwitchFailed is dns.failed.
-type SwitchFailed struct{ Phase, Reason string }
+// SwitchFailed is dns.failed. At is when (the event's time; zero: now).
+type SwitchFailed struct {
+	Phase, Reason string
+	At            time.Time
+}
 
 // Pause is the operator's `cutover pause`.
 type Pause struct{ Reason string }
@@ -144,7 +155,7 @@ func FromEvent(e *event.Event) (Fact, string, error) {
 		if d.Retried {
 			return nil, "", nil
 		}
-		return MailboxFailed{Mailbox: e.Key, Pass: d.Pass, Reason: d.Phase + ": " + d.Reason}, DomainOf(e.Key), nil
+		return MailboxFailed{Mailbox: e.Key, Pass: d.Pass, Reason: d.Phase + ": " + d.Reason, At: e.Time}, DomainOf(e.Key), nil
 	case event.DNSSwitched:
 		var d event.DNSSwitchedData
 		if err := e.DataAs(&d); err != nil {
@@ -160,13 +171,13 @@ func FromEvent(e *event.Event) (Fact, string, error) {
 		if err := e.DataAs(&d); err != nil {
 			return nil, "", err
 		}
-		return SwitchSkipped{Code: d.Code, Reason: d.Reason}, NormalizeDomain(e.Key), nil
+		return SwitchSkipped{Code: d.Code, Reason: d.Reason, At: e.Time}, NormalizeDomain(e.Key), nil
 	case event.DNSFailed:
 		var d event.DNSFailedData
 		if err := e.DataAs(&d); err != nil {
 			return nil, "", err
 		}
-		return SwitchFailed{Phase: d.Phase, Reason: d.Reason}, NormalizeDomain(e.Key), nil
+		return SwitchFailed{Phase: d.Phase, Reason: d.Reason, At: e.Time}, NormalizeDomain(e.Key), nil
 	}
 	return nil, "", nil
 }

@@ -247,7 +247,7 @@ func (s *stepper) running() (Action, bool, error) {
 	case MailboxVerified:
 		return s.mailbox(f.Mailbox, f.Pass, true)
 	case MailboxFailed:
-		if f.Pass != d.Pass || !contains(d.Mailboxes, f.Mailbox) || !copying(d.Phase) {
+		if f.Pass != d.Pass || !contains(d.Mailboxes, f.Mailbox) || !copying(d.Phase) || s.stale(f.At) {
 			return none, false, nil
 		}
 		return s.fail("mailbox " + f.Mailbox + ": " + f.Reason)
@@ -269,7 +269,7 @@ func (s *stepper) running() (Action, bool, error) {
 			return none, false, nil
 		}
 		if !SkipCodes[f.Code] {
-			if d.Phase != Switching {
+			if d.Phase != Switching || s.stale(f.At) {
 				return none, false, nil
 			}
 			return s.fail(fmt.Sprintf("dns skipped (%s): %s", f.Code, f.Reason))
@@ -283,7 +283,7 @@ func (s *stepper) running() (Action, bool, error) {
 		}
 		return s.enter(Done, false)
 	case SwitchFailed:
-		if d.Phase != Switching {
+		if d.Phase != Switching || s.stale(f.At) {
 			return none, false, nil
 		}
 		return s.fail("dns " + f.Phase + ": " + f.Reason)
@@ -294,6 +294,20 @@ func (s *stepper) running() (Action, bool, error) {
 		return s.enter(Delta, false)
 	}
 	return none, false, fmt.Errorf("campaign: domain %s: unknown fact %T", d.Domain, s.fact)
+}
+
+// ClockSkew is how much earlier than the domain entered its phase, by
+// the orchestrator's clock, a failure stamped by another machine's clock
+// may be and still count: a failure that fast (dnsctl refusing a plan at
+// once) must not be taken for one of an earlier attempt.
+const ClockSkew = 5 * time.Second
+
+// stale reports whether a failure at at happened before the domain
+// (last) entered its phase, beyond ClockSkew: it belongs to an earlier
+// attempt, which a Retry ended, and is replayed, not new. (A retried
+// verification or switch keeps its pass, so the pass cannot tell.)
+func (s *stepper) stale(at time.Time) bool {
+	return !at.IsZero() && at.Before(s.d.Entered[s.d.Phase].Add(-ClockSkew))
 }
 
 // provisioned moves a provisioned domain on from provisioning.

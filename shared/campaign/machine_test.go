@@ -507,12 +507,12 @@ func TestFromEventReadsTheFactsOfTheLifecycleEvents(t *testing.T) {
 			campaign.MailboxLoaded{Mailbox: mbA, Pass: "p1", Counts: campaign.Counts{Appended: 3, Skipped: 1, Dead: 1, Bytes: 900}}, dom},
 		{event.Verified(mbA, event.VerifiedData{Pass: "p1", Messages: 4}), campaign.MailboxVerified{Mailbox: mbA, Pass: "p1"}, dom},
 		{event.Failed(mbA, 1, event.FailedData{Pass: "p1", Phase: "loading", Reason: "over quota"}),
-			campaign.MailboxFailed{Mailbox: mbA, Pass: "p1", Reason: "loading: over quota"}, dom},
+			campaign.MailboxFailed{Mailbox: mbA, Pass: "p1", Reason: "loading: over quota", At: t0}, dom},
 		{event.Failed(mbA, 1, event.FailedData{Pass: "p1", Phase: "loading", Reason: "timeout", Retried: true}), nil, ""},
 		{event.Switched("ACME.test.", event.DNSSwitchedData{Serial: 9, OldTTL: 300, OldTTLExpiresAt: expires, VerifiedAt: t0}),
 			campaign.Switched{At: t0, Serial: 9, OldTTL: 300, OldTTLExpiresAt: expires}, dom},
-		{event.SwitchSkipped("acme.test.", 3, event.DNSSkippedData{Code: "external", Reason: "elsewhere"}), campaign.SwitchSkipped{Code: "external", Reason: "elsewhere"}, dom},
-		{event.SwitchFailed("acme.test", t0, event.DNSFailedData{Phase: "apply", Reason: "REFUSED"}), campaign.SwitchFailed{Phase: "apply", Reason: "REFUSED"}, dom},
+		{event.SwitchSkipped("acme.test.", 3, event.DNSSkippedData{Code: "external", Reason: "elsewhere"}), campaign.SwitchSkipped{Code: "external", Reason: "elsewhere", At: t0}, dom},
+		{event.SwitchFailed("acme.test", t0, event.DNSFailedData{Phase: "apply", Reason: "REFUSED"}), campaign.SwitchFailed{Phase: "apply", Reason: "REFUSED", At: t0}, dom},
 		{event.Renamed(mbA, event.RenamedData{Source: "Gesendet", Target: "Sent"}), nil, ""},
 	}
 	for _, c := range cases {
@@ -594,5 +594,42 @@ func TestStepMailboxSumsEachPassOnceAndFollowsItsLastPass(t *testing.T) {
 				i, c.fact.Name(), c.fact, changed, next.Phase, next.Pass, next.Counts, c.changed, c.phase, c.pass, c.counts)
 		}
 		m = next
+	}
+}
+
+func TestAFailureReplayedAfterItsRetryDoesNotFailTheDomainAgain(t *testing.T) {
+	cases := []struct {
+		name  string
+		in    campaign.Phase
+		fail  func(at time.Time) campaign.Fact
+		after campaign.Action
+	}{
+		{"verification", campaign.Verifying, func(at time.Time) campaign.Fact {
+			return campaign.MailboxFailed{Mailbox: mbB, Pass: delta(1), Reason: "verify: 2 missing", At: at}
+		}, verify(campaign.PassDelta, delta(1))},
+		{"switch", campaign.Switching, func(at time.Time) campaign.Fact {
+			return campaign.SwitchFailed{Phase: "verify", Reason: "secondary behind", At: at}
+		}, campaign.Action{Kind: campaign.RequestSwitch}},
+		{"skip a person decides", campaign.Switching, func(at time.Time) campaign.Fact {
+			return campaign.SwitchSkipped{Code: "mixed", Reason: "legacy and other MX", At: at}
+		}, campaign.Action{Kind: campaign.RequestSwitch}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := to(t, campaign.OrderPrestage, c.in)
+			failedAt := d.Entered[c.in].Add(time.Minute)
+			d = walk(t, d, []step{
+				{fact: c.fail(failedAt), at: failedAt.Add(time.Second), phase: campaign.Failed, act: none()},
+				{fact: campaign.Retry{}, at: failedAt.Add(time.Hour), phase: c.in, act: c.after},
+				// The stream read again from the start after a crash.
+				{fact: c.fail(failedAt), at: failedAt.Add(2 * time.Hour), phase: c.in, act: none()},
+				// A new failure after the retry still counts, even stamped a
+				// little before it by another machine's clock.
+				{fact: c.fail(failedAt.Add(time.Hour - campaign.ClockSkew)), at: failedAt.Add(3 * time.Hour), phase: campaign.Failed, act: none()},
+			})
+			if d.Attempt != 2 {
+				t.Errorf("attempt %d, want 2", d.Attempt)
+			}
+		})
 	}
 }
