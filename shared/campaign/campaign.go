@@ -32,9 +32,13 @@
 // switching to done when dnsctl tells it in answer to the request; in
 // OrderSwitchFirst it goes from provisioning (or switching) to
 // prestaging, whose pass must then be verified, and on to done. A
-// dns.skipped with another code (a mixed MX, records that could not be
-// read, a server not authoritative) fails the domain in switching: a
-// person decides, and retry asks again.
+// dns.skipped with CodeAlreadySwitched (the MX points at the new
+// provider already: switched by hand, or a request repeated after a
+// switch) counts as switched at the event's time with no old TTL known:
+// draining waits the grace, and the delta pass runs. A dns.skipped with
+// another code (a mixed MX, records that could not be read, a server not
+// authoritative) fails the domain in switching: a person decides, and
+// retry asks again.
 //
 // Failed and Paused keep the phase they stopped in (Stopped) and the
 // reason; Resume returns to it, Retry re-enters it (a copy phase with a

@@ -184,14 +184,18 @@ func FromEvent(e *event.Event) (Fact, string, error) {
 
 // SkipCodes are dnsctl's dns.skipped codes (services/dnsctl/plan) that
 // mean the domain's DNS is not the campaign's to switch: the campaign
-// copies it and closes it without a switch. Any other code fails the
-// domain in switching for a person to decide.
+// copies it and closes it without a switch. CodeAlreadySwitched counts as
+// a switch at the event's time; any other code fails the domain in
+// switching for a person to decide.
 var SkipCodes = map[string]bool{
 	"no_mx":             true, // it receives no mail
 	"external":          true, // its mail is hosted elsewhere
-	"already_switched":  true, // it points at the new provider already
 	"cname_third_party": true, // a mail host is a CNAME to a third party
 }
+
+// CodeAlreadySwitched is dnsctl's dns.skipped code for a domain whose MX
+// points at the new provider already.
+const CodeAlreadySwitched = "already_switched"
 
 // TransitionError is a fact refused because it would move a domain
 // along an edge its order does not have.

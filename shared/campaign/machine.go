@@ -268,6 +268,25 @@ func (s *stepper) running() (Action, bool, error) {
 		if d.DNS.Switched() || d.DNS.Skipped {
 			return none, false, nil
 		}
+		if f.Code == CodeAlreadySwitched {
+			// The MX points at the new provider already (switched by
+			// hand, or a request repeated after a switch whose event
+			// this domain has not seen): switched now, with no old TTL
+			// known, so draining waits the grace and delta still runs.
+			if d.Phase != Switching || s.stale(f.At) {
+				return none, false, nil
+			}
+			at := f.At
+			if at.IsZero() {
+				at = s.now
+			}
+			d.DNS.SwitchedAt = at.UTC()
+			to := Draining
+			if d.Order == OrderSwitchFirst {
+				to = Prestaging
+			}
+			return s.enter(to, false)
+		}
 		if !SkipCodes[f.Code] {
 			if d.Phase != Switching || s.stale(f.At) {
 				return none, false, nil

@@ -633,3 +633,29 @@ func TestAFailureReplayedAfterItsRetryDoesNotFailTheDomainAgain(t *testing.T) {
 		})
 	}
 }
+
+func TestAlreadySwitchedCountsAsASwitchWithNoOldTTL(t *testing.T) {
+	at := t0.Add(2 * time.Hour)
+	already := campaign.SwitchSkipped{Code: campaign.CodeAlreadySwitched, Reason: "MX already points at the new provider", At: at}
+	until := at.Add(campaign.DefaultDeltaGrace)
+	t.Run("prestage", func(t *testing.T) {
+		d := walk(t, to(t, campaign.OrderPrestage, campaign.Switching), []step{
+			{fact: already, at: at, phase: campaign.Draining, act: campaign.Action{Kind: campaign.Wait, Until: until}},
+			{fact: campaign.Tick{}, at: until, phase: campaign.Delta, act: enqueue(campaign.PassDelta, delta(1))},
+		})
+		if d.DNS.Skipped || !d.DNS.SwitchedAt.Equal(at) {
+			t.Errorf("dns %+v, want switched at the event's time, not skipped", d.DNS)
+		}
+	})
+	t.Run("switch first", func(t *testing.T) {
+		walk(t, to(t, campaign.OrderSwitchFirst, campaign.Switching), []step{
+			{fact: already, at: at, phase: campaign.Prestaging, act: enqueue(campaign.PassPrestage, prestage(1))},
+		})
+	})
+	t.Run("after the switch event", func(t *testing.T) {
+		d := to(t, campaign.OrderPrestage, campaign.Draining)
+		if next, act, err := campaign.Step(d, already, at); err != nil || act.Kind != campaign.None || !next.Updated.Equal(d.Updated) {
+			t.Errorf("already_switched after dns.switched changed the record: %+v, %v", act, err)
+		}
+	})
+}
