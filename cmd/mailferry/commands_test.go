@@ -38,6 +38,7 @@ var commandFlags = map[string][]string{
 	"dns verify":       {"c", "domain", "json"},
 	"dns rollback":     {"all", "c", "domain", "dry-run", "json"},
 	"dns lower-ttl":    {"c", "domain", "dry-run", "force", "json", "ttl"},
+	"dns restore-ttl":  {"c", "domain", "dry-run", "force", "json", "ttl"},
 	"dns status":       {"c", "domain", "json"},
 	"dns cutover":      {"c", "domain"},
 	"users import":     {"c", "file", "json"},

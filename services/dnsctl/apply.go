@@ -23,7 +23,7 @@ var ErrThreshold = errors.New("safety threshold exceeded")
 // that wrote it; an older one was left by a run that died.
 const applyingLease = 2 * time.Minute
 
-// ApplyOptions tune Apply and LowerTTL.
+// ApplyOptions tune Apply, LowerTTL and RestoreTTLs.
 type ApplyOptions struct {
 	// DryRun reports what would change and changes nothing.
 	DryRun bool

@@ -42,6 +42,7 @@ func TestConfigRefusesADNSSectionThatCannotWork(t *testing.T) {
 		{"half an SPF rule", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  spf: {replace: \"ip4:192.0.2.10\"}", "replace and with go together"},
 		{"share above one", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  max_change_percent: 101", "max_change_percent"},
 		{"SRV without protocol", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  srv: [{service: imaps, port: 993, target: imap.new.test.}]", "_service._proto"},
+		{"restore TTL beyond RFC 2181", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  restore_ttl: 2147483648", "restore_ttl 2147483648"},
 		{"unknown key", "mail_host_a: 198.51.100.25", "mail_host_a: 198.51.100.25\n  new_mxs: []", "line 7: field new_mxs not found"},
 	}
 	if _, err := loadDNS(t, validDNS, t.TempDir(), nil); err != nil {
@@ -69,6 +70,10 @@ func TestConfigDefaultsAndResolvesTheDNSPaths(t *testing.T) {
 	}
 	if d.Rate != -1 || d.Concurrency != 16 || d.MaxChangePercent != 30 || !*d.VerifyNS || d.NSPort != 53 || d.MailHostLabels[0] != "mail" {
 		t.Errorf("defaults %+v", d)
+	}
+	// Provisioning alone does not switch DNS; a cutover request does.
+	if *d.SwitchOnProvisioned || d.RestoreTTL != 3600 {
+		t.Errorf("switch_on_provisioned %v, restore_ttl %d: want false and 3600 by default", *d.SwitchOnProvisioned, d.RestoreTTL)
 	}
 	if d, err := loadDNS(t, "log: {level: info}\n", dir, nil); err != nil || d.Enabled() {
 		t.Errorf("a file without a dns section: %+v, %v", d, err)

@@ -65,6 +65,9 @@ type Engine struct {
 	// MaxChangePercent is the share of a run's domains, in percent, it
 	// may change without Force.
 	MaxChangePercent int
+	// DefaultRestoreTTL is the TTL RestoreTTL sets when given none
+	// (dns.restore_ttl).
+	DefaultRestoreTTL uint32
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -114,6 +117,7 @@ func NewFromSection(ctx context.Context, d *dnsconfig.DNS, replicas int, js jets
 		PlanMaxAge:       d.PlanMaxAge.Std(),
 		MaxChangePercent: d.MaxChangePercent,
 	}
+	e.DefaultRestoreTTL = d.RestoreTTL
 	if d.Rate > 0 {
 		e.Limiter = rate.NewLimiter(rate.Limit(d.Rate), max(1, d.Rate/10))
 	}

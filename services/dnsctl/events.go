@@ -17,3 +17,6 @@ type (
 	FailedData     = event.DNSFailedData
 	RolledBackData = event.DNSRolledBackData
 )
+
+// TTLRestoredData is the data of dns.ttl_restored.
+type TTLRestoredData = event.DNSTTLRestoredData

@@ -76,12 +76,7 @@ func ttlChanges(changes []records.Change, ttl uint32) ([]records.Change, uint32)
 	var out []records.Change
 	var from uint32
 	for _, c := range changes {
-		switch c.Type() {
-		case "MX", "A", "AAAA", "CNAME":
-		default:
-			continue
-		}
-		if !c.Old.Exists() || c.Old.TTL <= ttl {
+		if !mailRouting(c.Type()) || !c.Old.Exists() || c.Old.TTL <= ttl {
 			continue
 		}
 		lower := c.Old

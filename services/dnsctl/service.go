@@ -3,6 +3,7 @@ package dnsctl
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,14 +23,20 @@ import (
 // consumerName is the service's durable consumer on the events stream.
 const consumerName = "dnsctl"
 
-// Service runs dnsctl as a daemon: it switches a domain when the auth
-// service reports it provisioned (unless switch_on_provisioned is off) or
-// when an operator requests its cutover, and reports every outcome as an
-// event.
+// Service runs dnsctl as a daemon: it switches a domain when an operator
+// (`mailferry dns cutover`) or a campaign requests its cutover, and
+// reports every outcome as an event. With switch_on_provisioned (off by
+// default) it also switches a domain as soon as the auth service reports
+// it provisioned; without it, it says once per domain that it leaves the
+// switch to a cutover request.
 type Service struct {
 	Config *config.Config
 	Broker *broker.Broker
 	Log    zerolog.Logger
+
+	// left holds the provisioned domains the service said it leaves to a
+	// cutover request, so it says so once per domain.
+	left sync.Map
 }
 
 // Needs are dnsctl's shared resources: it publishes and reads events (its
@@ -56,9 +63,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	filters := []string{subject.EventPrefix + "." + CutoverRequested + ".*"}
-	if *d.SwitchOnProvisioned {
-		filters = append(filters, subject.EventPrefix+"."+event.DomainProvisioned+".*")
+	filters := []string{
+		subject.EventPrefix + "." + CutoverRequested + ".*",
+		subject.EventPrefix + "." + event.DomainProvisioned + ".*",
 	}
 	cons, err := s.Broker.JS.CreateOrUpdateConsumer(ctx, broker.StreamEvents, jetstream.ConsumerConfig{
 		Durable:        consumerName,
@@ -73,20 +80,22 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("events consumer %s: %w", consumerName, err)
 	}
-	s.Log.Info().Strs("subjects", filters).Msg("consuming events")
-	return s.consume(ctx, cons, eng)
+	s.Log.Info().Strs("subjects", filters).Bool("switch_on_provisioned", *d.SwitchOnProvisioned).Msg("consuming events")
+	return s.consume(ctx, cons, eng, *d.SwitchOnProvisioned)
 }
 
-func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, eng *Engine) error {
-	job.Pull(ctx, cons, eng.Concurrency, s.Log, func(m jetstream.Msg) { s.handle(ctx, eng, m) })
+func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, eng *Engine, onProvisioned bool) error {
+	job.Pull(ctx, cons, eng.Concurrency, s.Log, func(m jetstream.Msg) { s.handle(ctx, eng, m, onProvisioned) })
 	return nil
 }
 
-// handle switches the event's domain. The outcome, failures included, is
+// handle switches the event's domain; a domain.provisioned without
+// switch_on_provisioned is only noted (once per domain) and acknowledged.
+// The outcome, failures included, is
 // published as an event, so the message is acknowledged once handled; it
 // is left for redelivery only when the service stops mid-way (a switch is
 // idempotent).
-func (s *Service) handle(ctx context.Context, eng *Engine, m jetstream.Msg) {
+func (s *Service) handle(ctx context.Context, eng *Engine, m jetstream.Msg, onProvisioned bool) {
 	e, err := event.Decode(m.Data())
 	if err != nil {
 		s.Log.Error().Err(err).Str("subject", m.Subject()).Msg("undecodable event dropped")
@@ -97,6 +106,16 @@ func (s *Service) handle(ctx context.Context, eng *Engine, m jetstream.Msg) {
 	if err != nil {
 		s.Log.Error().Err(err).Str("event", e.ID).Msg("event without a domain dropped")
 		_ = m.Term()
+		return
+	}
+	if e.Type == event.DomainProvisioned && !onProvisioned {
+		if _, said := s.left.LoadOrStore(domain, true); !said {
+			s.Log.Info().Str("domain", domain).Str("event", e.ID).
+				Msg("domain provisioned; its DNS is switched when a dns cutover or campaign requests it (switch_on_provisioned is off)")
+		}
+		if err := m.Ack(); err != nil {
+			s.Log.Warn().Err(err).Str("domain", domain).Msg("ack event")
+		}
 		return
 	}
 	res := eng.Switch(ctx, domain)

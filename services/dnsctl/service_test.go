@@ -1,7 +1,10 @@
 package dnsctl_test
 
 import (
+	"bytes"
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/mailferry/mailferry/services/dnsctl"
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
+	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/event"
 )
 
@@ -20,23 +24,8 @@ func TestServiceSwitchesAProvisionedDomainAndReportsTheOthers(t *testing.T) {
 		zonegen.Zone("google.customer.test.", zonegen.External, 2),
 		zonegen.Zone("asked.customer.test.", zonegen.LegacyByName, 3),
 	}
-	f := newFixture(t, zones, nil, nil)
-	ctx, cancel := context.WithCancel(f.ctx)
-	svc := &dnsctl.Service{Config: f.cfg, Broker: f.broker, Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var runErr error
-	go func() {
-		defer wg.Done()
-		runErr = svc.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		if runErr != nil {
-			t.Errorf("service: %v", runErr)
-		}
-	})
+	f := newFixture(t, zones, nil, map[string]string{"switch_on_provisioned": "true"})
+	f.runService(zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
 
 	auth := event.Publisher{JS: f.broker.JS, Service: "auth"}
 	for _, d := range []string{"legacy.customer.test", "google.customer.test"} {
@@ -67,6 +56,126 @@ func TestServiceSwitchesAProvisionedDomainAndReportsTheOthers(t *testing.T) {
 	if data := decode[dnsctl.SkippedData](t, skipped); skipped.Key != "google.customer.test" || data.Code != string(zonegen.External) {
 		t.Errorf("dns.skipped %s %+v, want google.customer.test external", skipped.Key, data)
 	}
+}
+
+func TestServiceWithTheDefaultConfigLeavesAProvisionedDomainToACutoverRequest(t *testing.T) {
+	zones := []bindtest.Zone{
+		zonegen.Zone("provisioned.customer.test.", zonegen.LegacyByAddress, 1),
+		zonegen.Zone("asked.customer.test.", zonegen.LegacyByName, 2),
+	}
+	f := newFixture(t, zones, nil, nil)
+	f.waitSynced()
+	before := f.snapshot()
+	logs := &syncBuffer{}
+	f.runService(zerolog.New(logs).Level(zerolog.InfoLevel))
+
+	auth := event.Publisher{JS: f.broker.JS, Service: "auth"}
+	// Two events for the domain, spelled differently: said once.
+	for _, d := range []string{"Provisioned.customer.test", "provisioned.customer.test."} {
+		if err := auth.Publish(f.ctx, event.ProvisionedDomain(event.DomainProvisionedData{Domain: d, Mailboxes: 3, Provider: "dovecot"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dnsctl.RequestCutover(f.ctx, event.Publisher{JS: f.broker.JS, Service: "cli"}, "asked.customer.test"); err != nil {
+		t.Fatal(err)
+	}
+	evs := f.waitEvents(map[string]int{event.DNSSwitched: 1})
+	f.waitConsumed()
+	if n := len(evs[event.DNSSwitched]); n != 1 || evs[event.DNSSwitched][0].Key != "asked.customer.test" {
+		t.Errorf("dns.switched %v, want one, for the domain whose cutover was requested", evs[event.DNSSwitched])
+	}
+	evs = f.events()
+	for typ, es := range evs {
+		for _, e := range es {
+			if e.Key == "provisioned.customer.test" {
+				t.Errorf("%s for the provisioned domain: the service acted on domain.provisioned", typ)
+			}
+		}
+	}
+	f.waitSynced()
+	after := f.snapshot()
+	for key, rrs := range before {
+		if strings.HasSuffix(key, " provisioned.customer.test.") && !slices.Equal(rrs, after[key]) {
+			t.Errorf("%s changed on domain.provisioned", key)
+		}
+	}
+	if en, err := f.eng.Journal.Get(f.ctx, "provisioned.customer.test."); err != nil || en != nil {
+		t.Errorf("journal of the provisioned domain: %+v (%v), want none", en, err)
+	}
+	said := 0
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"domain":"provisioned.customer.test."`) && strings.Contains(line, "dns cutover or campaign requests it") {
+			said++
+			if !strings.Contains(line, `"level":"info"`) {
+				t.Errorf("logged as %s, want info", line)
+			}
+		}
+	}
+	if said != 1 {
+		t.Errorf("the service said %d times that it leaves the provisioned domain to a cutover request, want once:\n%s", said, logs.String())
+	}
+}
+
+// runService runs the dnsctl service until the test ends.
+func (f *fixture) runService(log zerolog.Logger) {
+	f.t.Helper()
+	ctx, cancel := context.WithCancel(f.ctx)
+	svc := &dnsctl.Service{Config: f.cfg, Broker: f.broker, Log: log}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var runErr error
+	go func() {
+		defer wg.Done()
+		runErr = svc.Run(ctx)
+	}()
+	f.t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if runErr != nil {
+			f.t.Errorf("service: %v", runErr)
+		}
+	})
+}
+
+// waitConsumed waits until the service has handled every event its
+// consumer was given.
+func (f *fixture) waitConsumed() {
+	f.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		info, err := f.broker.JS.Consumer(f.ctx, broker.StreamEvents, "dnsctl")
+		if err == nil {
+			i := info.CachedInfo()
+			if got, err := info.Info(f.ctx); err == nil {
+				i = got
+			}
+			if i.NumPending == 0 && i.NumAckPending == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("the service has not handled every event within 60s (%v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // waitEvents polls the events stream until it holds at least the wanted

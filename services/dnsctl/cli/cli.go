@@ -82,6 +82,20 @@ resolvers forget the old records soon after the switch.
 		Setup: setup(runLowerTTL, jsonOut, dryRun, force, ttl),
 	},
 	{
+		Name:      "dns restore-ttl",
+		UsageLine: "[-c FILE] [-ttl N] [-domain D] [-dry-run] [-force] [-json]",
+		Short:     "set the TTL of the mail records back after the cutover",
+		Long: `Restore-ttl sets the TTL of the mail records dnsctl wrote (MX and the mail
+hosts' A, AAAA, CNAME) to -ttl, default dns.restore_ttl (3600), once the
+domain is switched and verified and the old MX has drained. A domain not
+switched is refused (-force sets the TTL anyway). The update requires the
+records to still be what dnsctl wrote, is journaled (dns status shows it;
+dns rollback still puts back the records and TTLs from before the switch)
+and changes nothing when run again.
+` + domainNote,
+		Setup: setup(runRestoreTTL, jsonOut, dryRun, force, restoreTTL),
+	},
+	{
 		Name:      "dns status",
 		UsageLine: "[-c FILE] [-domain D] [-json]",
 		Short:     "show the journal of each domain",
@@ -146,6 +160,10 @@ func all(fs *flag.FlagSet, o *options) {
 
 func ttl(fs *flag.FlagSet, o *options) {
 	fs.UintVar(&o.ttl, "ttl", 300, "TTL in seconds")
+}
+
+func restoreTTL(fs *flag.FlagSet, o *options) {
+	fs.UintVar(&o.ttl, "ttl", 0, "TTL in seconds (default dns.restore_ttl, 3600 unless set)")
 }
 
 func jsonOut(fs *flag.FlagSet, o *options) {

@@ -103,14 +103,18 @@ func TestApplyVerifyStatusRollbackFromTheCommandLine(t *testing.T) {
 	if _, err := run(t, "plan", "-c", cfg, "-json"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := run(t, "apply", "-c", cfg)
+	out, err := run(t, "restore-ttl", "-c", cfg, "-domain", "c1.cli.test")
+	if !errors.Is(err, cli.ErrFailures) || !strings.Contains(out, "REFUSED") || !strings.Contains(out, "not switched") {
+		t.Errorf("restore-ttl before the switch: %v\n%s", err, out)
+	}
+	_, err = run(t, "apply", "-c", cfg)
 	if !errors.Is(err, dnsctl.ErrThreshold) {
 		t.Fatalf("apply of 12 of 20 with max_change_percent 0.5: err = %v, want the threshold", err)
 	}
 	if err := c.NSUpdate(context.Background(), "zone c2.cli.test.\nupdate add c2.cli.test. 3600 MX 50 hand.edit.test."); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(t, "apply", "-c", cfg, "-force", "-json")
+	out, err = run(t, "apply", "-c", cfg, "-force", "-json")
 	if !errors.Is(err, cli.ErrFailures) {
 		t.Fatalf("apply with a hand-edited domain: err = %v, want ErrFailures", err)
 	}
@@ -125,8 +129,16 @@ func TestApplyVerifyStatusRollbackFromTheCommandLine(t *testing.T) {
 	if err != nil || strings.Count(out, "VERIFIED") != 2 {
 		t.Errorf("verify: %v\n%s", err, out)
 	}
+	out, err = run(t, "restore-ttl", "-c", cfg, "-domain", "c1.cli.test", "-ttl", "7200")
+	if err != nil || !strings.Contains(out, "TTL_RESTORED") || !strings.Contains(out, "TTL 3600 -> 7200") {
+		t.Errorf("restore-ttl: %v\n%s", err, out)
+	}
+	out, err = run(t, "restore-ttl", "-c", cfg, "-domain", "c1.cli.test", "-ttl", "7200")
+	if err != nil || !strings.Contains(out, "UNCHANGED") {
+		t.Errorf("restore-ttl again: %v\n%s", err, out)
+	}
 	out, err = run(t, "status", "-c", cfg, "-domain", "c1.cli.test")
-	if err != nil || !strings.Contains(out, "c1.cli.test.  verified") {
+	if err != nil || !strings.Contains(out, "c1.cli.test.  verified") || !strings.Contains(out, "3600->7200 at ") {
 		t.Errorf("status: %v\n%s", err, out)
 	}
 	out, err = run(t, "rollback", "-c", cfg, "-all")
@@ -143,6 +155,7 @@ func TestCommandLineMistakesAreRefusedBeforeAnythingRuns(t *testing.T) {
 		{[]string{"rollback", "-c", "x.yaml"}, "either -domain D or -all"},
 		{[]string{"rollback", "-c", "x.yaml", "-all", "-domain", "a.test"}, "either -domain D or -all"},
 		{[]string{"lower-ttl", "-c", "x.yaml", "-ttl", "0"}, "-ttl 0"},
+		{[]string{"restore-ttl", "-c", "x.yaml", "-ttl", "2147483648"}, "-ttl 2147483648"},
 		{[]string{"cutover", "-c", "x.yaml"}, "pass -domain D"},
 		{[]string{"fly"}, `unknown command "fly"`},
 		{[]string{"plan", "extra"}, `unexpected argument "extra"`},

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
+	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/event"
 )
@@ -51,6 +52,32 @@ func runLowerTTL(ctx context.Context, o *options, stdout, stderr io.Writer) erro
 	return runReport(ctx, o, stdout, stderr, func(s *session, domains []string) (*dnsctl.Report, error) {
 		return s.eng.LowerTTL(ctx, domains, uint32(o.ttl), dnsctl.ApplyOptions{DryRun: o.dryRun, Force: o.force})
 	})
+}
+
+func runRestoreTTL(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	if o.ttl > dnsconfig.MaxTTL {
+		return command.Usagef("-ttl %d: want 1 to %d seconds", o.ttl, dnsconfig.MaxTTL)
+	}
+	s, err := open(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	domains, err := s.domains(o)
+	if err != nil {
+		return err
+	}
+	r, err := s.eng.RestoreTTLs(ctx, domains, uint32(o.ttl), dnsctl.ApplyOptions{DryRun: o.dryRun, Force: o.force})
+	if err != nil {
+		return err
+	}
+	if err := finish(stdout, r, o.json); err != nil {
+		return err
+	}
+	if n := r.Totals[string(dnsctl.Refused)]; n > 0 {
+		return fmt.Errorf("%d of %d domains refused (not switched; -force sets the TTL anyway): %w", n, len(r.Results), ErrFailures)
+	}
+	return nil
 }
 
 func runRollback(ctx context.Context, o *options, stdout, stderr io.Writer) error {

@@ -112,18 +112,26 @@ func detail(res dnsctl.Result) string {
 
 func writeStatus(w io.Writer, entries []*journal.Entry) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSTATE\tSERIAL\tAPPLIED\tVERIFIED\tOLD TTL EXPIRES\tTTL LOWERED\tERROR")
+	fmt.Fprintln(tw, "DOMAIN\tSTATE\tSERIAL\tAPPLIED\tVERIFIED\tOLD TTL EXPIRES\tTTL LOWERED\tTTL RESTORED\tERROR")
 	for _, e := range entries {
 		lowered := "-"
 		if e.Lowered != nil {
 			lowered = fmt.Sprintf("%d->%d until %s", e.Lowered.From, e.Lowered.To, stamp(e.Lowered.HeldUntil))
 		}
+		restored := "-"
+		switch r := e.Restored; {
+		case r == nil:
+		case r.Pending:
+			restored = fmt.Sprintf("to %d: running since %s", r.To, stamp(r.At))
+		default:
+			restored = fmt.Sprintf("%d->%d at %s (serial %d)", r.From, r.To, stamp(r.At), r.Serial)
+		}
 		state := string(e.State)
 		if state == "" {
 			state = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Domain, state, e.Serial,
-			stamp(e.AppliedAt), stamp(e.VerifiedAt), stamp(e.OldTTLExpiresAt), lowered, e.Error)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Domain, state, e.Serial,
+			stamp(e.AppliedAt), stamp(e.VerifiedAt), stamp(e.OldTTLExpiresAt), lowered, restored, e.Error)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d domains in the journal\n", len(entries))

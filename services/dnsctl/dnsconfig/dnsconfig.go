@@ -19,6 +19,9 @@ import (
 // Section is the top-level key of the section in the file.
 const Section = "dns"
 
+// MaxTTL is the largest TTL a record may have (RFC 2181 §8).
+const MaxTTL = 1<<31 - 1
+
 // Load decodes the dns section of cfg (strictly, with MAILFERRY_DNS_*
 // overrides and paths resolved against the file's directory), fills in
 // defaults and validates it. A file without the section gives a disabled
@@ -87,10 +90,13 @@ type DNS struct {
 	Timeout       config.Duration `yaml:"timeout"`
 	VerifyTimeout config.Duration `yaml:"verify_timeout"`
 	PlanMaxAge    config.Duration `yaml:"plan_max_age"`
-	// SwitchOnProvisioned makes the service switch a domain when the auth
-	// service reports it provisioned; without it only an explicit cutover
-	// request does.
+	// SwitchOnProvisioned makes the service switch a domain as soon as the
+	// auth service reports it provisioned, before any mail has moved.
+	// Off by default: a `dns cutover` or a campaign asks for the switch.
 	SwitchOnProvisioned *bool `yaml:"switch_on_provisioned"`
+	// RestoreTTL is the TTL, in seconds, restore-ttl gives the mail
+	// records after the cutover (default 3600).
+	RestoreTTL uint32 `yaml:"restore_ttl"`
 }
 
 // SPF names the SPF mechanism to replace and its replacement.
@@ -116,8 +122,11 @@ func (d *DNS) defaults() {
 		d.VerifyNS = &t
 	}
 	if d.SwitchOnProvisioned == nil {
-		t := true
-		d.SwitchOnProvisioned = &t
+		f := false
+		d.SwitchOnProvisioned = &f
+	}
+	if d.RestoreTTL == 0 {
+		d.RestoreTTL = 3600
 	}
 	if d.NSPort == 0 {
 		d.NSPort = 53
@@ -288,6 +297,9 @@ func (d *DNS) validateLimits() error {
 	}
 	if d.MaxChangePercent < 1 || d.MaxChangePercent > 100 {
 		return fmt.Errorf("max_change_percent %d: want 1 to 100", d.MaxChangePercent)
+	}
+	if d.RestoreTTL > MaxTTL {
+		return fmt.Errorf("restore_ttl %d: want 1 to %d seconds", d.RestoreTTL, MaxTTL)
 	}
 	return nil
 }

@@ -65,8 +65,13 @@ type Entry struct {
 	OldTTLExpiresAt time.Time `json:"old_ttl_expires_at,omitzero"`
 	RolledBackAt    time.Time `json:"rolled_back_at,omitzero"`
 	// Lowered records the last lower-ttl run on the domain.
-	Lowered   *Lowering `json:"ttl_lowered,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Lowered *Lowering `json:"ttl_lowered,omitempty"`
+	// Restored records the last restore-ttl run on the domain (or the one
+	// running). It sets the TTL of the written mail records, whose New
+	// in Changes then carries that TTL, so a rollback replaces them whole
+	// and puts back the records and TTLs from before the switch.
+	Restored  *Restoring `json:"ttl_restored,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
 	// Error is the last failure on the domain, cleared by success.
 	Error string `json:"error,omitempty"`
 }
@@ -80,6 +85,22 @@ type Lowering struct {
 	// a TTL from before any lowering: until then a switch is not seen
 	// everywhere within To.
 	HeldUntil time.Time `json:"held_until"`
+}
+
+// Restoring is the TTL restore of a domain's mail records after its
+// switch.
+type Restoring struct {
+	// At is when the restore was done, or claimed while Pending.
+	At time.Time `json:"at"`
+	// From is the longest TTL the records had before; To the one set.
+	From uint32 `json:"from"`
+	To   uint32 `json:"to"`
+	// Serial is the primary's SOA serial after the update.
+	Serial uint32 `json:"serial,omitempty"`
+	// Pending is set while the run Owner sends the update; a claim older
+	// than a few minutes was left by a run that died.
+	Pending bool   `json:"pending,omitempty"`
+	Owner   string `json:"owner,omitempty"`
 }
 
 // Switched reports whether the new records are in place.
