@@ -132,7 +132,7 @@ empty.`,
 		}
 		return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
 	}),
-	daemon.Command("dnsctl", "run the dnsctl service (switches DNS on domain.provisioned)", dnsctl.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+	daemon.Command("dnsctl", "run the dnsctl service (switches DNS on dns cutover requests)", dnsctl.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
 		return (&dnsctl.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
 	}),
 	{
