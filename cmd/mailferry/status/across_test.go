@@ -249,3 +249,24 @@ func TestAFailedDeltaPassShowsFailedWithThePass(t *testing.T) {
 		event.Failed(mbx, 1, event.FailedData{Pass: delta, Phase: event.PhaseExtracting, Reason: "source down"}))
 	want(t, r.read(mbx).Mailboxes[0], "failed: delta pass: extracting: source down", 4, 4, 4, 400, 0)
 }
+
+func TestManyMailboxesReadTheLedgerInOneWatchWithTheSameCounts(t *testing.T) {
+	r := newRig(t)
+	var many []string
+	for i := range 40 { // more than read per mailbox
+		many = append(many, fmt.Sprintf("u%02d@old.example", i))
+	}
+	r.complete(many[3], 5)
+	r.ledger(many[3], "Sent", 1, loader.FolderState{Appended: 2, Loaded: 2, LoadedBytes: 20})
+	r.ledger(many[39], "INBOX", 1, loader.FolderState{Appended: 1, Loaded: 1, LoadedBytes: 10})
+	few := r.read(many[3], many[39])
+	all := r.read(many...)
+	for i, m := range []Mailbox{all.Mailboxes[3], all.Mailboxes[39]} {
+		if f := few.Mailboxes[i]; m.Loaded != f.Loaded || m.LoadedBytes != f.LoadedBytes || m.Phase != f.Phase {
+			t.Errorf("%s read among many: %+v; alone: %+v", m.Mailbox, m, f)
+		}
+	}
+	if all.Totals.Loaded != 8 || all.Totals.LoadedBytes != 530 || all.Phases[PhaseUnknown] != 39 {
+		t.Errorf("totals %+v phases %v, want 8 loaded, 530 bytes, 39 not queued", all.Totals, all.Phases)
+	}
+}
