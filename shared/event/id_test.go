@@ -11,27 +11,27 @@ import (
 // upgrade is still dropped as a duplicate.
 func TestEveryEventHasItsDeterministicID(t *testing.T) {
 	want := map[string]string{
-		"queued":     "queued.a@old.test.p1",
-		"extracting": "extracting.a@old.test.p1",
-		"extracted":  "extracted.a@old.test.p1",
-		"loaded":     "loaded.a@old.test.p1",
-		"verified":   "verified.a@old.test.p1.",
-		// Another outcome has another digest, hence another id.
-		"verified with differences": "verified.a@old.test.p1.d",
-		"failed":                    "failed.loading.a@old.test.p1.2",
-		"superseded":                "superseded.extracting.a@old.test.p1",
-		"renamed":                   "renamed.a@old.test.A/B",
-		"dead-lettered":             "dead.INBOX/7/3",
-		"altered":                   "altered.INBOX/7/4",
-		"mailbox provisioned":       "mailbox.provisioned:a@new.test",
-		"domain provisioned":        "domain.provisioned:new.test",
-		"password updated":          "user.password.updated:a@new.test:1795946400000000000",
-		"cutover requested":         "dns.cutover_requested:new.test:1795946400000000000",
-		"switched":                  "dns.switched:new.test:7",
-		"skipped":                   "dns.skipped:new.test:already_switched:7",
-		"dns failed":                "dns.failed:new.test:apply:1795946400000000000",
-		"rolled back":               "dns.rolled_back:new.test:8",
+		"queued":              "queued.a@old.test.p1",
+		"extracting":          "extracting.a@old.test.p1",
+		"extracted":           "extracted.a@old.test.p1",
+		"loaded":              "loaded.a@old.test.p1",
+		"verified":            "verified.a@old.test.p1.",
+		"failed":              "failed.loading.a@old.test.p1.2",
+		"superseded":          "superseded.extracting.a@old.test.p1",
+		"renamed":             "renamed.a@old.test.A/B",
+		"dead-lettered":       "dead.INBOX/7/3",
+		"altered":             "altered.INBOX/7/4",
+		"mailbox provisioned": "mailbox.provisioned:a@new.test",
+		"domain provisioned":  "domain.provisioned:new.test",
+		"password updated":    "user.password.updated:a@new.test:1795946400000000000",
+		"cutover requested":   "dns.cutover_requested:new.test:1795946400000000000",
+		"switched":            "dns.switched:new.test:7",
+		"skipped":             "dns.skipped:new.test:already_switched:7",
+		"dns failed":          "dns.failed:new.test:apply:1795946400000000000",
+		"rolled back":         "dns.rolled_back:new.test:8",
 	}
+	// Another outcome has another digest, hence another id.
+	want["verified with differences"] = "verified.a@old.test.p1.d"
 	seen := map[string]string{}
 	for _, p := range payloads {
 		w, ok := want[p.name]
