@@ -44,6 +44,12 @@ func (ss *session) recordEntry(ctx context.Context, got []pending, uids []uint32
 		}
 	}
 	for i, p := range got {
+		// A message counts as loaded once: when first dealt with, or
+		// when a retry loads the dead letter it was.
+		if how != howDead && (!fr.done(p.rec.UID) || len(ss.j.Retry) > 0) {
+			fr.st.V.Loaded++
+			fr.st.V.LoadedBytes += p.rec.Size
+		}
 		fr.st.V.Done = append(fr.st.V.Done, DoneItem{UID: p.rec.UID, Prev: p.rec.PrevUID})
 		switch how {
 		case howAppended:

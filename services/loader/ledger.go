@@ -53,7 +53,15 @@ type FolderState struct {
 	Appended      int64      `json:"appended"`
 	Present       int64      `json:"present"`
 	Dead          int64      `json:"dead"`
-	Pending       *Intent    `json:"pending,omitempty"`
+	// Loaded and LoadedBytes count the folder's source messages in the
+	// target (appended or found present), each once however often a
+	// replay deals with it again, and a dead letter once a retry loads
+	// it: the running total `mailferry status` reads. Appended and
+	// Present count what each pass did. Both are 0 for what was
+	// recorded before they existed.
+	Loaded      int64   `json:"loaded,omitempty"`
+	LoadedBytes int64   `json:"loaded_bytes,omitempty"`
+	Pending     *Intent `json:"pending,omitempty"`
 }
 
 // DoneItem is a message dealt with beyond the watermark.
@@ -129,6 +137,9 @@ func MailboxKey(mailbox string) string { return "mbx." + subject.Key(mailbox) }
 func FolderKey(mailbox, folder string, uidValidity uint32) string {
 	return fmt.Sprintf("fld.%s.%s.%d", subject.Key(mailbox), subject.Key(folder), uidValidity)
 }
+
+// FolderFilter is the key filter of every folder entry of mailbox.
+func FolderFilter(mailbox string) string { return "fld." + subject.Key(mailbox) + ".>" }
 
 // MappingKey names the mapping of the batch starting at source UID uid.
 func MappingKey(mailbox, folder string, uidValidity, uid uint32) string {

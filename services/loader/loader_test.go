@@ -267,7 +267,27 @@ func TestLoadAfterCrashAppendsNeitherTwiceNorNever(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.checkTarget("INBOX", want)
+			f.checkRunningTotal("INBOX", want)
 		})
+	}
+}
+
+// checkRunningTotal fails unless the ledger's entry of folder counts
+// want once, messages and bytes: the running total `mailferry status`
+// reads.
+func (f *fixture) checkRunningTotal(folder string, want []msg) {
+	f.t.Helper()
+	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, folder, 7))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var size int64
+	for _, m := range want {
+		size += int64(len(m.body))
+	}
+	if st.V.Loaded != int64(len(want)) || st.V.LoadedBytes != size {
+		f.t.Errorf("ledger of %s counts %d loaded, %d bytes; want %d messages, %d bytes",
+			folder, st.V.Loaded, st.V.LoadedBytes, len(want), size)
 	}
 }
 
@@ -287,6 +307,7 @@ func TestLoadSecondPassAppendsNothing(t *testing.T) {
 		t.Errorf("second pass appended %d, skipped %d; want 0, %d", res.Appended, res.Skipped, len(want))
 	}
 	f.checkTarget("INBOX", want)
+	f.checkRunningTotal("INBOX", want)
 }
 
 func TestLoadWithLostLedgerMatchesWhatTheTargetHolds(t *testing.T) {
@@ -626,6 +647,9 @@ func TestPartialReplayRestoresALostSecondCopyOfAnIdenticalMessage(t *testing.T) 
 	if got := len(f.target("INBOX")); got != 2 || res.Appended != 0 {
 		t.Errorf("a replay of a complete folder appended %d, target holds %d; want 0 and 2", res.Appended, got)
 	}
+	// The replays dealt with both again: the running total still
+	// counts each once.
+	f.checkRunningTotal("INBOX", []msg{{body: same}, {body: same}})
 }
 
 // expungeTarget removes a message from a target folder by UID.

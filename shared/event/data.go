@@ -75,7 +75,8 @@ func Loaded(mailbox string, d LoadedData) Outgoing {
 }
 
 // VerifiedData is the data of mailbox.verified (key: the mailbox): the
-// target holds every message of the mailbox, checked against the source.
+// mailbox was checked against the source, and the target holds every
+// message of it unless Differences says otherwise.
 type VerifiedData struct {
 	// Pass is the pass the mailbox was last queued in when verified.
 	Pass     string `json:"pass"`
@@ -83,7 +84,19 @@ type VerifiedData struct {
 	// Digest identifies the verification's result (what was compared
 	// and found equal); empty in events written before it existed.
 	Digest string `json:"digest,omitempty"`
+	// Differences counts what the verification found different
+	// (missing, extra, altered, flags, date); 0 means the target holds
+	// the mailbox. Events written before it existed were written only
+	// for mailboxes found equal, so its absence means 0.
+	Differences int64 `json:"differences,omitempty"`
+	// Missing counts the source's messages the target lacks, among
+	// the Differences.
+	Missing int64 `json:"missing,omitempty"`
 }
+
+// OK reports whether the verification found the target to hold the
+// mailbox.
+func (d VerifiedData) OK() bool { return d.Differences == 0 }
 
 // Verified is the event that mailbox verified in pass d.Pass. Its id ends
 // in d.Digest, not in a run id: running the same verification twice over

@@ -36,6 +36,9 @@ var payloads = []struct {
 		`{"pass":"p1","appended":2,"skipped":1,"dead":1,"bytes":300,"target_user":"a@new.test"}`},
 	// The digest is new: the old literal has none.
 	{"verified", event.Verified("a@old.test", event.VerifiedData{Pass: "p1", Messages: 3}), `{"messages":3,"pass":"p1"}`},
+	// The outcome is new too: a verification that found differences.
+	{"verified with differences", event.Verified("a@old.test", event.VerifiedData{Pass: "p1", Messages: 3, Digest: "d", Differences: 2, Missing: 1}),
+		`{"pass":"p1","messages":3,"digest":"d","differences":2,"missing":1}`},
 	{"failed", event.Failed("a@old.test", 2, event.FailedData{Pass: "p1", Phase: event.PhaseLoading, Reason: "target down", Retried: true}),
 		`{"pass":"p1","phase":"loading","reason":"target down","retried":true}`},
 	{"superseded", event.Superseded("a@old.test", event.SupersededData{Pass: "p1", By: "p2", Phase: event.PhaseExtracting}),
@@ -143,6 +146,25 @@ func TestAnEnvelopeOfAnotherVersionIsRefusedAsUnknown(t *testing.T) {
 		_, err := event.Decode([]byte(`{"id":"x","type":"mailbox.queued","version":` + v + `,"key":"a","data":{"pass":"p1","new":true}}`))
 		if !errors.Is(err, event.ErrUnknownVersion) {
 			t.Errorf("version %s: err = %v, want ErrUnknownVersion", v, err)
+		}
+	}
+}
+
+func TestAVerifiedEventWrittenBeforeItCarriedTheOutcomeIsOK(t *testing.T) {
+	for _, c := range []struct {
+		data string
+		ok   bool
+	}{
+		{`{"messages":3,"pass":"p1"}`, true},
+		{`{"pass":"p1","messages":3,"digest":"d"}`, true},
+		{`{"pass":"p1","messages":3,"digest":"d","differences":2}`, false},
+	} {
+		var d event.VerifiedData
+		if err := json.Unmarshal([]byte(c.data), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.OK() != c.ok {
+			t.Errorf("%s: OK() = %v, want %v", c.data, d.OK(), c.ok)
 		}
 	}
 }

@@ -30,6 +30,8 @@ func TestEveryEventHasItsDeterministicID(t *testing.T) {
 		"dns failed":          "dns.failed:new.test:apply:1795946400000000000",
 		"rolled back":         "dns.rolled_back:new.test:8",
 	}
+	// Another outcome has another digest, hence another id.
+	want["verified with differences"] = "verified.a@old.test.p1.d"
 	seen := map[string]string{}
 	for _, p := range payloads {
 		w, ok := want[p.name]

@@ -77,6 +77,44 @@ func TestVerifyingTheSameResultTwiceRecordsItOnceAndAnotherResultAgain(t *testin
 	}
 }
 
+func TestAVerificationThatFoundDifferencesIsRecordedWithTheirCount(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := openBroker(t, ctx)
+	const bad, broken = "bad@old.example", "broken@old.example"
+	if err := enqueue(ctx, b, []job.Mailbox{{SourceUser: bad, TargetUser: bad}, {SourceUser: broken, TargetUser: broken}}, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	r := &verify.Report{Mailboxes: []verify.MailboxReport{
+		{Source: bad, Target: bad, Messages: 3, Folders: []verify.FolderReport{{Sources: []string{"INBOX"}, Target: "INBOX",
+			Differences: []verify.Diff{{Kind: "missing", UID: 2}, {Kind: "flags", UID: 3}}}}},
+		// Not compared at all: nothing to record.
+		{Source: broken, Target: broken, Error: "login refused"},
+	}}
+	if err := publishVerified(ctx, b, r); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := b.JS.Stream(ctx, broker.StreamEvents)
+	raw, err := st.GetLastMsgForSubject(ctx, event.Verified(bad, event.VerifiedData{}).Subject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := event.Decode(raw.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d event.VerifiedData
+	if err := e.DataAs(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.OK() || d.Differences != 2 || d.Missing != 1 || d.Pass != "p1" {
+		t.Errorf("verified data %+v, want 2 differences, 1 missing, pass p1", d)
+	}
+	if _, err := st.GetLastMsgForSubject(ctx, event.Verified(broken, event.VerifiedData{}).Subject()); err == nil {
+		t.Error("a mailbox that could not be compared was recorded as verified")
+	}
+}
+
 func TestRecordingAVerificationOnAClosedConnectionFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

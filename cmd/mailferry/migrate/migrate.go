@@ -190,9 +190,11 @@ func PublishVerified(ctx context.Context, cfg *config.Config, log zerolog.Logger
 	return publishVerified(ctx, b, r)
 }
 
-// publishVerified publishes mailbox.verified for every mailbox r found
-// OK; Run and PublishVerified return its error, since `mailferry status`
-// shows a mailbox done only by this event.
+// publishVerified publishes mailbox.verified for every mailbox r
+// compared, with the number of differences found (a mailbox that could
+// not be compared, Error set, gets none); Run and PublishVerified return
+// its error, since `mailferry status` shows a mailbox done, or failed by
+// its verification, only by this event.
 func publishVerified(ctx context.Context, b *broker.Broker, r *verify.Report) error {
 	ev := event.Publisher{JS: b.JS, Service: "verify"}
 	st, err := b.JS.Stream(ctx, broker.StreamEvents)
@@ -200,7 +202,7 @@ func publishVerified(ctx context.Context, b *broker.Broker, r *verify.Report) er
 		return fmt.Errorf("record verification: %w", err)
 	}
 	for _, m := range r.Mailboxes {
-		if !m.OK {
+		if m.Error != "" {
 			continue
 		}
 		pass, err := lastQueuedPass(ctx, st, m.Source)
@@ -208,11 +210,28 @@ func publishVerified(ctx context.Context, b *broker.Broker, r *verify.Report) er
 			return fmt.Errorf("record verification of %s: %w", m.Source, err)
 		}
 		d := event.VerifiedData{Pass: pass, Messages: int64(m.Messages), Digest: verifiedDigest(m)}
+		if !m.OK {
+			d.Differences, d.Missing = countDifferences(m)
+		}
 		if err := ev.Publish(ctx, event.Verified(m.Source, d)); err != nil {
 			return fmt.Errorf("record verification of %s: %w", m.Source, err)
 		}
 	}
 	return nil
+}
+
+// countDifferences counts m's differences, and the missing ones among
+// them (a mailbox not OK without any named counts as one).
+func countDifferences(m verify.MailboxReport) (all, missing int64) {
+	for _, f := range m.Folders {
+		for _, d := range f.Differences {
+			all++
+			if d.Kind == "missing" {
+				missing++
+			}
+		}
+	}
+	return max(all, 1), missing
 }
 
 // lastQueuedPass is the pass mailbox was last queued in ("" when it never

@@ -11,7 +11,7 @@ import (
 	"github.com/mailferry/mailferry/shared/testenv/imaptest"
 )
 
-func TestStatusShowsThePhaseOfEachMailboxsLatestPass(t *testing.T) {
+func TestStatusShowsThePhaseOfEachMailboxAcrossItsPasses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := t.TempDir()
@@ -38,8 +38,11 @@ func TestStatusShowsThePhaseOfEachMailboxsLatestPass(t *testing.T) {
 		{"failed@x", []event.Outgoing{event.Queued("failed@x", "p1"), failed("failed@x", "p1", 1, false)}, PhaseFailed, "loading: down"},
 		{"retried@x", []event.Outgoing{event.Queued("retried@x", "p1"), failed("retried@x", "p1", 1, true), loaded("retried@x", "p1")},
 			PhaseVerifying, "loading: down"},
+		// Done stays done while a later pass runs (see across_test.go).
 		{"requeued@x", []event.Outgoing{event.Queued("requeued@x", "p1"), loaded("requeued@x", "p1"), verified("requeued@x", "p1"),
-			event.Queued("requeued@x", "p2")}, PhaseQueued, ""},
+			event.Queued("requeued@x", "p2")}, PhaseDone, ""},
+		{"requeued-unverified@x", []event.Outgoing{event.Queued("requeued-unverified@x", "p1"), loaded("requeued-unverified@x", "p1"),
+			event.Queued("requeued-unverified@x", "p2")}, PhaseQueued, ""},
 	}
 	ev := event.Publisher{JS: b.JS, Service: "test"}
 	var boxes []job.Mailbox
