@@ -93,7 +93,7 @@ records to still be what dnsctl wrote, is journaled (dns status shows it;
 dns rollback still puts back the records and TTLs from before the switch)
 and changes nothing when run again.
 ` + domainNote,
-		Setup: setup(runRestoreTTL, jsonOut, dryRun, force, restoreTTL),
+		Setup: setup(runRestoreTTL, jsonOut, dryRun, forceUnswitched, restoreTTL),
 	},
 	{
 		Name:      "dns status",
@@ -144,6 +144,12 @@ func dryRun(fs *flag.FlagSet, o *options) {
 
 func force(fs *flag.FlagSet, o *options) {
 	fs.BoolVar(&o.force, "force", false, "change more domains than dns.max_change_percent allows")
+}
+
+// forceUnswitched is restore-ttl's -force: it is about the domain's state,
+// not about how many domains change.
+func forceUnswitched(fs *flag.FlagSet, o *options) {
+	fs.BoolVar(&o.force, "force", false, "set the TTL of a domain that is not switched too")
 }
 
 func noVerify(fs *flag.FlagSet, o *options) {
