@@ -129,3 +129,20 @@ func TestStatusAfterMigrateShowsEveryMailboxDoneWithItsCounts(t *testing.T) {
 		t.Errorf("totals = %+v, want %d messages extracted and appended", st.Totals, env.Messages)
 	}
 }
+
+// migratedDemo starts a demo environment of n mailboxes (mail from seed)
+// and runs `mailferry migrate` over it; the environment closes with the
+// test.
+func migratedDemo(ctx context.Context, t *testing.T, n int, seed uint64) *demo.Env {
+	t.Helper()
+	env, err := demo.Start(ctx, t.TempDir(), n, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	var out, errOut bytes.Buffer
+	if err := run(ctx, "migrate", []string{"-c", env.ConfigPath}, &out, &errOut); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, errOut.String())
+	}
+	return env
+}

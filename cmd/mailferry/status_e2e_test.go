@@ -30,15 +30,8 @@ func statusJSON(t *testing.T, ctx context.Context, env *demo.Env) status.Status 
 func TestStatusAfterAReplayOfAMigratedMailboxStaysDoneWithTheMailboxsCounts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 2, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := migratedDemo(ctx, t, 2, 7)
 	var out, errOut bytes.Buffer
-	if err := run(ctx, "migrate", []string{"-c", env.ConfigPath}, &out, &errOut); err != nil {
-		t.Fatalf("migrate: %v\n%s", err, errOut.String())
-	}
 	before := statusJSON(t, ctx, env)
 	mbx := before.Mailboxes[0].Mailbox
 	if err := run(ctx, "replay", []string{"-c", env.ConfigPath, "-mailbox", mbx, "-from-seq", "1", "-wait"}, &out, &errOut); err != nil {
@@ -67,15 +60,8 @@ func TestStatusAfterAReplayOfAMigratedMailboxStaysDoneWithTheMailboxsCounts(t *t
 func TestStatusShowsAMailboxWhoseVerificationFoundDifferencesAsFailed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 1, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := migratedDemo(ctx, t, 1, 3)
 	var out, errOut bytes.Buffer
-	if err := run(ctx, "migrate", []string{"-c", env.ConfigPath}, &out, &errOut); err != nil {
-		t.Fatalf("migrate: %v\n%s", err, errOut.String())
-	}
 	deleteFirst(t, env, "Archive/2010")
 	if err := run(ctx, "verify", []string{"-c", env.ConfigPath}, &out, &errOut); !errors.Is(err, errDifferent) {
 		t.Fatalf("verify after a deletion: err = %v, want differences", err)

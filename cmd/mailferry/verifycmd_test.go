@@ -95,15 +95,7 @@ func TestVerifyMailboxVerifiesThatMailboxAloneAndCountsItsBytes(t *testing.T) {
 func TestVerifySinceSwitchCountsMailDeliveredAfterTheSwitchAsNew(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 1, 13)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
-	var out, errOut bytes.Buffer
-	if err := run(ctx, "migrate", []string{"-c", env.ConfigPath}, &out, &errOut); err != nil {
-		t.Fatalf("migrate: %v\n%s", err, errOut.String())
-	}
+	env := migratedDemo(ctx, t, 1, 13)
 	switched := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	deliver(t, env, "new after the switch", switched.Add(30*time.Minute))
 
