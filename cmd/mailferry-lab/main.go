@@ -1,5 +1,5 @@
 // Command mailferry-lab holds the developers' tools that are not shipped:
-// a demo on in-process IMAP servers, the benchmark against Dovecot's own
+// the benchmark against Dovecot's own
 // copier, the chaos run that kill -9s every process, and the DNS
 // benchmark against nsupdate. It links test rigs (Dovecot and BIND
 // harnesses, go-imap's in-memory server); the shipped binaries
@@ -24,7 +24,6 @@ import (
 const usage = `usage: mailferry-lab COMMAND [flags]
 
 commands:
-  demo        migrate generated mail between two in-process IMAP servers, then verify
   bench       build a corpus in Dovecot, migrate, verify; compare with doveadm and mbsync
   chaos       migrate between two Dovecot servers while kill -9ing every process
   dns-bench   time dnsctl and sequential nsupdate on a local BIND
@@ -40,8 +39,6 @@ func main() {
 	case err == nil:
 	case errors.Is(err, flag.ErrHelp), errors.Is(err, errUsage):
 		os.Exit(2)
-	case errors.Is(err, errDifferent):
-		os.Exit(1)
 	default:
 		fmt.Fprintln(os.Stderr, "mailferry-lab:", err)
 		os.Exit(1)
@@ -58,8 +55,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, args := args[0], args[1:]
 	switch cmd {
-	case "demo":
-		return runDemo(ctx, args, stdout, stderr)
 	case "bench":
 		return bench.Main(ctx, args, stdout, stderr)
 	case "chaos":

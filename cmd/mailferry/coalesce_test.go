@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/services/extractor"
@@ -19,7 +20,6 @@ import (
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/subject"
-	"github.com/mailferry/mailferry/shared/testenv/demo"
 )
 
 // TestFiftyConcurrentPassesCoalesceAndEveryJobEnds enqueues a pass over

@@ -12,14 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	dnscli "github.com/mailferry/mailferry/services/dnsctl/cli"
 	"github.com/mailferry/mailferry/shared/command"
-	"github.com/mailferry/mailferry/shared/testenv/demo"
 )
 
 // commandFlags is every command of mailferry with exactly the flags it
 // takes; a command added to the table must be added here.
 var commandFlags = map[string][]string{
+	"demo":             {"mailboxes", "seed"},
 	"migrate":          {"c", "json"},
 	"verify":           {"c", "json", "mailbox", "since-switch"},
 	"status":           {"c", "json", "watch"},

@@ -14,10 +14,22 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
-	"github.com/mailferry/mailferry/shared/testenv/demo"
 )
+
+func TestDemoMigratesAndVerifies(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	if err := run(ctx, "demo", nil, &out, &errOut); err != nil {
+		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "verified 3 mailboxes: 3 ok, 0 different") {
+		t.Errorf("demo output:\n%s", out.String())
+	}
+}
 
 func TestVerifyExitsNonZeroAndNamesTheMessageWhenTargetLacksOne(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

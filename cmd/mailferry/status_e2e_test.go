@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
-	"github.com/mailferry/mailferry/shared/testenv/demo"
 )
 
 // statusJSON runs `status -json` and decodes it.

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailferry/mailferry/shared/mailgen"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
-	"github.com/mailferry/mailferry/shared/testenv/mailgen"
 )
 
 // Shape of the generated corpus.

@@ -15,9 +15,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/mailgen"
 	"github.com/mailferry/mailferry/shared/testenv/corpus"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
-	"github.com/mailferry/mailferry/shared/testenv/mailgen"
 )
 
 // MasterPassword is the master users' password on both servers.

@@ -19,7 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
 	"github.com/mailferry/mailferry/shared/config"
-	"github.com/mailferry/mailferry/shared/testenv/mailgen"
+	"github.com/mailferry/mailferry/shared/mailgen"
 )
 
 // Env is a running demo environment.
