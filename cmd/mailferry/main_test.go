@@ -78,8 +78,9 @@ func TestBadConfigGivesAClearError(t *testing.T) {
 	}
 }
 
-// deleteFirst removes the first message of a target folder.
-func deleteFirst(t *testing.T, env *demo.Env, folder string) {
+// targetAsUser1 is a client logged in to the demo's target as user1,
+// closed with the test.
+func targetAsUser1(t *testing.T, env *demo.Env) *imapclient.Client {
 	t.Helper()
 	cfg, err := env.Config()
 	if err != nil {
@@ -93,10 +94,17 @@ func deleteFirst(t *testing.T, env *demo.Env, folder string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if err := c.Login("user1@example.test", strings.TrimSpace(string(pw))).Wait(); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// deleteFirst removes the first message of a target folder.
+func deleteFirst(t *testing.T, env *demo.Env, folder string) {
+	t.Helper()
+	c := targetAsUser1(t, env)
 	if _, err := c.Select(folder, nil).Wait(); err != nil {
 		t.Fatal(err)
 	}

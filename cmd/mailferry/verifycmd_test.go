@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/demo"
@@ -141,22 +139,7 @@ func TestVerifySinceSwitchCountsMailDeliveredAfterTheSwitchAsNew(t *testing.T) {
 // to the new server at at.
 func deliver(t *testing.T, env *demo.Env, subject string, at time.Time) {
 	t.Helper()
-	cfg, err := env.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw, err := os.ReadFile(filepath.Join(env.Dir, "user1.pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := imapclient.DialInsecure(cfg.Target.Address, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Login("user1@example.test", strings.TrimSpace(string(pw))).Wait(); err != nil {
-		t.Fatal(err)
-	}
+	c := targetAsUser1(t, env)
 	body := []byte("From: someone@new.example\r\nSubject: " + subject + "\r\nMessage-ID: <" + strings.ReplaceAll(subject, " ", ".") + "@new.example>\r\n\r\nhello\r\n")
 	cmd := c.Append("INBOX", int64(len(body)), &imap.AppendOptions{Time: at})
 	if _, err := cmd.Write(body); err != nil {

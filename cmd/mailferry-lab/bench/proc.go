@@ -191,39 +191,14 @@ func resetPeakRSS() error {
 // process group pgid and by every descendant they have reaped. For a
 // Dovecot master that includes its finished imap processes.
 func groupCPU(pgid int) float64 {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
 	var ticks int64
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the parenthesised command name: state ppid pgrp
-		// session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
-		// stime cutime cstime.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 15 {
-			continue
-		}
-		if g, err := strconv.Atoi(f[2]); err != nil || g != pgid {
-			continue
-		}
-		for _, k := range f[11:15] {
+	proc.EachInGroup(pgid, func(_ int, f []string) {
+		for _, k := range f[11:15] { // utime stime cutime cstime
 			if v, err := strconv.ParseInt(k, 10, 64); err == nil {
 				ticks += v
 			}
 		}
-	}
+	})
 	return float64(ticks) / clockTicks
 }
 

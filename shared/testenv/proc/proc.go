@@ -244,11 +244,25 @@ func WaitGroupGone(pgid int, timeout time.Duration) error {
 
 // GroupMembers lists the live (not zombie) processes of group pgid.
 func GroupMembers(pgid int) []int {
+	var live []int
+	EachInGroup(pgid, func(pid int, f []string) {
+		if f[0] != "Z" && f[0] != "X" {
+			live = append(live, pid)
+		}
+	})
+	return live
+}
+
+// EachInGroup calls fn for every process of group pgid with the fields of
+// its /proc/PID/stat after the parenthesised command name (state ppid
+// pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
+// stime cutime cstime ...). A process gone while it is read is passed
+// over.
+func EachInGroup(pgid int, fn func(pid int, fields []string)) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil
+		return
 	}
-	var live []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -258,20 +272,18 @@ func GroupMembers(pgid int) []int {
 		if err != nil {
 			continue
 		}
-		// Fields after the parenthesised command: state ppid pgrp ...
 		i := bytes.LastIndexByte(b, ')')
 		if i < 0 {
 			continue
 		}
 		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+		if len(f) < 15 {
 			continue
 		}
 		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
-			live = append(live, pid)
+			fn(pid, f)
 		}
 	}
-	return live
 }
 
 // alive reports whether a process pid exists.
