@@ -39,7 +39,7 @@ var program = &command.Program{
 	Doc: `mailferry migrates mail from a legacy IMAP server to a new provider: it runs
 the whole migration in one process (migrate) or one service as a daemon,
 verifies, repairs, provisions the new mailboxes and switches DNS.`,
-	Commands: slices.Concat(commands, dnscli.Commands, authcli.Commands),
+	Commands: slices.Concat(commands, cutoverCommands, dnscli.Commands, authcli.Commands),
 }
 
 // errDifferent makes the exit status 1 without another message: the

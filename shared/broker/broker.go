@@ -52,6 +52,8 @@ type Broker struct {
 
 	cfg      config.NATS
 	embedded *server.Server
+	// lock holds the embedded server's data directory.
+	lock *os.File
 	// all is set once DeclareAll has declared everything with cfg: Use
 	// and Await then have nothing left to declare.
 	all bool
@@ -95,11 +97,19 @@ func Connect(ctx context.Context, cfg config.NATS, name string, log zerolog.Logg
 	}
 	url := cfg.URL
 	if url == "" {
-		srv, user, pw, err := startEmbedded(cfg, log)
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("embedded nats data dir: %w", err)
+		}
+		lock, err := lockDataDir(cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
-		b.embedded = srv
+		srv, user, pw, err := startEmbedded(cfg, log)
+		if err != nil {
+			lock.Close()
+			return nil, err
+		}
+		b.embedded, b.lock = srv, lock
 		// In-process even when listening: no TLS to trust for
 		// ourselves, and the password still applies.
 		opts = append(opts, nats.InProcessServer(srv))
@@ -229,5 +239,8 @@ func (b *Broker) Close() {
 	if b.embedded != nil {
 		b.embedded.Shutdown()
 		b.embedded.WaitForShutdown()
+	}
+	if b.lock != nil {
+		b.lock.Close()
 	}
 }

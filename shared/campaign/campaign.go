@@ -191,8 +191,24 @@ type Domain struct {
 	// (nanoseconds in JSON).
 	DeltaGrace time.Duration `json:"delta_grace"`
 	// Attempt counts the tries: 1, and one more per Retry.
-	Attempt int       `json:"attempt"`
+	Attempt int `json:"attempt"`
+	// After is what was done once the domain was done or failed.
+	After   After     `json:"after,omitzero"`
 	Updated time.Time `json:"updated,omitzero"`
+}
+
+// After is what the orchestrator did once a domain was done or failed:
+// the TTLs it restored, the report it wrote, the old mailboxes closed.
+type After struct {
+	// TTLRestored is the TTL the mail records got back (0: not yet).
+	TTLRestored uint32 `json:"ttl_restored,omitempty"`
+	// Report is the path of the domain's HTML report and ReportPhase the
+	// phase it was written in (a report is written again when it changes).
+	Report      string `json:"report,omitempty"`
+	ReportPhase Phase  `json:"report_phase,omitempty"`
+	// ClosedAt is when an operator marked the domain's old mailboxes
+	// closed (`cutover close`): nothing is copied from them any more.
+	ClosedAt time.Time `json:"closed_at,omitzero"`
 }
 
 // DomainOf is the domain of a mailbox address, lower case: what follows

@@ -75,6 +75,19 @@ type Retry struct{}
 // Abort is the operator's `cutover abort`: the domain fails where it is.
 type Abort struct{ Reason string }
 
+// Recorded notes what was done after a domain ended: a TTL restored
+// (TTL), a report written (Report, in ReportPhase). Zero fields change
+// nothing.
+type Recorded struct {
+	TTL         uint32
+	Report      string
+	ReportPhase Phase
+}
+
+// Close is the operator's `cutover close`: the domain's old mailboxes are
+// closed. Only a done domain can be closed.
+type Close struct{}
+
 // Tick is the clock: draining ends at its first tick at or after
 // DrainUntil.
 type Tick struct{}
@@ -117,6 +130,12 @@ func (Retry) Name() string { return "retry" }
 
 // Name names Abort.
 func (Abort) Name() string { return "abort" }
+
+// Name names Recorded.
+func (Recorded) Name() string { return "recorded" }
+
+// Name names Close.
+func (Close) Name() string { return "close" }
 
 // Name names Tick.
 func (Tick) Name() string { return "tick" }
@@ -191,7 +210,13 @@ var SkipCodes = map[string]bool{
 	"no_mx":             true, // it receives no mail
 	"external":          true, // its mail is hosted elsewhere
 	"cname_third_party": true, // a mail host is a CNAME to a third party
+	CodeNotConfigured:   true, // the campaign has no dns section
 }
+
+// CodeNotConfigured is the skip code of every domain of a campaign whose
+// configuration has no dns section: the campaign copies and verifies its
+// domains but switches none.
+const CodeNotConfigured = "dns_not_configured"
 
 // CodeAlreadySwitched is dnsctl's dns.skipped code for a domain whose MX
 // points at the new provider already.

@@ -192,3 +192,27 @@ func (l *Lease) hold(ctx context.Context, act func(ctx context.Context) error) e
 	}
 	return err
 }
+
+// Holder reads who holds the lease called name in kv and until when; ok
+// is false when nobody does (no record, or one expired).
+func Holder(ctx context.Context, kv kvjson.Bucket, name string) (rec LeaseRecord, ok bool, err error) {
+	e, err := kvjson.Get[LeaseRecord](ctx, kv, prefixLease+subject.Key(name))
+	if err != nil {
+		return LeaseRecord{}, false, fmt.Errorf("read lease %s: %w", name, err)
+	}
+	return e.V, e.Exists() && time.Now().Before(e.V.Expires), nil
+}
+
+// Break deletes the lease called name in kv, whoever holds it: for a
+// process that knows no other can (the all-in-one runner on its private
+// broker, after a run was killed holding it).
+func Break(ctx context.Context, kv kvjson.Bucket, name string) error {
+	e, err := kvjson.Get[LeaseRecord](ctx, kv, prefixLease+subject.Key(name))
+	if err != nil || !e.Exists() {
+		return err
+	}
+	if err := kvjson.Delete(ctx, kv, prefixLease+subject.Key(name), e.Rev); err != nil && !kvjson.IsConflict(err) {
+		return fmt.Errorf("break lease %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -37,6 +38,9 @@ type Action struct {
 	Pass     string     `json:"pass,omitempty"`
 	Until    time.Time  `json:"until,omitzero"`
 }
+
+// ErrNotDone is wrapped by the refusal to close a domain that is not done.
+var ErrNotDone = errors.New("only a done domain can be closed")
 
 // edges are, per order, the phases each running phase may move to
 // (besides failed and paused); the skipped-DNS edges included.
@@ -181,6 +185,17 @@ func (s *stepper) apply() (act Action, changed bool, err error) {
 			d.Reason += ": " + f.Reason
 		}
 		d.Entered[Failed] = s.now
+		return none, true, nil
+	case Recorded:
+		return s.recorded(f)
+	case Close:
+		switch {
+		case d.Phase != Done:
+			return none, false, fmt.Errorf("campaign: domain %s is %s: %w", d.Domain, d.Phase, ErrNotDone)
+		case !d.After.ClosedAt.IsZero():
+			return none, false, nil
+		}
+		d.After.ClosedAt = s.now
 		return none, true, nil
 	case Retry:
 		if d.Phase != Failed {
@@ -411,6 +426,19 @@ func (s *stepper) enter(to Phase, again bool) (Action, bool, error) {
 
 // passKinds are the phases that start a pass.
 var passKinds = map[Phase]PassKind{Prestaging: PassPrestage, Delta: PassDelta}
+
+// recorded notes what was done after the domain ended.
+func (s *stepper) recorded(f Recorded) (Action, bool, error) {
+	a := &s.d.After
+	before := *a
+	if f.TTL != 0 {
+		a.TTLRestored = f.TTL
+	}
+	if f.Report != "" {
+		a.Report, a.ReportPhase = f.Report, f.ReportPhase
+	}
+	return none, *a != before, nil
+}
 
 // fail stops the domain in its phase for reason.
 func (s *stepper) fail(reason string) (Action, bool, error) {

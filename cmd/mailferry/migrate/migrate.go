@@ -98,10 +98,10 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		o.MaxFailures = 5
 	}
 	// The services' own sections are checked before the broker starts.
-	var svcs services
+	var svcs Services
 	if !o.External {
 		var err error
-		if svcs, err = loadServices(cfg, log); err != nil {
+		if svcs, err = LoadServices(cfg, log); err != nil {
 			return nil, err
 		}
 	}
@@ -122,7 +122,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		}
 	}
 	if !o.External {
-		svcs.start(svcCtx, &wg, b, log)
+		svcs.Start(svcCtx, &wg, b, log)
 	}
 
 	pass := nuid.Next()
@@ -269,26 +269,26 @@ func verifiedDigest(m verify.MailboxReport) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-// services are the extractor and the loader Run starts in this process,
-// their settings loaded from the configuration; start gives them the
-// broker.
-type services struct {
+// Services are the extractor and the loader Run (and `cutover start`)
+// starts in this process, their settings loaded from the configuration;
+// Start gives them the broker.
+type Services struct {
 	ex *extractor.Service
 	ld *loader.Service
 }
 
-// loadServices reads the extractor's and the loader's sections of cfg; a
+// LoadServices reads the extractor's and the loader's sections of cfg; a
 // bad one is a command.ConfigError.
-func loadServices(cfg *config.Config, log zerolog.Logger) (services, error) {
+func LoadServices(cfg *config.Config, log zerolog.Logger) (Services, error) {
 	es, err := extractor.LoadSettings(cfg)
 	if err != nil {
-		return services{}, &command.ConfigError{Err: err}
+		return Services{}, &command.ConfigError{Err: err}
 	}
 	ld, err := loaderService(cfg, log)
 	if err != nil {
-		return services{}, err
+		return Services{}, err
 	}
-	return services{ex: &extractor.Service{Config: cfg, Settings: es, Log: log.With().Str("service", "extractor").Logger()}, ld: ld}, nil
+	return Services{ex: &extractor.Service{Config: cfg, Settings: es, Log: log.With().Str("service", "extractor").Logger()}, ld: ld}, nil
 }
 
 // loaderService is a loader with its settings from cfg, without a broker
@@ -301,7 +301,9 @@ func loaderService(cfg *config.Config, log zerolog.Logger) (*loader.Service, err
 	return &loader.Service{Config: cfg, Settings: ls, Log: log.With().Str("service", "loader").Logger()}, nil
 }
 
-func (s services) start(ctx context.Context, wg *sync.WaitGroup, b *broker.Broker, log zerolog.Logger) {
+// Start runs both services on b until ctx ends, each in a goroutine wg
+// counts.
+func (s Services) Start(ctx context.Context, wg *sync.WaitGroup, b *broker.Broker, log zerolog.Logger) {
 	s.ex.Broker, s.ld.Broker = b, b
 	for _, run := range []func(context.Context) error{s.ex.Run, s.ld.Run} {
 		wg.Add(1)

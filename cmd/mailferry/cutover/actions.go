@@ -1,0 +1,301 @@
+package cutover
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailferry/mailferry/cmd/mailferry/verify"
+	"github.com/mailferry/mailferry/services/auth"
+	"github.com/mailferry/mailferry/services/auth/authconfig"
+	"github.com/mailferry/mailferry/services/dnsctl"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/campaign"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/subject"
+)
+
+// maxVerifyErrors is how many verifications of one mailbox in a row may
+// fail to complete (a server down, a refused login) before the mailbox
+// fails for a person to look at.
+const maxVerifyErrors = 5
+
+// maxCheckDifferences bounds the differences kept in a mailbox's
+// verification record (a key-value entry has a size limit); the count is
+// kept whole.
+const maxCheckDifferences = 500
+
+// provision makes the domain's mailboxes exist at the target. A domain
+// provisioned before (its domain.provisioned is on the events stream) is
+// provisioned now; without an auth section the target's mailboxes are
+// taken as existing.
+func (t *term) provision(ctx context.Context, d campaign.Domain) error {
+	seen, err := t.provisionedBefore(ctx, d.Domain)
+	if err != nil {
+		return err
+	}
+	if seen {
+		t.apply(ctx, d.Domain, campaign.Provisioned{})
+		return nil
+	}
+	a, err := authconfig.Load(t.o.Config)
+	if err != nil {
+		return err
+	}
+	if !a.Configured() {
+		t.log.Info().Str("domain", d.Domain).Msg("no auth section: the target mailboxes are taken as existing")
+		t.apply(ctx, d.Domain, campaign.Provisioned{})
+		return nil
+	}
+	t.provisioning.Lock()
+	defer t.provisioning.Unlock()
+	rep, err := auth.Provision(ctx, t.o.Config, t.o.Broker, t.log.With().Str("service", "auth").Logger())
+	if err != nil {
+		return fmt.Errorf("provision %s: %w", d.Domain, err)
+	}
+	if slices.Contains(rep.Domains, d.Domain) {
+		return nil // its domain.provisioned moves it
+	}
+	if seen, err := t.provisionedBefore(ctx, d.Domain); err != nil || seen {
+		if seen {
+			t.apply(ctx, d.Domain, campaign.Provisioned{})
+		}
+		return err
+	}
+	if slices.Contains(rep.DomainsOpen, d.Domain) {
+		return fmt.Errorf("provision %s: some of its mailboxes could not be created", d.Domain)
+	}
+	return fmt.Errorf("provision %s: none of its users is imported (run mailferry users import)", d.Domain)
+}
+
+// provisionedBefore reports whether domain.provisioned of domain is on
+// the events stream.
+func (t *term) provisionedBefore(ctx context.Context, domain string) (bool, error) {
+	st, err := t.o.Broker.JS.Stream(ctx, broker.StreamEvents)
+	if err != nil {
+		return false, fmt.Errorf("events stream: %w", err)
+	}
+	_, err = st.GetLastMsgForSubject(ctx, subject.Event(event.DomainProvisioned, domain))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look for domain.provisioned of %s: %w", domain, err)
+	}
+	return true, nil
+}
+
+// enqueue queues the pass over the domain's mailboxes not loaded in it
+// yet; the pass id makes a repeat a duplicate.
+func (t *term) enqueue(ctx context.Context, d campaign.Domain, act campaign.Action) error {
+	now := time.Now().UTC()
+	n := 0
+	for _, name := range d.Mailboxes {
+		if slices.Contains(d.Loaded, name) {
+			continue
+		}
+		mb, ok := t.boxes[name]
+		if !ok {
+			return fmt.Errorf("enqueue %s: mailbox %s is not in the mailboxes file", act.Pass, name)
+		}
+		if err := job.Publish(ctx, t.o.Broker.JS, &job.Job{Mailbox: mb, Pass: act.Pass, Enqueued: now}); err != nil {
+			return fmt.Errorf("enqueue %s: %w", act.Pass, err)
+		}
+		if err := t.events.Publish(ctx, event.Queued(name, act.Pass)); err != nil {
+			return fmt.Errorf("enqueue %s: %w", act.Pass, err)
+		}
+		n++
+	}
+	t.log.Info().Str("domain", d.Domain).Str("pass", act.Pass).Str("kind", string(act.PassKind)).Int("mailboxes", n).Msg("pass enqueued")
+	return nil
+}
+
+// requestSwitch asks dnsctl to switch the domain; without a dns section
+// the domain's DNS is skipped.
+func (t *term) requestSwitch(ctx context.Context, d campaign.Domain) error {
+	if t.dns == nil {
+		t.apply(ctx, d.Domain, campaign.SwitchSkipped{Code: campaign.CodeNotConfigured, Reason: "no dns section in the configuration"})
+		return nil
+	}
+	if err := dnsctl.RequestCutover(ctx, t.events, d.Domain); err != nil {
+		return fmt.Errorf("request the switch of %s: %w", d.Domain, err)
+	}
+	t.log.Info().Str("domain", d.Domain).Msg("switch requested from dnsctl")
+	return nil
+}
+
+// verify compares each mailbox of the domain loaded in the pass and not
+// verified yet, records the result and publishes mailbox.verified (with
+// the differences found, which fail the domain).
+func (t *term) verify(ctx context.Context, d campaign.Domain, act campaign.Action) error {
+	var opts []verify.Option
+	if t.o.Broker.Ledger != nil {
+		opts = append(opts, verify.WithLedger(t.o.Broker.Ledger))
+	}
+	if d.DNS.Switched() {
+		opts = append(opts, verify.NewAfter(d.DNS.SwitchedAt))
+	}
+	var errs []error
+	for _, name := range d.Mailboxes {
+		if !slices.Contains(d.Loaded, name) || slices.Contains(d.Verified, name) {
+			continue
+		}
+		if err := t.verifyMailbox(ctx, name, act.Pass, opts); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *term) verifyMailbox(ctx context.Context, name, pass string, opts []verify.Option) error {
+	select {
+	case t.verifying <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	mr := verify.Mailbox(ctx, t.o.Config, t.boxes[name], opts...)
+	<-t.verifying
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if mr.Error != "" {
+		return t.verifyFailed(ctx, name, pass, mr.Error)
+	}
+	t.mu.Lock()
+	delete(t.failures, name)
+	t.mu.Unlock()
+	all, missing := countDifferences(mr)
+	raw, err := json.Marshal(trimmed(mr))
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", name, err)
+	}
+	if err := t.store.PutCheck(ctx, campaign.Check{Mailbox: name, Pass: pass, At: time.Now().UTC(), OK: mr.OK, Differences: all, Report: raw}); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(raw)
+	data := event.VerifiedData{Pass: pass, Messages: int64(mr.Messages), Digest: hex.EncodeToString(sum[:12]), Differences: all, Missing: missing}
+	if err := t.events.Publish(ctx, event.Verified(name, data)); err != nil {
+		return fmt.Errorf("record verification of %s: %w", name, err)
+	}
+	ev := t.log.Info()
+	if !mr.OK {
+		ev = t.log.Warn()
+	}
+	ev.Str("mailbox", name).Str("pass", pass).Int("messages", mr.Messages).Int64("differences", all).Int("new_at_target", mr.NewAtTarget).Msg("mailbox verified")
+	return nil
+}
+
+// verifyFailed counts a verification that could not complete; the
+// maxVerifyErrors-th in a row fails the mailbox's pass for good.
+func (t *term) verifyFailed(ctx context.Context, name, pass, reason string) error {
+	t.mu.Lock()
+	t.failures[name]++
+	n := t.failures[name]
+	t.mu.Unlock()
+	if n < maxVerifyErrors {
+		return fmt.Errorf("verify %s (attempt %d of %d): %s", name, n, maxVerifyErrors, reason)
+	}
+	d := event.FailedData{Pass: pass, Phase: "verifying", Reason: reason}
+	if err := t.events.Publish(ctx, event.Failed(name, uint64(n), d)); err != nil {
+		return fmt.Errorf("record the failed verification of %s: %w", name, err)
+	}
+	return nil
+}
+
+// countDifferences counts a mailbox's differences and the missing ones.
+func countDifferences(m verify.MailboxReport) (all, missing int64) {
+	for _, f := range m.Folders {
+		for _, d := range f.Differences {
+			all++
+			if d.Kind == verify.KindMissing {
+				missing++
+			}
+		}
+	}
+	if !m.OK && all == 0 {
+		all = 1
+	}
+	return all, missing
+}
+
+// trimmed is m with at most maxCheckDifferences differences listed.
+func trimmed(m verify.MailboxReport) verify.MailboxReport {
+	left := maxCheckDifferences
+	m.Folders = slices.Clone(m.Folders)
+	for i, f := range m.Folders {
+		if len(f.Differences) > left {
+			f.Differences = f.Differences[:left]
+			m.Folders[i] = f
+		}
+		left -= len(f.Differences)
+	}
+	return m
+}
+
+// finish restores a switched, done domain's TTLs and writes the report of
+// a domain that ended, each once.
+func (t *term) finish(ctx context.Context, d campaign.Domain) {
+	t.mu.Lock()
+	busy := t.busy[d.Domain] || time.Now().Before(t.retry[d.Domain])
+	t.mu.Unlock()
+	needTTL := d.Phase == campaign.Done && d.DNS.Switched() && d.After.TTLRestored == 0 && t.dns != nil
+	needReport := t.o.Reports != nil && d.After.ReportPhase != d.Phase
+	if busy || !needTTL && !needReport {
+		return
+	}
+	t.mu.Lock()
+	t.busy[d.Domain] = true
+	t.mu.Unlock()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		err := t.after(ctx, d, needTTL, needReport)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.busy[d.Domain] = false
+		if err != nil {
+			t.retry[d.Domain] = time.Now().Add(time.Duration(t.o.Settings.RetryAfter))
+			if ctx.Err() == nil {
+				t.log.Warn().Err(err).Str("domain", d.Domain).Msg("after the cutover: not done; trying again")
+			}
+		}
+	}()
+}
+
+func (t *term) after(ctx context.Context, d campaign.Domain, ttl, report bool) error {
+	var rec campaign.Recorded
+	var errs []error
+	if ttl {
+		res := t.dns.RestoreTTL(ctx, d.Domain, t.o.Settings.RestoreTTL)
+		switch res.Outcome {
+		case dnsctl.TTLRestored, dnsctl.Unchanged:
+			rec.TTL = t.o.Settings.RestoreTTL
+			t.log.Info().Str("domain", d.Domain).Uint32("ttl", rec.TTL).Str("outcome", string(res.Outcome)).Msg("mail records' TTL restored")
+		default:
+			errs = append(errs, fmt.Errorf("restore the TTL of %s: %s: %s%s", d.Domain, res.Outcome, res.Reason, res.Error))
+		}
+	}
+	if report {
+		path, err := t.o.Reports(ctx, d.Domain)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("report of %s: %w", d.Domain, err))
+		} else {
+			rec.Report, rec.ReportPhase = path, d.Phase
+			t.log.Info().Str("domain", d.Domain).Str("phase", string(d.Phase)).Str("report", path).Msg("report written")
+		}
+	}
+	if rec != (campaign.Recorded{}) {
+		if _, err := t.store.Apply(ctx, d.Domain, rec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,151 @@
+package cutover
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
+	"github.com/mailferry/mailferry/shared/campaign"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/job"
+)
+
+// Domains groups the inventory's mailboxes by the domain of their source
+// address: domain → addresses, sorted.
+func Domains(boxes []job.Mailbox) map[string][]string {
+	out := map[string][]string{}
+	for _, mb := range boxes {
+		d := campaign.DomainOf(mb.SourceUser)
+		out[d] = append(out[d], mb.SourceUser)
+	}
+	for _, list := range out {
+		sort.Strings(list)
+	}
+	return out
+}
+
+// Select is the domains named (normalized), or every domain of the
+// inventory with all; a name the inventory does not have is an error.
+func Select(domains map[string][]string, all bool, names []string) ([]string, error) {
+	if all {
+		out := make([]string, 0, len(domains))
+		for d := range domains {
+			out = append(out, d)
+		}
+		sort.Strings(out)
+		return out, nil
+	}
+	var out []string
+	for _, n := range names {
+		d := campaign.NormalizeDomain(n)
+		if _, ok := domains[d]; !ok {
+			return nil, fmt.Errorf("domain %s has no mailbox in the mailboxes file", d)
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// Added is what Add did for one domain.
+type Added struct {
+	Domain string
+	// New says the domain was queued now; otherwise it was in the
+	// campaign already, in Phase.
+	New   bool
+	Phase campaign.Phase
+}
+
+// Add puts the selected domains in the campaign, queued, in the order of
+// s; a domain already there keeps its record (starting a campaign again
+// resumes it). Without a dns section every domain's DNS is skipped.
+func Add(ctx context.Context, cfg *config.Config, s Settings, store *campaign.Store, domains map[string][]string, selected []string) ([]Added, error) {
+	d, err := dnsconfig.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var skip *campaign.DNS
+	if !d.Enabled() {
+		skip = &campaign.DNS{SkipCode: campaign.CodeNotConfigured, SkipReason: "no dns section in the configuration"}
+	}
+	var out []Added
+	for _, name := range selected {
+		rec, err := campaign.NewDomain(name, domains[name], s.Order, time.Duration(s.DeltaGrace), skip, time.Now())
+		if err != nil {
+			return out, err
+		}
+		got, added, err := store.Add(ctx, rec)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, Added{Domain: got.Domain, New: added, Phase: got.Phase})
+	}
+	return out, nil
+}
+
+// Settled says where the selected domains ended.
+type Settled struct {
+	Done, Failed, Paused []string
+}
+
+// OK reports whether every domain is done.
+func (s Settled) OK() bool { return len(s.Failed) == 0 && len(s.Paused) == 0 }
+
+// Await watches the selected domains until each is done or failed (or,
+// with pausedEnds, paused: nothing moves a paused domain in a process that
+// runs the campaign alone). A done or failed domain counts once finished
+// says so (nil: at once): its TTLs restored and report written. It writes a
+// line to w at every phase change.
+func Await(ctx context.Context, store *campaign.Store, selected []string, pausedEnds bool, finished func(campaign.Domain) bool, w io.Writer) (Settled, error) {
+	seen := map[string]campaign.Phase{}
+	for {
+		var st Settled
+		pending := 0
+		for _, name := range selected {
+			d, ok, err := store.Get(ctx, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return Settled{}, ctx.Err()
+				}
+				return Settled{}, err
+			}
+			if !ok {
+				return Settled{}, fmt.Errorf("domain %s: %w", name, campaign.ErrNoDomain)
+			}
+			if seen[name] != d.Phase {
+				seen[name] = d.Phase
+				line := fmt.Sprintf("%s: %s", name, d.Phase)
+				if d.Reason != "" {
+					line += " (" + d.Reason + ")"
+				}
+				fmt.Fprintln(w, line)
+			}
+			ended := finished == nil || finished(d)
+			switch {
+			case (d.Phase == campaign.Done || d.Phase == campaign.Failed) && !ended:
+				pending++
+			case d.Phase == campaign.Done:
+				st.Done = append(st.Done, name)
+			case d.Phase == campaign.Failed:
+				st.Failed = append(st.Failed, name)
+			case d.Phase == campaign.Paused && pausedEnds:
+				st.Paused = append(st.Paused, name)
+			default:
+				pending++
+			}
+		}
+		if pending == 0 {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Settled{}, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package cutover
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mailferry/mailferry/shared/campaign"
+)
+
+// Status is where a campaign stands: `cutover status`.
+type Status struct {
+	Domains []DomainStatus `json:"domains"`
+	// Totals counts the domains per phase.
+	Totals map[campaign.Phase]int `json:"totals"`
+}
+
+// DomainStatus is one domain's line.
+type DomainStatus struct {
+	Domain string         `json:"domain"`
+	Phase  campaign.Phase `json:"phase"`
+	// Stopped is the phase a failed or paused domain stopped in.
+	Stopped campaign.Phase `json:"stopped,omitempty"`
+	Reason  string         `json:"reason,omitempty"`
+	Order   campaign.Order `json:"order"`
+	Attempt int            `json:"attempt"`
+	// DNS says where the switch stands (campaign.DNS.Status).
+	DNS string `json:"dns"`
+	// DeltaAt is, while draining, when the delta pass starts.
+	DeltaAt   *time.Time      `json:"delta_at,omitempty"`
+	Pass      string          `json:"pass,omitempty"`
+	Mailboxes []MailboxStatus `json:"mailboxes"`
+	// Report and ReportJSON are the paths of the domain's report.
+	Report      string     `json:"report,omitempty"`
+	ReportJSON  string     `json:"report_json,omitempty"`
+	TTLRestored uint32     `json:"ttl_restored,omitempty"`
+	ClosedAt    *time.Time `json:"closed_at,omitempty"`
+	Updated     time.Time  `json:"updated"`
+}
+
+// MailboxStatus is one mailbox's line: its phase in the domain's current
+// pass and what was moved, summed over every pass.
+type MailboxStatus struct {
+	Mailbox  string                `json:"mailbox"`
+	Phase    campaign.MailboxPhase `json:"phase"`
+	Pass     string                `json:"pass,omitempty"`
+	Reason   string                `json:"reason,omitempty"`
+	Messages int64                 `json:"messages"`
+	Bytes    int64                 `json:"bytes"`
+	Dead     int64                 `json:"dead"`
+	// Differences is what the last verification found (nil: none ran).
+	Differences *int64 `json:"differences,omitempty"`
+}
+
+// ReadStatus reads the campaign's records: every domain, or those named.
+func ReadStatus(ctx context.Context, store *campaign.Store, only []string) (*Status, error) {
+	domains, err := store.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Domains: []DomainStatus{}, Totals: map[campaign.Phase]int{}}
+	for _, d := range domains {
+		if len(only) > 0 && !contains(only, d.Domain) {
+			continue
+		}
+		ds, err := domainStatus(ctx, store, d)
+		if err != nil {
+			return nil, err
+		}
+		st.Domains = append(st.Domains, ds)
+		st.Totals[d.Phase]++
+	}
+	return st, nil
+}
+
+func domainStatus(ctx context.Context, store *campaign.Store, d campaign.Domain) (DomainStatus, error) {
+	ds := DomainStatus{Domain: d.Domain, Phase: d.Phase, Stopped: d.Stopped, Reason: d.Reason, Order: d.Order,
+		Attempt: d.Attempt, DNS: d.DNS.Status(), Pass: d.Pass, Report: d.After.Report, TTLRestored: d.After.TTLRestored, Updated: d.Updated}
+	if d.Phase == campaign.Draining || d.Stopped == campaign.Draining {
+		at := d.DrainUntil()
+		ds.DeltaAt = &at
+	}
+	if d.After.Report != "" {
+		ds.ReportJSON = strings.TrimSuffix(d.After.Report, ".html") + ".json"
+	}
+	if !d.After.ClosedAt.IsZero() {
+		at := d.After.ClosedAt
+		ds.ClosedAt = &at
+	}
+	boxes, err := store.Mailboxes(ctx, d.Domain)
+	if err != nil {
+		return DomainStatus{}, err
+	}
+	for _, m := range boxes {
+		ms := MailboxStatus{Mailbox: m.Mailbox, Phase: m.Phase, Pass: m.Pass, Reason: m.Reason,
+			Messages: m.Counts.Appended, Bytes: m.Counts.Bytes, Dead: m.Counts.Dead}
+		c, ok, err := store.Check(ctx, m.Mailbox)
+		if err != nil {
+			return DomainStatus{}, err
+		}
+		if ok {
+			n := c.Differences
+			ms.Differences = &n
+		}
+		ds.Mailboxes = append(ds.Mailboxes, ms)
+	}
+	return ds, nil
+}
+
+// WriteText writes the status as a table: a line per domain, indented
+// lines for its mailboxes.
+func (s *Status) WriteText(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tPHASE\tDNS\tMESSAGES\tBYTES\tREPORT")
+	for _, d := range s.Domains {
+		var msgs, bytes int64
+		for _, m := range d.Mailboxes {
+			msgs += m.Messages
+			bytes += m.Bytes
+		}
+		phase := string(d.Phase)
+		switch {
+		case d.Stopped != "":
+			phase += " (in " + string(d.Stopped) + "): " + d.Reason
+		case d.DeltaAt != nil:
+			phase += " until " + d.DeltaAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", d.Domain, phase, d.DNS, msgs, bytes, d.Report)
+		for _, m := range d.Mailboxes {
+			phase := string(m.Phase)
+			if m.Reason != "" {
+				phase += ": " + m.Reason
+			}
+			if m.Differences != nil && *m.Differences > 0 {
+				phase += fmt.Sprintf(" (%d differences)", *m.Differences)
+			}
+			if m.Dead > 0 {
+				phase += fmt.Sprintf(" (%d dead letters)", m.Dead)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t\t%d\t%d\t\n", m.Mailbox, phase, m.Messages, m.Bytes)
+		}
+	}
+	tw.Flush()
+	var parts []string
+	for _, p := range []campaign.Phase{campaign.Queued, campaign.Provisioning, campaign.Prestaging, campaign.Switching,
+		campaign.Draining, campaign.Delta, campaign.Verifying, campaign.Done, campaign.Paused, campaign.Failed} {
+		if n := s.Totals[p]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, p))
+		}
+	}
+	fmt.Fprintf(w, "%d domains: %s\n", len(s.Domains), strings.Join(parts, ", "))
+}
+
+func contains(set []string, s string) bool {
+	for _, x := range set {
+		if campaign.NormalizeDomain(x) == s {
+			return true
+		}
+	}
+	return false
+}
