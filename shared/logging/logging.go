@@ -18,6 +18,8 @@ func New(w io.Writer, level, format, service string) (zerolog.Logger, error) {
 	if err != nil {
 		return zerolog.Nop(), fmt.Errorf("log level %q: %w", level, err)
 	}
+	// Services in one process log at once; not every writer takes that.
+	w = zerolog.SyncWriter(w)
 	if format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}

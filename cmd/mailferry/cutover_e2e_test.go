@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/cmd/mailferry/cutover"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
+	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
+	"github.com/mailferry/mailferry/shared/campaign"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/e2etest"
+)
+
+// campaignWorld is a hosting company's cutover on the real peers: a source
+// and a target Dovecot, a BIND primary and secondary serving the
+// customers' zones, and a configuration for a campaign over:
+//   - alpha.test (two mailboxes) and beta.test, whose mail the legacy
+//     server hosts: switched;
+//   - gamma.test, whose MX is elsewhere: copied, its DNS skipped;
+//   - with broken, delta.test, whose mailbox does not exist at the source:
+//     it fails, the others go on.
+type campaignWorld struct {
+	src, tgt *dovecottest.Server
+	bind     *bindtest.Cluster
+	dir      string
+	config   string
+	// seeded counts the messages put in each source mailbox.
+	seeded map[string]int
+	boxes  []string
+}
+
+// mailTTL is the TTL of the customers' mail records: a campaign after
+// `dns lower-ttl`, so that draining takes seconds.
+const mailTTL = 2
+
+func newCampaignWorld(t *testing.T, order campaign.Order, broken bool, natsConf string) *campaignWorld {
+	t.Helper()
+	w := &campaignWorld{dir: t.TempDir(), seeded: map[string]int{},
+		boxes: []string{"anna@alpha.test", "bob@alpha.test", "carla@beta.test", "gus@gamma.test"}}
+	users := map[string]string{}
+	for i, u := range w.boxes {
+		users[u] = fmt.Sprintf("pw-%d", i)
+	}
+	w.src = dovecottest.StartT(t, dovecottest.Options{Separator: '/', MasterUser: "admin", MasterPassword: e2etest.MasterPassword, Users: users, PlainPasswords: true})
+	w.tgt = dovecottest.StartT(t, dovecottest.Options{Separator: '.', MasterUser: "admin", MasterPassword: e2etest.MasterPassword, Users: users, PlainPasswords: true, AutoCreateSpecial: true})
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, u := range w.boxes {
+		for _, folder := range []string{"INBOX", "Archive/2019", "Entwürfe"} {
+			msgs := e2etest.Generated(rng, 8, u+" "+folder)
+			if err := w.src.Seed(u, folder, msgs); err != nil {
+				t.Fatal(err)
+			}
+			w.seeded[u] += len(msgs)
+		}
+	}
+	if broken {
+		w.boxes = append(w.boxes, "dora@delta.test")
+	}
+	zones := []bindtest.Zone{
+		lowTTL(zonegen.Zone("alpha.test.", zonegen.LegacyByAddress, 1)),
+		lowTTL(zonegen.Zone("beta.test.", zonegen.LegacyByName, 2)),
+		lowTTL(zonegen.Zone("gamma.test.", zonegen.External, 3)),
+	}
+	w.bind = bindtest.StartT(t, bindtest.Options{Zones: append(zonegen.Support(), zones...)})
+	w.writeConfig(t, order, natsConf)
+	return w
+}
+
+// lowTTL gives every record of z the campaign's short TTL.
+func lowTTL(z bindtest.Zone) bindtest.Zone {
+	z.Text = strings.Replace(z.Text, "$TTL 3600", fmt.Sprintf("$TTL %d", mailTTL), 1)
+	z.Text = strings.ReplaceAll(z.Text, " 7200 ", " ") // records with a TTL of their own
+	return z
+}
+
+func (w *campaignWorld) writeConfig(t *testing.T, order campaign.Order, natsConf string) {
+	t.Helper()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(w.dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("master.pw", e2etest.MasterPassword+"\n")
+	var csv strings.Builder
+	csv.WriteString("source_user,target_user\n")
+	for _, u := range w.boxes {
+		fmt.Fprintf(&csv, "%s,%s\n", u, u)
+	}
+	write("mailboxes.csv", csv.String())
+	write("domains.txt", "alpha.test\nbeta.test\ngamma.test\ndelta.test\n")
+	if natsConf == "" {
+		natsConf = "nats: {data_dir: nats}"
+	}
+	write("mailferry.yaml", fmt.Sprintf(`%s
+source: {address: %s, tls: none, auth: master, master_user: admin, master_password_file: master.pw, command_timeout: 20s}
+target: {address: %s, tls: none, auth: master, master_user: admin, master_password_file: master.pw, command_timeout: 20s}
+mailboxes: {file: mailboxes.csv}
+log: {level: info, format: json}
+dns:
+  server: %q
+  tsig_key_file: %q
+  verify_servers: [%q, %q]
+  verify_ns: false
+  legacy_mail_hosts: [%s, %q]
+  new_mx: ["10 %s", "20 %s"]
+  mail_host_a: %s
+  domains_file: domains.txt
+  verify_timeout: 30s
+cutover:
+  order: %s
+  delta_grace: 3s
+  tick: 300ms
+  lease_ttl: 3s
+  retry_after: 1s
+  restore_ttl: 7200
+`, natsConf, w.src.Addr, w.tgt.Addr, w.bind.Primary.Addr, w.bind.KeyFile, w.bind.Primary.Addr, w.bind.Secondary.Addr,
+		zonegen.LegacyIP, zonegen.OldNamePattern, zonegen.NewMX1, zonegen.NewMX2, zonegen.NewIP, order))
+	w.config = filepath.Join(w.dir, "mailferry.yaml")
+}
+
+// switched reports whether both servers serve domain's new MX.
+func (w *campaignWorld) switched(ctx context.Context, domain string) bool {
+	for _, s := range w.bind.Servers() {
+		rrs, err := w.bind.AXFR(ctx, s, domain)
+		if err != nil || !strings.Contains(strings.Join(rrs, "\n"), zonegen.NewMX1) {
+			return false
+		}
+	}
+	return true
+}
+
+// mxTTL is the TTL of domain's MX records at the primary.
+func (w *campaignWorld) mxTTL(ctx context.Context, t *testing.T, domain string) string {
+	t.Helper()
+	rrs, err := w.bind.AXFR(ctx, w.bind.Primary, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rr := range rrs {
+		if f := strings.Fields(rr); len(f) > 3 && f[3] == "MX" {
+			return f[1]
+		}
+	}
+	return ""
+}
+
+// deliverLate puts a message, dated now, in a mailbox of the old server
+// (mail that reached the legacy MX while the domain drained) and one in
+// the same mailbox at the new server (mail delivered there after the
+// switch).
+func (w *campaignWorld) deliverLate(t *testing.T, mailbox string) {
+	t.Helper()
+	now := time.Now()
+	late := dovecottest.Message{Body: []byte(fmt.Sprintf("From: late@sender.test\r\nTo: %s\r\nSubject: via the old MX while draining\r\nMessage-ID: <late.%d@sender.test>\r\nDate: %s\r\n\r\nlate\r\n",
+		mailbox, now.UnixNano(), now.Format(time.RFC1123Z))), Date: now}
+	if err := w.src.Seed(mailbox, "INBOX", []dovecottest.Message{late}); err != nil {
+		t.Fatal(err)
+	}
+	w.seeded[mailbox]++
+	fresh := dovecottest.Message{Body: []byte(fmt.Sprintf("From: new@sender.test\r\nTo: %s\r\nSubject: via the new MX\r\nMessage-ID: <fresh.%d@sender.test>\r\nDate: %s\r\n\r\nfresh\r\n",
+		mailbox, now.UnixNano(), now.Format(time.RFC1123Z))), Date: now.Add(time.Second)}
+	if err := w.tgt.Seed(mailbox, "INBOX", []dovecottest.Message{fresh}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cli runs a mailferry command in this process.
+func (w *campaignWorld) cli(ctx context.Context, t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(ctx, args[0], append(args[1:], "-c", w.config), &out, &errOut)
+	if err != nil {
+		t.Logf("mailferry %s: %v\n%s", strings.Join(args, " "), err, tail(errOut.String(), 40))
+	}
+	return out.String(), err
+}
+
+// checkCampaign checks what an operator checks once the campaign ended:
+// cutover status (every domain as want, the DNS lines, the messages moved),
+// status agreeing, and verify -since-switch clean for the done domains.
+func (w *campaignWorld) checkCampaign(ctx context.Context, t *testing.T, want map[string]campaign.Phase) {
+	t.Helper()
+	out, err := w.cli(ctx, t, "cutover", "status", "-json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st cutover.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("cutover status -json: %v\n%s", err, out)
+	}
+	if len(st.Domains) != len(want) {
+		t.Fatalf("cutover status has %d domains, want %d:\n%s", len(st.Domains), len(want), out)
+	}
+	for _, d := range st.Domains {
+		if d.Phase != want[d.Domain] {
+			t.Errorf("%s: %s (%s), want %s", d.Domain, d.Phase, d.Reason, want[d.Domain])
+		}
+		if d.Phase != campaign.Done {
+			continue
+		}
+		switch d.Domain {
+		case "gamma.test":
+			if !strings.HasPrefix(d.DNS, "skipped: ") || !strings.Contains(d.DNS, "(external)") {
+				t.Errorf("gamma.test dns = %q, want skipped as external", d.DNS)
+			}
+		default:
+			if !strings.HasPrefix(d.DNS, "switched ") || d.TTLRestored != 7200 {
+				t.Errorf("%s dns = %q, ttl restored %d; want switched, TTL 7200", d.Domain, d.DNS, d.TTLRestored)
+			}
+			if got := w.mxTTL(ctx, t, d.Domain); got != "7200" {
+				t.Errorf("%s: MX TTL at the primary = %s, want 7200", d.Domain, got)
+			}
+		}
+		for _, m := range d.Mailboxes {
+			if m.Messages != int64(w.seeded[m.Mailbox]) || m.Phase != campaign.BoxVerified {
+				t.Errorf("%s: %s, %d messages moved; want verified, %d", m.Mailbox, m.Phase, m.Messages, w.seeded[m.Mailbox])
+			}
+		}
+	}
+	var done []string
+	for _, u := range w.boxes {
+		if want[campaign.DomainOf(u)] == campaign.Done {
+			done = append(done, u)
+		}
+	}
+	for _, u := range done {
+		if out, err := w.cli(ctx, t, "verify", "-since-switch", "-mailbox", u); err != nil {
+			t.Errorf("verify -since-switch -mailbox %s: %v\n%s", u, err, out)
+		}
+	}
+}
+
+// TestCutoverCampaignAllInOneTakesEveryDomainToDone is the campaign an
+// operator runs from the README on one machine: cutover start -all, every
+// service in-process, on the real peers. Mail reaching the old server while
+// a domain drains arrives at the target; mail delivered to the new server
+// after the switch does not fail verification; the domain with its MX
+// elsewhere is copied and closed without a switch; the one whose mailbox
+// cannot be read fails without holding up the others.
+func TestCutoverCampaignAllInOneTakesEveryDomainToDone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	w := newCampaignWorld(t, campaign.OrderPrestage, true, "")
+
+	// The late mail comes when alpha.test's switch is visible, i.e.
+	// while it drains (TTL 2s + grace 3s).
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil && !w.switched(ctx, "alpha.test") {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if ctx.Err() == nil {
+			w.deliverLate(t, "anna@alpha.test")
+		}
+	}()
+	out, err := w.cli(ctx, t, "cutover", "start", "-all")
+	wg.Wait()
+	if err == nil || !strings.Contains(err.Error(), "failed: delta.test") {
+		t.Fatalf("cutover start: %v, want delta.test named as failed\n%s", err, out)
+	}
+	for _, d := range []string{"alpha.test", "beta.test", "gamma.test"} {
+		if !strings.Contains(out, d+": done") {
+			t.Errorf("start did not say %s is done:\n%s", d, out)
+		}
+	}
+	w.checkCampaign(ctx, t, map[string]campaign.Phase{"alpha.test": campaign.Done, "beta.test": campaign.Done,
+		"gamma.test": campaign.Done, "delta.test": campaign.Failed})
+
+	// Started again, the campaign is where it was: nothing to do.
+	again, err := w.cli(ctx, t, "cutover", "start", "-domain", "alpha.test,beta.test")
+	if err != nil || !strings.Contains(again, "alpha.test: in the campaign already") {
+		t.Errorf("start again: %v\n%s", err, again)
+	}
+}
