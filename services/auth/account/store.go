@@ -51,6 +51,18 @@ func Open(ctx context.Context, js jetstream.JetStream, bucket string, replicas i
 	return &Store{kv: kv}, nil
 }
 
+// Bind binds the bucket as the auth service declared it, without
+// declaring it: for readers (a domain's cutover report) that must not
+// create it. The error wraps jetstream.ErrBucketNotFound when the auth
+// service has not created it yet.
+func Bind(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", bucket, err)
+	}
+	return &Store{kv: kv}, nil
+}
+
 func accountKey(email string) string { return accountPrefix + subject.Key(email) }
 func domainKey(domain string) string { return domainPrefix + subject.Key(domain) }
 
