@@ -26,16 +26,19 @@ at once (bounded by source.connections). Bytes are the sum of STATUS SIZE
 (RFC 8438); a server without STATUS=SIZE gets messages times a mean size,
 marked "~" (bytes_estimated in -json).
 
-The estimated copy time is the longer of bytes / bytes-per-second and
-messages / messages-per-second. The rates are measured from the events
-stream when earlier passes moved at least 1 MiB: the bytes and messages
-of every mailbox.loaded event, divided by the time during which at least
-one of those passes ran (from its mailbox.extracting event, else its
-mailbox.queued, to its mailbox.loaded), so passes run side by side count
-at the concurrency they had. Otherwise the default is 10 MB/s and 300
-messages/s, about two fifths and a third of what the README benchmark
-moved between two local Dovecots (25.6 MB/s, 925 messages/s). The mean
-size for unknown bytes is the measured one, else 100 KiB.
+The estimated copy time of a domain is the longer of its bytes /
+bytes-per-second and its messages / messages-per-second, and at least
+its largest mailbox at one mailbox's rates. The rates are measured from
+the events stream when earlier passes moved at least 1 MiB: the bytes and
+messages of every mailbox.loaded event, divided by the time during which
+at least one of those passes ran (from its mailbox.extracting event, else
+its mailbox.queued, to its mailbox.loaded), so passes run side by side
+count at the concurrency they had; one mailbox's rates divide by the
+passes' durations summed. Otherwise the default is 10 MB/s and 300
+messages/s in all and a quarter of that per mailbox, about two fifths and
+a third of what the README benchmark moved between two local Dovecots
+(25.6 MB/s, 925 messages/s, 4 mailboxes at once). The mean size for
+unknown bytes is the measured one, else 100 KiB.
 
 The DNS line is dnsctl's plan (as dns plan, not stored): the records the
 switch removes and adds, or why the domain is skipped (MX hosted
