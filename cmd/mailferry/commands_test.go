@@ -34,6 +34,7 @@ var commandFlags = map[string][]string{
 	"loader":           {"c"},
 	"dnsctl":           {"c"},
 	"delta":            {"c"},
+	"cutover plan":     {"c", "json"},
 	"dns plan":         {"c", "domain", "json"},
 	"dns apply":        {"c", "domain", "dry-run", "force", "json", "no-verify", "replan"},
 	"dns verify":       {"c", "domain", "json"},

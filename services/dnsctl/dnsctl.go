@@ -85,12 +85,9 @@ func New(ctx context.Context, cfg *config.Config, js jetstream.JetStream, events
 // NewFromSection is New with the dns section already loaded, replicas
 // being the journal bucket's.
 func NewFromSection(ctx context.Context, d *dnsconfig.DNS, replicas int, js jetstream.JetStream, events Publisher, log zerolog.Logger) (*Engine, error) {
-	if !d.Enabled() {
-		return nil, fmt.Errorf("dnsctl: the configuration has no dns.server")
-	}
-	pol, err := plan.FromConfig(*d)
+	e, err := NewPlanner(d, log)
 	if err != nil {
-		return nil, fmt.Errorf("dnsctl: %w", err)
+		return nil, err
 	}
 	key, err := bindkey.ReadFile(d.TSIGKeyFile, d.TSIGKeyName)
 	if err != nil {
@@ -100,28 +97,43 @@ func NewFromSection(ctx context.Context, d *dnsconfig.DNS, replicas int, js jets
 	if err != nil {
 		return nil, fmt.Errorf("dnsctl: %w", err)
 	}
-	client := &authdns.Client{Timeout: d.Timeout.Std()}
-	e := &Engine{
-		Policy:           pol,
-		Client:           client,
-		Reader:           &authdns.Reader{Client: client, Server: d.Server, HostLabels: d.MailHostLabels, SRVNames: srvNames(pol)},
-		Sender:           &update.Sender{Server: d.Server, Key: key, Timeout: 2 * d.Timeout.Std()},
-		Journal:          j,
-		Events:           events,
-		Log:              log,
-		Concurrency:      d.Concurrency,
-		VerifyServers:    d.VerifyServers,
-		VerifyNS:         *d.VerifyNS,
-		NSPort:           d.NSPort,
-		VerifyTimeout:    d.VerifyTimeout.Std(),
-		PlanMaxAge:       d.PlanMaxAge.Std(),
-		MaxChangePercent: d.MaxChangePercent,
-	}
+	e.Sender = &update.Sender{Server: d.Server, Key: key, Timeout: 2 * d.Timeout.Std()}
+	e.Journal = j
+	e.Events = events
+	e.VerifyServers = d.VerifyServers
+	e.VerifyNS = *d.VerifyNS
+	e.NSPort = d.NSPort
+	e.VerifyTimeout = d.VerifyTimeout.Std()
+	e.PlanMaxAge = d.PlanMaxAge.Std()
+	e.MaxChangePercent = d.MaxChangePercent
 	e.DefaultRestoreTTL = d.RestoreTTL
 	if d.Rate > 0 {
 		e.Limiter = rate.NewLimiter(rate.Limit(d.Rate), max(1, d.Rate/10))
 	}
 	return e, nil
+}
+
+// NewPlanner builds an engine that can only plan, without storing the
+// plan (Plan with store false): it reads each domain from dns.server and
+// decides under the section's policy, as NewFromSection's engine does, but
+// needs neither the TSIG key, nor the journal, nor a broker, so a dry run
+// such as `mailferry cutover plan` touches nothing.
+func NewPlanner(d *dnsconfig.DNS, log zerolog.Logger) (*Engine, error) {
+	if !d.Enabled() {
+		return nil, fmt.Errorf("dnsctl: the configuration has no dns.server")
+	}
+	pol, err := plan.FromConfig(*d)
+	if err != nil {
+		return nil, fmt.Errorf("dnsctl: %w", err)
+	}
+	client := &authdns.Client{Timeout: d.Timeout.Std()}
+	return &Engine{
+		Policy:      pol,
+		Client:      client,
+		Reader:      &authdns.Reader{Client: client, Server: d.Server, HostLabels: d.MailHostLabels, SRVNames: srvNames(pol)},
+		Log:         log,
+		Concurrency: d.Concurrency,
+	}, nil
 }
 
 func srvNames(p plan.Policy) []string {

@@ -1,0 +1,92 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/job"
+)
+
+// ReadMailbox counts mb's folders, messages and bytes on the source
+// server: it logs in as the extractor does (imapdial, the master user or
+// the mailbox's password file), LISTs every folder and asks each
+// selectable one for STATUS (MESSAGES, and SIZE when the server
+// advertises STATUS=SIZE or IMAP4rev2), pipelined; it never SELECTs or
+// FETCHes. Without SIZE the mailbox's bytes are unknown: BytesEstimated is
+// set and Make fills them in from the mean message size. An error is in
+// the result, with the mailbox named.
+func ReadMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox) Mailbox {
+	m := Mailbox{Mailbox: mb.SourceUser}
+	if err := readMailbox(ctx, cfg, mb, &m); err != nil {
+		// One line: errors.Join and imapdial's refusals join with newlines.
+		m = Mailbox{Mailbox: mb.SourceUser, Error: strings.ReplaceAll(err.Error(), "\n", "; ")}
+	}
+	return m
+}
+
+func readMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, m *Mailbox) error {
+	cred, err := imapdial.CredentialsFor(cfg, "source", mb.SourceUser, mb.SourcePasswordFile)
+	if err != nil {
+		return err
+	}
+	c, err := imapdial.Dial(ctx, cfg.Source, cred, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	wd := imapdial.Watch(ctx, c, cfg.Source.CommandTimeout.Std())
+	defer wd.Stop()
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		return fmt.Errorf("list folders: %w", wd.Err(err))
+	}
+	wd.Kick()
+	caps := c.Caps()
+	withSize := caps.Has(imap.CapStatusSize) || caps.Has(imap.CapIMAP4rev2)
+	opts := &imap.StatusOptions{NumMessages: true, Size: withSize}
+	type pending struct {
+		folder string
+		cmd    *imapclient.StatusCommand
+	}
+	var cmds []pending
+	for _, l := range list {
+		if slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+			continue
+		}
+		cmds = append(cmds, pending{l.Mailbox, c.Status(l.Mailbox, opts)})
+	}
+	var errs []error
+	for _, p := range cmds {
+		st, err := p.cmd.Wait()
+		wd.Kick()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("status of folder %q: %w", p.folder, wd.Err(err)))
+			continue
+		}
+		m.Folders++
+		if st.NumMessages != nil {
+			m.Messages += int64(*st.NumMessages)
+		}
+		if st.Size != nil {
+			m.Bytes += *st.Size
+		} else {
+			m.BytesEstimated = true
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if m.BytesEstimated {
+		m.Bytes = 0
+	}
+	_ = c.Logout().Wait()
+	return nil
+}
