@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/cutover/report"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/services/auth"
 	"github.com/mailferry/mailferry/services/auth/authconfig"
@@ -247,7 +248,7 @@ func (t *term) finish(ctx context.Context, d campaign.Domain) {
 	busy := t.busy[d.Domain] || time.Now().Before(t.retry[d.Domain])
 	t.mu.Unlock()
 	needTTL := d.Phase == campaign.Done && d.DNS.Switched() && d.After.TTLRestored == 0 && t.dns != nil
-	needReport := t.o.Reports != nil && d.After.ReportPhase != d.Phase
+	needReport := d.After.ReportPhase != d.Phase
 	if busy || !needTTL && !needReport {
 		return
 	}
@@ -284,7 +285,7 @@ func (t *term) after(ctx context.Context, d campaign.Domain, ttl, report bool) e
 		}
 	}
 	if report {
-		path, err := t.o.Reports(ctx, d.Domain)
+		path, err := t.report(ctx, d.Domain)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("report of %s: %w", d.Domain, err))
 		} else {
@@ -298,4 +299,15 @@ func (t *term) after(ctx context.Context, d campaign.Domain, ttl, report bool) e
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// report writes the domain's report to the report directory and returns
+// the path of its HTML page.
+func (t *term) report(ctx context.Context, domain string) (string, error) {
+	r, err := report.Gather(ctx, t.o.Config, t.o.Broker, t.store, domain)
+	if err != nil {
+		return "", err
+	}
+	path, _, err := report.Write(t.o.Settings.ReportDir, r)
+	return path, err
 }

@@ -53,7 +53,7 @@ func RunLocal(ctx context.Context, o *Orchestrator, selected []string, w io.Writ
 	if err != nil {
 		return Settled{}, err
 	}
-	report(w, added)
+	tellResumed(w, added)
 
 	svcCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -89,9 +89,9 @@ func breakLeases(ctx context.Context, b *broker.Broker, log zerolog.Logger) erro
 	return campaign.Break(ctx, kv, leaseName)
 }
 
-// report writes a line per domain Add found in the campaign already (the
+// tellResumed writes a line per domain Add found in the campaign already (the
 // queued ones are told by Await).
-func report(w io.Writer, added []Added) {
+func tellResumed(w io.Writer, added []Added) {
 	for _, a := range added {
 		if !a.New {
 			fmt.Fprintf(w, "%s: in the campaign already, resumed\n", a.Domain)

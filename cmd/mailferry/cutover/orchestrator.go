@@ -72,9 +72,6 @@ type Orchestrator struct {
 	Log      zerolog.Logger
 	// Mailboxes is the inventory: each mailbox's source and target.
 	Mailboxes []job.Mailbox
-	// Reports, when set, writes a domain's report and returns the path of
-	// its HTML page; it is called when a domain is done or failed.
-	Reports func(ctx context.Context, domain string) (string, error)
 }
 
 // Run runs the orchestrator until ctx ends.
@@ -379,12 +376,12 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // Finished reports whether the orchestrator has nothing left to do for a
 // domain that ended: its TTLs restored (a switched, done domain, with a
-// dns section) and its report written (with Reports set).
+// dns section) and its report written.
 func (o *Orchestrator) Finished(d campaign.Domain) bool {
 	if d.Phase != campaign.Done && d.Phase != campaign.Failed {
 		return false
 	}
-	if o.Reports != nil && d.After.ReportPhase != d.Phase {
+	if d.After.ReportPhase != d.Phase {
 		return false
 	}
 	dns, err := dnsconfig.Load(o.Config)
