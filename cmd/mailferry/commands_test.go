@@ -23,6 +23,7 @@ var commandFlags = map[string][]string{
 	"demo":             {"mailboxes", "seed"},
 	"migrate":          {"c", "json"},
 	"verify":           {"c", "json", "mailbox", "since-switch"},
+	"verify accept":    {"all", "c", "folder", "mailbox", "reason", "since-switch", "uid"},
 	"status":           {"c", "json", "watch"},
 	"enqueue":          {"c"},
 	"deadletter list":  {"c", "json", "mailbox"},

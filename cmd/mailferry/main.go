@@ -98,7 +98,9 @@ folder by folder and message by message, and names each difference with
 the message's folder, UID, size, Date, From, Subject and Message-ID. It
 exits 1 when any is found. With -since-switch, mail that reached the target
 after its domain's latest dns.switched event is new at target, not a
-difference; a domain not switched is verified as without it.`,
+difference; a domain not switched is verified as without it. Differences
+accepted with verify accept are listed as ACCEPTED, with their reason, and
+do not count.`,
 		Setup: withConfig(func(fs *flag.FlagSet) func(context.Context, *session) error {
 			var a verifyArgs
 			fs.BoolVar(&a.asJSON, "json", false, "print the report as JSON")
@@ -107,6 +109,7 @@ difference; a domain not switched is verified as without it.`,
 			return func(ctx context.Context, s *session) error { return runVerify(ctx, s, a) }
 		}),
 	},
+	verifyAccept,
 	{
 		Name:      "status",
 		UsageLine: "[-c FILE] [-json] [-watch]",

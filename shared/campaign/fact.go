@@ -165,6 +165,13 @@ func FromEvent(e *event.Event) (Fact, string, error) {
 		if err := e.DataAs(&d); err != nil {
 			return nil, "", err
 		}
+		// A verification that found differences fails the mailbox: its
+		// domain stops where it is until the differences are repaired or
+		// accepted (`verify accept`) and a new verification finds none.
+		if !d.OK() {
+			return MailboxFailed{Mailbox: e.Key, Pass: d.Pass, At: e.Time,
+				Reason: fmt.Sprintf("verification: %d differences (%d missing)", d.Differences, d.Missing)}, DomainOf(e.Key), nil
+		}
 		return MailboxVerified{Mailbox: e.Key, Pass: d.Pass}, DomainOf(e.Key), nil
 	case event.MailboxFailed:
 		var d event.FailedData

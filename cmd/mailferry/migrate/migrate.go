@@ -163,7 +163,15 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		}
 	}
 	log.Info().Int("mailboxes", len(loaded)).Msg("verifying")
-	res.Report = verify.Mailboxes(ctx, cfg, loaded, verify.WithLedger(b.Ledger))
+	opts := []verify.Option{verify.WithLedger(b.Ledger)}
+	// Differences accepted before (`verify accept`) are reported as
+	// accepted; a bucket that cannot be read leaves them differences.
+	if kv, err := verify.AcceptedBucket(ctx, b); err != nil {
+		log.Warn().Err(err).Msg("accepted differences unreadable: reporting them as differences")
+	} else if kv != nil {
+		opts = append(opts, verify.WithAcceptedFrom(kv))
+	}
+	res.Report = verify.Mailboxes(ctx, cfg, loaded, opts...)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

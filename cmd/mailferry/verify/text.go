@@ -9,7 +9,8 @@ import (
 
 // WriteText writes the report for people: one line per mailbox, one per
 // differing folder, two per difference (what differs, then the message as
-// a person would find it: size, Date, From, Subject, Message-ID).
+// a person would find it: size, Date, From, Subject, Message-ID), and the
+// same for each accepted difference, marked ACCEPTED, with its reason.
 func (r *Report) WriteText(w io.Writer) {
 	bad := 0
 	for _, m := range r.Mailboxes {
@@ -22,6 +23,9 @@ func (r *Report) WriteText(w io.Writer) {
 		if m.NewAfter != nil {
 			fmt.Fprintf(w, ", %d new at target since the switch at %s", m.NewAtTarget, m.NewAfter.Format(time.RFC3339))
 		}
+		if m.Accepted > 0 {
+			fmt.Fprintf(w, ", %d differences accepted", m.Accepted)
+		}
 		fmt.Fprintln(w)
 		if m.Note != "" {
 			fmt.Fprintf(w, "  note: %s\n", m.Note)
@@ -30,22 +34,31 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "  error: %s\n", m.Error)
 		}
 		for _, f := range m.Folders {
-			if f.OK() {
+			if f.OK() && len(f.Accepted) == 0 {
 				continue
 			}
 			fmt.Fprintf(w, "  folder %q -> %q: source %d, target %d\n", f.Sources, f.Target, f.SourceMessages, f.TargetMessages)
 			for _, d := range f.Differences {
-				fmt.Fprintf(w, "    %-7s %s uid %d sha256 %.16s", d.Kind, d.Folder, d.UID, d.SHA256)
-				if d.Want != "" || d.Got != "" {
-					fmt.Fprintf(w, " want %q got %q", d.Want, d.Got)
-				}
-				fmt.Fprintln(w)
-				fmt.Fprintf(w, "            %s, date %s, from %s, subject %s, message-id %s\n",
-					humanSize(d.Size), orNone(d.Date), orNone(d.From), orNone(d.Subject), orNone(d.MessageID))
+				writeDiff(w, "    ", d, "")
+			}
+			for _, a := range f.Accepted {
+				writeDiff(w, "    ACCEPTED ", a.Diff, fmt.Sprintf(" (%s; accepted by %s at %s)", a.Reason, orNone(a.AcceptedBy), a.AcceptedAt.UTC().Format(time.RFC3339)))
 			}
 		}
 	}
 	fmt.Fprintf(w, "verified %d mailboxes: %d ok, %d different\n", len(r.Mailboxes), len(r.Mailboxes)-bad, bad)
+}
+
+// writeDiff writes a difference's two lines: what differs, after prefix
+// and followed by suffix, then the message.
+func writeDiff(w io.Writer, prefix string, d Diff, suffix string) {
+	fmt.Fprintf(w, "%s%-7s %s uid %d sha256 %.16s", prefix, d.Kind, d.Folder, d.UID, d.SHA256)
+	if d.Want != "" || d.Got != "" {
+		fmt.Fprintf(w, " want %q got %q", d.Want, d.Got)
+	}
+	fmt.Fprintf(w, "%s\n", suffix)
+	fmt.Fprintf(w, "%*s%s, date %s, from %s, subject %s, message-id %s\n", len(prefix)+8, "",
+		humanSize(d.Size), orNone(d.Date), orNone(d.From), orNone(d.Subject), orNone(d.MessageID))
 }
 
 // orNone quotes a header field for the text report, or says it is absent.

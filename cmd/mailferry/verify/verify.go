@@ -18,6 +18,11 @@
 // of no source message and arrived after the switch is new at target, not
 // a difference, and the check is that the source is contained in the
 // target.
+//
+// A difference a person explained and accepted (`mailferry verify
+// accept`, kept in the campaign bucket; see Accepted for how it is
+// recognised again) is reported as accepted, with its reason, and does
+// not make the mailbox differ (WithAccepted, WithAcceptedFrom).
 package verify
 
 import (
@@ -37,6 +42,7 @@ import (
 	"github.com/mailferry/mailferry/shared/foldermap"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/mailscan"
 )
 
@@ -61,8 +67,11 @@ type MailboxReport struct {
 	NewAtTarget int        `json:"new_at_target,omitempty"`
 	// Note says how the mailbox was verified when that is not the
 	// default, e.g. why no switch time was used.
-	Note    string         `json:"note,omitempty"`
-	Folders []FolderReport `json:"folders"`
+	Note string `json:"note,omitempty"`
+	// Accepted counts the differences found that a person had accepted
+	// (see Accepted): listed in their folders, not counted against OK.
+	Accepted int            `json:"accepted,omitempty"`
+	Folders  []FolderReport `json:"folders"`
 }
 
 // FolderReport compares the source folders that map onto one target
@@ -78,6 +87,9 @@ type FolderReport struct {
 	// NewAtTarget are the target's messages that arrived after the
 	// switch (see NewAfter): expected, so not differences.
 	NewAtTarget []Diff `json:"new_at_target,omitempty"`
+	// Accepted are the differences found that a person had accepted
+	// (WithAccepted), with the reason: not differences any more.
+	Accepted []AcceptedDiff `json:"accepted,omitempty"`
 }
 
 // OK reports whether the folder matched; mail new at target does not
@@ -125,8 +137,10 @@ type Diff struct {
 type Option func(*options)
 
 type options struct {
-	ledger   jetstream.KeyValue
-	newAfter time.Time
+	ledger     jetstream.KeyValue
+	newAfter   time.Time
+	accepted   []Accepted
+	acceptedKV kvjson.Bucket
 }
 
 // NewAfter makes the check source ⊆ target, as it is after a domain's
@@ -169,9 +183,17 @@ func Mailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, opts ...Op
 		t := o.newAfter.UTC()
 		mr.NewAfter = &t
 	}
-	if err := compareMailbox(ctx, cfg, mb, o, &mr); err != nil {
+	err := compareMailbox(ctx, cfg, mb, o, &mr)
+	accepted := o.accepted
+	if err == nil && o.acceptedKV != nil {
+		var stored []Accepted
+		stored, err = LoadAccepted(ctx, o.acceptedKV, mb.SourceUser)
+		accepted = append(slices.Clip(accepted), stored...)
+	}
+	if err != nil {
 		mr.Error = err.Error()
 	}
+	applyAccepted(&mr, accepted)
 	mr.OK = mr.Error == ""
 	for _, f := range mr.Folders {
 		mr.OK = mr.OK && f.OK()
