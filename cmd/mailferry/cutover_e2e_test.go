@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,9 +18,12 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/cutover"
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
+	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/campaign"
+	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 	"github.com/mailferry/mailferry/shared/testenv/e2etest"
+	"github.com/mailferry/mailferry/shared/testenv/proc"
 )
 
 // campaignWorld is a hosting company's cutover on the real peers: a source
@@ -43,7 +48,7 @@ type campaignWorld struct {
 // `dns lower-ttl`, so that draining takes seconds.
 const mailTTL = 2
 
-func newCampaignWorld(t *testing.T, order campaign.Order, broken bool, natsConf string) *campaignWorld {
+func newCampaignWorld(t *testing.T, order campaign.Order, broken bool, natsConf string, withAuth bool) *campaignWorld {
 	t.Helper()
 	w := &campaignWorld{dir: t.TempDir(), seeded: map[string]int{},
 		boxes: []string{"anna@alpha.test", "bob@alpha.test", "carla@beta.test", "gus@gamma.test"}}
@@ -72,7 +77,13 @@ func newCampaignWorld(t *testing.T, order campaign.Order, broken bool, natsConf 
 		lowTTL(zonegen.Zone("gamma.test.", zonegen.External, 3)),
 	}
 	w.bind = bindtest.StartT(t, bindtest.Options{Zones: append(zonegen.Support(), zones...)})
-	w.writeConfig(t, order, natsConf)
+	extra := ""
+	if withAuth {
+		// The target's mailboxes are provisioned by the auth service,
+		// into the passwd-file the target Dovecot reads.
+		extra = fmt.Sprintf("auth: {provider: dovecot, dovecot: {passwd_file: %s}}\n", filepath.Join(w.tgt.Dir, "passwd"))
+	}
+	w.writeConfig(t, order, natsConf+"\n"+extra)
 	return w
 }
 
@@ -98,8 +109,8 @@ func (w *campaignWorld) writeConfig(t *testing.T, order campaign.Order, natsConf
 	}
 	write("mailboxes.csv", csv.String())
 	write("domains.txt", "alpha.test\nbeta.test\ngamma.test\ndelta.test\n")
-	if natsConf == "" {
-		natsConf = "nats: {data_dir: nats}"
+	if !strings.Contains(natsConf, "nats:") {
+		natsConf = "nats: {data_dir: nats}\n" + natsConf
 	}
 	write("mailferry.yaml", fmt.Sprintf(`%s
 source: {address: %s, tls: none, auth: master, master_user: admin, master_password_file: master.pw, command_timeout: 20s}
@@ -250,7 +261,7 @@ func (w *campaignWorld) checkCampaign(ctx context.Context, t *testing.T, want ma
 func TestCutoverCampaignAllInOneTakesEveryDomainToDone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	w := newCampaignWorld(t, campaign.OrderPrestage, true, "")
+	w := newCampaignWorld(t, campaign.OrderPrestage, true, "", false)
 
 	// The late mail comes when alpha.test's switch is visible, i.e.
 	// while it drains (TTL 2s + grace 3s).
@@ -282,5 +293,241 @@ func TestCutoverCampaignAllInOneTakesEveryDomainToDone(t *testing.T) {
 	again, err := w.cli(ctx, t, "cutover", "start", "-domain", "alpha.test,beta.test")
 	if err != nil || !strings.Contains(again, "alpha.test: in the campaign already") {
 		t.Errorf("start again: %v\n%s", err, again)
+	}
+}
+
+// mailferryBinary builds the mailferry command once per test binary.
+var mailferryBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "mailferry-bin-")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "mailferry")
+	build := exec.Command("go", "build", "-o", out, ".")
+	if msg, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, msg)
+	}
+	return out, nil
+})
+
+// daemons runs mailferry's services as processes of their own on one
+// nats-server, as ops deploy them.
+type daemons struct {
+	t    *testing.T
+	bin  string
+	w    *campaignWorld
+	orch []*proc.Process
+	n    int
+}
+
+func (d *daemons) start(args ...string) *proc.Process {
+	d.t.Helper()
+	d.n++
+	p, err := proc.Start(d.bin, append(args, "-c", d.w.config), proc.Options{Dir: d.w.dir})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	return p
+}
+
+// restartOrchestrators kills every orchestrator with SIGKILL and starts
+// two again (one acts, one stands by).
+func (d *daemons) restartOrchestrators() {
+	for _, p := range d.orch {
+		p.Kill()
+		<-p.Exited()
+	}
+	d.orch = []*proc.Process{d.start("cutover", "run"), d.start("cutover", "run")}
+}
+
+// TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPhase
+// runs the campaign as ops deploy it: nats-server, extractor, loader,
+// dnsctl and two orchestrators as processes of their own, the campaign
+// handed over by `cutover start`, in the switch_first order. Every time a
+// domain reaches a phase no kill has hit yet, every orchestrator is killed
+// with SIGKILL and started again; beta.test is paused in the middle and
+// resumed once the others are done. Every domain ends as it should.
+func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPhase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	bin, err := mailferryBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freeTCPPort(t)
+	dataDir := filepath.Join(t.TempDir(), "nats")
+	natsConf := fmt.Sprintf("nats: {url: nats://127.0.0.1:%d, user: %s, password_file: %s}", port, broker.DefaultUser, filepath.Join(dataDir, broker.PasswordFileName))
+	w := newCampaignWorld(t, campaign.OrderSwitchFirst, true, natsConf, true)
+	serverConf := filepath.Join(w.dir, "nats.yaml")
+	if err := os.WriteFile(serverConf, []byte(fmt.Sprintf("nats: {data_dir: %s, listen: 127.0.0.1:%d}\nlog: {level: info}\n", dataDir, port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemons{t: t, bin: bin, w: w}
+	natsd, err := proc.Start(bin, []string{"nats", "-c", serverConf}, proc.Options{Dir: w.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = natsd.Stop(5 * time.Second) })
+	if err := natsd.Ready(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []string{"extractor", "loader", "dnsctl"} {
+		d.start(svc)
+	}
+	d.restartOrchestrators()
+
+	out, err := w.cli(ctx, t, "cutover", "start", "-all")
+	if err != nil {
+		t.Fatalf("cutover start: %v\n%s", err, out)
+	}
+	store := openStore(ctx, t, w)
+	killedIn := map[campaign.Phase]bool{}
+	paused, resumed, late, imported := false, false, false, false
+	for {
+		if ctx.Err() != nil {
+			t.Fatalf("campaign did not end: %v\norchestrator:\n%s", ctx.Err(), tail(d.orch[0].Output(), 30))
+		}
+		domains, err := store.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		phase := map[string]campaign.Domain{}
+		for _, dom := range domains {
+			phase[dom.Domain] = dom
+			p := dom.Phase
+			if p.Running() && p != campaign.Queued && !killedIn[p] {
+				killedIn[p] = true
+				t.Logf("%s is %s: killing every orchestrator", dom.Domain, p)
+				d.restartOrchestrators()
+			}
+		}
+		if !imported && len(domains) == 4 && allIn(domains, campaign.Provisioning) {
+			// The campaign was started before the users were imported:
+			// every domain waits in provisioning until they are.
+			w.importUsers(ctx, t)
+			imported = true
+		}
+		if a := phase["alpha.test"]; !late && a.Phase == campaign.Draining {
+			w.deliverLate(t, "anna@alpha.test")
+			late = true
+		}
+		if b := phase["beta.test"]; !paused && b.Phase == campaign.Prestaging {
+			if out, err := w.cli(ctx, t, "cutover", "pause", "-domain", "beta.test", "-reason", "customer asked"); err != nil {
+				t.Fatalf("pause: %v\n%s", err, out)
+			}
+			paused = true
+		}
+		othersEnded := phase["alpha.test"].Phase == campaign.Done && phase["gamma.test"].Phase == campaign.Done && phase["delta.test"].Phase == campaign.Failed
+		if paused && !resumed && othersEnded {
+			if b := phase["beta.test"]; b.Phase != campaign.Paused || b.Reason != "customer asked" {
+				t.Errorf("beta.test while paused: %s (%s), want paused", b.Phase, b.Reason)
+			}
+			if out, err := w.cli(ctx, t, "cutover", "resume", "-domain", "beta.test"); err != nil {
+				t.Fatalf("resume: %v\n%s", err, out)
+			}
+			resumed = true
+		}
+		if resumed && othersEnded && phase["beta.test"].Phase == campaign.Done && d.finished(phase) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, p := range []campaign.Phase{campaign.Provisioning, campaign.Prestaging, campaign.Switching, campaign.Draining, campaign.Delta, campaign.Verifying} {
+		if !killedIn[p] {
+			t.Errorf("no orchestrator was killed in %s", p)
+		}
+	}
+	if !late {
+		t.Error("alpha.test was never seen draining: no late mail delivered")
+	}
+	w.checkCampaign(ctx, t, map[string]campaign.Phase{"alpha.test": campaign.Done, "beta.test": campaign.Done,
+		"gamma.test": campaign.Done, "delta.test": campaign.Failed})
+	if d := phaseOf(ctx, t, store, "delta.test"); d.Stopped != campaign.Switching || !strings.Contains(d.Reason, "not_served") {
+		t.Errorf("delta.test failed in %s (%s), want in switching, not served", d.Stopped, d.Reason)
+	}
+}
+
+// finished reports whether every ended domain has its report and, when
+// switched, its TTLs restored.
+func (d *daemons) finished(domains map[string]campaign.Domain) bool {
+	for _, dom := range domains {
+		if dom.After.ReportPhase != dom.Phase || dom.Phase == campaign.Done && dom.DNS.Switched() && dom.After.TTLRestored == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func openStore(ctx context.Context, t *testing.T, w *campaignWorld) *campaign.Store {
+	t.Helper()
+	cfg, err := config.Load(w.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Connect(ctx, cfg.NATS, "test", e2etest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.Use(ctx, campaign.Needs); err != nil {
+		t.Fatal(err)
+	}
+	store, err := campaign.Open(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+func phaseOf(ctx context.Context, t *testing.T, store *campaign.Store, domain string) campaign.Domain {
+	t.Helper()
+	d, _, err := store.Get(ctx, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func allIn(domains []campaign.Domain, p campaign.Phase) bool {
+	for _, d := range domains {
+		if d.Phase != p {
+			return false
+		}
+	}
+	return true
+}
+
+// importUsers imports every mailbox's user for the auth service, as
+// email-only users with no legacy hash.
+func (w *campaignWorld) importUsers(ctx context.Context, t *testing.T) {
+	t.Helper()
+	var csv strings.Builder
+	csv.WriteString("email,role,legacy_hash\n")
+	for _, u := range w.boxes {
+		fmt.Fprintf(&csv, "%s,email-only,\n", u)
+	}
+	path := filepath.Join(w.dir, "users.csv")
+	if err := os.WriteFile(path, []byte(csv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := w.cli(ctx, t, "users", "import", "-file", path); err != nil {
+		t.Fatalf("users import: %v\n%s", err, out)
 	}
 }

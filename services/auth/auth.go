@@ -108,8 +108,9 @@ func Policy(a authconfig.Auth) policy.Policy {
 	return p
 }
 
-// Provision creates every imported user's mailbox at the target.
-func Provision(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) (provision.Report, error) {
+// Provision creates every imported user's mailbox at the target (of the
+// given domains only, when any are given: a campaign's turn).
+func Provision(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, domains ...string) (provision.Report, error) {
 	a, err := authconfig.Load(cfg)
 	if err != nil {
 		return provision.Report{}, err
@@ -131,6 +132,7 @@ func Provision(ctx context.Context, cfg *config.Config, b *broker.Broker, log ze
 		Events:    event.Publisher{JS: b.JS, Service: ServiceName},
 		Log:       log,
 		BatchSize: provisionBatch,
+		Domains:   domains,
 	}
 	if m, ok := target.(provision.TokenMinter); ok && a.OpenSRS.TokenDir != "" {
 		p.Tokens, p.TokenDir = m, a.OpenSRS.TokenDir

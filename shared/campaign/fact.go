@@ -21,6 +21,10 @@ type Start struct{}
 // Provisioned is domain.provisioned: every mailbox exists at the target.
 type Provisioned struct{}
 
+// ProvisionFailed is a provisioning that needs a person: the target
+// refused to create some of the domain's mailboxes.
+type ProvisionFailed struct{ Reason string }
+
 // MailboxQueued is mailbox.queued: a pass over the mailbox was queued.
 type MailboxQueued struct{ Mailbox, Pass string }
 
@@ -97,6 +101,9 @@ func (Start) Name() string { return "start" }
 
 // Name names Provisioned.
 func (Provisioned) Name() string { return event.DomainProvisioned }
+
+// Name names ProvisionFailed.
+func (ProvisionFailed) Name() string { return "provision_failed" }
 
 // Name names MailboxQueued.
 func (MailboxQueued) Name() string { return event.MailboxQueued }

@@ -255,6 +255,11 @@ func (s *stepper) running() (Action, bool, error) {
 			return none, true, nil
 		}
 		return s.provisioned()
+	case ProvisionFailed:
+		if d.Phase != Provisioning || d.Provisioned {
+			return none, false, nil
+		}
+		return s.fail("provisioning: " + f.Reason)
 	case MailboxQueued:
 		return none, false, nil
 	case MailboxLoaded:

@@ -659,3 +659,28 @@ func TestAlreadySwitchedCountsAsASwitchWithNoOldTTL(t *testing.T) {
 		}
 	})
 }
+
+func TestAProvisioningRefusedFailsTheDomainInProvisioningAndRetryProvisionsAgain(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	d, err := campaign.NewDomain("acme.test", []string{"a@acme.test"}, campaign.OrderPrestage, 0, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _, _ = campaign.Step(d, campaign.Start{}, now)
+	d, act, err := campaign.Step(d, campaign.ProvisionFailed{Reason: "a@acme.test: quota exceeded"}, now)
+	if err != nil || d.Phase != campaign.Failed || d.Stopped != campaign.Provisioning || d.Reason != "provisioning: a@acme.test: quota exceeded" || act.Kind != campaign.None {
+		t.Fatalf("after the refusal: %s in %s (%s), %v, %v", d.Phase, d.Stopped, d.Reason, act, err)
+	}
+	d, act, _ = campaign.Step(d, campaign.Retry{}, now.Add(time.Minute))
+	if d.Phase != campaign.Provisioning || act.Kind != campaign.ProvisionDomain || d.Attempt != 2 {
+		t.Fatalf("after retry: %s, %v, attempt %d", d.Phase, act, d.Attempt)
+	}
+	if again, _, _ := campaign.Step(d, campaign.Provisioned{}, now.Add(2*time.Minute)); again.Phase != campaign.Prestaging {
+		t.Errorf("provisioned after retry: %s, want prestaging", again.Phase)
+	}
+	// Once provisioned, a late refusal of an earlier run changes nothing.
+	p, _, _ := campaign.Step(d, campaign.Provisioned{}, now.Add(2*time.Minute))
+	if got, _, _ := campaign.Step(p, campaign.ProvisionFailed{Reason: "late"}, now.Add(3*time.Minute)); got.Phase != campaign.Prestaging {
+		t.Errorf("late refusal moved a provisioned domain to %s", got.Phase)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,7 +59,7 @@ func (t *term) provision(ctx context.Context, d campaign.Domain) error {
 	}
 	t.provisioning.Lock()
 	defer t.provisioning.Unlock()
-	rep, err := auth.Provision(ctx, t.o.Config, t.o.Broker, t.log.With().Str("service", "auth").Logger())
+	rep, err := auth.Provision(ctx, t.o.Config, t.o.Broker, t.log.With().Str("service", "auth").Logger(), d.Domain)
 	if err != nil {
 		return fmt.Errorf("provision %s: %w", d.Domain, err)
 	}
@@ -72,10 +73,25 @@ func (t *term) provision(ctx context.Context, d campaign.Domain) error {
 		return err
 	}
 	if slices.Contains(rep.DomainsOpen, d.Domain) {
-		return fmt.Errorf("provision %s: some of its mailboxes could not be created", d.Domain)
+		var refused []string
+		for _, f := range rep.Failed {
+			if campaign.DomainOf(f.Email) == d.Domain {
+				refused = append(refused, f.Email+": "+f.Reason)
+			}
+		}
+		if len(refused) > 0 {
+			t.apply(ctx, d.Domain, campaign.ProvisionFailed{Reason: strings.Join(refused, "; ")})
+			return nil
+		}
 	}
-	return fmt.Errorf("provision %s: none of its users is imported (run mailferry users import)", d.Domain)
+	t.sayOnce(d.Domain, "import", "provisioning waits for the domain's users: import them (mailferry users import)")
+	return errWaiting
 }
+
+// errWaiting is an action that waits for something a person does: it is
+// taken again after retry_after without a warning each time (what it
+// waits for was said once).
+var errWaiting = errors.New("waiting")
 
 // provisionedBefore reports whether domain.provisioned of domain is on
 // the events stream.
@@ -143,6 +159,11 @@ func (t *term) verify(ctx context.Context, d campaign.Domain, act campaign.Actio
 	}
 	if d.DNS.Switched() {
 		opts = append(opts, verify.NewAfter(d.DNS.SwitchedAt))
+	}
+	if kv, err := verify.AcceptedBucket(ctx, t.o.Broker); err != nil {
+		return err
+	} else if kv != nil {
+		opts = append(opts, verify.WithAcceptedFrom(kv))
 	}
 	var errs []error
 	for _, name := range d.Mailboxes {

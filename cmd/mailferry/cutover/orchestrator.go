@@ -333,7 +333,7 @@ func (t *term) take(ctx context.Context, d campaign.Domain, act campaign.Action)
 		if err != nil {
 			t.taken[d.Domain] = ""
 			t.retry[d.Domain] = time.Now().Add(time.Duration(t.o.Settings.RetryAfter))
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !errors.Is(err, errWaiting) {
 				t.log.Warn().Err(err).Str("domain", d.Domain).Str("action", string(act.Kind)).
 					Dur("retry_in", time.Duration(t.o.Settings.RetryAfter)).Msg("action failed; it is taken again")
 			}

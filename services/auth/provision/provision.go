@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -52,6 +53,10 @@ type Provisioner struct {
 	TokenDir string
 	// BatchSize is how many mailboxes go to the target at once.
 	BatchSize int
+	// Domains, when set, limits the pass to the accounts of these
+	// domains (a cutover campaign provisions a domain when its turn
+	// comes, not every imported one).
+	Domains []string
 }
 
 // Failure is a mailbox the target could not create.
@@ -80,6 +85,9 @@ func (p *Provisioner) Run(ctx context.Context) (Report, error) {
 	accounts, err := p.Accounts.List(ctx)
 	if err != nil {
 		return Report{}, err
+	}
+	if p.Domains != nil {
+		accounts = slices.DeleteFunc(accounts, func(a *account.Account) bool { return !slices.Contains(p.Domains, a.Domain) })
 	}
 	rep := Report{Mailboxes: len(accounts)}
 	var pending []*account.Account

@@ -314,29 +314,26 @@ func verification(c campaign.Check) (*Verification, []Difference, error) {
 	diffs := []Difference{}
 	for _, f := range mr.Folders {
 		for _, d := range f.Differences {
-			why, ok := accepted(c, d)
-			folder := d.Folder
-			if folder == "" {
-				folder = f.Target
-			}
-			diffs = append(diffs, Difference{Mailbox: clean(c.Mailbox), Kind: d.Kind, Folder: clean(folder), UID: d.UID, Size: d.Size,
-				Date: clean(d.Date), From: clean(d.From), Subject: clean(d.Subject), MessageID: clean(d.MessageID),
-				Want: clean(d.Want), Got: clean(d.Got), Accepted: ok, AcceptedReason: clean(why)})
+			diffs = append(diffs, difference(c.Mailbox, f.Target, d, false, ""))
+		}
+		for _, a := range f.Accepted {
+			diffs = append(diffs, difference(c.Mailbox, f.Target, a.Diff, true, a.Reason))
 		}
 	}
 	v.Differences = len(diffs)
 	return v, diffs, nil
 }
 
-// accepted says whether a difference of a mailbox's check was accepted
-// (`verify accept`: a known, explained difference) and why.
-//
-// This is the hook for the verify package's record of accepted
-// differences, which is being added: once verify.Diff (or the mailbox's
-// report) marks an accepted difference, read the mark and its reason
-// here. Until then no difference is accepted.
-func accepted(campaign.Check, verify.Diff) (reason string, ok bool) {
-	return "", false
+// difference is d of a mailbox's check as the report shows it; accepted
+// ones (`verify accept`: known and explained) carry the reason.
+func difference(mailbox, target string, d verify.Diff, accepted bool, reason string) Difference {
+	folder := d.Folder
+	if folder == "" {
+		folder = target
+	}
+	return Difference{Mailbox: clean(mailbox), Kind: d.Kind, Folder: clean(folder), UID: d.UID, Size: d.Size,
+		Date: clean(d.Date), From: clean(d.From), Subject: clean(d.Subject), MessageID: clean(d.MessageID),
+		Want: clean(d.Want), Got: clean(d.Got), Accepted: accepted, AcceptedReason: clean(reason)}
 }
 
 // renamed fills Renamed from the folder.renamed events of the mailboxes:
