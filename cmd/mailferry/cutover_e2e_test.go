@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/cutover"
+	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 	"github.com/mailferry/mailferry/shared/broker"
@@ -238,6 +239,7 @@ func (w *campaignWorld) checkCampaign(ctx context.Context, t *testing.T, want ma
 			}
 		}
 	}
+	w.checkStatusAgrees(ctx, t, want)
 	var done []string
 	for _, u := range w.boxes {
 		if want[campaign.DomainOf(u)] == campaign.Done {
@@ -247,6 +249,37 @@ func (w *campaignWorld) checkCampaign(ctx context.Context, t *testing.T, want ma
 	for _, u := range done {
 		if out, err := w.cli(ctx, t, "verify", "-since-switch", "-mailbox", u); err != nil {
 			t.Errorf("verify -since-switch -mailbox %s: %v\n%s", u, err, out)
+		}
+	}
+}
+
+// checkStatusAgrees checks that `mailferry status` tells the same story
+// as `cutover status`: each domain's phase, and every mailbox of a done
+// domain done with all its messages loaded.
+func (w *campaignWorld) checkStatusAgrees(ctx context.Context, t *testing.T, want map[string]campaign.Phase) {
+	t.Helper()
+	out, err := w.cli(ctx, t, "status", "-json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st status.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status -json: %v\n%s", err, out)
+	}
+	if len(st.Domains) != len(want) {
+		t.Errorf("status shows %d domains, want %d: %+v", len(st.Domains), len(want), st.Domains)
+	}
+	for _, d := range st.Domains {
+		if campaign.Phase(d.Phase) != want[d.Domain] {
+			t.Errorf("status: %s is %s, want %s", d.Domain, d.Phase, want[d.Domain])
+		}
+	}
+	for _, m := range st.Mailboxes {
+		if want[campaign.DomainOf(m.Mailbox)] != campaign.Done {
+			continue
+		}
+		if m.Phase != status.PhaseDone || m.Loaded != int64(w.seeded[m.Mailbox]) {
+			t.Errorf("status: %s %s, %d loaded; want done, %d", m.Mailbox, m.Shown(), m.Loaded, w.seeded[m.Mailbox])
 		}
 	}
 }

@@ -33,7 +33,9 @@
 //     extraction pass (with the running one's).
 //
 // Rate, ETA, what a service waits for and the pass's own counts come from
-// the progress samples of the newest pass (bucket mf_progress).
+// the progress samples of the newest pass (bucket mf_progress). The phase
+// of each domain in the cutover campaign comes from its record in
+// mf_campaign, the one `cutover status` reads.
 package status
 
 import (
@@ -42,6 +44,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +53,7 @@ import (
 
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/campaign"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/lifecycle"
@@ -141,7 +145,21 @@ type Status struct {
 	Mailboxes []Mailbox      `json:"mailboxes"`
 	Phases    map[string]int `json:"phases"`
 	Totals    Mailbox        `json:"totals"`
-	Time      time.Time      `json:"time"`
+	// Domains are the cutover campaign's domains of these mailboxes and
+	// their phases, as `cutover status` shows them (none without a
+	// campaign).
+	Domains []Domain  `json:"domains,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// Domain is a domain's phase in the cutover campaign.
+type Domain struct {
+	Domain string `json:"domain"`
+	Phase  string `json:"phase"`
+	// Stopped and Reason say, for a failed or paused domain, in which
+	// phase and why.
+	Stopped string `json:"stopped,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // steps are the event types whose latest one per mailbox status reads.
@@ -184,7 +202,41 @@ func Read(ctx context.Context, b *broker.Broker, boxes []job.Mailbox) (*Status, 
 	if s.Totals.Rate > 0 {
 		s.Totals.ETASeconds = float64(max(0, s.Totals.Total-s.Totals.Loaded-s.Totals.Dead)) / s.Totals.Rate
 	}
+	if s.Domains, err = readCampaign(ctx, b, boxes); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// readCampaign reads the campaign's record of each domain of boxes; a
+// broker without a campaign has none.
+func readCampaign(ctx context.Context, b *broker.Broker, boxes []job.Mailbox) ([]Domain, error) {
+	kv, err := b.JS.KeyValue(ctx, broker.BucketCampaign)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("campaign: %w", err)
+	}
+	store := campaign.NewStore(kv)
+	var out []Domain
+	seen := map[string]bool{}
+	for _, mb := range boxes {
+		name := campaign.DomainOf(mb.SourceUser)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		d, ok, err := store.Get(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, Domain{Domain: d.Domain, Phase: string(d.Phase), Stopped: string(d.Stopped), Reason: d.Reason})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Domain < out[j].Domain })
+	return out, nil
 }
 
 func (s *Status) add(m Mailbox) {
@@ -486,6 +538,16 @@ func (s *Status) WriteText(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	for _, d := range s.Domains {
+		line := d.Domain + ": " + d.Phase
+		if d.Stopped != "" {
+			line += " (in " + d.Stopped + ")"
+		}
+		if d.Reason != "" {
+			line += ": " + d.Reason
+		}
+		fmt.Fprintln(w, "campaign: "+line)
+	}
 }
 
 func eta(sec float64) string {
