@@ -351,6 +351,7 @@ type daemons struct {
 	w    *campaignWorld
 	orch []*proc.Process
 	n    int
+	seen map[campaign.Phase]bool
 }
 
 func (d *daemons) start(args ...string) *proc.Process {
@@ -362,6 +363,27 @@ func (d *daemons) start(args ...string) *proc.Process {
 	}
 	d.t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
 	return p
+}
+
+// moved returns the first "domain moved" the running orchestrators logged
+// into a running phase ("" when none did).
+func (d *daemons) moved() (domain string, phase campaign.Phase) {
+	for _, p := range d.orch {
+		for _, line := range strings.Split(p.Output(), "\n") {
+			var l struct {
+				Message, Domain string
+				Phase           campaign.Phase
+			}
+			if json.Unmarshal([]byte(line), &l) != nil || l.Message != "domain moved" {
+				continue
+			}
+			if l.Phase.Running() && l.Phase != campaign.Queued && !d.seen[l.Phase] {
+				d.seen[l.Phase] = true
+				return l.Domain, l.Phase
+			}
+		}
+	}
+	return "", ""
 }
 
 // restartOrchestrators kills every orchestrator with SIGKILL and starts
@@ -396,7 +418,7 @@ func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPh
 	if err := os.WriteFile(serverConf, []byte(fmt.Sprintf("nats: {data_dir: %s, listen: 127.0.0.1:%d}\nlog: {level: info}\n", dataDir, port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemons{t: t, bin: bin, w: w}
+	d := &daemons{t: t, bin: bin, w: w, seen: map[campaign.Phase]bool{}}
 	natsd, err := proc.Start(bin, []string{"nats", "-c", serverConf}, proc.Options{Dir: w.dir})
 	if err != nil {
 		t.Fatal(err)
@@ -411,10 +433,13 @@ func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPh
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, svc := range []string{"extractor", "loader", "dnsctl"} {
+	// dnsctl starts once an orchestrator was killed in switching: until
+	// then every switch request waits for it, as while it is down.
+	for _, svc := range []string{"extractor", "loader"} {
 		d.start(svc)
 	}
 	d.restartOrchestrators()
+	dnsctlUp := false
 
 	out, err := w.cli(ctx, t, "cutover", "start", "-all")
 	if err != nil {
@@ -434,12 +459,17 @@ func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPh
 		phase := map[string]campaign.Domain{}
 		for _, dom := range domains {
 			phase[dom.Domain] = dom
-			p := dom.Phase
-			if p.Running() && p != campaign.Queued && !killedIn[p] {
-				killedIn[p] = true
-				t.Logf("%s is %s: killing every orchestrator", dom.Domain, p)
-				d.restartOrchestrators()
-			}
+		}
+		// The acting orchestrator logs each move before it acts on it:
+		// the kill lands in the phase, mostly while its action runs.
+		if dom, p := d.moved(); p != "" && !killedIn[p] {
+			killedIn[p] = true
+			t.Logf("%s moved to %s: killing every orchestrator", dom, p)
+			d.restartOrchestrators()
+		}
+		if killedIn[campaign.Switching] && !dnsctlUp {
+			d.start("dnsctl")
+			dnsctlUp = true
 		}
 		if !imported && len(domains) == 4 && allIn(domains, campaign.Provisioning) {
 			// The campaign was started before the users were imported:
@@ -452,9 +482,7 @@ func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPh
 			late = true
 		}
 		if b := phase["beta.test"]; !paused && b.Phase == campaign.Prestaging {
-			if out, err := w.cli(ctx, t, "cutover", "pause", "-domain", "beta.test", "-reason", "customer asked"); err != nil {
-				t.Fatalf("pause: %v\n%s", err, out)
-			}
+			fiftyPauses(ctx, t, w)
 			paused = true
 		}
 		othersEnded := phase["alpha.test"].Phase == campaign.Done && phase["gamma.test"].Phase == campaign.Done && phase["delta.test"].Phase == campaign.Failed
@@ -470,7 +498,7 @@ func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPh
 		if resumed && othersEnded && phase["beta.test"].Phase == campaign.Done && d.finished(phase) {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	for _, p := range []campaign.Phase{campaign.Provisioning, campaign.Prestaging, campaign.Switching, campaign.Draining, campaign.Delta, campaign.Verifying} {
 		if !killedIn[p] {
@@ -563,4 +591,94 @@ func (w *campaignWorld) importUsers(ctx context.Context, t *testing.T) {
 	if out, err := w.cli(ctx, t, "users", "import", "-file", path); err != nil {
 		t.Fatalf("users import: %v\n%s", err, out)
 	}
+}
+
+// fiftyPauses sends the same pause 50 times at once: every command
+// succeeds, one changes the record, the others find it paused.
+func fiftyPauses(ctx context.Context, t *testing.T, w *campaignWorld) {
+	t.Helper()
+	outs := make([]string, 50)
+	errs := make([]error, 50)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = w.cli(ctx, t, "cutover", "pause", "-domain", "beta.test", "-reason", "customer asked")
+		}()
+	}
+	wg.Wait()
+	changed := 0
+	for i, out := range outs {
+		if errs[i] != nil {
+			t.Fatalf("pause %d: %v\n%s", i, errs[i], out)
+		}
+		switch strings.TrimSpace(out) {
+		case "beta.test: paused":
+			changed++
+		case "beta.test: paused (unchanged)":
+		default:
+			t.Errorf("pause %d said %q", i, out)
+		}
+	}
+	if changed != 1 {
+		t.Errorf("%d of 50 concurrent pauses changed the record, want 1", changed)
+	}
+}
+
+// TestCutoverStartKilledAtRandomMomentsResumesWhereItWas kills the whole
+// all-in-one `cutover start` process (embedded broker, every service,
+// the orchestrator) with SIGKILL at random moments, six times in a row,
+// and runs it again each time: the last run ends the campaign as an
+// uninterrupted one would.
+func TestCutoverStartKilledAtRandomMomentsResumesWhereItWas(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	bin, err := mailferryBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newCampaignWorld(t, campaign.OrderPrestage, true, "", false)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 6 {
+		p, err := proc.Start(bin, []string{"cutover", "start", "-all", "-c", w.config}, proc.Options{Dir: w.dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := time.Duration(200+rng.IntN(1800)) * time.Millisecond
+		select {
+		case <-p.Exited():
+			t.Logf("run %d ended by itself before its kill: %v", i+1, p.ExitErr())
+		case <-time.After(after):
+			p.Kill()
+			<-p.Exited()
+			t.Logf("run %d killed after %s: %s", i+1, after, lastLine(p.Output()))
+		}
+
+	}
+	var out, errOut bytes.Buffer
+	err = run(ctx, "cutover", []string{"start", "-all", "-c", w.config}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "failed: delta.test") {
+		t.Fatalf("the last cutover start: %v, want delta.test named as failed\n%s\n%s", err, out.String(), errOut.String())
+	}
+
+	began := time.Now()
+	if _, err := w.cli(ctx, t, "cutover", "start", "-all"); err == nil {
+		t.Fatal("cutover start of an ended campaign exited 0 with delta.test failed")
+	}
+	t.Logf("cutover start of an ended campaign took %s", time.Since(began))
+	w.checkCampaign(ctx, t, map[string]campaign.Phase{"alpha.test": campaign.Done, "beta.test": campaign.Done,
+		"gamma.test": campaign.Done, "delta.test": campaign.Failed})
+}
+
+// lastLine is the last "domain moved" line of a run's log, to say where
+// it was killed.
+func lastLine(out string) string {
+	lines := strings.Split(out, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], `"domain moved"`) {
+			return lines[i]
+		}
+	}
+	return "(no domain moved yet)"
 }

@@ -29,6 +29,13 @@ import (
 // changing it would change the loader. This one is kept small and generic
 // instead; the two could be joined later.
 type Lease struct {
+	// Alone says no other process can reach the bucket (a private
+	// broker): a record of another owner is a killed run's, taken over at
+	// once. (Deleting it at start is not enough: right after the embedded
+	// server restarts from an unclean stop, the record can still be
+	// missing from a read and show up later.)
+	Alone bool
+
 	kv    kvjson.Bucket
 	key   string
 	owner string
@@ -67,29 +74,44 @@ func (l *Lease) margin() time.Duration { return l.ttl / 4 }
 // false while another live holder has it. An error is a failure to read
 // or write the bucket.
 func (l *Lease) Acquire(ctx context.Context) (held bool, err error) {
+	for try := 0; ; try++ {
+		held, conflict, err := l.acquire(ctx)
+		if !conflict || !l.Alone || try == 3 || ctx.Err() != nil {
+			return held, err
+		}
+		// Alone, a conflict is a record a killed run left that the
+		// restarted server does not show (its last write torn by the
+		// kill): nobody else can write here, so clear it, unconditionally.
+		if err := l.kv.Delete(ctx, l.key); err != nil {
+			return false, fmt.Errorf("lease %s: clear a killed run's record: %w", l.key, err)
+		}
+	}
+}
+
+func (l *Lease) acquire(ctx context.Context) (held, conflict bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, err := kvjson.Get[LeaseRecord](ctx, l.kv, l.key)
 	if err != nil {
-		return false, fmt.Errorf("lease %s: %w", l.key, err)
+		return false, false, fmt.Errorf("lease %s: %w", l.key, err)
 	}
 	now := time.Now()
 	mine := e.Exists() && e.V.Owner == l.owner && e.Rev == l.rev
-	if e.Exists() && !mine && now.Before(e.V.Expires.Add(l.margin())) {
+	if e.Exists() && !mine && !l.Alone && now.Before(e.V.Expires.Add(l.margin())) {
 		l.rev, l.validUntil = 0, time.Time{}
-		return false, nil
+		return false, false, nil
 	}
 	until := now.Add(l.ttl)
 	e.V = LeaseRecord{Owner: l.owner, Expires: until.UTC()}
 	if err := e.Save(ctx, l.kv); err != nil {
 		if kvjson.IsConflict(err) {
 			l.rev, l.validUntil = 0, time.Time{}
-			return false, nil
+			return false, true, nil
 		}
-		return false, fmt.Errorf("lease %s: %w", l.key, err)
+		return false, false, fmt.Errorf("lease %s: %w", l.key, err)
 	}
 	l.rev, l.validUntil = e.Rev, until
-	return true, nil
+	return true, false, nil
 }
 
 // Held reports whether this holder may act now: it holds the lease and

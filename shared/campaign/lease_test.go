@@ -159,3 +159,46 @@ func TestLeadRunsOneActorAndHandsOverWhenItStops(t *testing.T) {
 		t.Errorf("%d instances acted at once", peak.Load())
 	}
 }
+
+func TestABrokenLeaseIsTakenAtOnceByTheNextHolder(t *testing.T) {
+	kv := bucket(t)
+	ctx := context.Background()
+	dead := campaign.NewLease(kv, "orchestrator", time.Minute)
+	if held, err := dead.Acquire(ctx); !held || err != nil {
+		t.Fatalf("first holder: %v, %v", held, err)
+	}
+	if _, ok, err := campaign.Holder(ctx, kv, "orchestrator"); !ok || err != nil {
+		t.Fatalf("holder while held: %v, %v", ok, err)
+	}
+	if err := campaign.Break(ctx, kv, "orchestrator"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := campaign.Holder(ctx, kv, "orchestrator"); ok || err != nil {
+		t.Fatalf("holder after the break: %v, %v", ok, err)
+	}
+	next := campaign.NewLease(kv, "orchestrator", time.Minute)
+	if held, err := next.Acquire(ctx); !held || err != nil {
+		t.Fatalf("next holder after the break: %v, %v", held, err)
+	}
+}
+
+func TestALeaseAloneOnItsBrokerTakesOverAKilledHoldersRecordAtOnce(t *testing.T) {
+	kv := bucket(t)
+	ctx := context.Background()
+	dead := campaign.NewLease(kv, "orchestrator", time.Minute)
+	if held, err := dead.Acquire(ctx); !held || err != nil {
+		t.Fatalf("first holder: %v, %v", held, err)
+	}
+	shared := campaign.NewLease(kv, "orchestrator", time.Minute)
+	if held, err := shared.Acquire(ctx); held || err != nil {
+		t.Fatalf("a second holder on a shared broker: %v, %v; want to wait", held, err)
+	}
+	alone := campaign.NewLease(kv, "orchestrator", time.Minute)
+	alone.Alone = true
+	if held, err := alone.Acquire(ctx); !held || err != nil {
+		t.Fatalf("a holder alone on its broker: %v, %v; want the lease", held, err)
+	}
+	if held, _ := dead.Acquire(ctx); held {
+		t.Error("the old holder still renews after the takeover")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/campaign"
 	"github.com/mailferry/mailferry/shared/daemon"
+	"github.com/mailferry/mailferry/shared/job"
 )
 
 // RunLocal runs the campaign of the selected domains in this process, as
@@ -75,11 +76,16 @@ func RunLocal(ctx context.Context, o *Orchestrator, selected []string, w io.Writ
 	return Await(ctx, store, selected, true, o.Finished, w)
 }
 
-// breakLeases releases the loader's and the orchestrator's leases a killed
-// run left on a private broker: nobody else can reach it, so their holders
-// are gone.
+// breakLeases releases the loader's and the orchestrator's leases and the
+// jobs a killed run left on a private broker: nobody else can reach it, so
+// their holders are gone. (A campaign's passes have fixed ids, so a job
+// queued again is a duplicate: without this the killed run's job would
+// wait out job_ack_wait.)
 func breakLeases(ctx context.Context, b *broker.Broker, log zerolog.Logger) error {
 	if err := loader.BreakLeases(ctx, b.Ledger, log); err != nil {
+		return err
+	}
+	if err := job.ReleaseDeliveries(ctx, b.JS, log); err != nil {
 		return err
 	}
 	kv, err := b.JS.KeyValue(ctx, broker.BucketCampaign)

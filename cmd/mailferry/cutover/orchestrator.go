@@ -92,6 +92,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		return err
 	}
 	lease := campaign.NewLease(kv, leaseName, time.Duration(o.Settings.LeaseTTL))
+	lease.Alone = o.Broker.Private()
 	err = lease.Lead(ctx, o.Log, t.run)
 	if ctx.Err() != nil {
 		return nil
