@@ -172,13 +172,34 @@ func TestVerifyCountsMailThatReachedTheSourceAfterThePassStartedAsNewAtSource(t 
 		t.Errorf("plain verify: err %v, differences %q; want the new one missing", err, kindsOf(r.Mailboxes[0], differences))
 	}
 
+	// A message moved to another folder at the source after the copy
+	// keeps its INTERNALDATE, yet the next pass takes it: with the ledger
+	// it is new at source, its copy in INBOX deleted at source.
+	for _, args := range [][]string{
+		{"mailbox", "create", "-u", mb.SourceUser, "Archive"},
+		{"move", "-u", mb.SourceUser, "Archive", "mailbox", "INBOX", "subject", "copied 0"},
+	} {
+		if out, err := p.Src.Doveadm(ctx, args...); err != nil {
+			t.Fatalf("doveadm %q: %v\n%s", args, err, out)
+		}
+	}
+	m = verifyWithLedger(t, ctx, cfg, mb, verify.NewAtSourceAfter(started))
+	fresh := func(f verify.FolderReport) []verify.Diff { return f.NewAtSource }
+	if !m.OK || m.NewAtSource != 2 || m.DeletedAtSource != 1 || !slices.Equal(kindsOf(m, fresh), []string{"new_at_source arrived during the pass", "new_at_source copied 0"}) {
+		t.Errorf("a message moved at the source: ok %v, new at source %q, %d deleted at source, differences %q; want ok, the moved one new at source",
+			m.OK, kindsOf(m, fresh), m.DeletedAtSource, kindsOf(m, differences))
+	}
+	if m := verifyWithLedger(t, ctx, cfg, mb); m.OK || !slices.Equal(kindsOf(m, differences), []string{"missing arrived during the pass", "missing copied 0"}) {
+		t.Errorf("without NewAtSourceAfter: ok %v, differences %q; want both missing", m.OK, kindsOf(m, differences))
+	}
+
 	// A message from before the pass started that the target lacks is
 	// missing still.
 	if err := p.Src.Seed(mb.SourceUser, "INBOX", []dovecottest.Message{liveMessage("lost before the pass", nil, started.Add(-time.Minute))}); err != nil {
 		t.Fatal(err)
 	}
 	m = verifyWithLedger(t, ctx, cfg, mb, verify.NewAtSourceAfter(started))
-	if m.OK || m.NewAtSource != 1 || !slices.Equal(kindsOf(m, differences), []string{"missing lost before the pass"}) {
+	if m.OK || m.NewAtSource != 2 || !slices.Equal(kindsOf(m, differences), []string{"missing lost before the pass"}) {
 		t.Errorf("a message from before the pass: ok %v, %d new at source, differences %q; want it missing, the new one still new", m.OK, m.NewAtSource, kindsOf(m, differences))
 	}
 }

@@ -107,6 +107,25 @@ func TestPairedDifferencesNameTheTargetCopy(t *testing.T) {
 	}
 }
 
+func TestMovedAtSourceTakesOnlyMissingMessagesWithTheContentOfACopyDeletedAtSource(t *testing.T) {
+	folders := []FolderReport{
+		{Target: "INBOX", DeletedAtSource: []Diff{{Kind: KindDeletedAtSource, UID: 9, SHA256: "stored", sourceSHA256: "a", sourceFolder: "INBOX"}}},
+		{Target: "Archive", Differences: []Diff{
+			{Kind: KindMissing, UID: 1, SHA256: "a"},
+			{Kind: KindMissing, UID: 2, SHA256: "b"},
+			{Kind: KindFlags, UID: 3, SHA256: "a"},
+		}},
+	}
+	movedAtSource(folders)
+	a := folders[1]
+	if got := uids(a.NewAtSource); !slices.Equal(got, []uint32{1}) || a.NewAtSource[0].Kind != KindNewAtSource || a.NewAtSource[0].Got != `moved at the source from "INBOX" after the copy` {
+		t.Errorf("new at source %+v, want uid 1, moved from INBOX", a.NewAtSource)
+	}
+	if got := uids(a.Differences); !slices.Equal(got, []uint32{2, 3}) {
+		t.Errorf("differences %v, want 2 and 3", got)
+	}
+}
+
 func uids(ds []Diff) []uint32 {
 	var out []uint32
 	for _, d := range ds {

@@ -25,8 +25,9 @@
 //   - Mail still reaches the old server until the switch: with
 //     NewAtSourceAfter, a source message missing at the target that
 //     arrived after the pass started is new at source (the next pass
-//     takes it), not missing. The prestage verification passes the
-//     pass's start.
+//     takes it), not missing; so, with the ledger, is a message moved to
+//     another folder at the source after the copy. The prestage
+//     verification passes the pass's start.
 //   - People delete mail on the old server after it was copied: with the
 //     ledger (WithLedger), a target message that is the recorded copy of
 //     a source message its folder (same UIDVALIDITY) no longer holds is
@@ -155,7 +156,8 @@ const (
 	// server, not a difference.
 	KindNewAtTarget = "new_at_target"
 	// KindNewAtSource is a source message missing at the target that
-	// arrived after the pass started: the next pass takes it.
+	// arrived after the pass started, or was moved at the source after
+	// the copy: the next pass takes it.
 	KindNewAtSource = "new_at_source"
 	// KindDeletedAtSource is a target message that is the recorded copy
 	// of a source message deleted since: kept, not a difference.
@@ -196,6 +198,9 @@ type Diff struct {
 	ResyncError string   `json:"resync_error,omitempty"`
 
 	arrived time.Time // the message's INTERNALDATE
+	// sourceSHA256 and sourceFolder name, for deleted_at_source, the
+	// source message the ledger says the copy was made of.
+	sourceSHA256, sourceFolder string
 }
 
 // Option changes what verify uses besides the two servers.
@@ -223,7 +228,9 @@ func NewAfter(t time.Time) Option {
 // whose INTERNALDATE is after t (the start of the pass that copied the
 // mailbox) is reported as new_at_source, which does not make the mailbox
 // differ: the next pass takes it. A missing message from before t still
-// does.
+// does, unless, with the ledger, it was moved at the source after the
+// copy: its content is that of a copy deleted at source in another folder
+// (a move keeps the INTERNALDATE).
 func NewAtSourceAfter(t time.Time) Option {
 	return func(o *options) { o.newAtSource = t }
 }
@@ -339,13 +346,51 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 		}
 		mr.Messages += fr.SourceMessages
 		mr.Bytes += fr.SourceBytes
+		mr.Folders = append(mr.Folders, fr)
+	}
+	if !o.newAtSource.IsZero() {
+		movedAtSource(mr.Folders)
+	}
+	for _, fr := range mr.Folders {
 		mr.NewAtTarget += len(fr.NewAtTarget)
 		mr.NewAtSource += len(fr.NewAtSource)
 		mr.DeletedAtSource += len(fr.DeletedAtSource)
 		mr.Resynced += len(fr.Resynced)
-		mr.Folders = append(mr.Folders, fr)
 	}
 	return nil
+}
+
+// movedAtSource makes new at source the missing messages that were moved
+// at the source after the copy: a message a person moved from one folder
+// to another on the old server keeps its INTERNALDATE, so it is missing
+// from its new folder although the next pass takes it, and its copy in
+// the old folder is deleted at source. A missing message with the content
+// of such a copy is taken for it.
+func movedAtSource(folders []FolderReport) {
+	from := map[string]string{} // source hash -> the folder it left
+	for _, f := range folders {
+		for _, d := range f.DeletedAtSource {
+			from[d.sourceSHA256] = d.sourceFolder
+		}
+	}
+	if len(from) == 0 {
+		return
+	}
+	for i := range folders {
+		f := &folders[i]
+		var keep []Diff
+		for _, d := range f.Differences {
+			left, ok := from[d.SHA256]
+			if d.Kind != KindMissing || !ok {
+				keep = append(keep, d)
+				continue
+			}
+			d.Kind = KindNewAtSource
+			d.Got = fmt.Sprintf("moved at the source from %q after the copy", left)
+			f.NewAtSource = append(f.NewAtSource, d)
+		}
+		f.Differences = keep
+	}
 }
 
 func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string) (*imapclient.Client, error) {
@@ -519,7 +564,7 @@ func splitDeleted(ds []Diff, copyOf map[uint32]loader.Landing, present map[copyK
 			diffs = append(diffs, d)
 			continue
 		}
-		d.Kind = KindDeletedAtSource
+		d.Kind, d.sourceSHA256, d.sourceFolder = KindDeletedAtSource, l.SHA256, l.Folder
 		d.Got = fmt.Sprintf("copy of source %q uid %d (uidvalidity %d), which the source no longer holds", l.Folder, l.UID, l.UIDValidity)
 		deleted = append(deleted, d)
 	}
