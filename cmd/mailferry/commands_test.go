@@ -22,7 +22,7 @@ import (
 var commandFlags = map[string][]string{
 	"demo":             {"mailboxes", "seed"},
 	"migrate":          {"c", "json"},
-	"verify":           {"c", "json", "mailbox", "since-switch"},
+	"verify":           {"c", "json", "mailbox", "resync-flags", "since-switch"},
 	"verify accept":    {"all", "c", "folder", "mailbox", "reason", "since-switch", "uid"},
 	"status":           {"c", "json", "watch"},
 	"enqueue":          {"c"},

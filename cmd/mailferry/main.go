@@ -91,7 +91,7 @@ only when every mailbox was loaded and verified, 1 otherwise.`,
 	},
 	{
 		Name:      "verify",
-		UsageLine: "[-c FILE] [-mailbox M] [-since-switch] [-json]",
+		UsageLine: "[-c FILE] [-mailbox M] [-since-switch] [-resync-flags] [-json]",
 		Short:     "compare every mailbox's source and target",
 		Long: `Verify compares every mailbox's source and target (of -mailbox if given),
 folder by folder and message by message, and names each difference with
@@ -100,12 +100,16 @@ exits 1 when any is found. With -since-switch, mail that reached the target
 after its domain's latest dns.switched event is new at target, not a
 difference; a domain not switched is verified as without it. Differences
 accepted with verify accept are listed as ACCEPTED, with their reason, and
-do not count.`,
+do not count. With -resync-flags, every copy whose flags differ from its
+source message's gets the source's flags (source flags win, as imapsync
+does on a re-run; changes made at the target since are undone) and is
+counted as resynced, not as a difference; it says how many it changed.`,
 		Setup: withConfig(func(fs *flag.FlagSet) func(context.Context, *session) error {
 			var a verifyArgs
 			fs.BoolVar(&a.asJSON, "json", false, "print the report as JSON")
 			fs.StringVar(&a.mailbox, "mailbox", "", "only this source mailbox of the mailboxes file")
 			fs.BoolVar(&a.sinceSwitch, "since-switch", false, "count mail that reached the target after the domain's switch as new, not extra")
+			fs.BoolVar(&a.resyncFlags, "resync-flags", false, "set the target copies' flags to the source's where they differ")
 			return func(ctx context.Context, s *session) error { return runVerify(ctx, s, a) }
 		}),
 	},

@@ -37,6 +37,9 @@ type verifyArgs struct {
 	// sinceSwitch makes mail that reached the target after its domain's
 	// switch new at target rather than extra.
 	sinceSwitch bool
+	// resyncFlags sets the flags of every copy whose flags differ from
+	// its source message's to the source's (verify.ResyncFlags).
+	resyncFlags bool
 }
 
 func runVerify(ctx context.Context, s *session, a verifyArgs) error {
@@ -56,9 +59,20 @@ func runVerify(ctx context.Context, s *session, a verifyArgs) error {
 		}
 		boxes = boxes[i : i+1]
 	}
-	r, err := verifyBoxes(ctx, cfg, log, boxes, a.sinceSwitch)
+	var extra []verify.Option
+	if a.resyncFlags {
+		extra = append(extra, verify.ResyncFlags())
+	}
+	r, err := verifyBoxes(ctx, cfg, log, boxes, a.sinceSwitch, extra...)
 	if err != nil {
 		return err
+	}
+	resynced := 0
+	for _, m := range r.Mailboxes {
+		resynced += m.Resynced
+	}
+	if a.resyncFlags {
+		log.Info().Int("messages", resynced).Int("mailboxes", len(r.Mailboxes)).Msg("flags resynced from the source")
 	}
 	if err := migrate.PublishVerified(ctx, cfg, log, r); err != nil {
 		log.Warn().Err(err).Msg("verified events not published")
@@ -71,6 +85,9 @@ func runVerify(ctx context.Context, s *session, a verifyArgs) error {
 		}
 	} else {
 		r.WriteText(stdout)
+		if a.resyncFlags {
+			fmt.Fprintf(stdout, "resync-flags: set the flags of %d messages at the target to the source's\n", resynced)
+		}
 	}
 	if !r.OK {
 		return errDifferent
@@ -83,11 +100,12 @@ func runVerify(ctx context.Context, s *session, a verifyArgs) error {
 // accepted, and, with sinceSwitch, from the time each mailbox's
 // domain was switched on (its latest dns.switched event): mail the target
 // received after it is new at target. A domain never switched is
-// verified as source = target, and its report says so. The broker is
-// closed again before the caller opens its own: two embedded servers
-// cannot share a data directory.
-func verifyBoxes(ctx context.Context, cfg *config.Config, log zerolog.Logger, boxes []job.Mailbox, sinceSwitch bool) (*verify.Report, error) {
-	var opts []verify.Option
+// verified as source = target, and its report says so. extra are passed
+// on to every mailbox's verification. The broker is closed again before
+// the caller opens its own: two embedded servers cannot share a data
+// directory.
+func verifyBoxes(ctx context.Context, cfg *config.Config, log zerolog.Logger, boxes []job.Mailbox, sinceSwitch bool, extra ...verify.Option) (*verify.Report, error) {
+	opts := slices.Clip(extra)
 	var events jetstream.Stream
 	b, err := broker.Connect(ctx, cfg.NATS, "mailferry-verify", log)
 	switch {

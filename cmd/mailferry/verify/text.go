@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -11,6 +12,8 @@ import (
 // differing folder, two per difference (what differs, then the message as
 // a person would find it: size, Date, From, Subject, Message-ID), and the
 // same for each accepted difference, marked ACCEPTED, with its reason.
+// Mail new at either side, copies of mail deleted at the source and flags
+// resynced are counted on the mailbox's line.
 func (r *Report) WriteText(w io.Writer) {
 	bad := 0
 	for _, m := range r.Mailboxes {
@@ -22,6 +25,15 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "%-9s %s -> %s: %d messages (%s) in %d folders", status, m.Source, m.Target, m.Messages, humanSize(m.Bytes), len(m.Folders))
 		if m.NewAfter != nil {
 			fmt.Fprintf(w, ", %d new at target since the switch at %s", m.NewAtTarget, m.NewAfter.Format(time.RFC3339))
+		}
+		if m.NewAtSourceAfter != nil {
+			fmt.Fprintf(w, ", %d new at source since the pass started at %s", m.NewAtSource, m.NewAtSourceAfter.Format(time.RFC3339))
+		}
+		if m.DeletedAtSource > 0 {
+			fmt.Fprintf(w, ", %d deleted at source after the copy (kept at target)", m.DeletedAtSource)
+		}
+		if m.Resynced > 0 {
+			fmt.Fprintf(w, ", flags of %d messages resynced from the source", m.Resynced)
 		}
 		if m.Accepted > 0 {
 			fmt.Fprintf(w, ", %d differences accepted", m.Accepted)
@@ -55,6 +67,12 @@ func writeDiff(w io.Writer, prefix string, d Diff, suffix string) {
 	fmt.Fprintf(w, "%s%-7s %s uid %d sha256 %.16s", prefix, d.Kind, d.Folder, d.UID, d.SHA256)
 	if d.Want != "" || d.Got != "" {
 		fmt.Fprintf(w, " want %q got %q", d.Want, d.Got)
+	}
+	if len(d.Refused) > 0 {
+		fmt.Fprintf(w, " refused by the target: %s", strings.Join(d.Refused, " "))
+	}
+	if d.ResyncError != "" {
+		fmt.Fprintf(w, " resync failed: %s", d.ResyncError)
 	}
 	fmt.Fprintf(w, "%s\n", suffix)
 	fmt.Fprintf(w, "%*s%s, date %s, from %s, subject %s, message-id %s\n", len(prefix)+8, "",

@@ -19,6 +19,31 @@
 // a difference, and the check is that the source is contained in the
 // target.
 //
+// A campaign verifies mailboxes people are still using, and three things
+// change under it without anything being lost:
+//
+//   - Mail still reaches the old server until the switch: with
+//     NewAtSourceAfter, a source message missing at the target that
+//     arrived after the pass started is new at source (the next pass
+//     takes it), not missing; so, with the ledger, is a message moved to
+//     another folder at the source after the copy. The prestage
+//     verification passes the pass's start.
+//   - People delete mail on the old server after it was copied: with the
+//     ledger (WithLedger), a target message that is the recorded copy of
+//     a source message its folder (same UIDVALIDITY) no longer holds is
+//     deleted at source, kept at the target and not a difference.
+//     Without the ledger, or when the source folder's UIDVALIDITY
+//     changed, it stays extra.
+//   - People read and flag mail on the old server until the switch, and
+//     the loader never touches the flags of what it appended: with
+//     ResyncFlags, every flags difference between a source message and
+//     its copy is repaired by setting the copy's flags to the source's
+//     (source flags win, as imapsync does on a re-run), and reported as
+//     resynced. After the switch the target is live and its users change
+//     flags there, which a resync would undo; so the campaign resyncs
+//     once, right after the delta pass, and an operator by hand with
+//     `mailferry verify -resync-flags`.
+//
 // A difference a person explained and accepted (`mailferry verify
 // accept`, kept in the campaign bucket; see Accepted for how it is
 // recognised again) is reported as accepted, with its reason, and does
@@ -65,6 +90,17 @@ type MailboxReport struct {
 	// of none is new at target (see NewAfter); NewAtTarget counts them.
 	NewAfter    *time.Time `json:"new_after,omitempty"`
 	NewAtTarget int        `json:"new_at_target,omitempty"`
+	// NewAtSourceAfter is the time after which a source message missing
+	// at the target is new at source (see NewAtSourceAfter); NewAtSource
+	// counts them.
+	NewAtSourceAfter *time.Time `json:"new_at_source_after,omitempty"`
+	NewAtSource      int        `json:"new_at_source,omitempty"`
+	// DeletedAtSource counts the target's copies of messages deleted at
+	// the source since (see FolderReport.DeletedAtSource).
+	DeletedAtSource int `json:"deleted_at_source,omitempty"`
+	// Resynced counts the messages whose flags ResyncFlags set at the
+	// target to the source's.
+	Resynced int `json:"resynced,omitempty"`
 	// Note says how the mailbox was verified when that is not the
 	// default, e.g. why no switch time was used.
 	Note string `json:"note,omitempty"`
@@ -87,12 +123,24 @@ type FolderReport struct {
 	// NewAtTarget are the target's messages that arrived after the
 	// switch (see NewAfter): expected, so not differences.
 	NewAtTarget []Diff `json:"new_at_target,omitempty"`
+	// NewAtSource are the source's messages missing at the target that
+	// arrived after the pass started (see NewAtSourceAfter): the next
+	// pass takes them, so not differences.
+	NewAtSource []Diff `json:"new_at_source,omitempty"`
+	// DeletedAtSource are the target's messages that the ledger names as
+	// the copy of a source message its folder no longer holds: deleted at
+	// the source after the copy, kept at the target, not differences.
+	DeletedAtSource []Diff `json:"deleted_at_source,omitempty"`
+	// Resynced are the flags differences ResyncFlags repaired: Want is
+	// the source's flags (the target's now), Got the target's before.
+	Resynced []Diff `json:"resynced,omitempty"`
 	// Accepted are the differences found that a person had accepted
 	// (WithAccepted), with the reason: not differences any more.
 	Accepted []AcceptedDiff `json:"accepted,omitempty"`
 }
 
-// OK reports whether the folder matched; mail new at target does not
+// OK reports whether the folder matched; mail new at target or at
+// source, copies of mail deleted at the source and flags resynced do not
 // count against it.
 func (f FolderReport) OK() bool { return len(f.Differences) == 0 }
 
@@ -107,12 +155,24 @@ const (
 	// message and arrived after the switch: mail delivered to the new
 	// server, not a difference.
 	KindNewAtTarget = "new_at_target"
+	// KindNewAtSource is a source message missing at the target that
+	// arrived after the pass started, or was moved at the source after
+	// the copy: the next pass takes it.
+	KindNewAtSource = "new_at_source"
+	// KindDeletedAtSource is a target message that is the recorded copy
+	// of a source message deleted since: kept, not a difference.
+	KindDeletedAtSource = "deleted_at_source"
+	// KindResynced is a flags difference that ResyncFlags repaired.
+	KindResynced = "resynced"
 )
 
 // Diff is one difference, named by the message it concerns: the source
-// message, or for extra and new_at_target the target's.
+// message, or for extra, new_at_target and deleted_at_source the
+// target's.
 type Diff struct {
-	// Kind is missing, extra, altered, flags, date or new_at_target.
+	// Kind is missing, extra, altered, flags, date, or one of the kinds
+	// that are no difference: new_at_target, new_at_source,
+	// deleted_at_source and resynced.
 	Kind   string `json:"kind"`
 	Folder string `json:"folder,omitempty"`
 	UID    uint32 `json:"uid,omitempty"`
@@ -121,26 +181,38 @@ type Diff struct {
 	// The message's header fields, for a person to find it by
 	// (mailscan.Header); empty when the message has none or is gone.
 	mailscan.Header
-	// SHA256 is the source message's hash (an extra one's: the target's).
+	// SHA256 is the source message's hash (an extra or deleted_at_source
+	// one's: the target's).
 	SHA256 string `json:"sha256"`
-	// TargetUID and StoredSHA256 name, for an altered message, the copy
-	// the target made of it and that copy's hash.
+	// TargetUID names the copy the target made of the message (for
+	// altered, flags, date and resynced), StoredSHA256 an altered copy's
+	// hash.
 	TargetUID    uint32 `json:"target_uid,omitempty"`
 	StoredSHA256 string `json:"stored_sha256,omitempty"`
 	Want         string `json:"want,omitempty"`
 	Got          string `json:"got,omitempty"`
+	// Refused are the flags of a flags difference that ResyncFlags could
+	// not set because the target refuses them (not in its
+	// PERMANENTFLAGS); ResyncError why a resync of it failed.
+	Refused     []string `json:"refused,omitempty"`
+	ResyncError string   `json:"resync_error,omitempty"`
 
 	arrived time.Time // the message's INTERNALDATE
+	// sourceSHA256 and sourceFolder name, for deleted_at_source, the
+	// source message the ledger says the copy was made of.
+	sourceSHA256, sourceFolder string
 }
 
 // Option changes what verify uses besides the two servers.
 type Option func(*options)
 
 type options struct {
-	ledger     jetstream.KeyValue
-	newAfter   time.Time
-	accepted   []Accepted
-	acceptedKV kvjson.Bucket
+	ledger      jetstream.KeyValue
+	newAfter    time.Time
+	newAtSource time.Time
+	resync      bool
+	accepted    []Accepted
+	acceptedKV  kvjson.Bucket
 }
 
 // NewAfter makes the check source ⊆ target, as it is after a domain's
@@ -149,6 +221,33 @@ type options struct {
 // not make the mailbox differ. An extra message from before t still does.
 func NewAfter(t time.Time) Option {
 	return func(o *options) { o.newAfter = t }
+}
+
+// NewAtSourceAfter is for a verification while mail still reaches the
+// source, as before the switch: a source message missing at the target
+// whose INTERNALDATE is after t (the start of the pass that copied the
+// mailbox) is reported as new_at_source, which does not make the mailbox
+// differ: the next pass takes it. A missing message from before t still
+// does, unless, with the ledger, it was moved at the source after the
+// copy: its content is that of a copy deleted at source in another folder
+// (a move keeps the INTERNALDATE).
+func NewAtSourceAfter(t time.Time) Option {
+	return func(o *options) { o.newAtSource = t }
+}
+
+// ResyncFlags makes verify repair flags differences: for each source
+// message whose copy (paired as for every comparison) has other flags, it
+// sets the copy's flags to the source's, read again from the source at
+// that moment (UID STORE FLAGS.SILENT, \Recent never), reads them back,
+// and reports the message as resynced, not as a difference. Source flags
+// win: a change made at the target is undone, so run it while the source
+// is the mailbox people use, or once right after the delta pass. Flags
+// the target refuses (not in its PERMANENTFLAGS, which lacks \*) are not
+// sent and are named in the difference that remains (Diff.Refused); a
+// STORE that fails leaves the difference, with the error. It needs the
+// target folder selected read-write, only for this.
+func ResyncFlags() Option {
+	return func(o *options) { o.resync = true }
 }
 
 // WithLedger lets verify read the loader's ledger (the key-value bucket
@@ -182,6 +281,10 @@ func Mailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, opts ...Op
 	if !o.newAfter.IsZero() {
 		t := o.newAfter.UTC()
 		mr.NewAfter = &t
+	}
+	if !o.newAtSource.IsZero() {
+		t := o.newAtSource.UTC()
+		mr.NewAtSourceAfter = &t
 	}
 	err := compareMailbox(ctx, cfg, mb, o, &mr)
 	accepted := o.accepted
@@ -237,16 +340,57 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 	}
 	idle := cfg.Source.CommandTimeout.Std()
 	for _, g := range groups {
-		fr, err := compareFolder(ctx, src, tgt, g, landed, idle, o.newAfter)
+		fr, err := compareFolder(ctx, src, tgt, g, landed, idle, o)
 		if err != nil {
 			return err
 		}
 		mr.Messages += fr.SourceMessages
 		mr.Bytes += fr.SourceBytes
-		mr.NewAtTarget += len(fr.NewAtTarget)
 		mr.Folders = append(mr.Folders, fr)
 	}
+	if !o.newAtSource.IsZero() {
+		movedAtSource(mr.Folders)
+	}
+	for _, fr := range mr.Folders {
+		mr.NewAtTarget += len(fr.NewAtTarget)
+		mr.NewAtSource += len(fr.NewAtSource)
+		mr.DeletedAtSource += len(fr.DeletedAtSource)
+		mr.Resynced += len(fr.Resynced)
+	}
 	return nil
+}
+
+// movedAtSource makes new at source the missing messages that were moved
+// at the source after the copy: a message a person moved from one folder
+// to another on the old server keeps its INTERNALDATE, so it is missing
+// from its new folder although the next pass takes it, and its copy in
+// the old folder is deleted at source. A missing message with the content
+// of such a copy is taken for it.
+func movedAtSource(folders []FolderReport) {
+	from := map[string]string{} // source hash -> the folder it left
+	for _, f := range folders {
+		for _, d := range f.DeletedAtSource {
+			from[d.sourceSHA256] = d.sourceFolder
+		}
+	}
+	if len(from) == 0 {
+		return
+	}
+	for i := range folders {
+		f := &folders[i]
+		var keep []Diff
+		for _, d := range f.Differences {
+			left, ok := from[d.SHA256]
+			if d.Kind != KindMissing || !ok {
+				keep = append(keep, d)
+				continue
+			}
+			d.Kind = KindNewAtSource
+			d.Got = fmt.Sprintf("moved at the source from %q after the copy", left)
+			f.NewAtSource = append(f.NewAtSource, d)
+		}
+		f.Differences = keep
+	}
 }
 
 func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string) (*imapclient.Client, error) {
@@ -347,13 +491,15 @@ type recorded struct {
 	stored string // its hash when the loader saw it altered
 }
 
-func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGroup, landed []loader.Landing, idle time.Duration, newAfter time.Time) (FolderReport, error) {
+func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGroup, landed []loader.Landing, idle time.Duration, o options) (FolderReport, error) {
 	fr := FolderReport{Sources: g.sources, Target: g.target}
 	want := map[string][]fingerprint{}
 	srcValidity := map[string]uint32{}
+	present := map[copyKey]bool{} // the source messages there are
 	for _, s := range g.sources {
 		sel, err := mailscan.Scan(ctx, src, s, 1, idle, func(m mailscan.Message) error {
 			want[m.SHA256] = append(want[m.SHA256], fingerprintOf(s, m))
+			present[copyKey{s, m.UID}] = true
 			fr.SourceMessages++
 			fr.SourceBytes += m.Size
 			return nil
@@ -376,24 +522,72 @@ func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGro
 		return fr, fmt.Errorf("target: %w", err)
 	}
 	copies := map[copyKey]recorded{}
+	copyOf := map[uint32]loader.Landing{} // by target UID
 	for _, l := range landed {
 		// Only what the ledger says of these very folders counts: a
 		// folder recreated on either side has new UIDs.
 		v, ok := srcValidity[l.Folder]
 		if ok && v == l.UIDValidity && l.TargetFolder == g.target && sel != nil && l.TargetUIDValidity == sel.UIDValidity {
 			copies[copyKey{l.Folder, l.UID}] = recorded{uid: l.TargetUID, stored: l.StoredSHA256}
+			copyOf[l.TargetUID] = l
 		}
 	}
 	fr.Differences = diff(want, got, copies)
-	fr.Differences, fr.NewAtTarget = splitNew(fr.Differences, newAfter)
+	fr.Differences, fr.DeletedAtSource = splitDeleted(fr.Differences, copyOf, present)
+	fr.Differences, fr.NewAtTarget = splitNew(fr.Differences, o.newAfter)
+	fr.Differences, fr.NewAtSource = splitNewAtSource(fr.Differences, o.newAtSource)
 	var tgtValidity uint32
 	if sel != nil {
 		tgtValidity = sel.UIDValidity
+	}
+	if o.resync && sel != nil {
+		var err error
+		if fr.Differences, fr.Resynced, err = resync(ctx, src, tgt, g.target, srcValidity, tgtValidity, fr.Differences, idle); err != nil {
+			return fr, err
+		}
 	}
 	if err := nameMessages(ctx, src, tgt, fr, srcValidity, tgtValidity, idle); err != nil {
 		return fr, err
 	}
 	return fr, nil
+}
+
+// splitDeleted takes out of ds the extra messages that the ledger names
+// (copyOf, by target UID) as the copy of a source message that its
+// folder no longer holds (present): deleted at the source after the copy.
+// copyOf holds only what the ledger says of the folders as they are now
+// (same UIDVALIDITY on both sides).
+func splitDeleted(ds []Diff, copyOf map[uint32]loader.Landing, present map[copyKey]bool) (diffs, deleted []Diff) {
+	for _, d := range ds {
+		l, ok := copyOf[d.UID]
+		if d.Kind != KindExtra || !ok || present[copyKey{l.Folder, l.UID}] {
+			diffs = append(diffs, d)
+			continue
+		}
+		d.Kind, d.sourceSHA256, d.sourceFolder = KindDeletedAtSource, l.SHA256, l.Folder
+		d.Got = fmt.Sprintf("copy of source %q uid %d (uidvalidity %d), which the source no longer holds", l.Folder, l.UID, l.UIDValidity)
+		deleted = append(deleted, d)
+	}
+	return diffs, deleted
+}
+
+// splitNewAtSource takes out of ds the missing messages that arrived
+// after t (when t is set): mail that reached the source after the pass
+// started.
+func splitNewAtSource(ds []Diff, t time.Time) (diffs, fresh []Diff) {
+	if t.IsZero() {
+		return ds, nil
+	}
+	for _, d := range ds {
+		if d.Kind == KindMissing && d.arrived.After(t) {
+			d.Kind = KindNewAtSource
+			d.Got = d.arrived.UTC().Format(time.RFC3339)
+			fresh = append(fresh, d)
+			continue
+		}
+		diffs = append(diffs, d)
+	}
+	return diffs, fresh
 }
 
 func fingerprintOf(folder string, m mailscan.Message) fingerprint {
@@ -420,7 +614,8 @@ func splitNew(ds []Diff, t time.Time) (diffs, fresh []Diff) {
 }
 
 // nameMessages fills in the header fields of the messages fr names: the
-// target's for extra and new_at_target, the source's for the rest. A
+// target's for extra, new_at_target and deleted_at_source, the source's
+// for the rest. A
 // folder whose UIDVALIDITY changed since the scan is left unnamed: its
 // UIDs name other messages now.
 func nameMessages(ctx context.Context, src, tgt *imapclient.Client, fr FolderReport, srcValidity map[string]uint32, tgtValidity uint32, idle time.Duration) error {
@@ -434,10 +629,10 @@ func nameMessages(ctx context.Context, src, tgt *imapclient.Client, fr FolderRep
 	}
 	byPlace := map[place][]*Diff{}
 	var order []place
-	for _, ds := range [][]Diff{fr.Differences, fr.NewAtTarget} {
+	for _, ds := range [][]Diff{fr.Differences, fr.NewAtTarget, fr.NewAtSource, fr.DeletedAtSource, fr.Resynced} {
 		for i := range ds {
 			d := &ds[i]
-			p := place{target: d.Kind == KindExtra || d.Kind == KindNewAtTarget, folder: d.Folder}
+			p := place{target: d.Kind == KindExtra || d.Kind == KindNewAtTarget || d.Kind == KindDeletedAtSource, folder: d.Folder}
 			if _, ok := byPlace[p]; !ok {
 				order = append(order, p)
 			}
@@ -586,11 +781,12 @@ func pairDiffs(m Diff, a, b fingerprint) []Diff {
 	var out []Diff
 	if a.flags != b.flags {
 		d := m
-		d.Kind, d.Want, d.Got = KindFlags, a.flags, b.flags
+		d.Kind, d.Want, d.Got, d.TargetUID = KindFlags, a.flags, b.flags, b.uid
 		out = append(out, d)
 	}
 	if a.date != b.date {
 		d := m
+		d.TargetUID = b.uid
 		d.Kind, d.Want, d.Got = KindDate, time.Unix(a.date, 0).UTC().Format(time.RFC3339), time.Unix(b.date, 0).UTC().Format(time.RFC3339)
 		out = append(out, d)
 	}
