@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/cutover"
+	"github.com/mailferry/mailferry/cmd/mailferry/cutover/report"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/bindtest"
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
@@ -186,6 +187,21 @@ func (w *campaignWorld) deliverLate(t *testing.T, mailbox string) {
 	}
 }
 
+// useOldServer is what a user does on the old server between the copy and
+// the switch: reads one message (flags it \Seen, removes \Flagged, adds a
+// keyword) and deletes another.
+func (w *campaignWorld) useOldServer(ctx context.Context, t *testing.T, mailbox string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"flags", "replace", "-u", mailbox, `\Seen $Customer`, "mailbox", "INBOX", "uid", "1"},
+		{"expunge", "-u", mailbox, "mailbox", "INBOX", "uid", "2"},
+	} {
+		if out, err := w.src.Doveadm(ctx, args...); err != nil {
+			t.Fatalf("doveadm %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
 // cli runs a mailferry command in this process.
 func (w *campaignWorld) cli(ctx context.Context, t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -307,6 +323,7 @@ func TestCutoverCampaignAllInOneTakesEveryDomainToDone(t *testing.T) {
 		}
 		if ctx.Err() == nil {
 			w.deliverLate(t, "anna@alpha.test")
+			w.useOldServer(ctx, t, "bob@alpha.test")
 		}
 	}()
 	out, err := w.cli(ctx, t, "cutover", "start", "-all")
@@ -321,6 +338,31 @@ func TestCutoverCampaignAllInOneTakesEveryDomainToDone(t *testing.T) {
 	}
 	w.checkCampaign(ctx, t, map[string]campaign.Phase{"alpha.test": campaign.Done, "beta.test": campaign.Done,
 		"gamma.test": campaign.Done, "delta.test": campaign.Failed})
+	// The customer's report says what the user did on the old server.
+	var rep report.Report
+	b, err := os.ReadFile(filepath.Join(w.dir, "reports", "alpha.test.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range rep.Mailboxes {
+		v := m.Verification
+		switch {
+		case v == nil:
+			t.Errorf("report: %s not verified", m.Mailbox)
+		case m.Mailbox == "bob@alpha.test" && (v.Resynced != 1 || v.DeletedAtSource != 1 || !v.OK):
+			t.Errorf("report: bob %+v, want 1 resynced, 1 deleted at source, ok", *v)
+		case m.Mailbox == "anna@alpha.test" && (v.NewAtTarget != 1 || !v.OK):
+			t.Errorf("report: anna %+v, want 1 new at target, ok", *v)
+		}
+	}
+	for _, d := range []string{"beta.test", "gamma.test", "delta.test"} {
+		if _, err := os.Stat(filepath.Join(w.dir, "reports", d+".html")); err != nil {
+			t.Errorf("report of %s: %v", d, err)
+		}
+	}
 
 	// Started again, the campaign is where it was: nothing to do.
 	again, err := w.cli(ctx, t, "cutover", "start", "-domain", "alpha.test,beta.test")

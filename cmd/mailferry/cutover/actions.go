@@ -153,17 +153,9 @@ func (t *term) requestSwitch(ctx context.Context, d campaign.Domain) error {
 // verified yet, records the result and publishes mailbox.verified (with
 // the differences found, which fail the domain).
 func (t *term) verify(ctx context.Context, d campaign.Domain, act campaign.Action) error {
-	var opts []verify.Option
-	if t.o.Broker.Ledger != nil {
-		opts = append(opts, verify.WithLedger(t.o.Broker.Ledger))
-	}
-	if d.DNS.Switched() {
-		opts = append(opts, verify.NewAfter(d.DNS.SwitchedAt))
-	}
-	if kv, err := verify.AcceptedBucket(ctx, t.o.Broker); err != nil {
+	opts, err := t.verifyOptions(ctx, d, act)
+	if err != nil {
 		return err
-	} else if kv != nil {
-		opts = append(opts, verify.WithAcceptedFrom(kv))
 	}
 	var errs []error
 	for _, name := range d.Mailboxes {
@@ -175,6 +167,47 @@ func (t *term) verify(ctx context.Context, d campaign.Domain, act campaign.Actio
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// verifyOptions say how a domain's pass is verified. The mailboxes are in
+// use: before the switch (the prestage pass) mail that reached the source
+// after the pass started is new there, the next pass takes it; after the
+// delta pass the check is source ⊆ target, mail delivered to the new
+// server since the switch is new at target, and flags changed at the
+// source since the copy are set at the target once (source flags win, as
+// in an imapsync re-run: the delta pass runs right after the drain). With
+// the ledger, a copy of a message deleted at the source since is kept and
+// not a difference; accepted differences (verify accept) do not count.
+func (t *term) verifyOptions(ctx context.Context, d campaign.Domain, act campaign.Action) ([]verify.Option, error) {
+	var opts []verify.Option
+	if t.o.Broker.Ledger != nil {
+		opts = append(opts, verify.WithLedger(t.o.Broker.Ledger))
+	}
+	kv, err := verify.AcceptedBucket(ctx, t.o.Broker)
+	if err != nil {
+		return nil, err
+	}
+	if kv != nil {
+		opts = append(opts, verify.WithAcceptedFrom(kv))
+	}
+	if act.PassKind == campaign.PassDelta {
+		opts = append(opts, verify.ResyncFlags())
+		if d.DNS.Switched() {
+			opts = append(opts, verify.NewAfter(d.DNS.SwitchedAt))
+		}
+		return opts, nil
+	}
+	if !d.DNS.Switched() && !d.DNS.Skipped {
+		// The source still receives mail; a delta pass follows the
+		// switch. (A domain not switched gets no delta pass: its one
+		// verification is strict.)
+		for _, p := range d.Passes {
+			if p.ID == act.Pass {
+				opts = append(opts, verify.NewAtSourceAfter(p.Started.Add(-campaign.ClockSkew)))
+			}
+		}
+	}
+	return opts, nil
 }
 
 func (t *term) verifyMailbox(ctx context.Context, name, pass string, opts []verify.Option) error {
@@ -211,7 +244,8 @@ func (t *term) verifyMailbox(ctx context.Context, name, pass string, opts []veri
 	if !mr.OK {
 		ev = t.log.Warn()
 	}
-	ev.Str("mailbox", name).Str("pass", pass).Int("messages", mr.Messages).Int64("differences", all).Int("new_at_target", mr.NewAtTarget).Msg("mailbox verified")
+	ev.Str("mailbox", name).Str("pass", pass).Int("messages", mr.Messages).Int64("differences", all).Int("new_at_target", mr.NewAtTarget).
+		Int("new_at_source", mr.NewAtSource).Int("deleted_at_source", mr.DeletedAtSource).Int("resynced", mr.Resynced).Msg("mailbox verified")
 	return nil
 }
 
@@ -248,16 +282,24 @@ func countDifferences(m verify.MailboxReport) (all, missing int64) {
 	return all, missing
 }
 
-// trimmed is m with at most maxCheckDifferences differences listed.
+// trimmed is m with at most maxCheckDifferences messages listed of each
+// kind (the counts stay whole).
 func trimmed(m verify.MailboxReport) verify.MailboxReport {
-	left := maxCheckDifferences
 	m.Folders = slices.Clone(m.Folders)
-	for i, f := range m.Folders {
-		if len(f.Differences) > left {
-			f.Differences = f.Differences[:left]
-			m.Folders[i] = f
+	lists := []func(f *verify.FolderReport) *[]verify.Diff{
+		func(f *verify.FolderReport) *[]verify.Diff { return &f.Differences },
+		func(f *verify.FolderReport) *[]verify.Diff { return &f.NewAtTarget },
+		func(f *verify.FolderReport) *[]verify.Diff { return &f.NewAtSource },
+		func(f *verify.FolderReport) *[]verify.Diff { return &f.DeletedAtSource },
+		func(f *verify.FolderReport) *[]verify.Diff { return &f.Resynced },
+	}
+	for _, list := range lists {
+		left := maxCheckDifferences
+		for i := range m.Folders {
+			l := list(&m.Folders[i])
+			*l = (*l)[:min(len(*l), left)]
+			left -= len(*l)
 		}
-		left -= len(f.Differences)
 	}
 	return m
 }

@@ -111,6 +111,11 @@ type Verification struct {
 	// NewAtTarget counts mail that reached the new provider by itself
 	// after the switch: expected, not a difference.
 	NewAtTarget int `json:"new_at_target,omitempty"`
+	// DeletedAtSource counts messages deleted at the old server after
+	// they were copied (kept at the new one); Resynced the messages whose
+	// flags (read, flagged...) were brought up to date at the new one.
+	DeletedAtSource int `json:"deleted_at_source,omitempty"`
+	Resynced        int `json:"resynced,omitempty"`
 	// Error says why the verification could not finish.
 	Error string `json:"error,omitempty"`
 	Note  string `json:"note,omitempty"`
@@ -310,6 +315,7 @@ func verification(c campaign.Check) (*Verification, []Difference, error) {
 		}
 	}
 	v := &Verification{At: c.At.UTC(), OK: c.OK, Messages: mr.Messages, Bytes: mr.Bytes, NewAtTarget: mr.NewAtTarget,
+		DeletedAtSource: mr.DeletedAtSource, Resynced: mr.Resynced,
 		Error: clean(mr.Error), Note: clean(mr.Note)}
 	diffs := []Difference{}
 	for _, f := range mr.Folders {
