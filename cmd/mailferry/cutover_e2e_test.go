@@ -251,7 +251,7 @@ func (w *campaignWorld) checkCampaign(ctx context.Context, t *testing.T, want ma
 		}
 		for _, m := range d.Mailboxes {
 			if m.Messages != int64(w.seeded[m.Mailbox]) || m.Phase != campaign.BoxVerified {
-				t.Errorf("%s: %s, %d messages moved; want verified, %d", m.Mailbox, m.Phase, m.Messages, w.seeded[m.Mailbox])
+				t.Errorf("%s: %s (pass %s, domain pass %s), %d messages moved; want verified, %d", m.Mailbox, m.Phase, m.Pass, d.Pass, m.Messages, w.seeded[m.Mailbox])
 			}
 		}
 	}
@@ -311,6 +311,11 @@ func TestCutoverCampaignAllInOneTakesEveryDomainToDone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	w := newCampaignWorld(t, campaign.OrderPrestage, true, "", false)
+	plan, err := w.cli(ctx, t, "cutover", "plan")
+	if err == nil || !strings.Contains(plan, "gamma.test") || !strings.Contains(plan, "external") || !strings.Contains(plan, "dora@delta.test") {
+		// delta.test's mailbox cannot be read: the plan names it and exits 1.
+		t.Errorf("cutover plan: %v\n%s", err, plan)
+	}
 
 	// The late mail comes when alpha.test's switch is visible, i.e.
 	// while it drains (TTL 2s + grace 3s).
@@ -362,6 +367,19 @@ func TestCutoverCampaignAllInOneTakesEveryDomainToDone(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(w.dir, "reports", d+".html")); err != nil {
 			t.Errorf("report of %s: %v", d, err)
 		}
+	}
+
+	// The old mailboxes of a done domain can be marked closed; a failed
+	// domain's cannot.
+	if out, err := w.cli(ctx, t, "cutover", "close", "-domain", "alpha.test"); err != nil || !strings.Contains(out, "alpha.test: done") {
+		t.Errorf("cutover close alpha.test: %v\n%s", err, out)
+	}
+	if _, err := w.cli(ctx, t, "cutover", "close", "-domain", "delta.test"); err == nil {
+		t.Error("cutover close of a failed domain exited 0")
+	}
+	st, err := w.cli(ctx, t, "cutover", "status", "-domain", "alpha.test", "-json")
+	if err != nil || !strings.Contains(st, `"closed_at"`) {
+		t.Errorf("cutover status after close: %v\n%s", err, st)
 	}
 
 	// Started again, the campaign is where it was: nothing to do.
@@ -541,6 +559,12 @@ func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPh
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// What an operator waiting on the campaign sees: it returns at once,
+	// exit 1 naming the failed domain.
+	if out, err := w.cli(ctx, t, "cutover", "start", "--all", "--wait"); err == nil || !strings.Contains(err.Error(), "failed: delta.test") ||
+		!strings.Contains(out, "alpha.test: done") {
+		t.Errorf("cutover start --all --wait after the campaign: %v\n%s", err, out)
 	}
 	for _, p := range []campaign.Phase{campaign.Provisioning, campaign.Prestaging, campaign.Switching, campaign.Draining, campaign.Delta, campaign.Verifying} {
 		if !killedIn[p] {

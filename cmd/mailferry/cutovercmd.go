@@ -53,10 +53,11 @@ cutover.order.
 
 Without nats.url it runs every service in this process on the embedded
 broker (like migrate) and returns when every selected domain is done
-(exit 0), or failed or paused (exit 1); run again, it resumes. With
-nats.url it hands the domains to the orchestrator daemon (cutover run) and
-returns at once, or with -wait when every selected domain is done (exit 0)
-or failed (exit 1).`,
+(exit 0), or failed or paused (exit 1): a domain that fails does not stop
+the others. Run again, it resumes. With nats.url it hands the domains to
+the orchestrator daemon (cutover run) and returns at once, or with -wait
+when every selected domain is done (exit 0) or any has failed (exit 1; the
+daemons go on with the others).`,
 		Setup: func(fs *flag.FlagSet) command.Run {
 			path := command.ConfigFlag(fs)
 			all := fs.Bool("all", false, "every domain of the mailboxes file")
@@ -222,7 +223,7 @@ func handOver(ctx context.Context, s *session, o *cutover.Orchestrator, domains 
 	if !wait {
 		return cutover.Settled{}, nil
 	}
-	return cutover.Await(ctx, store, selected, false, nil, s.stdout)
+	return cutover.Await(ctx, store, selected, cutover.AwaitOptions{FirstFailure: true}, s.stdout)
 }
 
 // settledResult says how the selected domains ended; exit 1 unless every

@@ -273,15 +273,21 @@ func StepMailbox(m Mailbox, f Fact, now time.Time) (next Mailbox, ok bool) {
 		}
 		next.Pass, next.Phase, next.Reason = f.Pass, BoxCopying, ""
 	case MailboxLoaded:
-		if !slices.Contains(m.Counted, f.Pass) {
+		first := !slices.Contains(m.Counted, f.Pass)
+		if first {
 			next.Counted = append(next.Counted, f.Pass)
 			next.Counts.Appended += f.Counts.Appended
 			next.Counts.Skipped += f.Counts.Skipped
 			next.Counts.Dead += f.Counts.Dead
 			next.Counts.Bytes += f.Counts.Bytes
 		}
-		if m.Pass == "" || m.Pass == f.Pass && m.Phase == BoxCopying {
+		switch {
+		case m.Pass == "" || m.Pass == f.Pass && m.Phase == BoxCopying:
 			next.Pass, next.Phase = f.Pass, BoxLoaded
+		case first && m.Pass != f.Pass && m.Phase != BoxCopying:
+			// A pass loaded whose queued event this record never saw,
+			// while no other pass is under way: the mailbox's latest.
+			next.Pass, next.Phase, next.Reason = f.Pass, BoxLoaded, ""
 		}
 		if next.Pass == m.Pass && next.Phase == m.Phase && len(next.Counted) == len(m.Counted) {
 			return m, false

@@ -349,3 +349,24 @@ func TestStoreListsGetsAndKeepsADomainAddedTwice(t *testing.T) {
 		t.Errorf("switched while paused in provisioning: %v, want refused from provisioning to draining", err)
 	}
 }
+
+func TestAMailboxLoadedInAPassWhoseQueuedEventWasLostTakesThatPass(t *testing.T) {
+	m := campaign.Mailbox{Mailbox: mbA, Domain: dom, Phase: campaign.BoxLoaded, Pass: "p1", Counted: []string{"p1"}}
+	next, ok := campaign.StepMailbox(m, campaign.MailboxLoaded{Mailbox: mbA, Pass: "p2", Counts: campaign.Counts{Appended: 3}}, t0)
+	if !ok || next.Pass != "p2" || next.Phase != campaign.BoxLoaded || next.Counts.Appended != 3 {
+		t.Fatalf("after p2 loaded: %+v, %v", next, ok)
+	}
+	if v, ok := campaign.StepMailbox(next, campaign.MailboxVerified{Mailbox: mbA, Pass: "p2"}, t0); !ok || v.Phase != campaign.BoxVerified {
+		t.Errorf("p2 verified: %+v, %v", v, ok)
+	}
+	// An old pass's loaded, replayed, changes nothing.
+	if again, ok := campaign.StepMailbox(next, campaign.MailboxLoaded{Mailbox: mbA, Pass: "p1"}, t0); ok {
+		t.Errorf("p1 replayed moved the record: %+v", again)
+	}
+	// While another pass copies, a loaded of a pass never seen does not
+	// take it over (it counts).
+	copying := campaign.Mailbox{Mailbox: mbA, Phase: campaign.BoxCopying, Pass: "p3", Counted: []string{"p1"}}
+	if got, _ := campaign.StepMailbox(copying, campaign.MailboxLoaded{Mailbox: mbA, Pass: "p2"}, t0); got.Pass != "p3" || got.Phase != campaign.BoxCopying {
+		t.Errorf("p2 loaded while p3 copies: %+v", got)
+	}
+}

@@ -123,10 +123,13 @@ func (t *term) enqueue(ctx context.Context, d campaign.Domain, act campaign.Acti
 		if !ok {
 			return fmt.Errorf("enqueue %s: mailbox %s is not in the mailboxes file", act.Pass, name)
 		}
-		if err := job.Publish(ctx, t.o.Broker.JS, &job.Job{Mailbox: mb, Pass: act.Pass, Enqueued: now}); err != nil {
+		// The event first: a job whose mailbox.queued a kill lost would
+		// be loaded before the next orchestrator queues it again, and its
+		// mailbox's record would never see the pass begin.
+		if err := t.events.Publish(ctx, event.Queued(name, act.Pass)); err != nil {
 			return fmt.Errorf("enqueue %s: %w", act.Pass, err)
 		}
-		if err := t.events.Publish(ctx, event.Queued(name, act.Pass)); err != nil {
+		if err := job.Publish(ctx, t.o.Broker.JS, &job.Job{Mailbox: mb, Pass: act.Pass, Enqueued: now}); err != nil {
 			return fmt.Errorf("enqueue %s: %w", act.Pass, err)
 		}
 		n++

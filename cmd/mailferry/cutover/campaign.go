@@ -96,12 +96,22 @@ type Settled struct {
 // OK reports whether every domain is done.
 func (s Settled) OK() bool { return len(s.Failed) == 0 && len(s.Paused) == 0 }
 
-// Await watches the selected domains until each is done or failed (or,
-// with pausedEnds, paused: nothing moves a paused domain in a process that
-// runs the campaign alone). A done or failed domain counts once finished
-// says so (nil: at once): its TTLs restored and report written. It writes a
-// line to w at every phase change.
-func Await(ctx context.Context, store *campaign.Store, selected []string, pausedEnds bool, finished func(campaign.Domain) bool, w io.Writer) (Settled, error) {
+// AwaitOptions say when Await returns.
+type AwaitOptions struct {
+	// PausedEnds counts a paused domain as ended: nothing moves it in a
+	// process that runs the campaign alone.
+	PausedEnds bool
+	// FirstFailure returns as soon as a domain failed (the daemons go on
+	// with the others).
+	FirstFailure bool
+	// Finished says a done or failed domain has nothing left to do (its
+	// TTLs restored, its report written); nil: at once.
+	Finished func(campaign.Domain) bool
+}
+
+// Await watches the selected domains until each is done or failed (see
+// AwaitOptions). It writes a line to w at every phase change.
+func Await(ctx context.Context, store *campaign.Store, selected []string, o AwaitOptions, w io.Writer) (Settled, error) {
 	seen := map[string]campaign.Phase{}
 	for {
 		var st Settled
@@ -125,7 +135,7 @@ func Await(ctx context.Context, store *campaign.Store, selected []string, paused
 				}
 				fmt.Fprintln(w, line)
 			}
-			ended := finished == nil || finished(d)
+			ended := o.Finished == nil || o.Finished(d)
 			switch {
 			case (d.Phase == campaign.Done || d.Phase == campaign.Failed) && !ended:
 				pending++
@@ -133,13 +143,13 @@ func Await(ctx context.Context, store *campaign.Store, selected []string, paused
 				st.Done = append(st.Done, name)
 			case d.Phase == campaign.Failed:
 				st.Failed = append(st.Failed, name)
-			case d.Phase == campaign.Paused && pausedEnds:
+			case d.Phase == campaign.Paused && o.PausedEnds:
 				st.Paused = append(st.Paused, name)
 			default:
 				pending++
 			}
 		}
-		if pending == 0 {
+		if pending == 0 || o.FirstFailure && len(st.Failed) > 0 {
 			return st, nil
 		}
 		select {

@@ -73,7 +73,7 @@ func RunLocal(ctx context.Context, o *Orchestrator, selected []string, w io.Writ
 		run("dnsctl", (&dnsctl.Service{Config: cfg, Broker: b, Log: log.With().Str("service", "dnsctl").Logger()}).Run)
 	}
 	run("cutover", o.Run)
-	return Await(ctx, store, selected, true, o.Finished, w)
+	return Await(ctx, store, selected, AwaitOptions{PausedEnds: true, Finished: o.Finished}, w)
 }
 
 // breakLeases releases the loader's and the orchestrator's leases and the

@@ -127,6 +127,8 @@ func (s *Status) WriteText(w io.Writer) {
 			phase += " (in " + string(d.Stopped) + "): " + d.Reason
 		case d.DeltaAt != nil:
 			phase += " until " + d.DeltaAt.UTC().Format(time.RFC3339)
+		case d.ClosedAt != nil:
+			phase += ", old mailboxes closed"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", d.Domain, phase, d.DNS, msgs, bytes, d.Report)
 		for _, m := range d.Mailboxes {
