@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -18,7 +16,6 @@ import (
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
-	"github.com/mailferry/mailferry/shared/logging"
 )
 
 // domainList is a -domain flag: given several times or comma-separated.
@@ -268,30 +265,7 @@ func runCutoverStatus(ctx context.Context, s *session, only []string, asJSON, wa
 		return err
 	}
 	defer b.Close()
-	for {
-		st, err := cutover.ReadStatus(ctx, store, only)
-		if err != nil {
-			return err
-		}
-		if watch && logging.IsTerminal(s.stdout) {
-			fmt.Fprint(s.stdout, "\033[H\033[2J")
-		}
-		if asJSON {
-			if err := json.NewEncoder(s.stdout).Encode(st); err != nil {
-				return err
-			}
-		} else {
-			st.WriteText(s.stdout)
-		}
-		if !watch {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(2 * time.Second):
-		}
-	}
+	return show(ctx, s.stdout, asJSON, watch, func() (textWriter, error) { return cutover.ReadStatus(ctx, store, only) })
 }
 
 func applyOperatorFact(ctx context.Context, s *session, names []string, f campaign.Fact) error {

@@ -282,14 +282,23 @@ func runNATS(ctx context.Context, s *session) error {
 }
 
 func runStatus(ctx context.Context, s *session, asJSON, watch bool) error {
-	stdout := s.stdout
 	b, boxes, err := openWithInventory(ctx, s.cfg, s.log, "status", statusNeeds)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	return show(ctx, s.stdout, asJSON, watch, func() (textWriter, error) { return status.Read(ctx, b, boxes) })
+}
+
+// textWriter is a report that prints itself as text (and as JSON by its
+// fields).
+type textWriter interface{ WriteText(w io.Writer) }
+
+// show prints what read returns, as text or JSON; with watch it does so
+// again every two seconds, clearing a terminal first, until ctx ends.
+func show(ctx context.Context, stdout io.Writer, asJSON, watch bool, read func() (textWriter, error)) error {
 	for {
-		st, err := status.Read(ctx, b, boxes)
+		st, err := read()
 		if err != nil {
 			return err
 		}

@@ -42,15 +42,24 @@ type verifyArgs struct {
 	resyncFlags bool
 }
 
-func runVerify(ctx context.Context, s *session, a verifyArgs) error {
-	cfg, log, stdout := s.cfg, s.log, s.stdout
+// verifiable reads the inventory and checks the loader's section: verify
+// maps folders as the loader does, with it.
+func verifiable(cfg *config.Config) ([]job.Mailbox, error) {
 	boxes, err := inventory(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Verify maps folders as the loader does, with its section.
 	if err := loader.CheckConfig(cfg); err != nil {
-		return &command.ConfigError{Err: err}
+		return nil, &command.ConfigError{Err: err}
+	}
+	return boxes, nil
+}
+
+func runVerify(ctx context.Context, s *session, a verifyArgs) error {
+	cfg, log, stdout := s.cfg, s.log, s.stdout
+	boxes, err := verifiable(cfg)
+	if err != nil {
+		return err
 	}
 	if a.mailbox != "" {
 		i := slices.IndexFunc(boxes, func(mb job.Mailbox) bool { return mb.SourceUser == a.mailbox })
@@ -314,12 +323,9 @@ func (a acceptArgs) selects(f verify.FolderReport, d verify.Diff) bool {
 
 func runVerifyAccept(ctx context.Context, s *session, a acceptArgs) error {
 	cfg, log, stdout := s.cfg, s.log, s.stdout
-	boxes, err := inventory(cfg)
+	boxes, err := verifiable(cfg)
 	if err != nil {
 		return err
-	}
-	if err := loader.CheckConfig(cfg); err != nil {
-		return &command.ConfigError{Err: err}
 	}
 	i := slices.IndexFunc(boxes, func(mb job.Mailbox) bool { return mb.SourceUser == a.mailbox })
 	if i < 0 {

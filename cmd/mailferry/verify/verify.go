@@ -575,19 +575,7 @@ func splitDeleted(ds []Diff, copyOf map[uint32]loader.Landing, present map[copyK
 // after t (when t is set): mail that reached the source after the pass
 // started.
 func splitNewAtSource(ds []Diff, t time.Time) (diffs, fresh []Diff) {
-	if t.IsZero() {
-		return ds, nil
-	}
-	for _, d := range ds {
-		if d.Kind == KindMissing && d.arrived.After(t) {
-			d.Kind = KindNewAtSource
-			d.Got = d.arrived.UTC().Format(time.RFC3339)
-			fresh = append(fresh, d)
-			continue
-		}
-		diffs = append(diffs, d)
-	}
-	return diffs, fresh
+	return splitArrived(ds, t, KindMissing, KindNewAtSource)
 }
 
 func fingerprintOf(folder string, m mailscan.Message) fingerprint {
@@ -598,12 +586,18 @@ func fingerprintOf(folder string, m mailscan.Message) fingerprint {
 // splitNew takes out of ds the extra messages that arrived after t (when
 // t is set): mail delivered to the target after the switch.
 func splitNew(ds []Diff, t time.Time) (diffs, fresh []Diff) {
+	return splitArrived(ds, t, KindExtra, KindNewAtTarget)
+}
+
+// splitArrived takes out of ds the differences of kind whose message
+// arrived (INTERNALDATE) after t, when t is set, as kind fresh.
+func splitArrived(ds []Diff, t time.Time, kind, freshKind string) (diffs, fresh []Diff) {
 	if t.IsZero() {
 		return ds, nil
 	}
 	for _, d := range ds {
-		if d.Kind == KindExtra && d.arrived.After(t) {
-			d.Kind = KindNewAtTarget
+		if d.Kind == kind && d.arrived.After(t) {
+			d.Kind = freshKind
 			d.Got = d.arrived.UTC().Format(time.RFC3339)
 			fresh = append(fresh, d)
 			continue

@@ -2,7 +2,6 @@ package report_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,31 +11,15 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/cutover/report"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/shared/campaign"
+	"github.com/mailferry/mailferry/shared/testenv/chromium"
 )
-
-// requireChromium finds headless Chromium; under CI=true its absence
-// fails the test (scripts/test installs it).
-func requireChromium(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/bin/chromium", "chromium"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	const msg = "chromium not found: install the Debian package chromium (apt-get install -y chromium)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // TestChromiumRendersHostileNamesAsText loads a written report in
 // headless Chromium and reads back the DOM it built: the hostile names
 // are text, no script ran (it would have changed the title and added an
 // element) and nothing was loaded.
 func TestChromiumRendersHostileNamesAsText(t *testing.T) {
-	chromium := requireChromium(t)
+	bin := chromium.Require(t)
 	const onerror = `<img src=x onerror="document.title='pwned';document.body.append(document.createElement('script'))">`
 	r := &report.Report{Domain: "acme.test", Phase: campaign.Done, Generated: t0, DNS: "not switched",
 		Mailboxes: []report.Mailbox{{Mailbox: "zoë@acme.test", Phase: campaign.BoxVerified, Messages: 1, Bytes: 10}},
@@ -51,7 +34,7 @@ func TestChromiumRendersHostileNamesAsText(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+filepath.ToSlash(htmlPath))
 	dom, err := cmd.Output()
 	if err != nil {

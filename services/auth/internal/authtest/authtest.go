@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -25,6 +23,7 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/testenv/chromium"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 )
 
@@ -225,15 +224,5 @@ func PasswdPath(s *dovecottest.Server) string { return filepath.Join(s.Dir, "pas
 // and skipping elsewhere when it is missing.
 func RequireChromium(t testing.TB) string {
 	t.Helper()
-	for _, p := range []string{"/usr/bin/chromium", "chromium"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	const msg = "chromium not found: install the Debian package chromium (apt-get install -y chromium)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return chromium.Require(t)
 }
