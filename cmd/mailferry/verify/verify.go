@@ -56,6 +56,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -213,6 +214,15 @@ type options struct {
 	resync      bool
 	accepted    []Accepted
 	acceptedKV  kvjson.Bucket
+	concurrency int
+}
+
+// Concurrency bounds the mailboxes Mailboxes verifies at once (each holds
+// a connection to either server). The default is half the smaller of
+// source.connections and target.connections, at least 1: the other half
+// stays for a migration running alongside.
+func Concurrency(n int) Option {
+	return func(o *options) { o.concurrency = n }
 }
 
 // NewAfter makes the check source ⊆ target, as it is after a domain's
@@ -260,13 +270,32 @@ func WithLedger(kv jetstream.KeyValue) Option {
 	return func(o *options) { o.ledger = kv }
 }
 
-// Mailboxes verifies each mailbox of the inventory.
+// Mailboxes verifies each mailbox of the inventory, several at once (see
+// Concurrency), and reports them in the inventory's order.
 func Mailboxes(ctx context.Context, cfg *config.Config, boxes []job.Mailbox, opts ...Option) *Report {
-	r := &Report{OK: true}
-	for _, mb := range boxes {
-		mr := Mailbox(ctx, cfg, mb, opts...)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	n := o.concurrency
+	if n <= 0 {
+		n = max(1, min(cfg.Source.Connections, cfg.Target.Connections)/2)
+	}
+	r := &Report{OK: true, Mailboxes: make([]MailboxReport, len(boxes))}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, mb := range boxes {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r.Mailboxes[i] = Mailbox(ctx, cfg, mb, opts...)
+		}()
+	}
+	wg.Wait()
+	for _, mr := range r.Mailboxes {
 		r.OK = r.OK && mr.OK
-		r.Mailboxes = append(r.Mailboxes, mr)
 	}
 	return r
 }
