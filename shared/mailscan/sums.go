@@ -17,19 +17,32 @@ type Sums struct {
 	exact hash.Hash
 	norm  *LineNormalizer
 	tap   *looseTap
-	done  bool
-	sums  [3]string
+	// same says line normalisation has changed nothing so far: the
+	// line-ending sum's input is the exact one's, and tap.lines is not
+	// fed (it is made from exact when they part).
+	same bool
+	done bool
+	sums [3]string
 }
 
 // NewSums returns an empty Sums.
 func NewSums() *Sums {
-	s := &Sums{exact: sha256.New(), tap: &looseTap{lines: sha256.New()}}
+	s := &Sums{exact: sha256.New(), tap: &looseTap{}, same: true}
 	s.norm = NewLineNormalizer(s.tap)
 	return s
 }
 
-// Write adds p to every sum.
+// Write adds p to every sum. Nearly all mail has CRLF line endings and
+// nothing the loose form rewrites: then p is hashed once, for both the
+// exact and the line-ending sum.
 func (s *Sums) Write(p []byte) (int, error) {
+	if s.same && s.norm.crs == 0 && crlfOnly(p) && s.tap.plain(p) {
+		s.exact.Write(p)
+		return len(p), nil
+	}
+	if s.same {
+		s.tap.lines, s.same = cloneHash(s.exact), false
+	}
 	s.exact.Write(p)
 	return s.norm.Write(p)
 }
@@ -39,9 +52,15 @@ func (s *Sums) finish() {
 		return
 	}
 	s.done = true
+	if s.same && s.norm.crs > 0 {
+		s.tap.lines, s.same = cloneHash(s.exact), false
+	}
 	_ = s.norm.Close()
 	s.sums[0] = hex.EncodeToString(s.exact.Sum(nil))
-	s.sums[1] = hex.EncodeToString(s.tap.lines.Sum(nil))
+	s.sums[1] = s.sums[0]
+	if !s.same {
+		s.sums[1] = hex.EncodeToString(s.tap.lines.Sum(nil))
+	}
 	if s.tap.loose != nil {
 		s.sums[2] = hex.EncodeToString(s.tap.loose.Sum(nil))
 	}
@@ -190,6 +209,33 @@ func (t *looseTap) Write(p []byte) (int, error) {
 	}
 	t.body, t.lineLen = body, lineLen
 	return len(p), nil
+}
+
+// plain reports whether p, line-normalised already (crlfOnly), holds
+// nothing the loose form rewrites from the tap's state on, and if so
+// moves the tap's header state past it: such a piece need not be written
+// to the tap at all while its line-ending sum is the exact one.
+func (t *looseTap) plain(p []byte) bool {
+	if t.loose != nil {
+		return false
+	}
+	if t.body {
+		return bytes.IndexByte(p, 0) < 0
+	}
+	body, lineLen := t.body, t.lineLen
+	for i, c := range p {
+		if looseByte(c, body) != c {
+			return false
+		}
+		if body, lineLen = headerState(c, body, lineLen); body {
+			if bytes.IndexByte(p[i+1:], 0) >= 0 {
+				return false
+			}
+			break
+		}
+	}
+	t.body, t.lineLen = body, lineLen
+	return true
 }
 
 // stateAt is the header state after p, from the tap's.
