@@ -38,6 +38,7 @@ func Main(name string, check Check, svc Service) { program(name, check, svc).Mai
 
 // Run runs svc with a logger and a broker connection made from cfg, once
 // check (nil: none) accepts cfg; what it refuses is a command.ConfigError.
+// With PprofDirEnv set it profiles the process (see Profile).
 func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc Service) error {
 	if check != nil {
 		if err := check(cfg); err != nil {
@@ -48,6 +49,7 @@ func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc 
 	if err != nil {
 		return &command.ConfigError{Err: err}
 	}
+	defer profileFromEnv(name, log)()
 	b, err := ConnectBroker(ctx, cfg, name, log)
 	if err != nil {
 		return err

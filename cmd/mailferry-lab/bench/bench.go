@@ -11,7 +11,9 @@
 // processes of the mailferry binary, connected through an embedded NATS
 // server that the benchmark process hosts; its run must pass mailferry's
 // verification. The other tools' targets are verified the same way, for
-// information.
+// information. With -pprof it writes CPU and heap profiles of the
+// extractor, the loader (through daemon.PprofDirEnv) and itself (the
+// embedded NATS server) during the pass, and the pass's timeline.
 //
 // It needs root and Debian's dovecot-imapd; mbsync comes from the Debian
 // package isync.
@@ -67,6 +69,7 @@ type options struct {
 	timeout      time.Duration
 	verifyOthers bool
 	json         bool
+	pprof        string
 }
 
 // Main runs the benchmark with command-line args (without the command
@@ -109,6 +112,7 @@ flags:
 	fs.DurationVar(&o.timeout, "timeout", time.Hour, "bound of each tool's run and verification")
 	fs.BoolVar(&o.verifyOthers, "verify-others", true, "verify the comparison tools' targets with mailferry's verification too")
 	fs.BoolVar(&o.json, "json", false, "also print the report as one JSON line")
+	fs.StringVar(&o.pprof, "pprof", "", "write CPU and heap profiles of mailferry's pass (extractor, loader, this process with the embedded NATS) and of its verification, and the pass's timeline, into `DIR`")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -126,6 +130,13 @@ flags:
 		return nil, fmt.Errorf("bench: -parallel %d: want at least 1", o.parallel)
 	case o.timeout <= 0:
 		return nil, fmt.Errorf("bench: -timeout %s: want a positive duration", o.timeout)
+	}
+	if o.pprof != "" {
+		d, err := filepath.Abs(o.pprof)
+		if err != nil {
+			return nil, fmt.Errorf("bench: -pprof: %w", err)
+		}
+		o.pprof = d
 	}
 	for _, t := range strings.Split(*compare, ",") {
 		t = strings.TrimSpace(t)
@@ -394,9 +405,12 @@ type Result struct {
 	// Peaks is the peak RSS per kind of process.
 	Peaks []Peak `json:"peak_rss"`
 	// CPU is the user and system time of the tool's processes; ServerCPU
-	// that of both Dovecot servers during the run.
+	// that of both Dovecot servers during the run, SourceCPU and TargetCPU
+	// its parts.
 	CPU       float64 `json:"cpu_seconds"`
 	ServerCPU float64 `json:"dovecot_cpu_seconds"`
+	SourceCPU float64 `json:"dovecot_source_cpu_seconds"`
+	TargetCPU float64 `json:"dovecot_target_cpu_seconds"`
 	// TargetMessages and TargetBytes are what the target holds after it.
 	TargetMessages int           `json:"target_messages"`
 	TargetBytes    int64         `json:"target_bytes"`
@@ -463,15 +477,15 @@ func (rep *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "each tool: fresh target Dovecot, %d mailboxes at once; MB = 10^6 bytes; wall time excludes verification\n", rep.Parallel)
 	fmt.Fprintf(w, "machine: %d CPUs, load average %.1f before, %.1f after\n\n", rep.CPUs, rep.LoadBefore, rep.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "tool\tmessages\tMB\tseconds\tmessages/s\tMB/s\ton target\ttool CPU s\tdovecot CPU s\tpeak RSS")
+	fmt.Fprintln(tw, "tool\tmessages\tMB\tseconds\tmessages/s\tMB/s\ton target\ttool CPU s\tdovecot CPU s (source+target)\tpeak RSS")
 	for _, res := range rep.Results {
 		if res.Seconds == 0 {
 			fmt.Fprintf(tw, "%s\t%d\t%.1f\t-\t-\t-\t-\t-\t-\t-\n", res.Tool, res.Messages, float64(res.Bytes)/1e6)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%d msgs, %.1f MB\t%.1f\t%.1f\t%s\n",
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%d msgs, %.1f MB\t%.1f\t%.1f (%.1f+%.1f)\t%s\n",
 			res.Tool, res.Messages, float64(res.Bytes)/1e6, res.Seconds, res.MessagesPerSec, res.MBPerSec,
-			res.TargetMessages, float64(res.TargetBytes)/1e6, res.CPU, res.ServerCPU, peaks(res.Peaks))
+			res.TargetMessages, float64(res.TargetBytes)/1e6, res.CPU, res.ServerCPU, res.SourceCPU, res.TargetCPU, peaks(res.Peaks))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

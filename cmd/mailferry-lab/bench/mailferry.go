@@ -89,6 +89,8 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 	usage0.cpu = selfCPU()
 	srvCPU0 := r.serverCPU(tgt)
 
+	stopProfile := r.profile("bench")
+	defer func() { stopProfile() }()
 	bcfg := cfg.NATS
 	bcfg.URL, bcfg.Listen, bcfg.DataDir = "", addr, filepath.Join(dir, "nats")
 	// The server makes its password in DataDir; the children's
@@ -130,7 +132,8 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 	if err != nil {
 		return fmt.Errorf("mailferry: enqueue: %w", err)
 	}
-	loaded, err := r.awaitLoaded(ctx, dir, events, pass, boxes, prog, children, start)
+	tl := newTimeline(start)
+	loaded, err := r.awaitLoaded(ctx, dir, events, pass, boxes, prog, children, tl)
 	took := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("mailferry: pass %s: %w", pass, err)
@@ -145,10 +148,18 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 		res.Notes = append(res.Notes, fmt.Sprintf("%d messages dead-lettered", dead))
 	}
 	r.logf("mailferry: %d messages appended in %.1f s", appended, took.Seconds())
+	res.Notes = append(res.Notes, tl.summary())
+	if r.opts.pprof != "" {
+		if err := tl.write(r.opts.pprof); err != nil {
+			r.logf("warning: timeline: %v", err)
+		}
+	}
 
 	err = r.finishServices(dir, children, bcfg.DataDir, usage0, res)
 	children = nil // stopped
-	res.ServerCPU = r.serverCPU(tgt) - srvCPU0
+	r.setServerCPU(res, tgt, srvCPU0)
+	stopProfile()
+	stopProfile = func() {}
 	if err != nil {
 		return fmt.Errorf("mailferry: %w", err)
 	}
@@ -157,9 +168,12 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 		return fmt.Errorf("mailferry: %w", ctx.Err())
 	}
 	r.logf("mailferry: verifying")
+	stopProfile = r.profile("verify")
 	vstart := time.Now()
 	rep := verify.Mailboxes(ctx, cfg, boxes)
 	res.Verify = summarize(rep, time.Since(vstart))
+	stopProfile()
+	stopProfile = func() {}
 	if ctx.Err() != nil {
 		return fmt.Errorf("mailferry: verify: %w", ctx.Err())
 	}
@@ -295,7 +309,7 @@ func (r *runner) startService(dir, svc, conf string) (*child, error) {
 	defer logf.Close()
 	cmd := exec.Command(r.opts.bin, svc, "-c", conf)
 	cmd.Dir = dir
-	cmd.Env = childEnv()
+	cmd.Env = r.serviceEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	return startChild(svc, cmd)
 }
@@ -367,11 +381,13 @@ func (p *progressSum) totals() (msgs, bytes int64, last time.Time) {
 	return msgs, bytes, p.seen
 }
 
-// awaitLoaded follows the events of pass until every mailbox is loaded.
+// awaitLoaded follows the events of pass until every mailbox is loaded,
+// recording them in tl (whose start is the pass's).
 // It gives up when a mailbox failed maxFailures times or for good, when a
 // service exits, when nothing happens for stallTimeout, or when ctx ends.
 func (r *runner) awaitLoaded(ctx context.Context, dir string, cons jetstream.Consumer, pass string, boxes []job.Mailbox,
-	prog *progressSum, children []*child, start time.Time) (map[string]event.LoadedData, error) {
+	prog *progressSum, children []*child, tl *timeline) (map[string]event.LoadedData, error) {
+	start := tl.start
 	loaded := map[string]event.LoadedData{}
 	failures := map[string]int{}
 	lastActivity, lastLog := time.Now(), time.Now()
@@ -390,6 +406,7 @@ func (r *runner) awaitLoaded(ctx context.Context, dir string, cons jetstream.Con
 				r.logf("warning: mailferry: %v", derr)
 				break
 			}
+			tl.add(e, pass)
 			if err := r.onEvent(e, pass, loaded, failures); err != nil {
 				return nil, err
 			}

@@ -199,7 +199,7 @@ feed:
 	took := time.Since(start)
 	res.Peaks = []Peak{peak}
 	res.CPU = cpu
-	res.ServerCPU = r.serverCPU(tgt) - srvCPU0
+	r.setServerCPU(res, tgt, srvCPU0)
 	failed := len(errs)
 	if tctx.Err() != nil {
 		errs = append(errs, fmt.Errorf("stopped after %.1f s: %w", took.Seconds(), tctx.Err()))
@@ -305,12 +305,22 @@ func inventory(users []string) []job.Mailbox {
 
 // serverCPU is the CPU time the source and tgt Dovecot instances used so
 // far, their finished imap processes included.
-func (r *runner) serverCPU(tgt *dovecottest.Server) float64 {
-	var sum float64
-	for _, s := range []*dovecottest.Server{r.src, tgt} {
+func (r *runner) serverCPU(tgt *dovecottest.Server) dovecotCPU {
+	var cpu dovecotCPU
+	for i, s := range []*dovecottest.Server{r.src, tgt} {
 		if pid, err := masterPID(s.BaseDir); err == nil {
-			sum += groupCPU(pid)
+			cpu[i] = groupCPU(pid)
 		}
 	}
-	return sum
+	return cpu
+}
+
+// dovecotCPU is the CPU seconds of the source and the target Dovecot.
+type dovecotCPU [2]float64
+
+// setServerCPU records in res the Dovecot CPU time used since was.
+func (r *runner) setServerCPU(res *Result, tgt *dovecottest.Server, was dovecotCPU) {
+	now := r.serverCPU(tgt)
+	res.SourceCPU, res.TargetCPU = now[0]-was[0], now[1]-was[1]
+	res.ServerCPU = res.SourceCPU + res.TargetCPU
 }
