@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/services/extractor"
@@ -30,11 +29,7 @@ func TestFiftyConcurrentPassesCoalesceAndEveryJobEnds(t *testing.T) {
 	const passes = 50
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 3, 11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := startDemo(ctx, t, 3, 11)
 	cfg, err := env.Config()
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	dnscli "github.com/mailferry/mailferry/services/dnsctl/cli"
 	"github.com/mailferry/mailferry/shared/command"
 )
@@ -242,11 +241,7 @@ func TestABadSectionOfTheServicesOwnExitsTwoBeforeTheBrokerStarts(t *testing.T) 
 func TestDifferencesExitOneWithoutAnErrorMessage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 1, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := startDemo(ctx, t, 1, 7)
 	// Nothing was migrated: every message is missing at the target.
 	code, out, errOut := mailferry(t, "verify", "-c", env.ConfigPath)
 	if code != 1 {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/cutover"
-	"github.com/mailferry/mailferry/cmd/mailferry/demo"
 	"github.com/mailferry/mailferry/shared/campaign"
 )
 
@@ -18,11 +17,7 @@ import (
 func TestCutoverStartWithoutDNSCopiesVerifiesAndClosesEveryDomain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 2, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := startDemo(ctx, t, 2, 7)
 	var out, errOut bytes.Buffer
 	if err := run(ctx, "cutover", []string{"start", "-c", env.ConfigPath, "-all"}, &out, &errOut); err != nil {
 		t.Fatalf("cutover start: %v\n%s\n%s", err, out.String(), errOut.String())

@@ -203,7 +203,7 @@ func handOver(ctx context.Context, s *session, o *cutover.Orchestrator, domains 
 	if err != nil {
 		return cutover.Settled{}, err
 	}
-	added, err := cutover.Add(ctx, s.cfg, o.Settings, store, domains, selected)
+	added, err := cutover.Add(ctx, o.Settings, store, domains, selected)
 	if err != nil {
 		return cutover.Settled{}, err
 	}

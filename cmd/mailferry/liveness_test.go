@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,25 +21,8 @@ import (
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 	"github.com/mailferry/mailferry/shared/testenv/e2etest"
+	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
 )
-
-// syncBuffer is a log sink read while the command still writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // shutdownBound is the documented grace period of a running job plus room
 // to close the broker and the servers' connections.
@@ -69,7 +51,7 @@ func TestMigrateWithARefusedSourceLoginExitsPromptlyNamingTheMailbox(t *testing.
 	defer cancel()
 	start := time.Now()
 	var out bytes.Buffer
-	err = run(ctx, "migrate", []string{"-c", conf}, &out, &syncBuffer{})
+	err = run(ctx, "migrate", []string{"-c", conf}, &out, &syncbuf.Buffer{})
 	took := time.Since(start)
 	if !errors.Is(err, errDifferent) {
 		t.Fatalf("migrate with a refused login: err = %v, want exit status 1\n%s", err, out.String())
@@ -132,7 +114,7 @@ func TestMigrateStopsWithinTheGracePeriodInEveryState(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			runCtx, interrupt := context.WithCancel(ctx)
-			logs := &syncBuffer{}
+			logs := &syncbuf.Buffer{}
 			done := make(chan error, 1)
 			go func() { done <- run(runCtx, "migrate", []string{"-c", conf}, &bytes.Buffer{}, logs) }()
 			deadline := time.After(2 * time.Minute)
@@ -192,7 +174,7 @@ func TestMigrateAfterAKilledRunTakesOverItsLeasesAtOnce(t *testing.T) {
 	t.Setenv("MAILFERRY_LOG_LEVEL", "info")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	start := time.Now()
 	if err := run(ctx, "migrate", []string{"-c", conf}, &bytes.Buffer{}, logs); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, tail(logs.String(), 20))

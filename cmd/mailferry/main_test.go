@@ -119,11 +119,7 @@ func deleteFirst(t *testing.T, env *demo.Env, folder string) {
 func TestStatusAfterMigrateShowsEveryMailboxDoneWithItsCounts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 2, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := startDemo(ctx, t, 2, 5)
 	var out, errOut bytes.Buffer
 	if err := run(ctx, "status", []string{"-c", env.ConfigPath}, &out, &errOut); err != nil {
 		t.Fatalf("status before anything: %v", err)
@@ -150,16 +146,24 @@ func TestStatusAfterMigrateShowsEveryMailboxDoneWithItsCounts(t *testing.T) {
 	}
 }
 
-// migratedDemo starts a demo environment of n mailboxes (mail from seed)
-// and runs `mailferry migrate` over it; the environment closes with the
-// test.
-func migratedDemo(ctx context.Context, t *testing.T, n int, seed uint64) *demo.Env {
+// startDemo starts a demo environment of n mailboxes (mail from seed),
+// nothing migrated; it closes with the test.
+func startDemo(ctx context.Context, t *testing.T, n int, seed uint64) *demo.Env {
 	t.Helper()
 	env, err := demo.Start(ctx, t.TempDir(), n, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(env.Close)
+	return env
+}
+
+// migratedDemo starts a demo environment of n mailboxes (mail from seed)
+// and runs `mailferry migrate` over it; the environment closes with the
+// test.
+func migratedDemo(ctx context.Context, t *testing.T, n int, seed uint64) *demo.Env {
+	t.Helper()
+	env := startDemo(ctx, t, n, seed)
 	var out, errOut bytes.Buffer
 	if err := run(ctx, "migrate", []string{"-c", env.ConfigPath}, &out, &errOut); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, errOut.String())

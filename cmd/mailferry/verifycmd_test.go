@@ -46,11 +46,7 @@ func verifyCLI(t *testing.T, ctx context.Context, args ...string) (verify.Report
 func TestVerifyMailboxVerifiesThatMailboxAloneAndCountsItsBytes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 2, 11)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := startDemo(ctx, t, 2, 11)
 
 	// Nothing was migrated: every source message is missing, named.
 	r, err := verifyCLI(t, ctx, "-c", env.ConfigPath, "-mailbox", "user2@example.test")
@@ -504,11 +500,7 @@ func TestVerifyAcceptRecordsKnownDifferencesSoTheMailboxVerifiesAndNewOnesStillC
 func TestVerifyAcceptWorksWithTheEmbeddedBroker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	env, err := demo.Start(ctx, t.TempDir(), 2, 17)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := startDemo(ctx, t, 2, 17)
 
 	// Nothing was migrated: every message is missing. Those of INBOX are
 	// accepted; the mailbox still differs by the others.
@@ -528,7 +520,7 @@ func TestVerifyAcceptWorksWithTheEmbeddedBroker(t *testing.T) {
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("accepted %d differences of user2@example.test (%d left): not wanted", inbox, others)) {
 		t.Fatalf("verify accept -folder INBOX: exit %d\n%s%s", code, out, errOut)
 	}
-	r, err = verifyCLI(t, ctx, "-c", env.ConfigPath)
+	r, err := verifyCLI(t, ctx, "-c", env.ConfigPath)
 	for _, m := range r.Mailboxes {
 		want := 0
 		if m.Source == "user2@example.test" {

@@ -1,7 +1,6 @@
 package dnsctl_test
 
 import (
-	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
 )
 
 func TestServiceSwitchesAProvisionedDomainAndReportsTheOthers(t *testing.T) {
@@ -66,7 +66,7 @@ func TestServiceWithTheDefaultConfigLeavesAProvisionedDomainToACutoverRequest(t 
 	f := newFixture(t, zones, nil, nil)
 	f.waitSynced()
 	before := f.snapshot()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	f.runService(zerolog.New(logs).Level(zerolog.InfoLevel))
 
 	auth := event.Publisher{JS: f.broker.JS, Service: "auth"}
@@ -158,24 +158,6 @@ func (f *fixture) waitConsumed() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitEvents polls the events stream until it holds at least the wanted

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/testenv/configtest"
 )
 
 // settingsT loads cfg's extractor section or fails the test.
@@ -18,16 +19,6 @@ func settingsT(t *testing.T, cfg *config.Config) Settings {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// parseT parses a configuration file's text or fails the test.
-func parseT(t *testing.T, yaml string, env ...string) *config.Config {
-	t.Helper()
-	cfg, err := config.Parse([]byte(yaml), t.TempDir(), env)
-	if err != nil {
-		t.Fatalf("Parse: %v", err)
-	}
-	return cfg
 }
 
 func TestSettingsDefaultWhatTheFileLeavesOutAsSharedConfigDid(t *testing.T) {
@@ -45,7 +36,7 @@ func TestSettingsDefaultWhatTheFileLeavesOutAsSharedConfigDid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := settingsT(t, parseT(t, tt.yaml)); got != tt.want {
+			if got := settingsT(t, configtest.Parse(t, tt.yaml)); got != tt.want {
 				t.Errorf("settings = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -61,7 +52,7 @@ func TestTheExtractorReportsWhatIsWrongWithItsSection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// The file parses: only the owner looks inside its section.
-			cfg := parseT(t, tt.yaml)
+			cfg := configtest.Parse(t, tt.yaml)
 			err := CheckConfig(cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want mention of %q", err, tt.want)
@@ -71,20 +62,20 @@ func TestTheExtractorReportsWhatIsWrongWithItsSection(t *testing.T) {
 }
 
 func TestEnvironmentOverridesTheExtractorSection(t *testing.T) {
-	cfg := parseT(t, "extractor: {concurrency: 2, checkpoint_every: 3}\n",
+	cfg := configtest.Parse(t, "extractor: {concurrency: 2, checkpoint_every: 3}\n",
 		"MAILFERRY_EXTRACTOR_CONCURRENCY=9", "MAILFERRY_EXTRACTOR_LARGE_MESSAGE_BYTES=4096")
 	want := Settings{Concurrency: 9, LargeMessageBytes: 4096, CheckpointEvery: 3}
 	if got := settingsT(t, cfg); got != want {
 		t.Errorf("settings = %+v, want %+v", got, want)
 	}
-	cfg = parseT(t, "", "MAILFERRY_EXTRACTOR_CHECKPOINT_EVERY=often")
+	cfg = configtest.Parse(t, "", "MAILFERRY_EXTRACTOR_CHECKPOINT_EVERY=often")
 	if err := CheckConfig(cfg); err == nil || !strings.Contains(err.Error(), "MAILFERRY_EXTRACTOR_CHECKPOINT_EVERY") {
 		t.Errorf("bad override: err = %v, want it named", err)
 	}
 }
 
 func TestAServiceWithoutSettingsRefusesToRun(t *testing.T) {
-	s := &Service{Config: parseT(t, "")}
+	s := &Service{Config: configtest.Parse(t, "")}
 	if err := s.Run(context.Background()); !errors.Is(err, errNoSettings) {
 		t.Errorf("Run = %v, want %v", err, errNoSettings)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/testenv/configtest"
 )
 
 // settingsT loads cfg's loader section or fails the test.
@@ -20,16 +21,6 @@ func settingsT(t *testing.T, cfg *config.Config) Settings {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// parseT parses a configuration file's text or fails the test.
-func parseT(t *testing.T, yaml string, env ...string) *config.Config {
-	t.Helper()
-	cfg, err := config.Parse([]byte(yaml), t.TempDir(), env)
-	if err != nil {
-		t.Fatalf("Parse: %v", err)
-	}
-	return cfg
 }
 
 func TestSettingsDefaultWhatTheFileLeavesOutAsSharedConfigDid(t *testing.T) {
@@ -65,7 +56,7 @@ func TestSettingsDefaultWhatTheFileLeavesOutAsSharedConfigDid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := settingsT(t, parseT(t, tt.yaml)); !reflect.DeepEqual(got, tt.want) {
+			if got := settingsT(t, configtest.Parse(t, tt.yaml)); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("settings = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -81,7 +72,7 @@ func TestTheLoaderReportsWhatIsWrongWithItsSection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// The file parses: only the owner looks inside its section.
-			cfg := parseT(t, tt.yaml)
+			cfg := configtest.Parse(t, tt.yaml)
 			err := CheckConfig(cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want mention of %q", err, tt.want)
@@ -110,7 +101,7 @@ func TestEnvironmentOverridesTheLoaderSectionFolderMapIncluded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := parseT(t, "loader: {concurrency: 2, folder_map: {x: y}}\n", tt.env)
+			cfg := configtest.Parse(t, "loader: {concurrency: 2, folder_map: {x: y}}\n", tt.env)
 			s, err := LoadSettings(cfg)
 			if tt.fails != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.fails) {
@@ -129,7 +120,7 @@ func TestEnvironmentOverridesTheLoaderSectionFolderMapIncluded(t *testing.T) {
 }
 
 func TestAServiceWithoutSettingsRefusesToRun(t *testing.T) {
-	s := &Service{Config: parseT(t, "")}
+	s := &Service{Config: configtest.Parse(t, "")}
 	if err := s.Run(context.Background()); !errors.Is(err, errNoSettings) {
 		t.Errorf("Run = %v, want %v", err, errNoSettings)
 	}

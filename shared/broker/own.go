@@ -36,97 +36,83 @@ type resource struct {
 	store  func(config.NATS) jetstream.ObjectStoreConfig
 }
 
+// fileStream is s with what every stream here has: limits retention, file
+// storage, the configured dedup window and replicas.
+func fileStream(c config.NATS, s jetstream.StreamConfig) jetstream.StreamConfig {
+	s.Retention, s.Storage = jetstream.LimitsPolicy, jetstream.FileStorage
+	s.Duplicates, s.Replicas = c.DedupWindow.Std(), c.Replicas
+	return s
+}
+
+// fileBucket is a key-value bucket on file storage with the configured
+// replicas, keeping history revisions of each key.
+func fileBucket(c config.NATS, name, description string, history uint8) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{Bucket: name, Description: description, Storage: jetstream.FileStorage, Replicas: c.Replicas, History: history}
+}
+
 // resources are every stream, bucket and store, in declaration order.
 var resources = []resource{{
 	name: StreamMail, kind: KindStream, owner: "the extractor creates it; start it first or run migrate",
 	stream: func(c config.NATS) jetstream.StreamConfig {
-		return jetstream.StreamConfig{
+		return fileStream(c, jetstream.StreamConfig{
 			Name:        StreamMail,
 			Description: "mail records: folders, messages, end of pass; replayable",
 			Subjects:    []string{subject.MailPrefix + ".>"},
-			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardNew,
 			MaxAge:      c.MailMaxAge.Std(),
 			MaxBytes:    c.MailMaxBytes,
-			Duplicates:  c.DedupWindow.Std(),
-			Storage:     jetstream.FileStorage,
-			Replicas:    c.Replicas,
-		}
+		})
 	},
 }, {
 	name: StreamJobs, kind: KindStream, owner: "mailferry enqueue creates it with the first pass; run it first or run migrate",
 	stream: func(c config.NATS) jetstream.StreamConfig {
-		return jetstream.StreamConfig{
+		return fileStream(c, jetstream.StreamConfig{
 			Name:        StreamJobs,
 			Description: "mailbox jobs, one per mailbox and pass",
 			Subjects:    []string{subject.JobPrefix + ".>"},
-			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardNew,
-			Duplicates:  c.DedupWindow.Std(),
-			Storage:     jetstream.FileStorage,
-			Replicas:    c.Replicas,
-		}
+		})
 	},
 }, {
 	name: StreamEvents, kind: KindStream, owner: "every service creates it when it starts; start one first or run migrate",
 	stream: func(c config.NATS) jetstream.StreamConfig {
-		return jetstream.StreamConfig{
+		return fileStream(c, jetstream.StreamConfig{
 			Name:        StreamEvents,
 			Description: "lifecycle events every service reads and writes",
 			Subjects:    []string{subject.EventPrefix + ".>"},
-			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardOld,
 			MaxAge:      90 * 24 * time.Hour,
-			Duplicates:  c.DedupWindow.Std(),
-			Storage:     jetstream.FileStorage,
-			Replicas:    c.Replicas,
-		}
+		})
 	},
 }, {
 	name: StreamDead, kind: KindStream, owner: "the loader creates it; start it first or run migrate",
 	stream: func(c config.NATS) jetstream.StreamConfig {
-		return jetstream.StreamConfig{
+		return fileStream(c, jetstream.StreamConfig{
 			Name:        StreamDead,
 			Description: "dead letters: messages the target refused for good",
 			Subjects:    []string{subject.DeadPrefix + ".>"},
-			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardNew,
-			Duplicates:  c.DedupWindow.Std(),
-			Storage:     jetstream.FileStorage,
-			Replicas:    c.Replicas,
-		}
+		})
 	},
 }, {
 	name: BucketCheckpoints, kind: KindBucket, owner: "the extractor creates it; start it first or run migrate",
 	bucket: func(c config.NATS) jetstream.KeyValueConfig {
-		return jetstream.KeyValueConfig{
-			Bucket: BucketCheckpoints, Description: "extractor checkpoints per folder",
-			Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 1,
-		}
+		return fileBucket(c, BucketCheckpoints, "extractor checkpoints per folder", 1)
 	},
 }, {
 	name: BucketLedger, kind: KindBucket, owner: "the loader creates it; start it first or run migrate",
 	bucket: func(c config.NATS) jetstream.KeyValueConfig {
-		return jetstream.KeyValueConfig{
-			Bucket: BucketLedger, Description: "loader ledger: source identity to target",
-			Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 1,
-		}
+		return fileBucket(c, BucketLedger, "loader ledger: source identity to target", 1)
 	},
 }, {
 	name: BucketProgress, kind: KindBucket, owner: "the extractor and the loader create it; start one first or run migrate",
 	bucket: func(c config.NATS) jetstream.KeyValueConfig {
-		return jetstream.KeyValueConfig{
-			Bucket: BucketProgress, Description: "latest progress per service and mailbox",
-			Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 1,
-		}
+		return fileBucket(c, BucketProgress, "latest progress per service and mailbox", 1)
 	},
 }, {
 	name: BucketCampaign, kind: KindBucket, owner: "the cutover orchestrator creates it; run mailferry cutover start (or its daemon) first",
 	bucket: func(c config.NATS) jetstream.KeyValueConfig {
-		return jetstream.KeyValueConfig{
-			Bucket: BucketCampaign, Description: "cutover campaign: phase per domain and mailbox, orchestrator lease",
-			Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 5,
-		}
+		return fileBucket(c, BucketCampaign, "cutover campaign: domain and mailbox records, verifications, accepted differences, orchestrator lease", 5)
 	},
 }, {
 	name: StoreBodies, kind: KindStore, owner: "the extractor creates it; start it first or run migrate",

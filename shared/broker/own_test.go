@@ -1,15 +1,15 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
 )
 
 // The resources of the two services, as they declare them.
@@ -51,24 +51,6 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// syncBuffer is a log sink safe for a goroutine's writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 func TestAOneShotConsumerBeforeItsOwnerFailsNamingTheOwner(t *testing.T) {
 	b := connect(t, "")
 	err := b.Use(testContext(t), loaderNeeds)
@@ -88,7 +70,7 @@ func TestAOneShotConsumerBeforeItsOwnerFailsNamingTheOwner(t *testing.T) {
 
 func TestADaemonWaitsForItsOwnerSayingOnceWhatItWaitsFor(t *testing.T) {
 	b := connect(t, "")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := zerolog.New(&logs)
 	done := make(chan error, 1)
 	go func() { done <- b.Await(testContext(t), log, loaderNeeds) }()
@@ -137,7 +119,7 @@ func TestADriftingNonOwnerConfigLeavesTheMailStreamAlone(t *testing.T) {
 	if err := owner.Use(ctx, Needs{Writes: extractorNeeds.Writes}); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	drifted := as(t, b, "nats: {mail_max_age: 1h, mail_max_bytes: 5000}")
 	if err := drifted.Await(ctx, zerolog.New(&logs), loaderNeeds); err != nil {
 		t.Fatal(err)
@@ -157,7 +139,7 @@ func TestADriftingNonOwnerConfigLeavesTheMailStreamAlone(t *testing.T) {
 		t.Errorf("the ignored settings are not warned about:\n%s", logs.String())
 	}
 	// A daemon whose file leaves them out is not warned.
-	var quiet syncBuffer
+	var quiet syncbuf.Buffer
 	if err := as(t, b, "").Await(ctx, zerolog.New(&quiet), loaderNeeds); err != nil {
 		t.Fatal(err)
 	}

@@ -18,15 +18,7 @@ import (
 func TestConsumeRetriesTransientFailuresOnlyAndBoundsConcurrency(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg, err := config.Parse([]byte(fmt.Sprintf("nats: {data_dir: %s}\n", t.TempDir())), ".", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Open(ctx, cfg.NATS, "job-test", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openBroker(t, ctx)
 	for _, u := range []string{"flaky@x", "broken@x", "fine@x", "fine2@x"} {
 		if err := Publish(ctx, b.JS, &Job{Mailbox: Mailbox{SourceUser: u, TargetUser: u}, Pass: "p1"}); err != nil {
 			t.Fatal(err)
@@ -129,4 +121,20 @@ func waitFor(t *testing.T, d time.Duration, cond func() string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// openBroker starts an embedded broker in a temporary directory with every
+// stream declared; it stops with the test.
+func openBroker(t *testing.T, ctx context.Context) *broker.Broker {
+	t.Helper()
+	cfg, err := config.Parse([]byte(fmt.Sprintf("nats: {data_dir: %s}\n", t.TempDir())), ".", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Open(ctx, cfg.NATS, "job-test", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
 }

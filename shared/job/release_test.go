@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/broker"
-	"github.com/mailferry/mailferry/shared/config"
 )
 
 // A job delivered to a process that died without acknowledging it is
@@ -19,15 +17,7 @@ import (
 func TestReleaseDeliveriesHandsADeadWorkersJobOutAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cfg, err := config.Parse([]byte(fmt.Sprintf("nats: {data_dir: %s}\n", t.TempDir())), ".", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Open(ctx, cfg.NATS, "job-test", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openBroker(t, ctx)
 	for _, u := range []string{"done@x", "held@x"} {
 		if err := Publish(ctx, b.JS, &Job{Mailbox: Mailbox{SourceUser: u, TargetUser: u}, Pass: "p1"}); err != nil {
 			t.Fatal(err)

@@ -3,7 +3,6 @@ package job
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -11,22 +10,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/backoff"
-	"github.com/mailferry/mailferry/shared/broker"
-	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 )
 
 // closedPublisher publishes on a broker whose connection is closed.
 func closedPublisher(t *testing.T, ctx context.Context) event.Publisher {
 	t.Helper()
-	cfg, err := config.Parse([]byte(fmt.Sprintf("nats: {data_dir: %s}\n", t.TempDir())), ".", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Open(ctx, cfg.NATS, "job-test", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBroker(t, ctx)
 	b.Close()
 	return event.Publisher{JS: b.JS, Service: "test"}
 }

@@ -8,9 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
 	"github.com/mailferry/mailferry/shared/campaign"
-	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/job"
 )
 
@@ -64,13 +62,9 @@ type Added struct {
 // Add puts the selected domains in the campaign, queued, in the order of
 // s; a domain already there keeps its record (starting a campaign again
 // resumes it). Without a dns section every domain's DNS is skipped.
-func Add(ctx context.Context, cfg *config.Config, s Settings, store *campaign.Store, domains map[string][]string, selected []string) ([]Added, error) {
-	d, err := dnsconfig.Load(cfg)
-	if err != nil {
-		return nil, err
-	}
+func Add(ctx context.Context, s Settings, store *campaign.Store, domains map[string][]string, selected []string) ([]Added, error) {
 	var skip *campaign.DNS
-	if !d.Enabled() {
+	if !s.Switches() {
 		skip = &campaign.DNS{SkipCode: campaign.CodeNotConfigured, SkipReason: "no dns section in the configuration"}
 	}
 	var out []Added

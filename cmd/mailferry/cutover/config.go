@@ -42,7 +42,15 @@ type Settings struct {
 	// could not connect, a publish the broker refused) waits before it is
 	// taken again (default 30s).
 	RetryAfter config.Duration `yaml:"retry_after"`
+
+	// switches says the file has a dns section: the campaign switches
+	// domains (without one, every domain's DNS is skipped).
+	switches bool
 }
+
+// Switches reports whether the campaign switches DNS: the file has a dns
+// section.
+func (s Settings) Switches() bool { return s.switches }
 
 // LoadSettings decodes the cutover section of cfg and fills in defaults;
 // a file without it gives the defaults.
@@ -102,9 +110,14 @@ func (s *Settings) defaults(cfg *config.Config) error {
 	if s.RestoreTTL > dnsconfig.MaxTTL {
 		return fmt.Errorf("restore_ttl %d: want 1 to %d seconds", s.RestoreTTL, dnsconfig.MaxTTL)
 	}
+	d, err := dnsconfig.Load(cfg)
+	if err != nil {
+		return err
+	}
+	s.switches = d.Enabled()
 	if s.RestoreTTL == 0 {
 		s.RestoreTTL = 3600
-		if d, err := dnsconfig.Load(cfg); err == nil && d.RestoreTTL > 0 {
+		if d.RestoreTTL > 0 {
 			s.RestoreTTL = d.RestoreTTL
 		}
 	}

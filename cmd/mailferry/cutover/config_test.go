@@ -1,7 +1,6 @@
 package cutover_test
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,21 +8,12 @@ import (
 
 	"github.com/mailferry/mailferry/cmd/mailferry/cutover"
 	"github.com/mailferry/mailferry/shared/campaign"
-	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/testenv/configtest"
 )
 
 func load(t *testing.T, section string) (cutover.Settings, error) {
 	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "mailferry.yaml")
-	if err := os.WriteFile(path, []byte("nats: {data_dir: nats}\n"+section), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cutover.LoadSettings(cfg)
+	return cutover.LoadSettings(configtest.Parse(t, "nats: {data_dir: nats}\n"+section))
 }
 
 func TestCutoverSettingsDefaultToTheIssuesValues(t *testing.T) {

@@ -50,7 +50,7 @@ func RunLocal(ctx context.Context, o *Orchestrator, selected []string, w io.Writ
 			return Settled{}, err
 		}
 	}
-	added, err := Add(ctx, cfg, o.Settings, store, Domains(o.Mailboxes), selected)
+	added, err := Add(ctx, o.Settings, store, Domains(o.Mailboxes), selected)
 	if err != nil {
 		return Settled{}, err
 	}

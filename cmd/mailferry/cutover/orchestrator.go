@@ -385,11 +385,7 @@ func (o *Orchestrator) Finished(d campaign.Domain) bool {
 	if d.After.ReportPhase != d.Phase {
 		return false
 	}
-	dns, err := dnsconfig.Load(o.Config)
-	if err == nil && dns.Enabled() && d.Phase == campaign.Done && d.DNS.Switched() && d.After.TTLRestored == 0 {
-		return false
-	}
-	return true
+	return !(o.Settings.Switches() && d.Phase == campaign.Done && d.DNS.Switched() && d.After.TTLRestored == 0)
 }
 
 // CheckLeader returns an error saying so when no orchestrator holds the

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
 )
 
 // DefaultReadyTimeout bounds Ready when its context has no deadline.
@@ -51,7 +53,7 @@ type Process struct {
 
 	opts      Options
 	cmd       *exec.Cmd
-	out       lockedBuffer
+	out       syncbuf.Buffer
 	logOffset int64
 	exited    chan struct{}
 	waitErr   error
@@ -337,23 +339,4 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return fi.Size()
-}
-
-// lockedBuffer is a bytes.Buffer the daemon's output copier writes while
-// a failure message reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
