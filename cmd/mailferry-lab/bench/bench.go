@@ -1,22 +1,38 @@
 // Package bench measures a whole mailferry migration between two real
-// Dovecot servers and compares it, on the same machine and corpus, with
-// Dovecot's own migration (doveadm backup -R imapc:) and with mbsync.
+// Dovecot servers and compares it, on the same machine and corpus and in
+// one sitting, with Dovecot's own migration (doveadm backup -R imapc:) and
+// with mbsync.
 //
-// It generates a deterministic corpus (long-tailed sizes up to -max-size,
-// nested and non-ASCII folders, random flags, keywords and dates) into a
-// source Dovecot, then for each tool starts a fresh, empty target Dovecot,
-// migrates every mailbox with the same parallelism, and reports messages/s,
-// MB/s, peak RSS per process, CPU time and what the target holds. mailferry
-// runs as it is deployed: the extractor and the loader are separate
-// processes of the mailferry binary, connected through an embedded NATS
-// server that the benchmark process hosts; its run must pass mailferry's
-// verification. The other tools' targets are verified the same way, for
-// information. With -pprof it writes CPU and heap profiles of the
-// extractor, the loader (through daemon.PprofDirEnv) and itself (the
-// embedded NATS server) during the pass, and the pass's timeline.
+// It generates a deterministic corpus (lognormal sizes, median about 8 kB,
+// with a tail of messages of several MB up to -max-size grown until the
+// corpus totals -volume; nested and non-ASCII folders, random flags,
+// keywords and dates) into a source Dovecot. Then, -rounds times, it runs
+// every tool in turn, each on a fresh, empty target Dovecot:
+//
+//   - mailferry "services": the extractor and the loader as separate
+//     processes of the mailferry binary, connected through an embedded NATS
+//     server that the benchmark process hosts; the copy and mailferry's
+//     verification (run by the benchmark) are timed separately;
+//   - mailferry "migrate": the all-in-one `mailferry migrate -json` as
+//     users run it, one process with its own embedded NATS; its wall time
+//     is from start to exit, its copy and verification times are the ones
+//     it reports (CopyTook, VerifyTook);
+//   - doveadm and mbsync, one process per mailbox, at each of
+//     -compare-parallel mailboxes at once.
+//
+// It reports per run the copy, verification and total wall time, messages/s,
+// MB/s, peak RSS and CPU seconds per process and of both Dovecots, then the
+// best run of each tool and the ratios of mailferry migrate to doveadm; as
+// text, as one JSON document (-json) or with the summary as a Markdown table
+// (-markdown). The comparison tools' targets are verified with mailferry's
+// verification too, for information. With -pprof it writes CPU and heap
+// profiles of the services run's extractor, loader (through
+// daemon.PprofDirEnv) and of itself (the embedded NATS server), and the
+// pass's timeline.
 //
 // It needs root and Debian's dovecot-imapd; mbsync comes from the Debian
-// package isync.
+// package isync; GNU time (Debian package time) measures the peak RSS of
+// the other processes it starts.
 package bench
 
 import (
@@ -32,11 +48,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mailferry/mailferry/cmd/mailferry-lab/shipped"
@@ -50,32 +65,52 @@ const (
 	dovecotStartTimeout = time.Minute
 	// countTimeout bounds counting what a target holds.
 	countTimeout = 5 * time.Minute
+	// maxRounds bounds -rounds.
+	maxRounds = 20
 )
 
-// Sub-directories of the work directory, one per phase.
-var workDirs = []string{"source", "mailferry", toolDoveadm, toolMbsync}
+// The two ways mailferry runs (-modes).
+const (
+	modeServices = "services"
+	modeMigrate  = "migrate"
+)
+
+// Sub-directories of the work directory: the source, and one directory
+// per run below runsDir.
+const (
+	sourceDir = "source"
+	runsDir   = "runs"
+)
+
+var workDirs = []string{sourceDir, runsDir}
 
 // options are the parsed flags.
 type options struct {
-	mailboxes    int
-	messages     int
-	maxSize      int64
-	seed         uint64
-	keep         bool
-	compare      []string
-	work         string
-	bin          string
-	parallel     int
-	timeout      time.Duration
-	verifyOthers bool
-	json         bool
-	pprof        string
+	mailboxes       int
+	messages        int
+	maxSize         int64
+	volume          int64
+	seed            uint64
+	keep            bool
+	modes           []string
+	compare         []string
+	compareParallel []int
+	work            string
+	bin             string
+	parallel        int
+	rounds          int
+	timeout         time.Duration
+	verifyOthers    bool
+	json            bool
+	markdown        bool
+	pprof           string
 }
 
 // Main runs the benchmark with command-line args (without the command
-// name), printing the table (and with -json a JSON line) to stdout and
-// progress to stderr. It returns an error when the mailferry run failed or
-// did not verify; a failing comparison tool is reported, not an error.
+// name), printing the report to stdout (with -json only the JSON document,
+// the text going to stderr) and progress to stderr. It returns an error
+// when a mailferry run failed or did not verify; a failing comparison tool
+// is reported, not an error.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
@@ -89,30 +124,40 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: mailferry bench [flags]
+		fmt.Fprint(fs.Output(), `usage: mailferry-lab bench [flags]
 
-Generates a corpus in a source Dovecot, migrates it with mailferry (extractor
-and loader as separate processes, embedded NATS), verifies, and compares with
-doveadm backup -R imapc: and mbsync on fresh target Dovecots. Needs root.
+Generates a corpus of -messages messages totalling -volume in a source
+Dovecot, then -rounds times, each tool on a fresh empty target Dovecot:
+migrates it with mailferry (-modes: "services" = extractor and loader as
+separate processes with an embedded NATS in the bench; "migrate" = the
+all-in-one mailferry migrate) at -parallel mailboxes at once, verifying, and
+with doveadm backup -R imapc: and mbsync at each of -compare-parallel.
+Reports copy, verification and total time, peak RSS and CPU per process,
+the best run of each tool and the ratios to doveadm. Needs root.
 
 flags:
 `)
 		fs.PrintDefaults()
 	}
-	o := &options{maxSize: 25_000_000}
+	o := &options{maxSize: 25_000_000, volume: DefaultVolume}
 	fs.IntVar(&o.mailboxes, "mailboxes", 20, "number of mailboxes")
 	fs.IntVar(&o.messages, "messages", 10000, "number of messages over all mailboxes")
-	fs.Var((*byteSize)(&o.maxSize), "max-size", "largest message (`SIZE`: bytes, or with kB, MB, KiB, MiB)")
+	fs.Var((*byteSize)(&o.maxSize), "max-size", "largest message (`SIZE`: bytes, or with kB, MB, GB, KiB, MiB, GiB)")
+	fs.Var((*byteSize)(&o.volume), "volume", "total size of the corpus (`SIZE`, default 600MB): the tail of messages of several MB grows to reach it")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated corpus")
-	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (servers' mail, NATS store, logs)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (servers' mail, NATS stores, logs)")
+	modes := fs.String("modes", modeServices+","+modeMigrate, "how mailferry runs, comma-separated: services (extractor and loader processes, NATS in the bench), migrate (all-in-one)")
 	compare := fs.String("compare", toolDoveadm+","+toolMbsync, "comparison tools, comma-separated (doveadm, mbsync), or none")
+	compareParallel := fs.String("compare-parallel", "1,2", "mailboxes at once of the comparison tools: each value is a run of its own (`N,N...`)")
 	fs.StringVar(&o.work, "work", "", "work `DIR` (default: a new directory under "+os.TempDir()+")")
-	fs.StringVar(&o.bin, "bin", "", "mailferry binary that runs the extractor and the loader (default: next to this one, on PATH, or built from source)")
-	fs.IntVar(&o.parallel, "parallel", 4, "mailboxes migrated at once, by every tool")
+	fs.StringVar(&o.bin, "bin", "", "mailferry binary that runs the services and migrate (default: next to this one, on PATH, or built from source)")
+	fs.IntVar(&o.parallel, "parallel", 4, "mailboxes mailferry migrates at once (extractor and loader concurrency)")
+	fs.IntVar(&o.rounds, "rounds", 2, "times every run is repeated, alternating, against the same source")
 	fs.DurationVar(&o.timeout, "timeout", time.Hour, "bound of each tool's run and verification")
 	fs.BoolVar(&o.verifyOthers, "verify-others", true, "verify the comparison tools' targets with mailferry's verification too")
-	fs.BoolVar(&o.json, "json", false, "also print the report as one JSON line")
-	fs.StringVar(&o.pprof, "pprof", "", "write CPU and heap profiles of mailferry's pass (extractor, loader, this process with the embedded NATS) and of its verification, and the pass's timeline, into `DIR`")
+	fs.BoolVar(&o.json, "json", false, "print the report as one JSON document on stdout (the text goes to stderr)")
+	fs.BoolVar(&o.markdown, "markdown", false, "also print the summary as a Markdown table")
+	fs.StringVar(&o.pprof, "pprof", "", "write CPU and heap profiles of mailferry's services run (extractor, loader, this process with the embedded NATS) and of its verification, and the pass's timeline, into `DIR` (a sub-directory per round with -rounds > 1)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -126,8 +171,14 @@ flags:
 		return nil, fmt.Errorf("bench: -messages %d: want at least one per mailbox (%d)", o.messages, o.mailboxes)
 	case o.maxSize < 64<<10 || o.maxSize > 512<<20:
 		return nil, fmt.Errorf("bench: -max-size %d: want 64 KiB to 512 MiB", o.maxSize)
+	case o.volume < minVolume(o.messages, o.maxSize) || o.volume > int64(o.messages)*o.maxSize/4:
+		return nil, fmt.Errorf("bench: -volume %d: want %d to %d bytes for %d messages of at most %d bytes "+
+			"(at least about the mean lognormal size each plus the largest, at most a quarter of the largest each)",
+			o.volume, minVolume(o.messages, o.maxSize), int64(o.messages)*o.maxSize/4, o.messages, o.maxSize)
 	case o.parallel < 1:
 		return nil, fmt.Errorf("bench: -parallel %d: want at least 1", o.parallel)
+	case o.rounds < 1 || o.rounds > maxRounds:
+		return nil, fmt.Errorf("bench: -rounds %d: want 1 to %d", o.rounds, maxRounds)
 	case o.timeout <= 0:
 		return nil, fmt.Errorf("bench: -timeout %s: want a positive duration", o.timeout)
 	}
@@ -138,28 +189,54 @@ flags:
 		}
 		o.pprof = d
 	}
-	for _, t := range strings.Split(*compare, ",") {
-		t = strings.TrimSpace(t)
+	for _, m := range splitList(*modes) {
+		switch m {
+		case modeServices, modeMigrate:
+			if !slices.Contains(o.modes, m) {
+				o.modes = append(o.modes, m)
+			}
+		default:
+			return nil, fmt.Errorf("bench: -modes: unknown mode %q (want services, migrate)", m)
+		}
+	}
+	if len(o.modes) == 0 {
+		return nil, errors.New("bench: -modes: want services, migrate or both")
+	}
+	for _, t := range splitList(*compare) {
 		switch t {
-		case "", "none":
+		case "none":
 		case toolDoveadm, toolMbsync:
-			if !contains(o.compare, t) {
+			if !slices.Contains(o.compare, t) {
 				o.compare = append(o.compare, t)
 			}
 		default:
 			return nil, fmt.Errorf("bench: -compare: unknown tool %q (want doveadm, mbsync or none)", t)
 		}
 	}
+	for _, v := range splitList(*compareParallel) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > o.mailboxes {
+			return nil, fmt.Errorf("bench: -compare-parallel: %q: want numbers from 1 to -mailboxes (%d)", v, o.mailboxes)
+		}
+		if !slices.Contains(o.compareParallel, n) {
+			o.compareParallel = append(o.compareParallel, n)
+		}
+	}
+	if len(o.compare) > 0 && len(o.compareParallel) == 0 {
+		return nil, errors.New("bench: -compare-parallel: want at least one number")
+	}
 	return o, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+// splitList splits a comma-separated flag value, without blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
 		}
 	}
-	return false
+	return out
 }
 
 // byteSize is a flag value in bytes written as 25MB, 512KiB or 1048576.
@@ -204,6 +281,8 @@ type runner struct {
 	masterPassword string
 	src            *dovecottest.Server
 	corpus         *Corpus
+	// pprofDir is where this round's profiles go, "" without -pprof.
+	pprofDir string
 }
 
 // logf writes a progress line to stderr.
@@ -238,54 +317,98 @@ func (r *runner) run(ctx context.Context, stdout io.Writer) (err error) {
 
 	r.logf("starting the source Dovecot in %s", r.work)
 	sctx, cancel := context.WithTimeout(ctx, dovecotStartTimeout)
-	r.src, err = dovecottest.Start(sctx, filepath.Join(r.work, "source"), r.serverOptions('/'))
+	r.src, err = dovecottest.Start(sctx, filepath.Join(r.work, sourceDir), r.serverOptions('/'))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("bench: source: %w", err)
 	}
 	defer r.stopServer(r.src)
 
-	r.logf("seeding %d messages into %d mailboxes (seed %d, max size %d bytes)", r.opts.messages, r.opts.mailboxes, r.opts.seed, r.opts.maxSize)
+	r.logf("seeding %d messages, about %.1f MB, into %d mailboxes (seed %d, max size %d bytes)",
+		r.opts.messages, float64(r.opts.volume)/1e6, r.opts.mailboxes, r.opts.seed, r.opts.maxSize)
 	rng := newRand(r.opts.seed)
-	plans := planCorpus(r.users, r.opts.messages, r.opts.maxSize, rng)
+	plans := planCorpus(r.users, r.opts.messages, r.opts.maxSize, r.opts.volume, rng)
 	if r.corpus, err = seedCorpus(ctx, r.src, plans, rng, r.opts.seed); err != nil {
 		return fmt.Errorf("bench: %w (source log: %s)", err, r.src.LogPath)
 	}
 	r.logf("seeded %d messages, %.1f MB in %d folders in %.1f s", r.corpus.Messages, float64(r.corpus.Bytes)/1e6, r.corpus.Folders, r.corpus.Seconds)
+	if d := float64(r.corpus.Bytes)/float64(r.opts.volume) - 1; d < -0.1 || d > 0.1 {
+		r.logf("warning: the corpus is %.1f MB, %+.0f %% off -volume", float64(r.corpus.Bytes)/1e6, 100*d)
+	}
 
-	rep := &Report{Corpus: r.corpus, Parallel: r.opts.parallel, CPUs: runtime.NumCPU(), LoadBefore: loadAverage()}
-	mf := r.runMailferry(ctx)
-	rep.Results = append(rep.Results, mf)
-	for _, tool := range r.opts.compare {
-		if ctx.Err() != nil {
-			break
+	rep := &Report{Corpus: r.corpus, Dovecot: dovecotVersion(ctx), Parallel: r.opts.parallel, CompareParallel: r.opts.compareParallel,
+		Rounds: r.opts.rounds, CPUs: runtime.NumCPU(), LoadBefore: loadAverage()}
+	var failed []string
+	for round := 1; round <= r.opts.rounds && ctx.Err() == nil; round++ {
+		r.pprofDir = r.opts.pprof
+		if r.pprofDir != "" && r.opts.rounds > 1 {
+			r.pprofDir = filepath.Join(r.opts.pprof, fmt.Sprintf("round%d", round))
 		}
-		switch tool {
-		case toolDoveadm:
-			rep.Results = append(rep.Results, r.runDoveadm(ctx))
-		case toolMbsync:
-			rep.Results = append(rep.Results, r.runMbsync(ctx))
+		for _, mode := range r.opts.modes {
+			if ctx.Err() != nil {
+				break
+			}
+			res := r.runMailferry(ctx, round, mode)
+			rep.Results = append(rep.Results, res)
+			switch {
+			case res.Error != "":
+				failed = append(failed, fmt.Sprintf("%s round %d: %s", res.Tool, round, res.Error))
+			case res.Verify == nil || !res.Verify.OK:
+				failed = append(failed, fmt.Sprintf("%s round %d: the migration did not pass verification", res.Tool, round))
+			}
+		}
+		for _, tool := range r.opts.compare {
+			for _, p := range r.opts.compareParallel {
+				if ctx.Err() != nil {
+					break
+				}
+				switch tool {
+				case toolDoveadm:
+					rep.Results = append(rep.Results, r.runDoveadm(ctx, round, p))
+				case toolMbsync:
+					rep.Results = append(rep.Results, r.runMbsync(ctx, round, p))
+				}
+			}
 		}
 	}
 	rep.LoadAfter = loadAverage()
-	rep.WriteText(stdout)
+	rep.Summarize()
+
+	text := stdout
+	if r.opts.json {
+		text = r.stderr
+	}
+	rep.WriteText(text)
+	if r.opts.markdown {
+		fmt.Fprintln(text)
+		rep.WriteMarkdown(text)
+	}
 	if r.opts.keep {
-		fmt.Fprintf(stdout, "work directory kept: %s\n", r.work)
+		fmt.Fprintf(text, "work directory kept: %s\n", r.work)
 	}
 	if r.opts.json {
-		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
 			return fmt.Errorf("bench: write JSON: %w", err)
 		}
 	}
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("bench: %w", ctx.Err())
-	case mf.Error != "":
-		return fmt.Errorf("bench: %s", mf.Error)
-	case mf.Verify == nil || !mf.Verify.OK:
-		return errors.New("bench: mailferry's migration did not pass verification")
+	case len(failed) > 0:
+		return fmt.Errorf("bench: %s", strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// dovecotVersion is what `dovecot --version` says, "" when it fails.
+func dovecotVersion(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "dovecot", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // preflight reports what is missing before anything starts.
@@ -371,137 +494,16 @@ func (r *runner) stopServer(s *dovecottest.Server) {
 	}
 }
 
+// runDir is the directory of one run: runs/r<round>-<slug>.
+func (r *runner) runDir(round int, slug string) string {
+	return filepath.Join(r.work, runsDir, fmt.Sprintf("r%d-%s", round, slug))
+}
+
 // removeUnlessKept removes a tool's directory after its run.
 func (r *runner) removeUnlessKept(dir string) {
 	if !r.opts.keep {
 		if err := os.RemoveAll(dir); err != nil {
 			r.logf("warning: remove %s: %v", dir, err)
-		}
-	}
-}
-
-// Report is the outcome of a benchmark run.
-type Report struct {
-	Corpus   *Corpus `json:"corpus"`
-	Parallel int     `json:"parallel"`
-	CPUs     int     `json:"cpus"`
-	// LoadBefore and LoadAfter are the 1-minute load averages before the
-	// first tool ran and after the last: other work on the machine skews
-	// every figure.
-	LoadBefore float64   `json:"load_before"`
-	LoadAfter  float64   `json:"load_after"`
-	Results    []*Result `json:"results"`
-}
-
-// Result is one tool's migration of the corpus.
-type Result struct {
-	Tool string `json:"tool"`
-	// Messages and Bytes are the corpus: what the tool had to move.
-	Messages       int     `json:"messages"`
-	Bytes          int64   `json:"bytes"`
-	Seconds        float64 `json:"seconds"`
-	MessagesPerSec float64 `json:"messages_per_second"`
-	MBPerSec       float64 `json:"mb_per_second"`
-	// Peaks is the peak RSS per kind of process.
-	Peaks []Peak `json:"peak_rss"`
-	// CPU is the user and system time of the tool's processes; ServerCPU
-	// that of both Dovecot servers during the run, SourceCPU and TargetCPU
-	// its parts.
-	CPU       float64 `json:"cpu_seconds"`
-	ServerCPU float64 `json:"dovecot_cpu_seconds"`
-	SourceCPU float64 `json:"dovecot_source_cpu_seconds"`
-	TargetCPU float64 `json:"dovecot_target_cpu_seconds"`
-	// TargetMessages and TargetBytes are what the target holds after it.
-	TargetMessages int           `json:"target_messages"`
-	TargetBytes    int64         `json:"target_bytes"`
-	Verify         *Verification `json:"verification,omitempty"`
-	Notes          []string      `json:"notes,omitempty"`
-	Error          string        `json:"error,omitempty"`
-}
-
-func (res *Result) setTime(d time.Duration) {
-	res.Seconds = d.Seconds()
-	if res.Seconds > 0 {
-		res.MessagesPerSec = float64(res.Messages) / res.Seconds
-		res.MBPerSec = float64(res.Bytes) / 1e6 / res.Seconds
-	}
-}
-
-// Peak is the largest peak RSS among Count processes of one kind.
-type Peak struct {
-	Process string `json:"process"`
-	KiB     int64  `json:"kib"`
-	Count   int    `json:"processes"`
-}
-
-// Verification is the outcome of mailferry's verification of a target.
-type Verification struct {
-	OK          bool           `json:"ok"`
-	Mailboxes   int            `json:"mailboxes"`
-	Messages    int            `json:"messages"`
-	Seconds     float64        `json:"seconds"`
-	Differences map[string]int `json:"differences,omitempty"`
-	Errors      []string       `json:"errors,omitempty"`
-}
-
-// String says whether the verification passed and what differed.
-func (v *Verification) String() string {
-	if v == nil {
-		return "not run"
-	}
-	if v.OK {
-		return fmt.Sprintf("passed (%d mailboxes, %d messages, %.1f s)", v.Mailboxes, v.Messages, v.Seconds)
-	}
-	kinds := make([]string, 0, len(v.Differences))
-	total := 0
-	for k, n := range v.Differences {
-		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
-		total += n
-	}
-	sort.Strings(kinds)
-	s := "FAILED"
-	if total > 0 {
-		s += fmt.Sprintf(": %d differences (%s)", total, strings.Join(kinds, ", "))
-	}
-	if len(v.Errors) > 0 {
-		s += fmt.Sprintf("; %d mailboxes not compared, first: %s", len(v.Errors), v.Errors[0])
-	}
-	return s
-}
-
-// WriteText writes the report as a table with notes below it.
-func (rep *Report) WriteText(w io.Writer) {
-	c := rep.Corpus
-	fmt.Fprintf(w, "corpus: %d mailboxes, %d folders, %d messages, %.1f MB (median %.1f kB, largest %.1f MB, %d over 1 MB), seed %d\n",
-		c.Mailboxes, c.Folders, c.Messages, float64(c.Bytes)/1e6, float64(c.Median)/1e3, float64(c.Largest)/1e6, c.Over1MB, c.Seed)
-	fmt.Fprintf(w, "each tool: fresh target Dovecot, %d mailboxes at once; MB = 10^6 bytes; wall time excludes verification\n", rep.Parallel)
-	fmt.Fprintf(w, "machine: %d CPUs, load average %.1f before, %.1f after\n\n", rep.CPUs, rep.LoadBefore, rep.LoadAfter)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "tool\tmessages\tMB\tseconds\tmessages/s\tMB/s\ton target\ttool CPU s\tdovecot CPU s (source+target)\tpeak RSS")
-	for _, res := range rep.Results {
-		if res.Seconds == 0 {
-			fmt.Fprintf(tw, "%s\t%d\t%.1f\t-\t-\t-\t-\t-\t-\t-\n", res.Tool, res.Messages, float64(res.Bytes)/1e6)
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%d msgs, %.1f MB\t%.1f\t%.1f (%.1f+%.1f)\t%s\n",
-			res.Tool, res.Messages, float64(res.Bytes)/1e6, res.Seconds, res.MessagesPerSec, res.MBPerSec,
-			res.TargetMessages, float64(res.TargetBytes)/1e6, res.CPU, res.ServerCPU, res.SourceCPU, res.TargetCPU, peaks(res.Peaks))
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	for _, res := range rep.Results {
-		if res.Verify != nil || res.Tool == "mailferry" {
-			fmt.Fprintf(w, "%s verification: %s\n", res.Tool, res.Verify)
-		}
-	}
-	for _, res := range rep.Results {
-		for _, n := range res.Notes {
-			fmt.Fprintf(w, "note: %s: %s\n", res.Tool, n)
-		}
-	}
-	for _, res := range rep.Results {
-		if res.Error != "" {
-			fmt.Fprintf(w, "error: %s: %s\n", res.Tool, res.Error)
 		}
 	}
 }
@@ -518,16 +520,4 @@ func loadAverage() float64 {
 	}
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
-}
-
-func peaks(ps []Peak) string {
-	out := make([]string, 0, len(ps))
-	for _, p := range ps {
-		s := fmt.Sprintf("%s %.1f MiB", p.Process, float64(p.KiB)/1024)
-		if p.Count > 1 {
-			s += fmt.Sprintf(" (largest of %d processes)", p.Count)
-		}
-		out = append(out, s)
-	}
-	return strings.Join(out, ", ")
 }

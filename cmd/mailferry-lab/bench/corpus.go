@@ -22,13 +22,26 @@ const (
 	sizeSigma  = 1.4
 	// minSize is about the size of the headers alone.
 	minSize = 700
-	// bigEvery adds one message of several MB (max-size/8..max-size/2)
-	// per bigEvery messages, at least one.
+	// bigEvery adds, without a volume to reach, one message of several
+	// MB (max-size/8..max-size/2) per bigEvery messages, at least one.
 	bigEvery = 2500
+	// DefaultVolume is the corpus's total size by default: with 10,000
+	// messages, the corpus of issue 12 (about 600 MB).
+	DefaultVolume = 600_000_000
 	// seedChunk bounds the bytes generated before they are written to the
 	// source, so the benchmark's own memory stays small.
 	seedChunk = 16 << 20
 )
+
+// meanSize is about the mean of the lognormal sizes,
+// medianSize·exp(sizeSigma²/2) rounded up.
+const meanSize = 3 * medianSize
+
+// minVolume is the smallest -volume a corpus of messages messages reaches
+// without going over: their lognormal sizes and one message of maxSize.
+func minVolume(messages int, maxSize int64) int64 {
+	return int64(messages)*meanSize + maxSize
+}
 
 // folderWeight is the share of a mailbox's messages a folder gets.
 func folderWeight(name string, rng *rand.Rand) float64 {
@@ -61,9 +74,11 @@ type Corpus struct {
 // SeedCorpus plans and seeds the corpus `mailferry bench` uses (long-tailed
 // sizes up to maxSize, special-use, nested and non-ASCII folders, flags,
 // keywords, dates) for users into src: the same seed gives the same mail.
+// Its tail is a few messages of several MB, without a total to reach (see
+// planCorpus).
 func SeedCorpus(ctx context.Context, src *dovecottest.Server, users []string, messages int, maxSize int64, seed uint64) (*Corpus, error) {
 	rng := newRand(seed)
-	return seedCorpus(ctx, src, planCorpus(users, messages, maxSize, rng), rng, seed)
+	return seedCorpus(ctx, src, planCorpus(users, messages, maxSize, 0, rng), rng, seed)
 }
 
 // mailboxPlan is what one mailbox will hold.
@@ -82,7 +97,14 @@ func newRand(seed uint64) *rand.Rand { return mailgen.Rand(seed) }
 
 // planCorpus decides mailboxes, folders and message sizes. It draws from
 // rng in a fixed order, so a seed always gives the same corpus.
-func planCorpus(users []string, messages int, maxSize int64, rng *rand.Rand) []mailboxPlan {
+//
+// Sizes are lognormal (median medianSize), then the long tail is made
+// sure of: one message just below maxSize and messages of several MB
+// (maxSize/8..maxSize/2) at random places. With volume > 0 the tail grows
+// until the corpus totals volume bytes (its last message cut to fit),
+// unless the lognormal sizes and the largest message already exceed it;
+// without, it has one such message per bigEvery messages.
+func planCorpus(users []string, messages int, maxSize, volume int64, rng *rand.Rand) []mailboxPlan {
 	// Mailbox sizes vary by up to a factor of three.
 	weights := make([]float64, len(users))
 	for i := range weights {
@@ -123,17 +145,34 @@ func planCorpus(users []string, messages int, maxSize int64, rng *rand.Rand) []m
 	if len(all) == 0 {
 		return plans
 	}
-	// The long tail for sure: one message just below max-size and a few
-	// of several MB, at random places.
+	var total int64
+	for _, p := range all {
+		total += plans[p.mb].folders[p.f].sizes[p.i]
+	}
+	// The long tail for sure: one message just below max-size and more of
+	// several MB, at random places.
 	big := 1 + max(1, messages/bigEvery)
+	if volume > 0 {
+		big = len(all)
+	}
 	perm := rng.Perm(len(all))
 	for n, idx := range perm[:min(big, len(perm))] {
+		if volume > 0 && n > 0 && total >= volume {
+			break
+		}
 		p := all[idx]
+		old := plans[p.mb].folders[p.f].sizes[p.i]
 		size := maxSize - rng.Int64N(maxSize/100+1)
 		if n > 0 {
 			size = maxSize/8 + rng.Int64N(maxSize/2-maxSize/8+1)
+			if volume > 0 && total-old+size > volume {
+				// The last one fills exactly what is left.
+				size = max(old, volume-total+old)
+			}
 		}
-		plans[p.mb].folders[p.f].sizes[p.i] = max(size, minSize)
+		size = max(size, minSize)
+		plans[p.mb].folders[p.f].sizes[p.i] = size
+		total += size - old
 	}
 	return plans
 }

@@ -40,12 +40,12 @@ const (
 	reportLines  = 40 // of a failed verification, on stderr
 )
 
-// runMailferry migrates the corpus with the extractor and the loader as
-// separate processes of the mailferry binary, connected through an
-// embedded NATS server that this process hosts, then verifies.
-func (r *runner) runMailferry(ctx context.Context) *Result {
-	res := &Result{Tool: "mailferry", Messages: r.corpus.Messages, Bytes: r.corpus.Bytes}
-	dir := filepath.Join(r.work, "mailferry")
+// runMailferry migrates the corpus with mailferry in mode: the services
+// (see services) or the all-in-one migrate (see allInOne).
+func (r *runner) runMailferry(ctx context.Context, round int, mode string) *Result {
+	res := &Result{Tool: mailferryName(mode), Mode: mode, Parallel: r.opts.parallel, Round: round,
+		Messages: r.corpus.Messages, Bytes: r.corpus.Bytes}
+	dir := r.runDir(round, "mailferry-"+mode)
 	defer r.removeUnlessKept(dir)
 	tgt, err := r.startTarget(ctx, dir)
 	if err != nil {
@@ -53,7 +53,11 @@ func (r *runner) runMailferry(ctx context.Context) *Result {
 		return res
 	}
 	defer r.stopServer(tgt)
-	if err := r.mailferry(ctx, dir, tgt, res); err != nil {
+	run := r.services
+	if mode == modeMigrate {
+		run = r.allInOne
+	}
+	if err := run(ctx, dir, tgt, res); err != nil {
 		res.Error = err.Error()
 	}
 	if ctx.Err() == nil {
@@ -62,7 +66,10 @@ func (r *runner) runMailferry(ctx context.Context) *Result {
 	return res
 }
 
-func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Server, res *Result) error {
+// services migrates the corpus with the extractor and the loader as
+// separate processes of the mailferry binary, connected through an
+// embedded NATS server that this process hosts, then verifies.
+func (r *runner) services(ctx context.Context, dir string, tgt *dovecottest.Server, res *Result) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
 	defer cancel()
 	addr, err := freeAddr()
@@ -138,7 +145,7 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 	if err != nil {
 		return fmt.Errorf("mailferry: pass %s: %w", pass, err)
 	}
-	res.setTime(took)
+	res.setCopy(took)
 	var appended, dead int64
 	for _, l := range loaded {
 		appended += l.Appended
@@ -149,8 +156,8 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 	}
 	r.logf("mailferry: %d messages appended in %.1f s", appended, took.Seconds())
 	res.Notes = append(res.Notes, tl.summary())
-	if r.opts.pprof != "" {
-		if err := tl.write(r.opts.pprof); err != nil {
+	if r.pprofDir != "" {
+		if err := tl.write(r.pprofDir); err != nil {
 			r.logf("warning: timeline: %v", err)
 		}
 	}
@@ -171,7 +178,10 @@ func (r *runner) mailferry(ctx context.Context, dir string, tgt *dovecottest.Ser
 	stopProfile = r.profile("verify")
 	vstart := time.Now()
 	rep := verify.Mailboxes(ctx, cfg, boxes)
-	res.Verify = summarize(rep, time.Since(vstart))
+	vtook := time.Since(vstart)
+	res.Verify = summarize(rep, vtook)
+	res.VerifySeconds = vtook.Seconds()
+	res.Seconds = res.CopySeconds + res.VerifySeconds
 	stopProfile()
 	stopProfile = func() {}
 	if ctx.Err() != nil {
@@ -223,7 +233,6 @@ func (r *runner) finishServices(dir string, children []*child, natsDir string, u
 	benchCPU := selfCPU() - usage0.cpu
 	res.CPU = benchCPU
 
-	var cpuNotes []string
 	stopErrs, took := stopAll(children, stopGrace)
 	for i, c := range children {
 		r.logf("mailferry: %s stopped %.1f s after SIGTERM", c.name, took[i].Seconds())
@@ -235,15 +244,18 @@ func (r *runner) finishServices(dir string, children []*child, natsDir string, u
 		}
 		cpu := cpuSeconds(c.usage())
 		res.CPU += cpu
-		cpuNotes = append(cpuNotes, fmt.Sprintf("%s %.1f s", c.name, cpu))
+		res.Processes = append(res.Processes, ProcessCPU{Process: c.name, Seconds: cpu})
 	}
-	cpuNotes = append(cpuNotes, fmt.Sprintf("nats+bench %.1f s", benchCPU))
-	res.Notes = append(res.Notes, "CPU: "+strings.Join(cpuNotes, ", ")+" (the services' includes their start and stop)")
+	res.Processes = append(res.Processes, ProcessCPU{Process: "nats+bench", Seconds: benchCPU})
+	res.Notes = append(res.Notes, "CPU: the services' includes their start and stop; the verification's is not counted")
 	return errors.Join(errs...)
 }
 
-// writeConfig writes the services' configuration (nats.url set) with its
-// inventory and master password file, and returns it loaded.
+// writeConfig writes mailferry's configuration with its inventory and
+// master password file, and returns it loaded. With natsURL the services
+// connect to that server (whose password is in dir/nats); without, the
+// configuration is a plain all-in-one one: an embedded, private NATS with
+// its store in dir/nats.
 func (r *runner) writeConfig(dir string, tgt *dovecottest.Server, natsURL string) (string, *config.Config, error) {
 	pw := filepath.Join(dir, "master.pw")
 	if err := os.WriteFile(pw, []byte(r.masterPassword+"\n"), 0o600); err != nil {
@@ -257,14 +269,15 @@ func (r *runner) writeConfig(dir string, tgt *dovecottest.Server, natsURL string
 	if err := os.WriteFile(filepath.Join(dir, "mailboxes.csv"), []byte(csv.String()), 0o600); err != nil {
 		return "", nil, fmt.Errorf("write inventory: %w", err)
 	}
-	// The loader holds two connections per mailbox.
-	conns := 2*r.opts.parallel + 2
+	// The loader holds two connections per mailbox; migrate's
+	// verification may run while others still load.
+	conns := max(2*r.opts.parallel+2, 3*r.opts.parallel)
+	natsYAML := "nats:\n  data_dir: nats\n"
+	if natsURL != "" {
+		natsYAML = fmt.Sprintf("nats:\n  url: %s\n  user: mailferry\n  password_file: nats/broker.password\n", natsURL)
+	}
 	yaml := fmt.Sprintf(`# written by mailferry bench
-nats:
-  url: %s
-  user: mailferry
-  password_file: nats/broker.password
-source:
+%ssource:
   address: %s
   tls: none
   auth: master
@@ -287,7 +300,7 @@ loader:
 log:
   level: info
   format: json
-`, natsURL, r.src.Addr, masterUser, conns, tgt.Addr, masterUser, conns, r.opts.parallel, r.opts.parallel)
+`, natsYAML, r.src.Addr, masterUser, conns, tgt.Addr, masterUser, conns, r.opts.parallel, r.opts.parallel)
 	path := filepath.Join(dir, "mailferry.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		return "", nil, fmt.Errorf("write config: %w", err)

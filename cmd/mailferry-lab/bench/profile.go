@@ -18,10 +18,10 @@ import (
 // directory and returns what stops it and writes its heap profile; without
 // -pprof it does nothing.
 func (r *runner) profile(name string) (stop func()) {
-	if r.opts.pprof == "" {
+	if r.pprofDir == "" {
 		return func() {}
 	}
-	end, err := daemon.Profile(r.opts.pprof, name)
+	end, err := daemon.Profile(r.pprofDir, name)
 	if err != nil {
 		r.logf("warning: %v", err)
 		return func() {}
@@ -37,8 +37,8 @@ func (r *runner) profile(name string) (stop func()) {
 // -pprof they profile themselves into its directory.
 func (r *runner) serviceEnv() []string {
 	env := childEnv()
-	if r.opts.pprof != "" {
-		env = append(env, daemon.PprofDirEnv+"="+r.opts.pprof)
+	if r.pprofDir != "" {
+		env = append(env, daemon.PprofDirEnv+"="+r.pprofDir)
 	}
 	return env
 }

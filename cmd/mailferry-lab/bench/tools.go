@@ -29,8 +29,8 @@ const outputTail = 4 << 10
 // runDoveadm migrates every mailbox with Dovecot's own dsync, reading the
 // source over IMAP (imapc) and writing the target's Maildir directly:
 // doveadm backup -R imapc:, one process per mailbox.
-func (r *runner) runDoveadm(ctx context.Context) *Result {
-	res := &Result{Tool: toolDoveadm, Messages: r.corpus.Messages, Bytes: r.corpus.Bytes,
+func (r *runner) runDoveadm(ctx context.Context, round, parallel int) *Result {
+	res := &Result{Tool: toolName(toolDoveadm, parallel), Parallel: parallel, Round: round, Messages: r.corpus.Messages, Bytes: r.corpus.Bytes,
 		Notes: []string{"doveadm backup -R imapc: writes the target's Maildir itself, not through the target's IMAP server"}}
 	if _, err := exec.LookPath("doveadm"); err != nil {
 		res.Error = fmt.Sprintf("doveadm not found on PATH (Debian package %s): %v", dovecottest.DebianPackage, err)
@@ -41,7 +41,7 @@ func (r *runner) runDoveadm(ctx context.Context) *Result {
 		res.Error = fmt.Sprintf("doveadm: source address %q: %v", r.src.Addr, err)
 		return res
 	}
-	dir := filepath.Join(r.work, toolDoveadm)
+	dir := r.runDir(round, fmt.Sprintf("%s-%d", toolDoveadm, parallel))
 	r.runTool(ctx, res, dir, func(tgt *dovecottest.Server, user string) (*exec.Cmd, error) {
 		// doveadm does not expand %u in -o values: every value is literal.
 		return exec.Command("doveadm", "-c", tgt.ConfigPath,
@@ -61,8 +61,8 @@ func (r *runner) runDoveadm(ctx context.Context) *Result {
 
 // runMbsync migrates every mailbox with isync's mbsync, IMAP to IMAP, one
 // process (and configuration file) per mailbox.
-func (r *runner) runMbsync(ctx context.Context) *Result {
-	res := &Result{Tool: toolMbsync, Messages: r.corpus.Messages, Bytes: r.corpus.Bytes,
+func (r *runner) runMbsync(ctx context.Context, round, parallel int) *Result {
+	res := &Result{Tool: toolName(toolMbsync, parallel), Parallel: parallel, Round: round, Messages: r.corpus.Messages, Bytes: r.corpus.Bytes,
 		Notes: []string{"mbsync (Debian package isync) stands in for imapsync, which Debian does not ship",
 			"mbsync adds an X-TUID header to every message it copies, so its copies are not byte-identical"}}
 	if _, err := exec.LookPath("mbsync"); err != nil {
@@ -77,7 +77,7 @@ func (r *runner) runMbsync(ctx context.Context) *Result {
 		res.Error = fmt.Sprintf("mbsync: source address %q: %v", r.src.Addr, err)
 		return res
 	}
-	dir := filepath.Join(r.work, toolMbsync)
+	dir := r.runDir(round, fmt.Sprintf("%s-%d", toolMbsync, parallel))
 	r.runTool(ctx, res, dir, func(tgt *dovecottest.Server, user string) (*exec.Cmd, error) {
 		tgtHost, tgtPort, err := net.SplitHostPort(tgt.Addr)
 		if err != nil {
@@ -137,8 +137,8 @@ SyncState %s/
 	return res
 }
 
-// runTool starts a fresh target, runs one command per mailbox with the
-// benchmark's parallelism, and fills res with the time, the largest peak
+// runTool starts a fresh target in dir, runs one command per mailbox,
+// res.Parallel at once, and fills res with the time, the largest peak
 // RSS and the CPU time of the processes, what the target holds afterwards
 // and mailferry's verification of it.
 func (r *runner) runTool(ctx context.Context, res *Result, dir string, command func(tgt *dovecottest.Server, user string) (*exec.Cmd, error)) {
@@ -153,17 +153,18 @@ func (r *runner) runTool(ctx context.Context, res *Result, dir string, command f
 	tctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
 	defer cancel()
 	srvCPU0 := r.serverCPU(tgt)
-	r.logf("%s: migrating %d mailboxes, %d at once", res.Tool, len(r.users), r.opts.parallel)
+	r.logf("%s: migrating %d mailboxes, %d at once", res.Tool, len(r.users), res.Parallel)
 
 	meter := newPeakMeter(filepath.Join(dir, "rusage"))
 	res.Notes = append(res.Notes, "peak RSS measured with "+meter.method())
 	var (
-		mu    sync.Mutex
-		errs  []error
-		peak  = Peak{Process: res.Tool}
-		cpu   float64
-		wg    sync.WaitGroup
-		users = make(chan string)
+		mu         sync.Mutex
+		errs       []error
+		name, _, _ = strings.Cut(res.Tool, " ")
+		peak       = Peak{Process: name}
+		cpu        float64
+		wg         sync.WaitGroup
+		users      = make(chan string)
 	)
 	worker := func() {
 		defer wg.Done()
@@ -182,7 +183,7 @@ func (r *runner) runTool(ctx context.Context, res *Result, dir string, command f
 		}
 	}
 	start := time.Now()
-	for range min(r.opts.parallel, len(r.users)) {
+	for range min(res.Parallel, len(r.users)) {
 		wg.Add(1)
 		go worker()
 	}
@@ -199,6 +200,7 @@ feed:
 	took := time.Since(start)
 	res.Peaks = []Peak{peak}
 	res.CPU = cpu
+	res.Processes = []ProcessCPU{{Process: name, Seconds: cpu}}
 	r.setServerCPU(res, tgt, srvCPU0)
 	failed := len(errs)
 	if tctx.Err() != nil {
@@ -209,7 +211,8 @@ feed:
 		res.Error = fmt.Sprintf("%d of %d mailboxes failed: %v", failed, len(r.users), errors.Join(errs...))
 		r.logf("%s: %s", res.Tool, res.Error)
 	} else {
-		res.setTime(took)
+		res.setCopy(took)
+		res.Seconds = res.CopySeconds
 		r.logf("%s: done in %.1f s", res.Tool, took.Seconds())
 	}
 	if ctx.Err() != nil {
@@ -217,7 +220,7 @@ feed:
 	}
 	r.countTarget(ctx, tgt, res)
 	if r.opts.verifyOthers {
-		r.verifyTarget(ctx, tgt, res)
+		r.verifyTarget(ctx, dir, tgt, res)
 	}
 }
 
@@ -279,10 +282,9 @@ func (r *runner) countTarget(ctx context.Context, tgt *dovecottest.Server, res *
 
 // verifyTarget runs mailferry's verification of a tool's target: the same
 // comparison of content, flags and INTERNALDATE mailferry must pass.
-func (r *runner) verifyTarget(ctx context.Context, tgt *dovecottest.Server, res *Result) {
+func (r *runner) verifyTarget(ctx context.Context, dir string, tgt *dovecottest.Server, res *Result) {
 	vctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
 	defer cancel()
-	dir := filepath.Join(r.work, res.Tool)
 	_, cfg, err := r.writeConfig(dir, tgt, "nats://127.0.0.1:4222")
 	if err != nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("verification not run: %v", err))
