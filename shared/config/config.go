@@ -72,6 +72,13 @@ type NATS struct {
 	DedupWindow Duration `yaml:"dedup_window"`
 	// MaxPendingBytes bounds bytes published but not yet acknowledged.
 	MaxPendingBytes int64 `yaml:"max_pending_bytes"`
+	// MemoryLimit is the soft limit of the Go heap (runtime/debug
+	// SetMemoryLimit) of a process that hosts the embedded server: its
+	// file store keeps every block read or written in the last 10 s
+	// cached, and the collector returns that memory only as the heap
+	// nears the limit. Default 192 MiB; -1 for none. GOMEMLIMIT in the
+	// environment wins.
+	MemoryLimit int64 `yaml:"memory_limit"`
 	// ServerName of the embedded server; keep it stable across restarts.
 	ServerName string `yaml:"server_name"`
 	// Listen, when set, makes the embedded server accept clients there
@@ -229,6 +236,9 @@ func (c *Config) defaults() {
 	if c.NATS.MaxPendingBytes == 0 {
 		c.NATS.MaxPendingBytes = 64 << 20
 	}
+	if c.NATS.MemoryLimit == 0 {
+		c.NATS.MemoryLimit = 192 << 20
+	}
 	for _, s := range []*IMAP{&c.Source, &c.Target} {
 		setDefault(&s.TLS, TLSImplicit)
 		setDefault(&s.Auth, AuthMaster)
@@ -282,6 +292,9 @@ func (c *Config) Validate() error {
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
+	}
+	if l := c.NATS.MemoryLimit; l != -1 && l < 64<<20 {
+		return fmt.Errorf("nats.memory_limit %d: want at least 64 MiB (67108864), or -1 for none", l)
 	}
 	switch c.Log.Format {
 	case "json", "console":

@@ -8,6 +8,8 @@ package daemon
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,7 +70,23 @@ func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc 
 // store (broker.Open), waiting for the server while it is not up yet: the
 // all-in-one runner's way (migrate).
 func OpenBroker(ctx context.Context, cfg *config.Config, name string, log zerolog.Logger) (*broker.Broker, error) {
+	if cfg.NATS.URL == "" {
+		LimitMemory(cfg.NATS, log)
+	}
 	return connect(ctx, cfg, name, log, broker.Open)
+}
+
+// LimitMemory sets the Go heap's soft limit of a process that hosts the
+// embedded server to nats.memory_limit, unless GOMEMLIMIT is set (the
+// runtime applied it) or the limit is -1. The server's file store caches
+// blocks for 10 s after their last use; without a limit the collector lets
+// the heap double over what is live before it runs.
+func LimitMemory(cfg config.NATS, log zerolog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" || cfg.MemoryLimit <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(cfg.MemoryLimit)
+	log.Debug().Int64("bytes", cfg.MemoryLimit).Msg("heap soft limit set")
 }
 
 // ConnectBroker connects to the broker (broker.Connect) without declaring

@@ -51,10 +51,15 @@ type Options struct {
 
 // Result is what a migration did.
 type Result struct {
-	Pass     string
-	Took     time.Duration
-	Progress []MailboxProgress
-	Report   *verify.Report
+	Pass string
+	// Took is the whole run; CopyTook from the start until every mailbox
+	// was loaded or had failed, VerifyTook what verification took after
+	// that (mailboxes loaded early are verified while others still copy).
+	Took       time.Duration
+	CopyTook   time.Duration
+	VerifyTook time.Duration
+	Progress   []MailboxProgress
+	Report     *verify.Report
 }
 
 // OK reports whether every mailbox was loaded and verified.
@@ -125,6 +130,11 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		svcs.Start(svcCtx, &wg, b, log)
 	}
 
+	during, after := verifySlots(cfg)
+	if !o.NoVerify && during == 0 {
+		log.Info().Int("source_connections", cfg.Source.Connections).Int("target_connections", cfg.Target.Connections).
+			Msg("verification waits for the copy to end: the extractor and the loader use every connection")
+	}
 	pass := nuid.Next()
 	tr := newTracker(boxes, pass, o.MaxFailures)
 	sub, err := b.Conn.Subscribe(subject.ProgressPrefix+".>", tr.onProgress)
@@ -136,45 +146,42 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 	if err != nil {
 		return nil, err
 	}
+	var v *verifier
+	if !o.NoVerify {
+		v = startVerifier(ctx, cfg, verifyOptions(ctx, b, log), during, after, 2*len(boxes))
+		defer v.stop()
+	}
 	if err := enqueue(ctx, b, boxes, pass); err != nil {
 		return nil, err
 	}
 	log.Info().Int("mailboxes", len(boxes)).Str("pass", pass).Msg("migration started")
-	if err := follow(ctx, events, tr, o.Display, log); err != nil {
-		return nil, err
-	}
-	stopServices()
-	wg.Wait()
-	res := &Result{Pass: pass, Progress: tr.snapshot()}
-	if o.NoVerify {
-		res.Took = time.Since(start)
-		return res, nil
-	}
-	// A mailbox that failed is named by its phase and reason; verifying
-	// it would only list its messages again as missing.
-	ok := map[string]bool{}
-	for _, p := range res.Progress {
-		ok[p.Mailbox] = p.Phase == PhaseLoaded
-	}
-	var loaded []job.Mailbox
+	byUser := make(map[string]job.Mailbox, len(boxes))
 	for _, mb := range boxes {
-		if ok[mb.SourceUser] {
-			loaded = append(loaded, mb)
+		byUser[mb.SourceUser] = mb
+	}
+	onLoaded := func(p MailboxProgress) {
+		if v != nil {
+			v.add(byUser[p.Mailbox], p.Pass)
 		}
 	}
-	log.Info().Int("mailboxes", len(loaded)).Msg("verifying")
-	opts := []verify.Option{verify.WithLedger(b.Ledger)}
-	// Differences accepted before (`verify accept`) are reported as
-	// accepted; a bucket that cannot be read leaves them differences.
-	if kv, err := verify.AcceptedBucket(ctx, b); err != nil {
-		log.Warn().Err(err).Msg("accepted differences unreadable: reporting them as differences")
-	} else if kv != nil {
-		opts = append(opts, verify.WithAcceptedFrom(kv))
+	if err := follow(ctx, events, tr, o.Display, log, onLoaded); err != nil {
+		return nil, err
 	}
-	res.Report = verify.Mailboxes(ctx, cfg, loaded, opts...)
+	res := &Result{Pass: pass, Progress: tr.snapshot(), CopyTook: time.Since(start)}
+	stopServices()
+	wg.Wait()
+	if o.NoVerify {
+		res.Took = res.CopyTook
+		return res, nil
+	}
+	v.copyDone()
+	loaded, passes := loadedPasses(boxes, res.Progress)
+	log.Info().Int("mailboxes", len(loaded)).Int("verified_during_copy", v.verified()).Msg("verifying")
+	res.Report = v.report(loaded, passes)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	res.VerifyTook = time.Since(start) - res.CopyTook
 	res.Took = time.Since(start)
 	if err := publishVerified(ctx, b, res.Report); err != nil {
 		// The result stands; only its record on the events stream is
@@ -182,6 +189,40 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		return res, err
 	}
 	return res, nil
+}
+
+// loadedPasses returns the mailboxes of boxes that were loaded, in their
+// order, and the pass that loaded each. A mailbox that failed is named by
+// its phase and reason; verifying it would only list its messages again
+// as missing.
+func loadedPasses(boxes []job.Mailbox, progress []MailboxProgress) ([]job.Mailbox, map[string]string) {
+	passes := map[string]string{}
+	for _, p := range progress {
+		if p.Phase == PhaseLoaded {
+			passes[p.Mailbox] = p.Pass
+		}
+	}
+	var loaded []job.Mailbox
+	for _, mb := range boxes {
+		if _, ok := passes[mb.SourceUser]; ok {
+			loaded = append(loaded, mb)
+		}
+	}
+	return loaded, passes
+}
+
+// verifyOptions are the verification's: the ledger pairs copies with
+// their sources, and differences accepted before (`verify accept`) are
+// reported as accepted; a bucket that cannot be read leaves them
+// differences.
+func verifyOptions(ctx context.Context, b *broker.Broker, log zerolog.Logger) []verify.Option {
+	opts := []verify.Option{verify.WithLedger(b.Ledger)}
+	if kv, err := verify.AcceptedBucket(ctx, b); err != nil {
+		log.Warn().Err(err).Msg("accepted differences unreadable: reporting them as differences")
+	} else if kv != nil {
+		opts = append(opts, verify.WithAcceptedFrom(kv))
+	}
+	return opts
 }
 
 // PublishVerified records on the events stream which mailboxes verified,
@@ -371,7 +412,7 @@ func Await(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolo
 	if err != nil {
 		return nil, err
 	}
-	if err := follow(ctx, cons, tr, nil, log); err != nil {
+	if err := follow(ctx, cons, tr, nil, log, nil); err != nil {
 		return nil, err
 	}
 	return tr.snapshot(), nil
@@ -411,14 +452,23 @@ func enqueue(ctx context.Context, b *broker.Broker, boxes []job.Mailbox, pass st
 	return nil
 }
 
-func follow(ctx context.Context, cons jetstream.Consumer, tr *tracker, display io.Writer, log zerolog.Logger) error {
+// follow reads events until every mailbox's pass has ended, telling
+// loaded (if not nil) each mailbox that reached loaded.
+func follow(ctx context.Context, cons jetstream.Consumer, tr *tracker, display io.Writer, log zerolog.Logger, loaded func(MailboxProgress)) error {
 	lastDraw, lastLog := time.Time{}, time.Now()
+	// One pull subscription: Next on an ordered consumer re-creates the
+	// server's consumer for every event.
+	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	if err != nil {
+		return fmt.Errorf("read events: %w", err)
+	}
+	defer it.Stop()
 	for !tr.finished() {
 		// A cancelled wait reports a timeout, so ctx is asked first.
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		msg, err := cons.Next(jetstream.FetchMaxWait(250 * time.Millisecond))
+		msg, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
 		switch {
 		case err == nil:
 			e, derr := event.Decode(msg.Data())
@@ -426,7 +476,9 @@ func follow(ctx context.Context, cons jetstream.Consumer, tr *tracker, display i
 				log.Warn().Err(derr).Msg("undecodable event")
 				break
 			}
-			tr.onEvent(e, log)
+			if p, ok := tr.onEvent(e, log); ok && loaded != nil {
+				loaded(p)
+			}
 		case errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages):
 		case ctx.Err() != nil:
 			return ctx.Err()

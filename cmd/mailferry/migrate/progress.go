@@ -96,12 +96,14 @@ func (t *tracker) onProgress(m *nats.Msg) {
 	}
 }
 
-func (t *tracker) onEvent(e *event.Event, log zerolog.Logger) {
+// onEvent applies e and returns the mailbox's progress with true when e
+// made it loaded.
+func (t *tracker) onEvent(e *event.Event, log zerolog.Logger) (MailboxProgress, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.boxes[e.Key]
 	if b == nil {
-		return
+		return MailboxProgress{}, false
 	}
 	lc := &b.lc
 	was := lc.Pass
@@ -125,6 +127,7 @@ func (t *tracker) onEvent(e *event.Event, log zerolog.Logger) {
 		f := lc.LastFailure
 		log.Warn().Str("mailbox", b.Mailbox).Int("failures", b.Failures).Str("phase", f.Phase).Str("reason", f.Reason).Msg("mailbox attempt failed, will be retried")
 	}
+	return *b, change != lifecycle.Unchanged && b.Phase == PhaseLoaded
 }
 
 func (t *tracker) finished() bool {
