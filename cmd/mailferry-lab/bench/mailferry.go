@@ -24,6 +24,7 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/daemon"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/subject"
@@ -103,7 +104,13 @@ func (r *runner) services(ctx context.Context, dir string, tgt *dovecottest.Serv
 	// The server makes its password in DataDir; the children's
 	// configuration names that file.
 	bcfg.User, bcfg.PasswordFile = "", ""
-	b, err := broker.Open(ctx, bcfg, "mailferry-bench", zerolog.New(r.stderr).Level(zerolog.WarnLevel))
+	// Like `mailferry nats`, the process hosting the server limits its
+	// heap (nats.memory_limit) while it runs.
+	blog := zerolog.New(r.stderr).Level(zerolog.WarnLevel)
+	was := debug.SetMemoryLimit(-1)
+	daemon.LimitMemory(bcfg, blog)
+	defer debug.SetMemoryLimit(was)
+	b, err := broker.Open(ctx, bcfg, "mailferry-bench", blog)
 	if err != nil {
 		return fmt.Errorf("mailferry: start embedded nats on %s: %w", addr, err)
 	}
