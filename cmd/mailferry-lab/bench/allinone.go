@@ -74,11 +74,7 @@ func (r *runner) allInOne(ctx context.Context, dir string, tgt *dovecottest.Serv
 		rerr = json.Unmarshal(b, &mr)
 	}
 	if mr.Report != nil {
-		var vtook time.Duration
-		if mr.VerifyTook != nil {
-			vtook = *mr.VerifyTook
-		}
-		res.Verify = summarize(mr.Report, vtook)
+		res.Verify = summarize(mr.Report, 0)
 	}
 	if werr != nil {
 		return fmt.Errorf("mailferry migrate exited after %.1f s: %w; log tail:\n%s", took.Seconds(), werr, fileTail(logPath, 20))
@@ -86,19 +82,29 @@ func (r *runner) allInOne(ctx context.Context, dir string, tgt *dovecottest.Serv
 	if rerr != nil || len(b) == 0 {
 		return fmt.Errorf("mailferry migrate: its result %s: unreadable (%v) or empty", outPath, rerr)
 	}
-	res.Seconds = took.Seconds()
+	if err := mr.record(res, took); err != nil {
+		return fmt.Errorf("mailferry migrate: %w", err)
+	}
+	r.logf("%s: done in %.1f s (copy %s s, verification %s s)", res.Tool, took.Seconds(), secs(res.CopySeconds), secs(res.VerifySeconds))
+	return nil
+}
+
+// record fills res from a run that exited successfully after wall: its
+// total, and the copy and verification times when mailferry reports them.
+func (mr *migrateResult) record(res *Result, wall time.Duration) error {
+	res.Seconds = wall.Seconds()
 	if mr.CopyTook != nil && *mr.CopyTook > 0 {
 		res.setCopy(*mr.CopyTook)
+		if mr.VerifyTook != nil {
+			res.VerifySeconds = mr.VerifyTook.Seconds()
+		}
 	} else {
 		res.Notes = append(res.Notes, "this mailferry reports no CopyTook: copy and verification unknown, total only")
 	}
-	if mr.VerifyTook != nil {
-		res.VerifySeconds = mr.VerifyTook.Seconds()
-	}
 	res.Notes = append(res.Notes, fmt.Sprintf("its own Took: %.1f s (start to end of its verification, without starting and stopping the process)", mr.Took.Seconds()))
-	if res.Verify == nil {
-		return fmt.Errorf("mailferry migrate: its result has no verification report")
+	if mr.Report == nil {
+		return fmt.Errorf("its result has no verification report")
 	}
-	r.logf("%s: done in %.1f s (copy %s s, verification %s s)", res.Tool, took.Seconds(), secs(res.CopySeconds), secs(res.VerifySeconds))
+	res.Verify = summarize(mr.Report, time.Duration(res.VerifySeconds*float64(time.Second)))
 	return nil
 }

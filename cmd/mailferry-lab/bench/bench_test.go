@@ -349,3 +349,38 @@ func TestWriteTextListsEveryRunAndTheUnknownCopyOfAnOldBinary(t *testing.T) {
 		}
 	}
 }
+
+func TestMigrateResultRecordsCopyAndVerificationOrOnlyTheTotal(t *testing.T) {
+	tests := []struct {
+		name         string
+		json         string
+		copy, verify float64
+		wantErr      bool
+	}{
+		{"current binary", `{"Pass":"p","Took":9000000000,"CopyTook":6000000000,"VerifyTook":3000000000,"Report":{"ok":true,"mailboxes":[{"messages":40}]}}`, 6, 3, false},
+		{"binary without CopyTook", `{"Pass":"p","Took":9000000000,"Report":{"ok":true}}`, 0, 0, false},
+		{"no report", `{"Took":9000000000,"CopyTook":6000000000,"VerifyTook":0}`, 6, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mr migrateResult
+			if err := json.Unmarshal([]byte(tt.json), &mr); err != nil {
+				t.Fatal(err)
+			}
+			res := &Result{Mode: modeMigrate, Messages: 40, Bytes: 12_000_000}
+			err := mr.record(res, 10*time.Second)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("record: %v, want error %t", err, tt.wantErr)
+			}
+			if res.Seconds != 10 || res.CopySeconds != tt.copy || res.VerifySeconds != tt.verify {
+				t.Errorf("total %.1f, copy %.1f, verification %.1f; want 10, %.1f, %.1f", res.Seconds, res.CopySeconds, res.VerifySeconds, tt.copy, tt.verify)
+			}
+			if tt.copy > 0 && res.MBPerSec != 2 {
+				t.Errorf("MB/s %.2f over the copy, want 2", res.MBPerSec)
+			}
+			if !tt.wantErr && (res.Verify == nil || !res.Verify.OK) {
+				t.Errorf("verification %v", res.Verify)
+			}
+		})
+	}
+}
