@@ -139,7 +139,7 @@ flags:
 `)
 		fs.PrintDefaults()
 	}
-	o := &options{maxSize: 25_000_000, volume: DefaultVolume}
+	o := &options{maxSize: 25_000_000, volume: defaultVolume}
 	fs.IntVar(&o.mailboxes, "mailboxes", 20, "number of mailboxes")
 	fs.IntVar(&o.messages, "messages", 10000, "number of messages over all mailboxes")
 	fs.Var((*byteSize)(&o.maxSize), "max-size", "largest message (`SIZE`: bytes, or with kB, MB, GB, KiB, MiB, GiB)")

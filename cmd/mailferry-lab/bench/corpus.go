@@ -25,9 +25,9 @@ const (
 	// bigEvery adds, without a volume to reach, one message of several
 	// MB (max-size/8..max-size/2) per bigEvery messages, at least one.
 	bigEvery = 2500
-	// DefaultVolume is the corpus's total size by default: with 10,000
+	// defaultVolume is the corpus's total size by default: with 10,000
 	// messages, the corpus of issue 12 (about 600 MB).
-	DefaultVolume = 600_000_000
+	defaultVolume = 600_000_000
 	// seedChunk bounds the bytes generated before they are written to the
 	// source, so the benchmark's own memory stays small.
 	seedChunk = 16 << 20
