@@ -83,3 +83,25 @@ func TestAServiceWithoutSettingsRefusesToRun(t *testing.T) {
 		t.Errorf("Extract = %v, want %v", err, errNoSettings)
 	}
 }
+
+func TestTheUnacknowledgedBytesBoundIsSharedByTheMailboxesExtractedAtOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want int64
+	}{
+		{"defaults: 16 MiB over 4 mailboxes", "", 4 << 20},
+		{"one mailbox at a time gets it all", "extractor: {concurrency: 1}", 16 << 20},
+		{"source connections bound the mailboxes", "source: {connections: 2}\nextractor: {concurrency: 8}\nnats: {max_pending_bytes: 8388608}", 4 << 20},
+		{"never below one inline record", "extractor: {concurrency: 16}\nsource: {connections: 16}\nnats: {max_pending_bytes: 1048576}", maxInlineBytes + 512},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := configtest.Parse(t, tt.yaml)
+			s := &Service{Config: cfg, Settings: settingsT(t, cfg)}
+			if got := s.pendingPerMailbox(); got != tt.want {
+				t.Errorf("pendingPerMailbox = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -59,6 +59,15 @@ func (s *Service) Run(ctx context.Context) error {
 	}, s.Log, s.handle)
 }
 
+// pendingPerMailbox is one extraction's share of nats.max_pending_bytes,
+// which bounds the process's unacknowledged publishes: each of the
+// mailboxes extracted at once gets an equal share, at least one inline
+// record's worth.
+func (s *Service) pendingPerMailbox() int64 {
+	n := int64(max(1, min(s.Settings.Concurrency, s.Config.Source.Connections)))
+	return max(s.Config.NATS.MaxPendingBytes/n, maxInlineBytes+512)
+}
+
 func (s *Service) handle(ctx context.Context, j *job.Job) error {
 	if j.LoaderOnly() {
 		return nil
@@ -150,7 +159,7 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
 	}
 	end := &record.End{Mailbox: j.SourceUser, TargetUser: j.TargetUser, Pass: j.Pass, Started: time.Now().UTC()}
-	pub := newPublisher(s.Broker, s.Config.NATS.MaxPendingBytes)
+	pub := newPublisher(s.Broker, s.pendingPerMailbox())
 	prog := event.NewReporter(s.Broker.Conn, s.Broker.Progress, "extractor", j.SourceUser, j.Pass)
 	check := &job.PassCheck{JS: s.Broker.JS, Job: j}
 	for _, f := range folders {

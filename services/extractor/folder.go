@@ -302,13 +302,21 @@ func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, l
 		return b, nil
 	}
 	name := objectName(rec)
-	_, err := fx.svc.Broker.Bodies.Put(ctx, jetstream.ObjectMeta{Name: name}, io.TeeReader(lit, sums))
+	// Chunks of half the broker's largest message instead of nats.go's
+	// 128 KiB: a quarter of the publishes and acks for the same bytes.
+	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: bodyChunkBytes}}
+	_, err := fx.svc.Broker.Bodies.Put(ctx, meta, io.TeeReader(lit, sums))
 	if err != nil {
 		return nil, fmt.Errorf("store large body (%d bytes): %w", size, err)
 	}
 	rec.Object = name
 	return nil, nil
 }
+
+// bodyChunkBytes is the object store's chunk size for large bodies: half
+// of the 1 MiB max_payload the embedded server sets and a NATS server's
+// default, leaving room for headers.
+const bodyChunkBytes = 512 << 10
 
 // objectName names a large body by mailbox, folder, UIDVALIDITY and a
 // per-process sequence: the UID may arrive after the body in a FETCH

@@ -70,7 +70,10 @@ type NATS struct {
 	MailMaxBytes int64    `yaml:"mail_max_bytes"`
 	// DedupWindow is the broker's duplicate window for Nats-Msg-Id.
 	DedupWindow Duration `yaml:"dedup_window"`
-	// MaxPendingBytes bounds bytes published but not yet acknowledged.
+	// MaxPendingBytes bounds the bytes an extractor process has published
+	// but not yet had acknowledged, shared by the mailboxes it extracts at
+	// once (default 16 MiB: the broker's acknowledgements keep up long
+	// before, and every byte of it is the extractor's memory).
 	MaxPendingBytes int64 `yaml:"max_pending_bytes"`
 	// MemoryLimit is the soft limit of the Go heap (runtime/debug
 	// SetMemoryLimit) of a process that hosts the embedded server: its
@@ -234,7 +237,7 @@ func (c *Config) defaults() {
 		c.NATS.JobAckWait = Duration(time.Minute)
 	}
 	if c.NATS.MaxPendingBytes == 0 {
-		c.NATS.MaxPendingBytes = 64 << 20
+		c.NATS.MaxPendingBytes = 16 << 20
 	}
 	if c.NATS.MemoryLimit == 0 {
 		c.NATS.MemoryLimit = 192 << 20

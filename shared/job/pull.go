@@ -9,6 +9,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// fetchWait bounds one fetch's wait for a message.
+const fetchWait = 500 * time.Millisecond
+
 // Pull hands the messages of cons to handle, at most concurrency at once,
 // until ctx ends, and waits for the handlers it started. A fetch error is
 // logged and retried after a pause; handle acknowledges its message.
@@ -22,7 +25,9 @@ func Pull(ctx context.Context, cons jetstream.Consumer, concurrency int, log zer
 			return
 		case slots <- struct{}{}:
 		}
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		// A fetch cannot be interrupted: its wait is what a shutdown
+		// waits at most (and what an idle worker asks twice a second).
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {

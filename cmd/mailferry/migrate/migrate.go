@@ -168,8 +168,10 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 		return nil, err
 	}
 	res := &Result{Pass: pass, Progress: tr.snapshot(), CopyTook: time.Since(start)}
+	stopping := time.Now()
 	stopServices()
 	wg.Wait()
+	log.Info().Dur("took", time.Since(stopping)).Msg("services stopped")
 	if o.NoVerify {
 		res.Took = res.CopyTook
 		return res, nil
