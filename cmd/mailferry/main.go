@@ -271,7 +271,7 @@ func runNATS(ctx context.Context, s *session) error {
 	if cfg.NATS.URL != "" || cfg.NATS.Listen == "" {
 		return &command.ConfigError{Err: errors.New("set nats.listen (and leave nats.url empty) to run a server")}
 	}
-	daemon.LimitMemory(cfg.NATS, log)
+	daemon.LimitMemory(cfg, daemon.EmbeddedServerMemory, log)
 	b, err := broker.Open(ctx, cfg.NATS, "mailferry-nats", log)
 	if err != nil {
 		return err

@@ -31,6 +31,13 @@ type Config struct {
 	Target    IMAP      `yaml:"target"`
 	Mailboxes Mailboxes `yaml:"mailboxes"`
 	Log       Log       `yaml:"log"`
+	// MemoryLimit is the soft limit of this process's Go heap
+	// (runtime/debug.SetMemoryLimit): the collector works harder as the
+	// heap nears it and returns freed memory to the system. 0 leaves the
+	// process its default (shared/daemon: 192 MiB with the embedded
+	// server, 48 MiB for the extractor and the loader, none otherwise),
+	// -1 sets none. GOMEMLIMIT in the environment wins.
+	MemoryLimit int64 `yaml:"memory_limit"`
 
 	// Dir is the directory of the configuration file; relative paths in
 	// it are resolved against Dir.
@@ -75,13 +82,6 @@ type NATS struct {
 	// once (default 16 MiB: the broker's acknowledgements keep up long
 	// before, and every byte of it is the extractor's memory).
 	MaxPendingBytes int64 `yaml:"max_pending_bytes"`
-	// MemoryLimit is the soft limit of the Go heap (runtime/debug
-	// SetMemoryLimit) of a process that hosts the embedded server: its
-	// file store keeps every block read or written in the last 10 s
-	// cached, and the collector returns that memory only as the heap
-	// nears the limit. Default 192 MiB; -1 for none. GOMEMLIMIT in the
-	// environment wins.
-	MemoryLimit int64 `yaml:"memory_limit"`
 	// ServerName of the embedded server; keep it stable across restarts.
 	ServerName string `yaml:"server_name"`
 	// Listen, when set, makes the embedded server accept clients there
@@ -239,9 +239,6 @@ func (c *Config) defaults() {
 	if c.NATS.MaxPendingBytes == 0 {
 		c.NATS.MaxPendingBytes = 16 << 20
 	}
-	if c.NATS.MemoryLimit == 0 {
-		c.NATS.MemoryLimit = 192 << 20
-	}
 	for _, s := range []*IMAP{&c.Source, &c.Target} {
 		setDefault(&s.TLS, TLSImplicit)
 		setDefault(&s.Auth, AuthMaster)
@@ -296,8 +293,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	if l := c.NATS.MemoryLimit; l != -1 && l < 64<<20 {
-		return fmt.Errorf("nats.memory_limit %d: want at least 64 MiB (67108864), or -1 for none", l)
+	if l := c.MemoryLimit; l != 0 && l != -1 && l < 32<<20 {
+		return fmt.Errorf("memory_limit %d: want at least 32 MiB (33554432), 0 for the process's default or -1 for none", l)
 	}
 	switch c.Log.Format {
 	case "json", "console":

@@ -140,31 +140,31 @@ func TestSetsMailStreamTellsWhetherTheFileSetTheMailLimits(t *testing.T) {
 	}
 }
 
-func TestTheEmbeddedServersMemoryLimitDefaultsTo192MiBAndRefusesLessThan64MiB(t *testing.T) {
+func TestMemoryLimitLeavesTheDefaultToTheProcessAndRefusesLessThan32MiB(t *testing.T) {
 	tests := []struct {
 		yaml    string
 		want    int64
 		wantErr bool
 	}{
-		{"", 192 << 20, false},
-		{"nats: {memory_limit: -1}", -1, false},
-		{"nats: {memory_limit: 536870912}", 512 << 20, false},
-		{"nats: {memory_limit: 1000}", 0, true},
-		{"nats: {memory_limit: -2}", 0, true},
+		{"", 0, false},
+		{"memory_limit: -1", -1, false},
+		{"memory_limit: 536870912", 512 << 20, false},
+		{"memory_limit: 1000", 0, true},
+		{"memory_limit: -2", 0, true},
 	}
 	for _, tt := range tests {
 		c, err := Parse([]byte(tt.yaml), ".", nil)
 		if tt.wantErr {
-			if err == nil || !strings.Contains(err.Error(), "nats.memory_limit") {
-				t.Errorf("%q: error %v, want one naming nats.memory_limit", tt.yaml, err)
+			if err == nil || !strings.Contains(err.Error(), "memory_limit") {
+				t.Errorf("%q: error %v, want one naming memory_limit", tt.yaml, err)
 			}
 			continue
 		}
 		if err != nil {
 			t.Fatalf("%q: %v", tt.yaml, err)
 		}
-		if c.NATS.MemoryLimit != tt.want {
-			t.Errorf("%q: memory_limit %d, want %d", tt.yaml, c.NATS.MemoryLimit, tt.want)
+		if c.MemoryLimit != tt.want {
+			t.Errorf("%q: memory_limit %d, want %d", tt.yaml, c.MemoryLimit, tt.want)
 		}
 	}
 }

@@ -22,6 +22,9 @@ import (
 	"github.com/mailferry/mailferry/shared/logging"
 )
 
+// serviceMemory is the default heap limit of the services that have one.
+var serviceMemory = map[string]int64{"extractor": PipelineServiceMemory, "loader": PipelineServiceMemory}
+
 // Service runs until ctx ends.
 type Service func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error
 
@@ -52,6 +55,7 @@ func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc 
 		return &command.ConfigError{Err: err}
 	}
 	defer profileFromEnv(name, log)()
+	LimitMemory(cfg, serviceMemory[name], log)
 	b, err := ConnectBroker(ctx, cfg, name, log)
 	if err != nil {
 		return err
@@ -71,22 +75,37 @@ func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc 
 // all-in-one runner's way (migrate).
 func OpenBroker(ctx context.Context, cfg *config.Config, name string, log zerolog.Logger) (*broker.Broker, error) {
 	if cfg.NATS.URL == "" {
-		LimitMemory(cfg.NATS, log)
+		LimitMemory(cfg, EmbeddedServerMemory, log)
 	}
 	return connect(ctx, cfg, name, log, broker.Open)
 }
 
-// LimitMemory sets the Go heap's soft limit of a process that hosts the
-// embedded server to nats.memory_limit, unless GOMEMLIMIT is set (the
-// runtime applied it) or the limit is -1. The server's file store caches
-// blocks for 10 s after their last use; without a limit the collector lets
-// the heap double over what is live before it runs.
-func LimitMemory(cfg config.NATS, log zerolog.Logger) {
-	if os.Getenv("GOMEMLIMIT") != "" || cfg.MemoryLimit <= 0 {
+// Soft limits of the Go heap a process gets when memory_limit is 0.
+const (
+	// EmbeddedServerMemory is for a process that hosts the embedded
+	// server: its file store keeps every block read or written in the
+	// last 10 s cached (weakly held), which without a limit lets the heap
+	// grow with the throughput.
+	EmbeddedServerMemory = 192 << 20
+	// PipelineServiceMemory is for the extractor and the loader, whose
+	// live data is bounded (publish window, pull window, one chunk of a
+	// large body) but whose garbage grows with the message sizes.
+	PipelineServiceMemory = 48 << 20
+)
+
+// LimitMemory sets the Go heap's soft limit to cfg's memory_limit, or to
+// def when that is 0 (def 0: no limit), unless GOMEMLIMIT is set (the
+// runtime applied it) or memory_limit is -1.
+func LimitMemory(cfg *config.Config, def int64, log zerolog.Logger) {
+	limit := cfg.MemoryLimit
+	if limit == 0 {
+		limit = def
+	}
+	if os.Getenv("GOMEMLIMIT") != "" || limit <= 0 {
 		return
 	}
-	debug.SetMemoryLimit(cfg.MemoryLimit)
-	log.Debug().Int64("bytes", cfg.MemoryLimit).Msg("heap soft limit set")
+	debug.SetMemoryLimit(limit)
+	log.Debug().Int64("bytes", limit).Msg("heap soft limit set")
 }
 
 // ConnectBroker connects to the broker (broker.Connect) without declaring

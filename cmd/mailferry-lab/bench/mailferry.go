@@ -105,10 +105,10 @@ func (r *runner) services(ctx context.Context, dir string, tgt *dovecottest.Serv
 	// configuration names that file.
 	bcfg.User, bcfg.PasswordFile = "", ""
 	// Like `mailferry nats`, the process hosting the server limits its
-	// heap (nats.memory_limit) while it runs.
+	// heap (memory_limit) while it runs.
 	blog := zerolog.New(r.stderr).Level(zerolog.WarnLevel)
 	was := debug.SetMemoryLimit(-1)
-	daemon.LimitMemory(bcfg, blog)
+	daemon.LimitMemory(cfg, daemon.EmbeddedServerMemory, blog)
 	defer debug.SetMemoryLimit(was)
 	b, err := broker.Open(ctx, bcfg, "mailferry-bench", blog)
 	if err != nil {
