@@ -24,6 +24,7 @@ var commandFlags = map[string][]string{
 	"verify":           {"c", "json", "mailbox", "resync-flags", "since-switch"},
 	"verify accept":    {"all", "c", "folder", "mailbox", "reason", "since-switch", "uid"},
 	"status":           {"c", "json", "watch"},
+	"dashboard":        {"c"},
 	"enqueue":          {"c"},
 	"deadletter list":  {"c", "json", "mailbox"},
 	"deadletter show":  {"c", "seq"},

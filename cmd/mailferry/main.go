@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailferry/mailferry/cmd/mailferry/delta"
 	"github.com/mailferry/mailferry/cmd/mailferry/demo"
+	"github.com/mailferry/mailferry/cmd/mailferry/dashboard"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	authcli "github.com/mailferry/mailferry/services/auth/cli"
@@ -125,6 +126,19 @@ phase and counts, and the totals.`,
 			watch := fs.Bool("watch", false, "redraw every two seconds until interrupted")
 			return func(ctx context.Context, s *session) error { return runStatus(ctx, s, *asJSON, *watch) }
 		}),
+	},
+	{
+		Name:      "dashboard",
+		UsageLine: "[-c FILE]",
+		Short:     "serve a live page of the migration to ops",
+		Long: `Dashboard serves one page (dashboard.listen, 127.0.0.1:9180 by default) that
+shows the migration as it runs: per domain and mailbox the phase, messages
+and bytes moved, rate, ETA, the dead letters with their reasons and the
+recent failures, updated live. Every request needs basic auth (user
+dashboard.user, default ops; password in dashboard.password_file, made in
+nats.data_dir on first start if unset); beyond loopback it needs
+dashboard.cert_file and dashboard.key_file.`,
+		Setup: withConfig(func(*flag.FlagSet) func(context.Context, *session) error { return runDashboard }),
 	},
 	{
 		Name:      "enqueue",
@@ -289,6 +303,21 @@ func runStatus(ctx context.Context, s *session, asJSON, watch bool) error {
 	}
 	defer b.Close()
 	return show(ctx, s.stdout, asJSON, watch, func() (textWriter, error) { return status.Read(ctx, b, boxes) })
+}
+
+func runDashboard(ctx context.Context, s *session) error {
+	ds, err := dashboard.LoadSettings(s.cfg)
+	if err != nil {
+		return &command.ConfigError{Err: err}
+	}
+	b, boxes, err := openWithInventory(ctx, s.cfg, s.log, "dashboard", statusNeeds)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	srv := &dashboard.Server{Settings: ds, Log: s.log,
+		Read: func(ctx context.Context) (*dashboard.View, error) { return dashboard.Read(ctx, b, boxes) }}
+	return srv.Run(ctx)
 }
 
 // textWriter is a report that prints itself as text (and as JSON by its
