@@ -16,9 +16,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/cmd/mailferry/dashboard"
 	"github.com/mailferry/mailferry/cmd/mailferry/delta"
 	"github.com/mailferry/mailferry/cmd/mailferry/demo"
-	"github.com/mailferry/mailferry/cmd/mailferry/dashboard"
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	authcli "github.com/mailferry/mailferry/services/auth/cli"
