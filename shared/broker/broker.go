@@ -94,6 +94,20 @@ func Connect(ctx context.Context, cfg config.NATS, name string, log zerolog.Logg
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("nats reconnected")
 		}),
+		// Without a handler nats.go prints asynchronous errors to stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Warn()
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				// JetStream's pull iterators drop a status message
+				// when their channel is full and pull again; a
+				// progress sample dropped is replaced by the next.
+				ev = log.Debug()
+			}
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Err(err).Msg("nats asynchronous error")
+		}),
 	}
 	url := cfg.URL
 	if url == "" {
