@@ -51,10 +51,11 @@ type Config struct {
 // ownedSections are the top-level sections whose owners decode them with
 // Section: extractor and loader (services/extractor, services/loader), dns
 // (dnsctl), auth (the auth service) and cutover (the campaign
-// orchestrator, cmd/mailferry/cutover). Parse accepts them without looking
+// orchestrator, cmd/mailferry/cutover) and metrics (every daemon's
+// endpoint, shared/metrics). Parse accepts them without looking
 // inside; an unknown key in one is reported by its owner. A new service
 // with a section of its own adds its name here.
-var ownedSections = []string{"extractor", "loader", "dns", "auth", "cutover"}
+var ownedSections = []string{"extractor", "loader", "dns", "auth", "cutover", "metrics"}
 
 // NATS says how to reach the broker.
 type NATS struct {
