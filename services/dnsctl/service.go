@@ -126,11 +126,21 @@ func (s *Service) handle(ctx context.Context, eng *Engine, m jetstream.Msg, onPr
 	if ctx.Err() != nil {
 		return
 	}
-	s.Metrics.DNSUpdate(string(res.Outcome))
+	s.Metrics.DNSUpdate(metricOutcome(res.Outcome))
 	s.Log.Info().Str("domain", domain).Str("trigger", e.Type).Str("outcome", string(res.Outcome)).Str("code", res.Code).Msg("event handled")
 	if err := m.Ack(); err != nil {
 		s.Log.Warn().Err(err).Str("domain", domain).Msg("ack event")
 	}
+}
+
+// metricOutcome is how a switch ended, as mailferry_dns_updates_total
+// counts it: a switch applied and verified (or found applied and then
+// verified) is "switched", as its event says.
+func metricOutcome(o Outcome) string {
+	if o == Verified {
+		return string(Switched)
+	}
+	return string(o)
 }
 
 // Switch plans, applies and verifies one domain now, publishing the

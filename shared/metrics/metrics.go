@@ -73,7 +73,7 @@ func New() *Metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}},
 			[]string{"server", "command"}),
 		dns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailferry_dns_updates_total",
-			Help: "DNS switches dnsctl handled, by outcome (switched, skipped, failed, rolled_back)."}, []string{"outcome"}),
+			Help: "DNS switches dnsctl handled, by outcome (switched: applied and verified; unchanged, skipped, failed)."}, []string{"outcome"}),
 		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailferry_auth_signins_total",
 			Help: "Sign-in attempts at the auth service, by outcome."}, []string{"outcome"}),
 		passwords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailferry_auth_password_changes_total",
