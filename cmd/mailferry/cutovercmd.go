@@ -16,6 +16,7 @@ import (
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 // domainList is a -domain flag: given several times or comma-separated.
@@ -140,7 +141,7 @@ func operatorFact(name, short string, reason bool, fact func(reason string) camp
 // cutoverRun is the orchestrator daemon.
 func cutoverRun() *command.Command {
 	c := daemon.Command("cutover", "run the cutover orchestrator (one instance acts, others stand by)", cutover.CheckConfig,
-		func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+		func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, _ *metrics.Metrics) error {
 			o, err := newOrchestrator(cfg, log)
 			if err != nil {
 				return err

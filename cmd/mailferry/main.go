@@ -31,6 +31,7 @@ import (
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
 	"github.com/mailferry/mailferry/shared/logging"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 // program is mailferry's command table: its own commands, then those of
@@ -162,22 +163,22 @@ own, for daemons on other machines; nats.listen must be set and nats.url
 empty.`,
 		Setup: withConfig(func(*flag.FlagSet) func(context.Context, *session) error { return runNATS }),
 	},
-	daemon.Command("extractor", "run the extractor service", extractor.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+	daemon.Command("extractor", "run the extractor service", extractor.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
 		s, err := extractor.LoadSettings(cfg)
 		if err != nil {
 			return err
 		}
-		return (&extractor.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
+		return (&extractor.Service{Config: cfg, Settings: s, Broker: b, Log: log, Metrics: m}).Run(ctx)
 	}),
-	daemon.Command("loader", "run the loader service", loader.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+	daemon.Command("loader", "run the loader service", loader.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
 		s, err := loader.LoadSettings(cfg)
 		if err != nil {
 			return err
 		}
-		return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
+		return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log, Metrics: m}).Run(ctx)
 	}),
-	daemon.Command("dnsctl", "run the dnsctl service (switches DNS on dns cutover requests)", dnsctl.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-		return (&dnsctl.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+	daemon.Command("dnsctl", "run the dnsctl service (switches DNS on dns cutover requests)", dnsctl.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
+		return (&dnsctl.Service{Config: cfg, Broker: b, Log: log, Metrics: m}).Run(ctx)
 	}),
 	{
 		Name:      "delta",
@@ -239,7 +240,7 @@ func runDelta(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	return daemon.Run(ctx, "delta", s.cfg, nil, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+	return daemon.Run(ctx, "delta", s.cfg, nil, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, _ *metrics.Metrics) error {
 		return (&delta.Scheduler{Broker: b, Mailboxes: boxes, Log: log}).Run(ctx)
 	})
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 // ServiceName is the service's name in logs and events.
@@ -149,6 +150,9 @@ type Service struct {
 	Config *config.Config
 	Broker *broker.Broker
 	Log    zerolog.Logger
+	// Metrics counts sign-ins, password changes and lockouts (nil:
+	// nothing is counted).
+	Metrics *metrics.Metrics
 	// Ready, when set, receives the listening address once requests are
 	// accepted.
 	Ready func(addr string)
@@ -195,6 +199,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Argon2:   signin.Argon2FromConfig(a.Argon2),
 		Events:   event.Publisher{JS: s.Broker.JS, Service: ServiceName},
 		Log:      s.Log,
+		Metrics:  s.Metrics,
 	}
 	if a.LegacyIMAP.Address != "" {
 		opts.Legacy = legacyimap.New(a.LegacyIMAP)

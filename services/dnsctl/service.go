@@ -17,6 +17,7 @@ import (
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/metrics"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -33,6 +34,8 @@ type Service struct {
 	Config *config.Config
 	Broker *broker.Broker
 	Log    zerolog.Logger
+	// Metrics counts the switches by outcome (nil: nothing is counted).
+	Metrics *metrics.Metrics
 
 	// left holds the provisioned domains the service said it leaves to a
 	// cutover request, so it says so once per domain.
@@ -80,6 +83,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("events consumer %s: %w", consumerName, err)
 	}
+	s.Metrics.WatchConsumer(s.Broker.JS, broker.StreamEvents, consumerName)
 	s.Log.Info().Strs("subjects", filters).Bool("switch_on_provisioned", *d.SwitchOnProvisioned).Msg("consuming events")
 	return s.consume(ctx, cons, eng, *d.SwitchOnProvisioned)
 }
@@ -122,10 +126,21 @@ func (s *Service) handle(ctx context.Context, eng *Engine, m jetstream.Msg, onPr
 	if ctx.Err() != nil {
 		return
 	}
+	s.Metrics.DNSUpdate(metricOutcome(res.Outcome))
 	s.Log.Info().Str("domain", domain).Str("trigger", e.Type).Str("outcome", string(res.Outcome)).Str("code", res.Code).Msg("event handled")
 	if err := m.Ack(); err != nil {
 		s.Log.Warn().Err(err).Str("domain", domain).Msg("ack event")
 	}
+}
+
+// metricOutcome is how a switch ended, as mailferry_dns_updates_total
+// counts it: a switch applied and verified (or found applied and then
+// verified) is "switched", as its event says.
+func metricOutcome(o Outcome) string {
+	if o == Verified {
+		return string(Switched)
+	}
+	return string(o)
 }
 
 // Switch plans, applies and verifies one domain now, publishing the

@@ -2,6 +2,7 @@ package dnsctl_test
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/mailferry/mailferry/services/dnsctl/testenv/zonegen"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/metrics"
 	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
 )
 
@@ -25,7 +27,8 @@ func TestServiceSwitchesAProvisionedDomainAndReportsTheOthers(t *testing.T) {
 		zonegen.Zone("asked.customer.test.", zonegen.LegacyByName, 3),
 	}
 	f := newFixture(t, zones, nil, map[string]string{"switch_on_provisioned": "true"})
-	f.runService(zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+	m := metrics.New()
+	f.runService(zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), m)
 
 	auth := event.Publisher{JS: f.broker.JS, Service: "auth"}
 	for _, d := range []string{"legacy.customer.test", "google.customer.test"} {
@@ -56,6 +59,23 @@ func TestServiceSwitchesAProvisionedDomainAndReportsTheOthers(t *testing.T) {
 	if data := decode[dnsctl.SkippedData](t, skipped); skipped.Key != "google.customer.test" || data.Code != string(zonegen.External) {
 		t.Errorf("dns.skipped %s %+v, want google.customer.test external", skipped.Key, data)
 	}
+	f.waitConsumed()
+	got := map[string]float64{}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range families {
+		if fam.GetName() != "mailferry_dns_updates_total" {
+			continue
+		}
+		for _, mt := range fam.GetMetric() {
+			got[mt.GetLabel()[0].GetValue()] = mt.GetCounter().GetValue()
+		}
+	}
+	if want := map[string]float64{"switched": 2, "skipped": 1}; !maps.Equal(got, want) {
+		t.Errorf("mailferry_dns_updates_total by outcome %v, want %v", got, want)
+	}
 }
 
 func TestServiceWithTheDefaultConfigLeavesAProvisionedDomainToACutoverRequest(t *testing.T) {
@@ -67,7 +87,7 @@ func TestServiceWithTheDefaultConfigLeavesAProvisionedDomainToACutoverRequest(t 
 	f.waitSynced()
 	before := f.snapshot()
 	logs := &syncbuf.Buffer{}
-	f.runService(zerolog.New(logs).Level(zerolog.InfoLevel))
+	f.runService(zerolog.New(logs).Level(zerolog.InfoLevel), nil)
 
 	auth := event.Publisher{JS: f.broker.JS, Service: "auth"}
 	// Two events for the domain, spelled differently: said once.
@@ -117,10 +137,11 @@ func TestServiceWithTheDefaultConfigLeavesAProvisionedDomainToACutoverRequest(t 
 }
 
 // runService runs the dnsctl service until the test ends.
-func (f *fixture) runService(log zerolog.Logger) {
+// It counts on m (nil: nothing).
+func (f *fixture) runService(log zerolog.Logger, m *metrics.Metrics) {
 	f.t.Helper()
 	ctx, cancel := context.WithCancel(f.ctx)
-	svc := &dnsctl.Service{Config: f.cfg, Broker: f.broker, Log: log}
+	svc := &dnsctl.Service{Config: f.cfg, Broker: f.broker, Log: log, Metrics: m}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var runErr error

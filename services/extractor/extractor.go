@@ -20,6 +20,7 @@ import (
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/metrics"
 	"github.com/mailferry/mailferry/shared/record"
 )
 
@@ -32,6 +33,8 @@ type Service struct {
 	Settings Settings
 	Broker   *broker.Broker
 	Log      zerolog.Logger
+	// Metrics counts what the extractor does (nil: nothing is counted).
+	Metrics *metrics.Metrics
 }
 
 // Needs are the extractor's resources: it owns the mail stream, the
@@ -51,6 +54,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
 		return err
 	}
+	s.Metrics.WatchConsumer(s.Broker.JS, broker.StreamJobs, "extractor")
 	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
 		Durable: "extractor",
 		AckWait: s.Config.NATS.JobAckWait.Std(),
@@ -105,6 +109,9 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		return ev.Publish(ctx, event.Extracted(j.SourceUser, end))
 	}, func(err error, retried bool) {
 		attempt, _ := job.Delivery(ctx)
+		if retried {
+			s.Metrics.Retried("extractor")
+		}
 		unannounced = ev.Publish(ctx, event.Failed(j.SourceUser, attempt,
 			event.FailedData{Pass: j.Pass, Phase: event.PhaseExtracting, Reason: err.Error(), Retried: retried}))
 	})
@@ -146,7 +153,7 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, errors.Join(err, job.ErrPermanent))
 	}
-	c, err := imapdial.Dial(ctx, s.Config.Source, cred, nil)
+	c, err := imapdial.DialObserved(ctx, s.Config.Source, cred, nil, s.Metrics.IMAP("source"))
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
 	}
@@ -160,6 +167,7 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 	}
 	end := &record.End{Mailbox: j.SourceUser, TargetUser: j.TargetUser, Pass: j.Pass, Started: time.Now().UTC()}
 	pub := newPublisher(s.Broker, s.pendingPerMailbox())
+	pub.m = s.Metrics
 	prog := event.NewReporter(s.Broker.Conn, s.Broker.Progress, "extractor", j.SourceUser, j.Pass)
 	check := &job.PassCheck{JS: s.Broker.JS, Job: j}
 	for _, f := range folders {

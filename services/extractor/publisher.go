@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/metrics"
 	"github.com/mailferry/mailferry/shared/record"
 )
 
@@ -21,6 +22,8 @@ type publisher struct {
 	pending  []pendingPub
 	bytes    int64
 	acked    uint32
+	// m counts the messages the broker acknowledged.
+	m *metrics.Metrics
 }
 
 type pendingPub struct {
@@ -103,6 +106,7 @@ func (p *publisher) collectOne(ctx context.Context, block bool) (bool, error) {
 	p.pending = p.pending[1:]
 	p.bytes -= pp.size
 	p.acked = pp.uid
+	p.m.Extracted(1)
 	return true, nil
 }
 

@@ -274,6 +274,7 @@ func (ss *session) dialAppend(ctx context.Context) (*imapappend.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", ss.svc.Config.Target.Address, err)
 	}
+	o.Observer = ss.svc.Metrics.IMAP("target")
 	conn, err := imapdial.DialConn(ctx, o, ss.cred)
 	if err != nil {
 		return nil, err

@@ -63,7 +63,17 @@ func (ss *session) recordEntry(ctx context.Context, got []pending, uids []uint32
 		}
 	}
 	settle(&fr.st.V)
-	return e, fr.st.save(ctx, ss.svc.Broker.Ledger)
+	if err := fr.st.save(ctx, ss.svc.Broker.Ledger); err != nil {
+		return e, err
+	}
+	if how == howAppended {
+		var size int64
+		for _, p := range got {
+			size += p.rec.Size
+		}
+		ss.svc.Metrics.Appended(len(got), size)
+	}
+	return e, nil
 }
 
 // settle moves LastUID along the chain: a done message whose predecessor
@@ -188,6 +198,7 @@ func (ss *session) publishDead(ctx context.Context, dl DeadLetter) error {
 	if _, err := ss.svc.Broker.JS.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish dead letter %s: %w", dl.ID, err)
 	}
+	ss.svc.Metrics.DeadLettered()
 	return nil
 }
 

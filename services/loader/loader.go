@@ -22,6 +22,7 @@ import (
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/metrics"
 	"github.com/mailferry/mailferry/shared/record"
 	"github.com/mailferry/mailferry/shared/subject"
 )
@@ -35,6 +36,8 @@ type Service struct {
 	Settings Settings
 	Broker   *broker.Broker
 	Log      zerolog.Logger
+	// Metrics counts what the loader does (nil: nothing is counted).
+	Metrics *metrics.Metrics
 	// IdleFlush is how long a partial batch waits for more records.
 	IdleFlush time.Duration
 
@@ -73,6 +76,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
 		return err
 	}
+	s.Metrics.WatchConsumer(s.Broker.JS, broker.StreamJobs, "loader")
 	return job.Consume(ctx, s.Broker.JS, job.ConsumeOptions{
 		Durable: "loader",
 		AckWait: s.Config.NATS.JobAckWait.Std(),
@@ -110,6 +114,9 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 		return ev.Publish(ctx, event.Loaded(j.SourceUser, *res))
 	}, func(err error, retried bool) {
 		attempt, _ := job.Delivery(ctx)
+		if retried {
+			s.Metrics.Retried("loader")
+		}
 		unannounced = ev.Publish(ctx, event.Failed(j.SourceUser, attempt,
 			event.FailedData{Pass: j.Pass, Phase: event.PhaseLoading, Reason: err.Error(), Retried: retried}))
 	})
@@ -199,7 +206,7 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 	if ss.lease, err = ss.waitLease(ctx); err != nil {
 		return nil, err
 	}
-	if ss.c, err = imapdial.Dial(ctx, s.Config.Target, cred, nil); err != nil {
+	if ss.c, err = imapdial.DialObserved(ctx, s.Config.Target, cred, nil, s.Metrics.IMAP("target")); err != nil {
 		ss.close()
 		return nil, err
 	}

@@ -51,11 +51,11 @@ type Config struct {
 // ownedSections are the top-level sections whose owners decode them with
 // Section: extractor and loader (services/extractor, services/loader), dns
 // (dnsctl), auth (the auth service), cutover (the campaign orchestrator,
-// cmd/mailferry/cutover) and dashboard (cmd/mailferry/dashboard). Parse
-// accepts them without looking inside; an unknown key in one is reported
-// by its owner. A new service with a section of its own adds its name
-// here.
-var ownedSections = []string{"extractor", "loader", "dns", "auth", "cutover", "dashboard"}
+// cmd/mailferry/cutover), dashboard (cmd/mailferry/dashboard) and metrics
+// (shared/metrics, for every daemon). Parse accepts them without looking
+// inside; an unknown key in one is reported by its owner. A new service
+// with a section of its own adds its name here.
+var ownedSections = []string{"extractor", "loader", "dns", "auth", "cutover", "dashboard", "metrics"}
 
 // NATS says how to reach the broker.
 type NATS struct {

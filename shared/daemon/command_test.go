@@ -16,6 +16,7 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 func TestAServiceBinaryFollowsTheCommandConventions(t *testing.T) {
@@ -34,7 +35,7 @@ func TestAServiceBinaryFollowsTheCommandConventions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			ran := false
-			p := program("loader", nil, func(context.Context, *config.Config, *broker.Broker, zerolog.Logger) error {
+			p := program("loader", nil, func(context.Context, *config.Config, *broker.Broker, zerolog.Logger, *metrics.Metrics) error {
 				ran = true
 				return nil
 			})
@@ -75,7 +76,7 @@ func TestABadSectionOfItsOwnStopsAServiceBeforeItStartsTheBroker(t *testing.T) {
 		return errors.New("loader: line 2: field batch_mesages not found")
 	}
 	ran := false
-	p := program("loader", check, func(context.Context, *config.Config, *broker.Broker, zerolog.Logger) error {
+	p := program("loader", check, func(context.Context, *config.Config, *broker.Broker, zerolog.Logger, *metrics.Metrics) error {
 		ran = true
 		return nil
 	})

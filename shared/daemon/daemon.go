@@ -8,8 +8,10 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,13 +22,16 @@ import (
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/logging"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 // serviceMemory is the default heap limit of the services that have one.
 var serviceMemory = map[string]int64{"extractor": PipelineServiceMemory, "loader": PipelineServiceMemory}
 
-// Service runs until ctx ends.
-type Service func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error
+// Service runs until ctx ends. It counts what it does on m (nil-safe:
+// the services keep it in their structs) and adds the readiness checks of
+// its peers to it.
+type Service func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error
 
 // Check reports what is wrong with the service's own section of cfg
 // (extractor.CheckConfig, dnsctl.CheckConfig, ...). Run calls it before
@@ -43,12 +48,20 @@ func Main(name string, check Check, svc Service) { program(name, check, svc).Mai
 
 // Run runs svc with a logger and a broker connection made from cfg, once
 // check (nil: none) accepts cfg; what it refuses is a command.ConfigError.
-// With PprofDirEnv set it profiles the process (see Profile).
+// With PprofDirEnv set it profiles the process (see Profile). With a
+// metrics section that sets listen, it serves the process's metrics,
+// /healthz and /readyz (shared/metrics) from before it connects to the
+// broker until svc has returned; /readyz answers 200 only while the
+// broker is connected and svc's own checks pass.
 func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc Service) error {
 	if check != nil {
 		if err := check(cfg); err != nil {
 			return &command.ConfigError{Err: err}
 		}
+	}
+	ms, err := metrics.LoadSettings(cfg)
+	if err != nil {
+		return &command.ConfigError{Err: err}
 	}
 	log, err := logging.Stderr(cfg.Log.Level, cfg.Log.Format, name)
 	if err != nil {
@@ -56,18 +69,40 @@ func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc 
 	}
 	defer profileFromEnv(name, log)()
 	LimitMemory(cfg, serviceMemory[name], log)
+	m := metrics.New()
+	m.AddReady("broker", func(context.Context) error { return errors.New("not connected yet") })
+	srv, err := metrics.Serve(ms, m, log)
+	if err != nil {
+		return &command.ConfigError{Err: err}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Close(sctx)
+	}()
 	b, err := ConnectBroker(ctx, cfg, name, log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	m.AddReady("broker", brokerReady(b))
 	log.Info().Msg("service started")
-	err = svc(ctx, cfg, b, log)
+	err = svc(ctx, cfg, b, log, m)
 	log.Info().Err(err).Msg("service stopped")
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// brokerReady is the readiness of b's connection.
+func brokerReady(b *broker.Broker) metrics.Ready {
+	return func(context.Context) error {
+		if st := b.Conn.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("connection %s", strings.ToLower(st.String()))
+		}
+		return nil
+	}
 }
 
 // OpenBroker connects to the broker and declares every stream, bucket and

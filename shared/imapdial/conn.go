@@ -44,6 +44,9 @@ type Options struct {
 	// CommandTimeout is how long a command on a Conn may go without
 	// moving a byte (Conn.Watch).
 	CommandTimeout time.Duration
+	// Observer, when set, times every command on the connection and is
+	// told how the dial ended.
+	Observer Observer
 }
 
 // OptionsFor builds the options of server s; reading its CA file is what
@@ -72,7 +75,8 @@ func OptionsFor(s config.IMAP) (Options, error) {
 type Conn struct {
 	addr    string
 	pc      *progressConn // the TCP connection; closing it aborts everything
-	conn    net.Conn      // pc, or a TLS connection over it
+	conn    net.Conn      // pc, or a TLS connection over it; under tap when observed
+	tap     *tap          // nil without an Observer
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	timeout time.Duration
@@ -121,8 +125,9 @@ func (h *handshake) explain(err error) error {
 // logging in: TLS or STARTTLS as configured, greeting read, capabilities
 // known. The handshake must finish within o.DialTimeout and ctx; the
 // returned Conn has no deadline left, commands bring their own.
-func Connect(ctx context.Context, o Options) (*Conn, error) {
-	c, err := connect(ctx, o)
+func Connect(ctx context.Context, o Options) (c *Conn, err error) {
+	defer observeDial(o, &err)
+	c, err = connect(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", o.Address, err)
 	}
@@ -132,12 +137,20 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	return c, nil
 }
 
+// observeDial tells o's Observer how a dial ended.
+func observeDial(o Options, err *error) {
+	if o.Observer != nil {
+		o.Observer.Dialed(dialOutcome(*err))
+	}
+}
+
 // DialConn connects like Connect and logs in with cred: SASL PLAIN with
 // cred.User as authorization identity when cred.MasterUser is set (a
 // master login), else LOGIN. A login the server refuses for the
 // credentials wraps ErrLoginRefused and the server's *ServerError.
-func DialConn(ctx context.Context, o Options, cred Credentials) (*Conn, error) {
-	c, err := connect(ctx, o)
+func DialConn(ctx context.Context, o Options, cred Credentials) (c *Conn, err error) {
+	defer observeDial(o, &err)
+	c, err = connect(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", o.Address, err)
 	}
@@ -195,6 +208,10 @@ func connect(ctx context.Context, o Options) (*Conn, error) {
 	}
 	c := &Conn{addr: o.Address, pc: &progressConn{Conn: raw, clock: newClock()}, timeout: o.CommandTimeout}
 	c.conn = c.pc
+	if o.Observer != nil {
+		c.tap = newTap(c.pc, o.Observer)
+		c.conn = c.tap
+	}
 	c.hs = &handshake{ctx: ctx, d: o.DialTimeout, stopCtx: context.AfterFunc(ctx, func() { raw.Close() })}
 	if o.DialTimeout > 0 {
 		_ = raw.SetDeadline(time.Now().Add(o.DialTimeout))
@@ -265,6 +282,10 @@ func (c *Conn) startTLS(ctx context.Context, tc *tls.Config) error {
 		return fmt.Errorf("tls handshake: %w", err)
 	}
 	c.conn = t
+	if c.tap != nil {
+		c.tap.Conn = t
+		c.conn = c.tap
+	}
 	return nil
 }
 

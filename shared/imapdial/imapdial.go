@@ -95,6 +95,12 @@ func TLSConfig(s config.IMAP) (*tls.Config, error) {
 // Dial connects to s and logs in with cred (see DialConn), and hands the
 // logged-in connection to a go-imap client. opts may be nil.
 func Dial(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient.Options) (*imapclient.Client, error) {
+	return DialObserved(ctx, s, cred, opts, nil)
+}
+
+// DialObserved is Dial with obs (nil: none) timing the connection's
+// commands and told how the dial ended.
+func DialObserved(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient.Options, obs Observer) (*imapclient.Client, error) {
 	if s.Address == "" {
 		return nil, errors.New("no server address configured")
 	}
@@ -102,6 +108,7 @@ func Dial(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", s.Address, err)
 	}
+	o.Observer = obs
 	c, err := DialConn(ctx, o, cred)
 	if err != nil {
 		return nil, err

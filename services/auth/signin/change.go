@@ -23,7 +23,8 @@ type ChangeRequest struct {
 // ChangePassword proves the current password, sets the new one at the
 // target provider and locally, and emits user.password.updated. Policy
 // errors come first and are specific; credential errors are generic.
-func (s *Service) ChangePassword(ctx context.Context, r ChangeRequest) (Result, error) {
+func (s *Service) ChangePassword(ctx context.Context, r ChangeRequest) (_ Result, err error) {
+	defer func() { s.opt.Metrics.PasswordChange(Outcome(err)) }()
 	start := time.Now()
 	email, err := checkInput(r.Email, r.CurrentPassword)
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/mailferry/mailferry/services/auth/policy"
 	"github.com/mailferry/mailferry/services/auth/ratelimit"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 // MaxPasswordBytes bounds any password the service reads: hashing a
@@ -150,6 +151,9 @@ type Options struct {
 	// VerifyHash checks a password against a stored hash (passhash.Verify
 	// when nil); tests observe the service's hashing through it.
 	VerifyHash func(password, stored string) (bool, error)
+	// Metrics counts sign-ins and password changes by outcome, and
+	// lockouts (nil: nothing is counted).
+	Metrics *metrics.Metrics
 }
 
 // Service signs users in and changes their passwords.
@@ -194,9 +198,10 @@ func Argon2FromConfig(c authconfig.Argon2) passhash.Argon2Params {
 
 // Login checks email's password for client (the caller's address: an IP
 // address, or any name when there is none).
-func (s *Service) Login(ctx context.Context, email, password, client string) (Result, error) {
+func (s *Service) Login(ctx context.Context, email, password, client string) (_ Result, err error) {
+	defer func() { s.opt.Metrics.SignIn(Outcome(err)) }()
 	start := time.Now()
-	email, err := checkInput(email, password)
+	email, err = checkInput(email, password)
 	if err != nil {
 		return Result{}, err
 	}
@@ -279,6 +284,7 @@ func (s *Service) failed(ctx context.Context, att *ratelimit.Attempt, email, cli
 		ev := s.opt.Log.Warn().Str("email", email).Str("client", client).Str("op", op)
 		if d := att.LockedFor(); d > 0 {
 			ev = ev.Dur("locked_for", d)
+			s.opt.Metrics.Lockout()
 		}
 		ev.Msg("bad credentials")
 		s.waitUntil(ctx, start.Add(s.opt.FailureTime))
@@ -296,6 +302,34 @@ func (s *Service) failed(ctx context.Context, att *ratelimit.Attempt, email, cli
 	s.opt.Log.Error().Err(err).Str("email", email).Str("client", client).Str("op", op).Msg("password check failed")
 	s.waitUntil(ctx, start.Add(s.opt.FailureTime))
 	return err
+}
+
+// Outcome names how a sign-in or password change ended, for metrics:
+// ok, bad_credentials, limited, invalid, policy, busy, unavailable or
+// error.
+func Outcome(err error) string {
+	var (
+		input   *InputError
+		pol     *PolicyError
+		limited *LimitedError
+	)
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrBadCredentials):
+		return "bad_credentials"
+	case errors.As(err, &limited):
+		return "limited"
+	case errors.As(err, &input):
+		return "invalid"
+	case errors.As(err, &pol):
+		return "policy"
+	case errors.Is(err, ErrBusy):
+		return "busy"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	}
+	return "error"
 }
 
 // waitUntil sleeps until t or until ctx ends.

@@ -12,11 +12,12 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 func main() { daemon.Main("dnsctl", dnsctl.CheckConfig, Run) }
 
 // Run runs the dnsctl service until ctx ends.
-func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
-	return (&dnsctl.Service{Config: cfg, Broker: b, Log: log}).Run(ctx)
+func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
+	return (&dnsctl.Service{Config: cfg, Broker: b, Log: log, Metrics: m}).Run(ctx)
 }

@@ -10,15 +10,16 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 func main() { daemon.Main("extractor", extractor.CheckConfig, Run) }
 
 // Run runs the extractor until ctx ends.
-func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
 	s, err := extractor.LoadSettings(cfg)
 	if err != nil {
 		return err
 	}
-	return (&extractor.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
+	return (&extractor.Service{Config: cfg, Settings: s, Broker: b, Log: log, Metrics: m}).Run(ctx)
 }

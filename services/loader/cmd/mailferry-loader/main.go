@@ -10,15 +10,16 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 func main() { daemon.Main("loader", loader.CheckConfig, Run) }
 
 // Run runs the loader until ctx ends.
-func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) error {
+func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
 	s, err := loader.LoadSettings(cfg)
 	if err != nil {
 		return err
 	}
-	return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log}).Run(ctx)
+	return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log, Metrics: m}).Run(ctx)
 }
