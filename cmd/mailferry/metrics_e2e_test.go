@@ -40,6 +40,7 @@ func scrape(ctx context.Context, url string) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
+	req.SetBasicAuth(metricsUser, metricsPassword)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -48,6 +49,12 @@ func scrape(ctx context.Context, url string) (int, string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
 }
+
+// The daemons' metrics credentials.
+const (
+	metricsUser     = "prometheus"
+	metricsPassword = "a-scrape-password"
+)
 
 // sample reads the value of the series named by its text (name and
 // labels as printed) from a scrape; -1 when absent.
@@ -103,7 +110,12 @@ func TestDaemonsServeMetricsThatPromtoolAcceptsAfterARealMigration(t *testing.T)
 	natsConf := fmt.Sprintf("nats: {url: nats://127.0.0.1:%d, user: %s, password_file: %s}\n", port, broker.DefaultUser, filepath.Join(dataDir, broker.PasswordFileName))
 	conf := filepath.Join(p.Dir, "daemons.yaml")
 	body := strings.Replace(string(raw), "nats:\n  data_dir: "+dataDir+"\n", natsConf, 1)
-	if err := os.WriteFile(conf, []byte(body+"extractor: {concurrency: 2}\nloader: {concurrency: 2}\n"), 0o600); err != nil {
+	pwFile := filepath.Join(p.Dir, "metrics.password")
+	if err := os.WriteFile(pwFile, []byte(metricsPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	metricsConf := fmt.Sprintf("metrics: {user: %s, password_file: %s}\n", metricsUser, pwFile)
+	if err := os.WriteFile(conf, []byte(body+"extractor: {concurrency: 2}\nloader: {concurrency: 2}\n"+metricsConf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	serverConf := filepath.Join(p.Dir, "nats.yaml")

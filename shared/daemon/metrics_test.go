@@ -22,7 +22,8 @@ func TestAMetricsSectionThatWouldExposeTheEndpointIsRefusedBeforeTheBrokerStarts
 	tests := []struct {
 		name, section, want string
 	}{
-		{"beyond loopback without TLS and auth", "metrics: {listen: '0.0.0.0:9464'}", "not a loopback address"},
+		{"without authentication", "metrics: {listen: '127.0.0.1:9464'}", "requires authentication"},
+		{"beyond loopback without TLS", "metrics: {listen: '0.0.0.0:9464', user: prom, password_file: pw}", "not a loopback address"},
 		{"an unknown key", "metrics: {listen: '127.0.0.1:9464', pasword_file: x}", "field pasword_file not found"},
 	}
 	for _, tt := range tests {
@@ -57,7 +58,11 @@ func TestAMetricsSectionThatWouldExposeTheEndpointIsRefusedBeforeTheBrokerStarts
 func TestAServiceGetsTheMetricsOfItsProcess(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "svc.yaml")
-	if err := os.WriteFile(path, []byte("nats: {data_dir: nats}\nmetrics: {listen: '127.0.0.1:0'}\nlog: {level: error}\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "metrics.pw"), []byte("a-test-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "nats: {data_dir: nats}\nmetrics: {listen: '127.0.0.1:0', user: prom, password_file: metrics.pw}\nlog: {level: error}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)

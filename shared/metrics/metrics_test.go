@@ -25,25 +25,26 @@ import (
 	"github.com/mailferry/mailferry/shared/testenv/configtest"
 )
 
-func TestTheSettingsRefuseAnEndpointBeyondLoopbackWithoutTLSAndAuthentication(t *testing.T) {
+func TestTheSettingsRefuseAnEndpointWithoutAuthenticationAndBeyondLoopbackWithoutTLS(t *testing.T) {
 	tests := []struct {
 		name string
 		yaml string
 		want string // "" when accepted
 	}{
 		{"no section: no listener", "", ""},
-		{"loopback v4", "metrics: {listen: 127.0.0.1:9464}", ""},
-		{"loopback v6", "metrics: {listen: '[::1]:9464'}", ""},
-		{"localhost", "metrics: {listen: 'localhost:9464'}", ""},
-		{"all interfaces", "metrics: {listen: ':9464'}", "not a loopback address"},
-		{"a LAN address", "metrics: {listen: '10.0.0.5:9464'}", "not a loopback address"},
-		{"TLS without auth", "metrics: {listen: '0.0.0.0:9464', cert_file: c.pem, key_file: k.pem}", "not a loopback address"},
+		{"loopback v4", "metrics: {listen: 127.0.0.1:9464, user: prom, password_file: pw}", ""},
+		{"loopback v6", "metrics: {listen: '[::1]:9464', user: prom, password_file: pw}", ""},
+		{"localhost", "metrics: {listen: 'localhost:9464', user: prom, password_file: pw}", ""},
+		{"loopback without auth", "metrics: {listen: 127.0.0.1:9464}", "every listener requires authentication"},
+		{"all interfaces", "metrics: {listen: ':9464', user: prom, password_file: pw}", "not a loopback address"},
+		{"a LAN address", "metrics: {listen: '10.0.0.5:9464', user: prom, password_file: pw}", "not a loopback address"},
+		{"TLS without auth", "metrics: {listen: '0.0.0.0:9464', cert_file: c.pem, key_file: k.pem}", "every listener requires authentication"},
 		{"auth without TLS", "metrics: {listen: '0.0.0.0:9464', user: prom, password_file: pw}", "not a loopback address"},
 		{"TLS and auth", "metrics: {listen: '0.0.0.0:9464', cert_file: c.pem, key_file: k.pem, user: prom, password_file: pw}", ""},
-		{"half a key pair", "metrics: {listen: 127.0.0.1:9464, cert_file: c.pem}", "cert_file and key_file go together"},
+		{"half a key pair", "metrics: {listen: 127.0.0.1:9464, user: prom, password_file: pw, cert_file: c.pem}", "cert_file and key_file go together"},
 		{"a user without password", "metrics: {listen: 127.0.0.1:9464, user: prom}", "user and password_file go together"},
 		{"an unknown key", "metrics: {listen: 127.0.0.1:9464, port: 9}", "field port not found"},
-		{"no port", "metrics: {listen: 127.0.0.1}", "missing port"},
+		{"no port", "metrics: {listen: 127.0.0.1, user: prom, password_file: pw}", "missing port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,11 +80,21 @@ func TestServeWithoutListenOpensNothing(t *testing.T) {
 	}
 }
 
+// testPassword is the basic-auth password of the servers serve starts
+// without credentials of their own (user "prom").
+const testPassword = "a-test-password"
+
 // serve starts a server on a free loopback port, closed with the test.
 func serve(t *testing.T, s Settings, m *Metrics) *Server {
 	t.Helper()
 	if s.Listen == "" {
 		s.Listen = "127.0.0.1:0"
+	}
+	if s.User == "" {
+		s.User, s.PasswordFile = "prom", filepath.Join(t.TempDir(), "pw")
+		if err := os.WriteFile(s.PasswordFile, []byte(testPassword+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv, err := Serve(s, m, zerolog.Nop())
 	if err != nil {
@@ -137,13 +148,18 @@ func TestTheEndpointsAnswerHealthReadinessAndMetrics(t *testing.T) {
 	m.IMAP("source").Command("UID FETCH", 20*time.Millisecond)
 	m.IMAP("source").Command("XYZZY", time.Millisecond)
 
-	if code, body := get(t, http.DefaultClient, base+"/healthz", "", ""); code != 200 || body != "ok\n" {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, _ := get(t, http.DefaultClient, base+path, "", ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without credentials: %d, want 401", path, code)
+		}
+	}
+	if code, body := get(t, http.DefaultClient, base+"/healthz", "prom", testPassword); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz: %d %q, want 200 ok", code, body)
 	}
-	if code, body := get(t, http.DefaultClient, base+"/readyz", "", ""); code != 200 {
+	if code, body := get(t, http.DefaultClient, base+"/readyz", "prom", testPassword); code != 200 {
 		t.Errorf("/readyz: %d %q, want 200", code, body)
 	}
-	code, body := get(t, http.DefaultClient, base+"/metrics", "", "")
+	code, body := get(t, http.DefaultClient, base+"/metrics", "prom", testPassword)
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
@@ -168,7 +184,7 @@ func TestTheEndpointsAnswerHealthReadinessAndMetrics(t *testing.T) {
 	}
 
 	brokerDown = errors.New("connection reconnecting")
-	if code, body := get(t, http.DefaultClient, base+"/readyz", "", ""); code != 503 || !strings.Contains(body, "broker: connection reconnecting") {
+	if code, body := get(t, http.DefaultClient, base+"/readyz", "prom", testPassword); code != 503 || !strings.Contains(body, "broker: connection reconnecting") {
 		t.Errorf("/readyz with the broker down: %d %q, want 503 naming the broker", code, body)
 	}
 }
@@ -265,11 +281,22 @@ func TestServeRefusesAPasswordFileOthersMayRead(t *testing.T) {
 	}
 }
 
-func TestServeRefusesANonLoopbackAddressWithoutTLSAndAuthentication(t *testing.T) {
-	srv, err := Serve(Settings{Listen: "0.0.0.0:0"}, New(), zerolog.Nop())
+func TestServeRefusesAListenerWithoutAuthentication(t *testing.T) {
+	srv, err := Serve(Settings{Listen: "127.0.0.1:0"}, New(), zerolog.Nop())
 	if err == nil {
 		_ = srv.Close(context.Background())
-		t.Fatal("listening on all interfaces without TLS and authentication")
+		t.Fatal("listening on loopback without authentication")
+	}
+	if !strings.Contains(err.Error(), "requires authentication") {
+		t.Errorf("error %q, want it to ask for user and password_file", err)
+	}
+}
+
+func TestServeRefusesANonLoopbackAddressWithoutTLS(t *testing.T) {
+	srv, err := Serve(Settings{Listen: "0.0.0.0:0", User: "prom", PasswordFile: "pw"}, New(), zerolog.Nop())
+	if err == nil {
+		_ = srv.Close(context.Background())
+		t.Fatal("listening on all interfaces without TLS")
 	}
 	if !strings.Contains(err.Error(), "not a loopback address") {
 		t.Errorf("error %q, want it to say the address is not loopback", err)

@@ -17,10 +17,14 @@ const Section = "metrics"
 //
 //	metrics:
 //	  listen: 127.0.0.1:9464
+//	  user: prometheus
+//	  password_file: /etc/mailferry/metrics.password
 //
-// Without listen there is no listener. A listen address beyond loopback
-// needs TLS (cert_file, key_file) and basic authentication (user,
-// password_file): no endpoint is open to the network unauthenticated.
+// Without listen there is no listener. Every listener requires basic
+// authentication (user, password_file), loopback included: no listener
+// of mailferry is open to whoever can reach it. Beyond loopback it also
+// needs TLS (cert_file, key_file), or the password crosses the network in
+// clear.
 type Settings struct {
 	// Listen is host:port; empty: no listener.
 	Listen string `yaml:"listen"`
@@ -67,7 +71,10 @@ func (s Settings) Check() error {
 	if err != nil {
 		return fmt.Errorf("listen %q: %w", s.Listen, err)
 	}
-	if !loopback(host) && (s.CertFile == "" || s.User == "") {
+	if s.User == "" {
+		return fmt.Errorf("listen %q: set user and password_file: every listener requires authentication", s.Listen)
+	}
+	if !loopback(host) && s.CertFile == "" {
 		return fmt.Errorf("listen %q is not a loopback address: set cert_file, key_file, user and password_file (TLS and basic authentication)", s.Listen)
 	}
 	return nil
