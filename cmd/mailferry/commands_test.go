@@ -30,7 +30,7 @@ var commandFlags = map[string][]string{
 	"deadletter show":  {"c", "seq"},
 	"deadletter retry": {"all", "c", "mailbox", "seq", "wait"},
 	"replay":           {"c", "folder", "from-seq", "mailbox", "since", "wait"},
-	"nats":             {"c"},
+	"nats":             {"c", "config"},
 	"extractor":        {"c"},
 	"loader":           {"c"},
 	"dnsctl":           {"c"},

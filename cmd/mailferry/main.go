@@ -156,12 +156,41 @@ loader daemons started elsewhere.`,
 	replay,
 	{
 		Name:      "nats",
-		UsageLine: "[-c FILE]",
+		UsageLine: "[-c FILE] [-config NATS-SERVER.CONF]",
 		Short:     "run a nats-server with JetStream on nats.listen and nats.data_dir",
 		Long: `Nats runs the same embedded nats-server migrate starts, as a process of its
 own, for daemons on other machines; nats.listen must be set and nats.url
-empty.`,
-		Setup: withConfig(func(*flag.FlagSet) func(context.Context, *session) error { return runNATS }),
+empty.
+
+With -config it runs the server a nats-server configuration file describes
+instead (the format of nats-server -c, read by the server's own parser: a
+node of a JetStream cluster, see deploy/nats), and declares no streams: the
+services declare theirs. A file under which a listener would take a
+connection without authentication is refused. -c is then read only when
+given (for its log section).`,
+		Setup: func(fs *flag.FlagSet) command.Run {
+			path := command.ConfigFlag(fs)
+			serverConf := fs.String("config", "", "run the server this nats-server configuration file describes")
+			return func(ctx context.Context, stdout, stderr io.Writer) error {
+				if *serverConf == "" {
+					s, err := load(*path, stdout, stderr)
+					if err != nil {
+						return err
+					}
+					return runNATS(ctx, s)
+				}
+				s := &session{cfg: &config.Config{}, stdout: stdout, stderr: stderr}
+				if flagSet(fs, "c") {
+					var err error
+					if s, err = load(*path, stdout, stderr); err != nil {
+						return err
+					}
+				} else {
+					s.log, _ = logging.New(stderr, "info", "json", "") // valid constants
+				}
+				return runNATSConfig(ctx, s, *serverConf)
+			}
+		},
 	},
 	daemon.Command("extractor", "run the extractor service", extractor.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
 		s, err := extractor.LoadSettings(cfg)
@@ -295,6 +324,26 @@ func runNATS(ctx context.Context, s *session) error {
 	log.Info().Str("listen", cfg.NATS.Listen).Str("data_dir", cfg.NATS.DataDir).Msg("nats-server running")
 	<-ctx.Done()
 	return nil
+}
+
+// runNATSConfig runs the nats-server the configuration file at path
+// describes (mailferry nats -config).
+func runNATSConfig(ctx context.Context, s *session, path string) error {
+	opts, err := broker.ServerOptions(path)
+	if err != nil {
+		return &command.ConfigError{Err: err}
+	}
+	// A node of its own: no default heap limit (it holds replicas of
+	// every stream); memory_limit of -c's file or GOMEMLIMIT set one.
+	daemon.LimitMemory(s.cfg, 0, s.log)
+	return broker.RunServer(ctx, opts, s.log)
+}
+
+// flagSet reports whether the command line gave the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func runStatus(ctx context.Context, s *session, asJSON, watch bool) error {

@@ -40,6 +40,12 @@ const (
 	StoreBodies       = "mf_bodies"
 )
 
+// publishAckTimeout bounds the wait for the acknowledgement of an
+// asynchronous publish. A node of a cluster that dies between taking a
+// message and answering leaves no one to answer; in a healthy cluster an
+// acknowledgement takes milliseconds.
+const publishAckTimeout = 15 * time.Second
+
 // Broker is a connection to JetStream with the shared resources declared.
 type Broker struct {
 	Conn *nats.Conn
@@ -159,7 +165,11 @@ func Connect(ctx context.Context, cfg config.NATS, name string, log zerolog.Logg
 		return nil, fmt.Errorf("connect to nats: %w", err)
 	}
 	b.Conn = nc
-	if b.JS, err = jetstream.New(nc); err != nil {
+	// An acknowledgement a dying stream leader never sent would otherwise
+	// be waited for forever: after publishAckTimeout the publisher's
+	// future fails, and the extractor publishes again (the broker drops
+	// a duplicate by its Nats-Msg-Id).
+	if b.JS, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishAckTimeout)); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
