@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
@@ -305,13 +306,44 @@ func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, l
 	// Chunks of half the broker's largest message instead of nats.go's
 	// 128 KiB: a quarter of the publishes and acks for the same bytes.
 	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: bodyChunkBytes}}
-	_, err := fx.svc.Broker.Bodies.Put(ctx, meta, io.TeeReader(lit, sums))
+	info, err := fx.svc.Broker.Bodies.Put(ctx, meta, io.TeeReader(lit, sums))
+	if err == nil {
+		err = fx.checkStored(ctx, info)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store large body (%d bytes): %w", size, err)
 	}
 	rec.Object = name
 	return nil, nil
 }
+
+// checkStored counts the chunks the object store's stream holds of a body
+// just stored. Chunks carry no message id: one whose acknowledgement was
+// lost in a leader change and that nats.go published again is stored
+// twice, and the body would read back longer than it is, its digest
+// wrong, for every loader that tries it. Such a body is deleted and the
+// extraction fails, to be taken again.
+func (fx *folderExtraction) checkStored(ctx context.Context, info *jetstream.ObjectInfo) error {
+	st, err := fx.svc.Broker.JS.Stream(ctx, "OBJ_"+broker.StoreBodies)
+	if err != nil {
+		return fmt.Errorf("check stored chunks: %w", err)
+	}
+	subj := "$O." + broker.StoreBodies + ".C." + info.NUID
+	si, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return fmt.Errorf("check stored chunks: %w", err)
+	}
+	if got := si.State.Subjects[subj]; got != uint64(info.Chunks) {
+		if derr := fx.svc.Broker.Bodies.Delete(ctx, info.Name); derr != nil {
+			fx.log.Warn().Err(derr).Str("object", info.Name).Msg("delete a body stored with extra chunks")
+		}
+		return fmt.Errorf("%w: %s holds %d chunks, %d were sent", errChunksDuplicated, info.Name, got, info.Chunks)
+	}
+	return nil
+}
+
+// errChunksDuplicated is a large body stored with more chunks than sent.
+var errChunksDuplicated = errors.New("large body stored with extra chunks")
 
 // bodyChunkBytes is the object store's chunk size for large bodies: half
 // of the 1 MiB max_payload the embedded server sets and a NATS server's

@@ -29,6 +29,11 @@ func FuzzParseAndWrap(f *testing.F) {
 			// What follows "want" is the fixed shape a hash must have,
 			// not the stored value: a hash may begin like it.
 			msg, _, _ := strings.Cut(e.Error(), "want ")
+			// The scheme may be named, as {SCHEME} (upper case, without
+			// an encoding suffix), even when the hash repeats its text.
+			scheme := strings.ToUpper(strings.TrimPrefix(name, "{"))
+			base, _, _ := strings.Cut(scheme, ".")
+			msg = strings.ReplaceAll(strings.ReplaceAll(msg, "{"+scheme+"}", "{}"), "{"+base+"}", "{}")
 			if len(data) >= 12 && strings.Contains(msg, data) && !strings.Contains(strings.ToUpper(name), strings.ToUpper(data)) {
 				t.Fatalf("error quotes the hash: %v", e)
 			}
