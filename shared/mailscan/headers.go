@@ -204,10 +204,12 @@ func display(v string, decode bool) string {
 			space = b.Len() > 0
 			continue
 		}
-		if space {
+		// The space a run of white space became counts too.
+		if space && n < maxFieldRunes {
 			b.WriteByte(' ')
-			space = false
+			n++
 		}
+		space = false
 		if n == maxFieldRunes {
 			b.WriteString("…")
 			break

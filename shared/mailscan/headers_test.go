@@ -35,9 +35,11 @@ func TestParseHeaderGivesDisplayTextAndNeverFails(t *testing.T) {
 			}
 		})
 	}
-	long := ParseHeader([]byte("Subject: " + strings.Repeat("x", 1000) + "\r\n\r\n")).Subject
-	if n := len([]rune(long)); n != maxFieldRunes+1 || !strings.HasSuffix(long, "…") {
-		t.Errorf("a 1000-character subject is shown as %d runes (%q...), want %d and an ellipsis", n, long[:10], maxFieldRunes+1)
+	for _, words := range []string{strings.Repeat("x", 1000), strings.Repeat("x ", 500), "xxxxx " + strings.Repeat("x", 995)} {
+		long := ParseHeader([]byte("Subject: " + words + "\r\n\r\n")).Subject
+		if n := len([]rune(long)); n != maxFieldRunes+1 || !strings.HasSuffix(long, "…") {
+			t.Errorf("a 1000-character subject %q... is shown as %d runes (%q...), want %d and an ellipsis", words[:10], n, long[:10], maxFieldRunes+1)
+		}
 	}
 }
 
