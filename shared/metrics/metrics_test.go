@@ -2,17 +2,9 @@ package metrics
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/testenv/configtest"
+	"github.com/mailferry/mailferry/shared/testenv/tlstest"
 )
 
 func TestTheSettingsRefuseAnEndpointWithoutAuthenticationAndBeyondLoopbackWithoutTLS(t *testing.T) {
@@ -224,7 +217,7 @@ func TestANilMetricsCountsNothingAndIsReady(t *testing.T) {
 
 func TestBasicAuthOverTLSRefusesAWrongPassword(t *testing.T) {
 	dir := t.TempDir()
-	cert, key, pool := selfSigned(t, dir)
+	cert, key, pool := tlstest.SelfSigned(t, dir)
 	pw := filepath.Join(dir, "metrics.pw")
 	if err := os.WriteFile(pw, []byte("s3cret-metrics\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -266,7 +259,7 @@ func TestBasicAuthOverTLSRefusesAWrongPassword(t *testing.T) {
 
 func TestServeRefusesAPasswordFileOthersMayRead(t *testing.T) {
 	dir := t.TempDir()
-	cert, key, _ := selfSigned(t, dir)
+	cert, key, _ := tlstest.SelfSigned(t, dir)
 	pw := filepath.Join(dir, "metrics.pw")
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -301,41 +294,4 @@ func TestServeRefusesANonLoopbackAddressWithoutTLS(t *testing.T) {
 	if !strings.Contains(err.Error(), "not a loopback address") {
 		t.Errorf("error %q, want it to say the address is not loopback", err)
 	}
-}
-
-// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "metrics test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(c)
-	return certFile, keyFile, pool
 }

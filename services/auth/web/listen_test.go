@@ -2,55 +2,17 @@ package web
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mailferry/mailferry/services/auth/authconfig"
+	"github.com/mailferry/mailferry/shared/testenv/tlstest"
 )
 
-// selfSigned writes a certificate and key for 127.0.0.1 and returns their
-// paths and a pool trusting the certificate.
-func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 func TestTLSListenerServesModernTLSOnly(t *testing.T) {
-	certFile, keyFile, pool := selfSigned(t)
+	certFile, keyFile, pool := tlstest.SelfSigned(t, t.TempDir())
 	ln, err := Listen(authconfig.Auth{Listen: "127.0.0.1:0", TLS: authconfig.TLS{CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"}})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +52,7 @@ func TestTLSListenerServesModernTLSOnly(t *testing.T) {
 // TestTLS12OffersOnlyForwardSecretAEADSuites: a TLS 1.2 client that
 // offers only CBC or SHA-1 suites is refused; the AEAD suites work.
 func TestTLS12OffersOnlyForwardSecretAEADSuites(t *testing.T) {
-	certFile, keyFile, pool := selfSigned(t) // an ECDSA certificate
+	certFile, keyFile, pool := tlstest.SelfSigned(t, t.TempDir()) // an ECDSA certificate
 	ln, err := Listen(authconfig.Auth{Listen: "127.0.0.1:0", TLS: authconfig.TLS{CertFile: certFile, KeyFile: keyFile, MinVersion: "1.2"}})
 	if err != nil {
 		t.Fatal(err)
