@@ -75,3 +75,9 @@ func (s Settings) loaded() bool { return s.Concurrency != 0 }
 // errNoSettings is a Service made without LoadSettings: its zero Settings
 // would put every body in the object store and checkpoint every message.
 var errNoSettings = errors.New("extractor: Service.Settings not set (make them with LoadSettings)")
+
+// AtOnce is how many mailboxes the extractor extracts at once: its
+// concurrency, bounded by source.connections (one connection each).
+func (s Settings) AtOnce(cfg *config.Config) int {
+	return min(s.Concurrency, cfg.Source.Connections)
+}

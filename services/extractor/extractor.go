@@ -59,7 +59,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Durable: "extractor",
 		AckWait: s.Config.NATS.JobAckWait.Std(),
 		// One source connection per mailbox being extracted.
-		Concurrency: min(s.Settings.Concurrency, s.Config.Source.Connections),
+		Concurrency: s.Settings.AtOnce(s.Config),
 	}, s.Log, s.handle)
 }
 
@@ -68,7 +68,7 @@ func (s *Service) Run(ctx context.Context) error {
 // mailboxes extracted at once gets an equal share, at least one inline
 // record's worth.
 func (s *Service) pendingPerMailbox() int64 {
-	n := int64(max(1, min(s.Settings.Concurrency, s.Config.Source.Connections)))
+	n := int64(max(1, s.Settings.AtOnce(s.Config)))
 	return max(s.Config.NATS.MaxPendingBytes/n, maxInlineBytes+512)
 }
 

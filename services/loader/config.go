@@ -76,3 +76,9 @@ func (s Settings) loaded() bool { return s.Concurrency != 0 }
 // errNoSettings is a Service made without LoadSettings: its zero Settings
 // would flush after every message and hold no lease.
 var errNoSettings = errors.New("loader: Service.Settings not set (make them with LoadSettings)")
+
+// AtOnce is how many mailboxes the loader loads at once: its concurrency,
+// bounded by target.connections (two connections each), at least one.
+func (s Settings) AtOnce(cfg *config.Config) int {
+	return min(s.Concurrency, max(1, cfg.Target.Connections/2))
+}

@@ -82,7 +82,7 @@ func (s *Service) Run(ctx context.Context) error {
 		AckWait: s.Config.NATS.JobAckWait.Std(),
 		// Two target connections per mailbox being loaded: one for
 		// folders and reconciliation, one for appends.
-		Concurrency: min(s.Settings.Concurrency, max(1, s.Config.Target.Connections/2)),
+		Concurrency: s.Settings.AtOnce(s.Config),
 	}, s.Log, s.handle)
 }
 

@@ -2,15 +2,11 @@ package broker
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -56,21 +52,8 @@ func serverCredentials(cfg config.NATS, log zerolog.Logger) (user, password stri
 	if !errors.Is(err, fs.ErrNotExist) {
 		return "", "", err
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", "", fmt.Errorf("make broker password: %w", err)
-	}
-	pw = base64.RawURLEncoding.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", "", fmt.Errorf("write broker password: %w", err)
-	}
-	if _, err := f.WriteString(pw + "\n"); err != nil {
-		f.Close()
-		return "", "", fmt.Errorf("write broker password: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return "", "", fmt.Errorf("write broker password: %w", err)
+	if pw, err = config.MakeSecretFile(path); err != nil {
+		return "", "", fmt.Errorf("broker %w", err)
 	}
 	log.Info().Str("user", DefaultUser).Str("password_file", path).Msg("broker credentials made: clients set nats.user and nats.password_file to them")
 	return DefaultUser, pw, nil
@@ -129,18 +112,10 @@ func secureListener(opts *server.Options, cfg config.NATS, log zerolog.Logger) e
 		opts.TLSConfig, opts.TLS = tc, true
 		return nil
 	}
-	if !loopback(opts.Host) {
+	if !config.Loopback(opts.Host) {
 		return fmt.Errorf("nats.listen %s is not a loopback address: set nats.listen_cert_file and nats.listen_key_file (TLS), or listen on 127.0.0.1", cfg.Listen)
 	}
 	return nil
-}
-
-func loopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // pinOwnCertificate is the TLS configuration of this process's in-process

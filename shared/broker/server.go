@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/config"
 )
 
 // ServerOptions reads a nats-server configuration file with the server
@@ -65,7 +67,7 @@ func CheckListeners(opts *server.Options) error {
 		if host == "" {
 			host = opts.Host
 		}
-		if !loopback(host) {
+		if !config.Loopback(host) {
 			return fmt.Errorf("the monitoring port listens on %q, which has no authentication: set http to a loopback address (http: 127.0.0.1:8222) or remove it", listenHost(host))
 		}
 	}
@@ -92,7 +94,7 @@ func listenHost(host string) string {
 // network in the clear.
 func RunServer(ctx context.Context, opts *server.Options, log zerolog.Logger) error {
 	opts.NoSigs = true // ctx is the process's signals
-	if !opts.TLS && !loopback(opts.Host) {
+	if !opts.TLS && !config.Loopback(opts.Host) {
 		log.Warn().Str("host", listenHost(opts.Host)).Int("port", opts.Port).Msg("clients connect without TLS: passwords cross the network in the clear; set the tls block")
 	}
 	srv, err := server.NewServer(opts)

@@ -9,8 +9,11 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -359,4 +362,34 @@ func Secret(env, file string) (string, error) {
 		return "", fmt.Errorf("secret: %s is empty", file)
 	}
 	return v, nil
+}
+
+// Loopback reports whether host (of a listen address) names only this
+// machine: localhost or a loopback IP. Listeners beyond it need TLS.
+func Loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// MakeSecretFile writes a new random password (32 bytes, base64url) to
+// path, mode 0600, refusing to replace a file there, and returns it: for
+// a listener that makes its own credentials on first start.
+func MakeSecretFile(path string) (string, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("make password: %w", err)
+	}
+	pw := base64.RawURLEncoding.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("write password: %w", err)
+	}
+	_, werr := f.WriteString(pw + "\n")
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return "", fmt.Errorf("write password %s: %w", path, err)
+	}
+	return pw, nil
 }

@@ -2,19 +2,17 @@ package metrics
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/httpauth"
 )
 
 // Server serves /metrics, /healthz and /readyz until Close.
@@ -40,18 +38,12 @@ func Serve(s Settings, m *Metrics, log zerolog.Logger) (*Server, error) {
 	if err := s.Check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", Section, err)
 	}
-	var h http.Handler = mux(m)
-	if s.User != "" {
-		pw, err := config.ReadSecretFile(s.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s password: %w", Section, err)
-		}
-		password := strings.TrimRight(string(pw), "\r\n")
-		if password == "" {
-			return nil, fmt.Errorf("%s password: %s is empty", Section, s.PasswordFile)
-		}
-		h = basicAuth(s.User, password, h)
+	// Check required the credentials.
+	password, err := config.Secret("", s.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s password: %w", Section, err)
 	}
+	h := httpauth.Basic("mailferry metrics", s.User, password, mux(m))
 	ln, err := net.Listen("tcp", s.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("%s listen: %w", Section, err)
@@ -71,7 +63,7 @@ func Serve(s Settings, m *Metrics, log zerolog.Logger) (*Server, error) {
 			log.Error().Err(err).Str("listen", ln.Addr().String()).Msg("metrics server stopped")
 		}
 	}()
-	log.Info().Str("listen", ln.Addr().String()).Bool("tls", tls).Bool("basic_auth", s.User != "").Msg("serving /metrics, /healthz, /readyz")
+	log.Info().Str("listen", ln.Addr().String()).Bool("tls", tls).Msg("serving /metrics, /healthz, /readyz")
 	return out, nil
 }
 
@@ -112,20 +104,4 @@ func mux(m *Metrics) *http.ServeMux {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mx
-}
-
-// basicAuth requires user and password of every request, compared in
-// constant time.
-func basicAuth(user, password string, next http.Handler) http.Handler {
-	wantUser, wantPassword := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, p, ok := r.BasicAuth()
-		gotUser, gotPassword := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
-		if !ok || subtle.ConstantTimeCompare(gotUser[:], wantUser[:])&subtle.ConstantTimeCompare(gotPassword[:], wantPassword[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Basic realm="mailferry metrics", charset="UTF-8"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

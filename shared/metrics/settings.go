@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 
 	"github.com/mailferry/mailferry/shared/config"
 )
@@ -74,17 +73,8 @@ func (s Settings) Check() error {
 	if s.User == "" {
 		return fmt.Errorf("listen %q: set user and password_file: every listener requires authentication", s.Listen)
 	}
-	if !loopback(host) && s.CertFile == "" {
+	if !config.Loopback(host) && s.CertFile == "" {
 		return fmt.Errorf("listen %q is not a loopback address: set cert_file, key_file, user and password_file (TLS and basic authentication)", s.Listen)
 	}
 	return nil
-}
-
-// loopback reports whether host names only loopback addresses.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
 }

@@ -68,20 +68,11 @@ func (s Settings) check() error {
 	if (s.CertFile == "") != (s.KeyFile == "") {
 		return errors.New("dashboard: set both cert_file and key_file, or neither")
 	}
-	if !loopback(host) && s.CertFile == "" {
+	if !config.Loopback(host) && s.CertFile == "" {
 		return fmt.Errorf("dashboard.listen %q is not a loopback address: set cert_file and key_file (the password travels with every request)", s.Listen)
 	}
 	if s.Interval.Std() < 100*time.Millisecond {
 		return fmt.Errorf("dashboard.interval %s: want at least 100ms", s.Interval.Std())
 	}
 	return nil
-}
-
-// loopback reports whether host names only this machine.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -7,19 +7,14 @@ package dashboard
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +24,7 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/httpauth"
 	"github.com/mailferry/mailferry/shared/job"
 )
 
@@ -178,29 +174,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // configured file's, or one made on first start.
 func (s *Server) credentials() (string, error) {
 	path := s.Settings.PasswordFile
-	b, err := config.ReadSecretFile(path)
+	pw, err := config.Secret("", path)
 	if err == nil {
-		pw := strings.TrimRight(string(b), "\r\n")
-		if pw == "" {
-			return "", fmt.Errorf("dashboard: password file %s is empty", path)
-		}
 		return pw, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("dashboard: %w", err)
 	}
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
-		return "", fmt.Errorf("dashboard: make password: %w", err)
-	}
-	pw := base64.RawURLEncoding.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("dashboard: write password: %w", err)
-	}
-	_, werr := f.WriteString(pw + "\n")
-	if err := errors.Join(werr, f.Close()); err != nil {
-		return "", fmt.Errorf("dashboard: write password: %w", err)
+	if pw, err = config.MakeSecretFile(path); err != nil {
+		return "", fmt.Errorf("dashboard: %w", err)
 	}
 	s.Log.Info().Str("user", s.Settings.User).Str("password_file", path).Msg("dashboard password made")
 	return pw, nil
@@ -274,24 +256,17 @@ func (s *Server) handler() http.Handler {
 	return s.authenticated(mux)
 }
 
-// authenticated refuses a request without the dashboard's credentials.
+// authenticated refuses a request without the dashboard's credentials
+// and keeps what it serves out of caches and frames.
 func (s *Server) authenticated(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pw, ok := r.BasicAuth()
-		userOK := subtle.ConstantTimeCompare([]byte(user), []byte(s.Settings.User)) == 1
-		pwOK := subtle.ConstantTimeCompare([]byte(pw), []byte(s.password)) == 1
-		if !ok || !userOK || !pwOK {
-			w.Header().Set("WWW-Authenticate", `Basic realm="mailferry", charset="UTF-8"`)
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-			return
-		}
+	return httpauth.Basic("mailferry", s.Settings.User, s.password, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
 		next.ServeHTTP(w, r)
-	})
+	}))
 }
 
 func (s *Server) page(w http.ResponseWriter, _ *http.Request) {

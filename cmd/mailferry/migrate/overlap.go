@@ -157,9 +157,7 @@ func verifySlots(cfg *config.Config) (during, after int) {
 	if err != nil {
 		return 0, after
 	}
-	extracting := min(es.Concurrency, cfg.Source.Connections)
-	loading := min(ls.Concurrency, max(1, cfg.Target.Connections/2))
-	during = min(cfg.Source.Connections-extracting, cfg.Target.Connections-2*loading, after)
+	during = min(cfg.Source.Connections-es.AtOnce(cfg), cfg.Target.Connections-2*ls.AtOnce(cfg), after)
 	return max(during, 0), after
 }
 
