@@ -1,30 +1,43 @@
 #!/bin/sh
-# make-secrets.sh DIR HOST:PORT...  writes DIR/secrets.conf (the cluster's
-# passwords and route URLs, included by cluster.conf) and
-# DIR/services.password (the services' nats.password_file), both mode
-# 0600, with new random passwords. The HOST:PORTs are the nodes' cluster
-# addresses (for the deployment in this directory:
-# nats1.internal:6222 nats2.internal:6222 nats3.internal:6222). Copy the
-# same secrets.conf to every node; chown it to the server's user.
-# Existing files are not overwritten.
+# make-secrets.sh DIR HOST:PORT...  writes, with new random passwords:
+#   DIR/secrets.conf        the route password and the route URLs
+#                           (included by cluster.conf);
+#   DIR/passwords.conf      a password per broker user (included by
+#                           users.conf);
+#   DIR/nats-USER.password  each user's password, for the nats.password_file
+#                           of the service that signs in as USER
+#                           (extractor, loader, dnsctl, auth, operator,
+#                           cutover, delta).
+# Every file is mode 0600. The HOST:PORTs are the nodes' cluster addresses
+# (for the deployment in this directory: nats1.internal:6222
+# nats2.internal:6222 nats3.internal:6222). Copy the same secrets.conf to
+# every node, with passwords.conf (chown them to the server's user), and
+# each password file to the
+# machines whose service uses it. Existing files are not overwritten.
 set -eu
 [ $# -ge 2 ] || { echo "usage: $0 DIR HOST:PORT..." >&2; exit 2; }
 dir=$1; shift
-for f in "$dir/secrets.conf" "$dir/services.password"; do
-	[ ! -e "$f" ] || { echo "$f exists: not overwritten" >&2; exit 1; }
+users="extractor loader dnsctl auth operator cutover delta"
+for f in secrets.conf passwords.conf $(for u in $users; do echo "nats-$u.password"; done); do
+	[ ! -e "$dir/$f" ] || { echo "$dir/$f exists: not overwritten" >&2; exit 1; }
 done
 # A letter first: nats-server's parser reads an unquoted value that
 # starts with a digit as a number.
 pw() { printf 'p%s' "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; }
-services=$(pw)
-route=$(pw)
 umask 077
+route=$(pw)
 {
-	echo "# Made by make-secrets.sh: the cluster's secrets. Mode 0600, never committed."
-	echo "SERVICES_PASSWORD: \"$services\""
+	echo "# Made by make-secrets.sh: the broker users' passwords. Mode 0600, never committed."
+	for u in $users; do
+		p=$(pw)
+		echo "$p" >"$dir/nats-$u.password"
+		echo "$(echo "$u" | tr a-z A-Z)_PASSWORD: \"$p\""
+	done
+} >"$dir/passwords.conf"
+{
+	echo "# Made by make-secrets.sh: the cluster's route secrets. Mode 0600, never committed."
 	echo "ROUTE_PASSWORD: \"$route\""
 	echo "ROUTES: ["
 	for hp in "$@"; do echo "  \"nats-route://route:$route@$hp\""; done
 	echo "]"
 } >"$dir/secrets.conf"
-echo "$services" >"$dir/services.password"

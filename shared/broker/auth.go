@@ -71,7 +71,7 @@ func clientCredentials(cfg config.NATS) (user, password string, ok bool, err err
 		}
 		return cfg.User, pw, true, nil
 	}
-	if cfg.DataDir == "" || cfg.CredsFile != "" {
+	if cfg.DataDir == "" || cfg.CredsFile != "" || cfg.NKeyFile != "" {
 		return "", "", false, nil
 	}
 	pw, err := readPassword(filepath.Join(cfg.DataDir, PasswordFileName))

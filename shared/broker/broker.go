@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -63,6 +64,8 @@ type Broker struct {
 	// all is set once DeclareAll has declared everything with cfg: Use
 	// and Await then have nothing left to declare.
 	all bool
+	// refused is the server's last permissions violation (refused.go).
+	refused atomic.Pointer[refusal]
 }
 
 // Open connects as client name (or starts the embedded server) and declares
@@ -102,18 +105,11 @@ func Connect(ctx context.Context, cfg config.NATS, name string, log zerolog.Logg
 		}),
 		// Without a handler nats.go prints asynchronous errors to stderr.
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			ev := log.Warn()
-			if errors.Is(err, nats.ErrSlowConsumer) {
-				// JetStream's pull iterators drop a status message
-				// when their channel is full and pull again; a
-				// progress sample dropped is replaced by the next.
-				ev = log.Debug()
-			}
-			if sub != nil {
-				ev = ev.Str("subject", sub.Subject)
-			}
-			ev.Err(err).Msg("nats asynchronous error")
+			b.asyncError(log, sub, err)
 		}),
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
 	url := cfg.URL
 	if url == "" {
@@ -176,10 +172,24 @@ func Connect(ctx context.Context, cfg config.NATS, name string, log zerolog.Logg
 	return b, nil
 }
 
+// clientTLS is how a client signs in other than with a password (a creds
+// or NKey seed file) and the TLS it uses.
 func clientTLS(cfg config.NATS) ([]nats.Option, error) {
 	var opts []nats.Option
 	if cfg.CredsFile != "" {
+		// nats.go reads it on every connect; refuse it once here when
+		// others may read it.
+		if _, err := config.ReadSecretFile(cfg.CredsFile); err != nil {
+			return nil, fmt.Errorf("nats.creds_file: %w", err)
+		}
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.NKeyFile != "" {
+		o, err := nkeyOption(cfg.NKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
 	}
 	if cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(cfg.CAFile))

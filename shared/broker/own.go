@@ -255,18 +255,18 @@ func (b *Broker) declare(ctx context.Context, r resource) error {
 	switch r.kind {
 	case KindStream:
 		if _, err := b.JS.CreateOrUpdateStream(ctx, r.stream(b.cfg)); err != nil {
-			return fmt.Errorf("declare stream %s: %w", r.name, err)
+			return fmt.Errorf("declare stream %s: %w", r.name, b.Explain(err))
 		}
 	case KindBucket:
 		kv, err := b.JS.CreateOrUpdateKeyValue(ctx, r.bucket(b.cfg))
 		if err != nil {
-			return fmt.Errorf("declare bucket %s: %w", r.name, err)
+			return fmt.Errorf("declare bucket %s: %w", r.name, b.Explain(err))
 		}
 		b.setBucket(r.name, kv)
 	case KindStore:
 		st, err := b.JS.CreateOrUpdateObjectStore(ctx, r.store(b.cfg))
 		if err != nil {
-			return fmt.Errorf("declare object store %s: %w", r.name, err)
+			return fmt.Errorf("declare object store %s: %w", r.name, b.Explain(err))
 		}
 		b.Bodies = st
 	}
@@ -306,7 +306,7 @@ func (b *Broker) bind(ctx context.Context, name string) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("bind %s %s: %w", r.kind, r.name, err)
+		return fmt.Errorf("bind %s %s: %w", r.kind, r.name, b.Explain(err))
 	}
 	return nil
 }

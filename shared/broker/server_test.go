@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -80,7 +81,12 @@ func TestCommittedClusterFilesAreAcceptedWithTheSecretsMadeForThem(t *testing.T)
 	if out, err := exec.Command(filepath.Join(deploy, "make-secrets.sh"), append([]string{dir}, hosts...)...).CombinedOutput(); err != nil {
 		t.Fatalf("make-secrets.sh: %v\n%s", err, out)
 	}
-	for _, name := range []string{"secrets.conf", "services.password"} {
+	users := []string{"extractor", "loader", "dnsctl", "auth", "operator", "cutover", "delta"}
+	made := []string{"secrets.conf", "passwords.conf"}
+	for _, u := range users {
+		made = append(made, "nats-"+u+".password")
+	}
+	for _, name := range made {
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -92,11 +98,15 @@ func TestCommittedClusterFilesAreAcceptedWithTheSecretsMadeForThem(t *testing.T)
 	if out, err := exec.Command(filepath.Join(deploy, "make-secrets.sh"), append([]string{dir}, hosts...)...).CombinedOutput(); err == nil {
 		t.Errorf("make-secrets.sh overwrote existing secrets:\n%s", out)
 	}
-	pw, err := os.ReadFile(filepath.Join(dir, "services.password"))
-	if err != nil {
-		t.Fatal(err)
+	passwords := map[string]string{}
+	for _, u := range users {
+		pw, err := os.ReadFile(filepath.Join(dir, "nats-"+u+".password"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		passwords[u] = strings.TrimSpace(string(pw))
 	}
-	for _, name := range []string{"cluster.conf", "node1.conf", "node2.conf", "node3.conf"} {
+	for _, name := range []string{"cluster.conf", "users.conf", "node1.conf", "node2.conf", "node3.conf"} {
 		b, err := os.ReadFile(filepath.Join(deploy, name))
 		if err != nil {
 			t.Fatal(err)
@@ -117,8 +127,19 @@ func TestCommittedClusterFilesAreAcceptedWithTheSecretsMadeForThem(t *testing.T)
 		if p, _ := opts.Routes[0].User.Password(); p != opts.Cluster.Password || p == "" {
 			t.Errorf("%s: the routes do not carry the route password", node)
 		}
-		if len(opts.Users) != 1 || opts.Users[0].Username != DefaultUser || opts.Users[0].Password != strings.TrimSpace(string(pw)) {
-			t.Errorf("%s: users %d, want %s with services.password", node, len(opts.Users), DefaultUser)
+		if len(opts.Users) != len(users) {
+			t.Errorf("%s: %d users, want %d", node, len(opts.Users), len(users))
+		}
+		for _, u := range opts.Users {
+			if u.Password != passwords[u.Username] || u.Password == "" {
+				t.Errorf("%s: user %s does not have the password of nats-%s.password", node, u.Username, u.Username)
+			}
+			// Only the operator and the daemons that run its commands
+			// may do everything.
+			limited := !slices.Contains([]string{"operator", "cutover", "delta"}, u.Username)
+			if limited != (u.Permissions != nil) {
+				t.Errorf("%s: user %s has permissions %v, want limited %v", node, u.Username, u.Permissions, limited)
+			}
 		}
 		if opts.SyncAlways {
 			t.Errorf("%s: sync_interval always is set; the file documents it commented", node)

@@ -65,8 +65,13 @@ type NATS struct {
 	// URL of a NATS server or cluster (comma-separated). Empty starts an
 	// embedded nats-server with JetStream on DataDir.
 	URL       string `yaml:"url"`
-	DataDir   string `yaml:"data_dir"`
+	DataDir string `yaml:"data_dir"`
+	// CredsFile (a JWT and its NKey seed, for an operator-mode server) or
+	// NKeyFile (an NKey seed: a user of the server's authorization block
+	// named by its public key) authenticate instead of User and
+	// PasswordFile. Both are secrets: mode 0600.
 	CredsFile string `yaml:"creds_file"`
+	NKeyFile  string `yaml:"nkey_file"`
 	// CAFile, CertFile and KeyFile configure TLS to a remote server.
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
@@ -103,6 +108,11 @@ type NATS struct {
 	// MAILFERRY_NATS_PASSWORD overrides the file.
 	User         string `yaml:"user"`
 	PasswordFile string `yaml:"password_file"`
+	// InboxPrefix is where the broker's replies to this process come:
+	// _INBOX.<user> when User is set, _INBOX otherwise. A server whose
+	// users may subscribe only to their own replies (deploy/nats/
+	// users.conf) needs it; set it for a creds_file or nkey_file user.
+	InboxPrefix string `yaml:"inbox_prefix"`
 	// JobAckWait is how long a job stays with a worker that stopped
 	// answering (a killed process) before another worker gets it.
 	JobAckWait Duration `yaml:"job_ack_wait"`
@@ -243,6 +253,9 @@ func (c *Config) defaults() {
 	if c.NATS.MaxPendingBytes == 0 {
 		c.NATS.MaxPendingBytes = 16 << 20
 	}
+	if c.NATS.InboxPrefix == "" && c.NATS.User != "" {
+		c.NATS.InboxPrefix = "_INBOX." + c.NATS.User
+	}
 	for _, s := range []*IMAP{&c.Source, &c.Target} {
 		setDefault(&s.TLS, TLSImplicit)
 		setDefault(&s.Auth, AuthMaster)
@@ -276,7 +289,7 @@ func (c *Config) Path(p string) string {
 
 func (c *Config) resolvePaths() {
 	for _, p := range []*string{
-		&c.NATS.DataDir, &c.NATS.CredsFile, &c.NATS.CAFile, &c.NATS.CertFile, &c.NATS.KeyFile,
+		&c.NATS.DataDir, &c.NATS.CredsFile, &c.NATS.NKeyFile, &c.NATS.CAFile, &c.NATS.CertFile, &c.NATS.KeyFile,
 		&c.NATS.ListenCertFile, &c.NATS.ListenKeyFile, &c.NATS.PasswordFile,
 		&c.Source.MasterPasswordFile, &c.Source.CAFile,
 		&c.Target.MasterPasswordFile, &c.Target.CAFile,
@@ -297,6 +310,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
+	if err := c.NATS.validate(); err != nil {
+		return err
+	}
 	if l := c.MemoryLimit; l != 0 && l != -1 && l < 32<<20 {
 		return fmt.Errorf("memory_limit %d: want at least 32 MiB (33554432), 0 for the process's default or -1 for none", l)
 	}
@@ -304,6 +320,22 @@ func (c *Config) Validate() error {
 	case "json", "console":
 	default:
 		return fmt.Errorf("log.format %q: want json or console", c.Log.Format)
+	}
+	return nil
+}
+
+func (n *NATS) validate() error {
+	set := 0
+	for _, v := range []string{n.User, n.CredsFile, n.NKeyFile} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return errors.New("nats: user, creds_file and nkey_file are three ways to sign in: set one")
+	}
+	if p := n.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t") || strings.HasSuffix(p, ".") || strings.HasPrefix(p, ".") || strings.Contains(p, "..")) {
+		return fmt.Errorf("nats.inbox_prefix %q: want subject tokens separated by dots, without wildcards or spaces", p)
 	}
 	return nil
 }

@@ -87,7 +87,7 @@ func Run(ctx context.Context, name string, cfg *config.Config, check Check, svc 
 	defer b.Close()
 	m.AddReady("broker", brokerReady(b))
 	log.Info().Msg("service started")
-	err = svc(ctx, cfg, b, log, m)
+	err = b.Explain(svc(ctx, cfg, b, log, m))
 	log.Info().Err(err).Msg("service stopped")
 	if ctx.Err() != nil {
 		return nil

@@ -22,7 +22,9 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/daemon"
 	"github.com/mailferry/mailferry/shared/logging"
+	"github.com/mailferry/mailferry/shared/metrics"
 )
 
 // ErrUsage matches (errors.Is) the error of a command line that could not
@@ -264,21 +266,16 @@ func printReport(w io.Writer, rep provision.Report) {
 
 func runAuth(fs *flag.FlagSet) command.Run {
 	path := command.ConfigFlag(fs)
-	return func(ctx context.Context, _, stderr io.Writer) error {
-		return serve(ctx, *path, stderr)
+	return func(ctx context.Context, _, _ io.Writer) error {
+		cfg, err := config.Load(*path)
+		if err != nil {
+			return &command.ConfigError{Err: err}
+		}
+		// The life every daemon has (daemon.Run): metrics and health
+		// listener, broker connection, a refusal explained.
+		return daemon.Run(ctx, auth.ServiceName, cfg, auth.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
+			svc := &auth.Service{Config: cfg, Broker: b, Log: log, Metrics: m}
+			return svc.Run(ctx)
+		})
 	}
-}
-
-func serve(ctx context.Context, path string, stderr io.Writer) error {
-	c, err := open(ctx, path, stderr)
-	if err != nil {
-		return err
-	}
-	defer c.b.Close()
-	svc := &auth.Service{Config: c.cfg, Broker: c.b, Log: c.log}
-	err = svc.Run(ctx)
-	if ctx.Err() != nil && err == nil {
-		return nil
-	}
-	return err
 }

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/services/auth"
+	"github.com/mailferry/mailferry/services/auth/account"
+	"github.com/mailferry/mailferry/services/auth/ratelimit"
+	"github.com/mailferry/mailferry/services/dnsctl"
+	"github.com/mailferry/mailferry/services/dnsctl/journal"
+	"github.com/mailferry/mailferry/services/extractor"
+	"github.com/mailferry/mailferry/services/loader"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/subject"
+	"github.com/mailferry/mailferry/shared/testenv/proc"
+	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
+)
+
+// usersBroker is a nats-server started in-process from deploy/nats's
+// users.conf as committed, with the secrets make-secrets.sh makes for it:
+// every service's user with its permissions.
+type usersBroker struct {
+	url     string
+	secrets string
+}
+
+func startUsersBroker(t *testing.T) *usersBroker {
+	t.Helper()
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets")
+	if err := os.Mkdir(secrets, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(deployNATS, "make-secrets.sh"), secrets, "127.0.0.1:6222").CombinedOutput(); err != nil {
+		t.Fatalf("make-secrets.sh: %v\n%s", err, out)
+	}
+	writeConfig(t, filepath.Join(dir, "passwords.conf"), readFile(t, filepath.Join(secrets, "passwords.conf")))
+	writeConfig(t, filepath.Join(dir, "users.conf"), readFile(t, filepath.Join(deployNATS, "users.conf")))
+	conf := filepath.Join(dir, "node.conf")
+	writeConfig(t, conf, fmt.Sprintf("listen: 127.0.0.1:-1\njetstream { store_dir: %q }\ninclude \"users.conf\"\n", filepath.Join(dir, "store")))
+	opts, err := broker.ServerOptions(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoSigs = true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server from users.conf did not start")
+	}
+	return &usersBroker{url: srv.ClientURL(), secrets: secrets}
+}
+
+// passwordFile is the password file of user, as make-secrets.sh made it.
+func (u *usersBroker) passwordFile(user string) string {
+	return filepath.Join(u.secrets, "nats-"+user+".password")
+}
+
+// config is a configuration that signs in to the broker as user.
+func (u *usersBroker) config(t *testing.T, user string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(fmt.Appendf(nil, "nats: {url: %s, user: %s, password_file: %s}\n", u.url, user, u.passwordFile(user)), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// connect signs in as user; what its broker logs goes to log.
+func (u *usersBroker) connect(t *testing.T, user string, log *syncbuf.Buffer) *broker.Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := broker.Connect(ctx, u.config(t, user).NATS, "test-"+user, zerolog.New(log))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse signs in
+// as each user of deploy/nats/users.conf and does what its service does
+// (declare what it writes, bind what it reads, publish, consume, read and
+// write its buckets), which the broker allows; then what the service
+// must not do, which the broker refuses, with an error that names the
+// refused subject and a log line at error level that says so.
+func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T) {
+	u := startUsersBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	op := u.connect(t, "operator", &syncbuf.Buffer{})
+	if err := op.DeclareAll(ctx); err != nil {
+		t.Fatalf("the operator declares everything: %v", err)
+	}
+	// A job for each worker, a record and a body for the loader to read.
+	for _, s := range []string{subject.Job("anna@old.test"), subject.LoaderJob("anna@old.test"), subject.Message("anna@old.test", "INBOX")} {
+		if _, err := op.JS.Publish(ctx, s, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := op.Bodies.PutBytes(ctx, "body-1", bytes.Repeat([]byte("x"), 300_000)); err != nil {
+		t.Fatal(err)
+	}
+
+	allowed := []struct {
+		user string
+		do   func(ctx context.Context, b *broker.Broker) error
+	}{
+		{"extractor", func(ctx context.Context, b *broker.Broker) error {
+			if err := b.Use(ctx, extractor.Needs); err != nil {
+				return err
+			}
+			if _, err := b.JS.Publish(ctx, subject.Message("anna@old.test", "INBOX"), []byte("{}")); err != nil {
+				return fmt.Errorf("publish a record: %w", err)
+			}
+			if _, err := b.Bodies.PutBytes(ctx, "body-2", bytes.Repeat([]byte("y"), 700_000)); err != nil {
+				return fmt.Errorf("put a body: %w", err)
+			}
+			if err := b.Bodies.Delete(ctx, "body-2"); err != nil {
+				return fmt.Errorf("delete a body: %w", err)
+			}
+			if _, err := b.Checkpoints.Put(ctx, "k", []byte("1")); err != nil {
+				return fmt.Errorf("checkpoint: %w", err)
+			}
+			if _, err := b.Progress.Put(ctx, "extractor.k", []byte("1")); err != nil {
+				return fmt.Errorf("progress: %w", err)
+			}
+			if err := b.Conn.Publish(subject.Progress("extractor", "anna@old.test"), []byte("{}")); err != nil {
+				return err
+			}
+			return takeJob(ctx, b, "extractor")
+		}},
+		{"loader", func(ctx context.Context, b *broker.Broker) error {
+			if err := b.Use(ctx, loader.Needs); err != nil {
+				return err
+			}
+			cons, err := b.JS.OrderedConsumer(ctx, broker.StreamMail, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject.Mailbox("anna@old.test")}})
+			if err != nil {
+				return fmt.Errorf("read the mail stream: %w", err)
+			}
+			if _, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil {
+				return fmt.Errorf("read a record: %w", err)
+			}
+			if body, err := b.Bodies.GetBytes(ctx, "body-1"); err != nil || len(body) != 300_000 {
+				return fmt.Errorf("read a body: %d bytes, %w", len(body), err)
+			}
+			if _, err := b.Ledger.Put(ctx, "k", []byte("1")); err != nil {
+				return fmt.Errorf("ledger: %w", err)
+			}
+			if _, err := b.Progress.Get(ctx, "extractor.k"); err != nil && err != jetstream.ErrKeyNotFound {
+				return fmt.Errorf("the extractor's heartbeat: %w", err)
+			}
+			st, err := b.JS.Stream(ctx, broker.StreamEvents)
+			if err != nil {
+				return err
+			}
+			if _, err := st.GetLastMsgForSubject(ctx, subject.Event("mailbox.failed", "anna@old.test")); err != nil && err != jetstream.ErrMsgNotFound {
+				return fmt.Errorf("read an event: %w", err)
+			}
+			for _, s := range []string{subject.Dead("anna@old.test"), subject.LoaderJob("bob@old.test")} {
+				if _, err := b.JS.Publish(ctx, s, []byte("{}")); err != nil {
+					return fmt.Errorf("publish to %s: %w", s, err)
+				}
+			}
+			return takeJob(ctx, b, "loader")
+		}},
+		{"dnsctl", func(ctx context.Context, b *broker.Broker) error {
+			if err := b.Use(ctx, dnsctl.Needs); err != nil {
+				return err
+			}
+			j, err := journal.Open(ctx, b.JS, 1)
+			if err != nil {
+				return err
+			}
+			if _, err := j.Modify(ctx, "alpha.test", func(*journal.Entry) error { return nil }); err != nil {
+				return fmt.Errorf("journal: %w", err)
+			}
+			if _, err := j.Entries(ctx); err != nil {
+				return fmt.Errorf("journal entries: %w", err)
+			}
+			cons, err := b.JS.CreateOrUpdateConsumer(ctx, broker.StreamEvents, jetstream.ConsumerConfig{Durable: "dnsctl", AckPolicy: jetstream.AckExplicitPolicy})
+			if err != nil {
+				return err
+			}
+			if _, err := b.JS.Publish(ctx, subject.Event("dns.switched", "alpha.test"), []byte("{}")); err != nil {
+				return err
+			}
+			return fetchAck(ctx, cons)
+		}},
+		{"auth", func(ctx context.Context, b *broker.Broker) error {
+			if err := b.Use(ctx, auth.Needs); err != nil {
+				return err
+			}
+			store, err := account.Open(ctx, b.JS, "mf_accounts", 1)
+			if err != nil {
+				return err
+			}
+			if _, err := store.Get(ctx, "anna@new.test"); err != nil && !strings.Contains(err.Error(), "not found") {
+				return fmt.Errorf("read an account: %w", err)
+			}
+			if _, err := store.Upsert(ctx, "anna@new.test", func() *account.Account { return &account.Account{Email: "anna@new.test"} }, func(*account.Account) error { return nil }); err != nil {
+				return fmt.Errorf("write an account: %w", err)
+			}
+			lim := ratelimit.Limits{PairFailures: 3, ClientFailures: 10, ClientRequests: 10, Window: time.Minute, Lockout: time.Minute, MaxLockout: time.Hour}
+			limits, err := ratelimit.Open(ctx, b.JS, "mf_accounts"+auth.LimitsBucket, 1, lim, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := limits.Admit(ctx, "anna@new.test", "192.0.2.1"); err != nil {
+				return fmt.Errorf("rate limit: %w", err)
+			}
+			_, err = b.JS.Publish(ctx, subject.Event("auth.password_changed", "anna@new.test"), []byte("{}"))
+			return err
+		}},
+	}
+	for _, c := range allowed {
+		t.Run(c.user+" does its work", func(t *testing.T) {
+			log := &syncbuf.Buffer{}
+			b := u.connect(t, c.user, log)
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := c.do(ctx, b); err != nil {
+				t.Fatalf("%v\nlog:\n%s", err, log.String())
+			}
+			if strings.Contains(log.String(), "Permissions Violation") {
+				t.Errorf("the broker refused something:\n%s", log.String())
+			}
+		})
+	}
+
+	refused := []struct {
+		user, what, subject string
+		do                  func(ctx context.Context, b *broker.Broker) error
+	}{
+		{"extractor", "write an account", "$JS.API.STREAM.UPDATE.KV_mf_accounts", func(ctx context.Context, b *broker.Broker) error {
+			_, err := account.Open(ctx, b.JS, "mf_accounts", 1)
+			return err
+		}},
+		{"extractor", "put into mf_accounts", "$KV.mf_accounts.", func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.Publish(ctx, "$KV.mf_accounts.anna", []byte("{}"))
+			return err
+		}},
+		{"extractor", "read the DNS journal", "$JS.API.DIRECT.GET.KV_mf_dns_journal", func(ctx context.Context, b *broker.Broker) error {
+			st, err := b.JS.Stream(ctx, "KV_mf_dns_journal")
+			if err != nil {
+				return err
+			}
+			_, err = st.GetLastMsgForSubject(ctx, "$KV.mf_dns_journal.alpha")
+			return err
+		}},
+		{"extractor", "publish a DNS event's dead letter", subject.DeadPrefix, func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.Publish(ctx, subject.Dead("anna@old.test"), []byte("{}"))
+			return err
+		}},
+		{"auth", "read the mail stream", "$JS.API.CONSUMER.CREATE.MF_MAIL", func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.OrderedConsumer(ctx, broker.StreamMail, jetstream.OrderedConsumerConfig{})
+			return err
+		}},
+		{"auth", "publish a mail record", subject.MailPrefix, func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.Publish(ctx, subject.Message("anna@old.test", "INBOX"), []byte("{}"))
+			return err
+		}},
+		{"dnsctl", "read the ledger", "$JS.API.DIRECT.GET.KV_mf_ledger", func(ctx context.Context, b *broker.Broker) error {
+			kv, err := b.JS.KeyValue(ctx, broker.BucketLedger)
+			if err != nil {
+				return err
+			}
+			_, err = kv.Get(ctx, "k")
+			return err
+		}},
+		{"loader", "write a checkpoint", "$KV.mf_checkpoints.", func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.Publish(ctx, "$KV.mf_checkpoints.k", []byte("2"))
+			return err
+		}},
+		{"loader", "delete the mail stream", "$JS.API.STREAM.DELETE.MF_MAIL", func(ctx context.Context, b *broker.Broker) error {
+			return b.JS.DeleteStream(ctx, broker.StreamMail)
+		}},
+		{"dnsctl", "read another service's replies", "_INBOX.auth.>", func(ctx context.Context, b *broker.Broker) error {
+			sub, err := b.Conn.SubscribeSync("_INBOX.auth.>")
+			if err != nil {
+				return err
+			}
+			_, err = sub.NextMsg(3 * time.Second)
+			return err
+		}},
+	}
+	for _, c := range refused {
+		t.Run(c.user+" may not "+c.what, func(t *testing.T) {
+			t.Parallel()
+			log := &syncbuf.Buffer{}
+			b := u.connect(t, c.user, log)
+			// Not the test's context: it ends before parallel subtests run.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if err := c.do(ctx, b); err == nil {
+				t.Fatalf("allowed")
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(log.String(), "Permissions Violation") && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			line := ""
+			for _, l := range strings.Split(log.String(), "\n") {
+				if strings.Contains(l, "Permissions Violation") {
+					line = l
+					break
+				}
+			}
+			for _, want := range []string{`"level":"error"`, "the broker refused this service", c.subject, `"nats_user":"` + c.user + `"`} {
+				if !strings.Contains(line, want) {
+					t.Errorf("logged %q, want it to say %q\nlog:\n%s", line, want, log.String())
+				}
+			}
+		})
+	}
+}
+
+// takeJob takes one job with the durable consumer a worker uses, and
+// acknowledges it.
+func takeJob(ctx context.Context, b *broker.Broker, durable string) error {
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, broker.StreamJobs, jetstream.ConsumerConfig{Durable: durable, AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		return fmt.Errorf("jobs consumer: %w", err)
+	}
+	return fetchAck(ctx, cons)
+}
+
+func fetchAck(ctx context.Context, cons jetstream.Consumer) error {
+	msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	for m := range msgs.Messages() {
+		return m.DoubleAck(ctx)
+	}
+	if msgs.Error() != nil {
+		return fmt.Errorf("fetch: %w", msgs.Error())
+	}
+	return fmt.Errorf("fetch: nothing came")
+}
+
+// TestADaemonSignedInAsAnotherServiceSaysTheBrokerRefusedIt runs the auth
+// daemon with the extractor's broker user, as an operator who copied the
+// wrong password file would: the broker refuses it the accounts bucket,
+// and the daemon exits with an error naming the refused subject, having
+// logged the refusal at error level.
+func TestADaemonSignedInAsAnotherServiceSaysTheBrokerRefusedIt(t *testing.T) {
+	bin, err := mailferryBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := startUsersBroker(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "auth.yaml")
+	writeConfig(t, filepath.Join(dir, "passwd"), "")
+	writeConfig(t, conf, fmt.Sprintf("nats: {url: %s, user: extractor, password_file: %s}\nauth: {listen: 127.0.0.1:0, provider: dovecot, dovecot: {passwd_file: %s}}\n",
+		u.url, u.passwordFile("extractor"), filepath.Join(dir, "passwd")))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := proc.Start(bin, []string{"auth", "-c", conf}, proc.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	select {
+	case <-p.Exited():
+	case <-ctx.Done():
+		t.Fatalf("the daemon runs on as the wrong user:\n%s", p.Output())
+	}
+	if p.ExitErr() == nil {
+		t.Fatalf("the daemon exited 0:\n%s", p.Output())
+	}
+	out := p.Output()
+	var logged, final bool
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, `"level":"error"`) && strings.Contains(l, "the broker refused this service") && strings.Contains(l, "KV_mf_accounts") {
+			logged = true
+		}
+		if strings.Contains(l, "mf_accounts") && strings.Contains(l, `the broker refused nats user \"extractor\"`) {
+			final = true
+		}
+	}
+	if !logged || !final {
+		t.Errorf("want the refusal logged at error (%v) and the daemon's error to name it (%v):\n%s", logged, final, out)
+	}
+	if strings.Contains(out, readFile(t, u.passwordFile("extractor"))[:10]) {
+		t.Errorf("the password is in the output")
+	}
+}

@@ -1,0 +1,46 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestBrokerSignInSettings(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		env        []string
+		inbox      string
+		refused    string
+	}{
+		{name: "a user gets replies in an inbox of its own", yaml: "nats: {url: nats://n1:4222, user: extractor, password_file: pw}", inbox: "_INBOX.extractor"},
+		{name: "the environment's user too", yaml: "nats: {url: nats://n1:4222}", env: []string{"MAILFERRY_NATS_USER=loader"}, inbox: "_INBOX.loader"},
+		{name: "an inbox prefix set wins", yaml: "nats: {url: nats://n1:4222, user: auth, inbox_prefix: _INBOX.auth.web}", inbox: "_INBOX.auth.web"},
+		{name: "an nkey user names its inbox", yaml: "nats: {url: nats://n1:4222, nkey_file: user.nk, inbox_prefix: _INBOX.dnsctl}", inbox: "_INBOX.dnsctl"},
+		{name: "without a user the default inbox", yaml: "nats: {url: nats://n1:4222, creds_file: a.creds}", inbox: ""},
+		{name: "a user and an nkey", yaml: "nats: {url: nats://n1:4222, user: a, nkey_file: user.nk}", refused: "set one"},
+		{name: "a creds file and an nkey", yaml: "nats: {url: nats://n1:4222, creds_file: a.creds, nkey_file: user.nk}", refused: "set one"},
+		{name: "a wildcard in the inbox", yaml: "nats: {url: nats://n1:4222, inbox_prefix: _INBOX.*}", refused: "inbox_prefix"},
+		{name: "an inbox ending in a dot", yaml: "nats: {url: nats://n1:4222, inbox_prefix: _INBOX.a.}", refused: "inbox_prefix"},
+		{name: "an inbox with a space", yaml: "nats: {url: nats://n1:4222, inbox_prefix: \"_INBOX.a b\"}", refused: "inbox_prefix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "/etc/mailferry", tt.env)
+			if tt.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.refused) {
+					t.Fatalf("err = %v, want it to say %q", err, tt.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.NATS.InboxPrefix != tt.inbox {
+				t.Errorf("inbox_prefix = %q, want %q", c.NATS.InboxPrefix, tt.inbox)
+			}
+			if c.NATS.NKeyFile != "" && c.NATS.NKeyFile != "/etc/mailferry/user.nk" {
+				t.Errorf("nkey_file = %q, want it resolved against the file's directory", c.NATS.NKeyFile)
+			}
+		})
+	}
+}
