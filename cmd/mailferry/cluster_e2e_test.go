@@ -42,10 +42,12 @@ type natsNode struct {
 // node3.conf and cluster.conf as committed, with only the addresses and
 // the store directory rewritten, and secrets.conf made by make-secrets.sh.
 type natsCluster struct {
-	t        *testing.T
-	bin      string
-	nodes    []*natsNode
-	password string
+	t     *testing.T
+	bin   string
+	nodes []*natsNode
+	// secrets holds what make-secrets.sh made: nats-USER.password for
+	// each user of users.conf.
+	secrets string
 }
 
 func startNATSCluster(ctx context.Context, t *testing.T, bin string) *natsCluster {
@@ -67,7 +69,7 @@ func startNATSCluster(ctx context.Context, t *testing.T, bin string) *natsCluste
 	if out, err := exec.Command(filepath.Join(deployNATS, "make-secrets.sh"), append([]string{secrets}, routes...)...).CombinedOutput(); err != nil {
 		t.Fatalf("make-secrets.sh: %v\n%s", err, out)
 	}
-	c.password = strings.TrimSpace(readFile(t, filepath.Join(secrets, "services.password")))
+	c.secrets = secrets
 	shared := readFile(t, filepath.Join(deployNATS, "cluster.conf"))
 	for i, n := range c.nodes {
 		nd := filepath.Join(dir, n.name)
@@ -81,7 +83,10 @@ func startNATSCluster(ctx context.Context, t *testing.T, bin string) *natsCluste
 			`"/var/lib/mailferry-nats"`: fmt.Sprintf("%q", filepath.Join(nd, "store")),
 		})
 		writeConfig(t, filepath.Join(nd, "cluster.conf"), conf)
-		writeConfig(t, filepath.Join(nd, "secrets.conf"), readFile(t, filepath.Join(secrets, "secrets.conf")))
+		for _, f := range []string{"secrets.conf", "passwords.conf"} {
+			writeConfig(t, filepath.Join(nd, f), readFile(t, filepath.Join(secrets, f)))
+		}
+		writeConfig(t, filepath.Join(nd, "users.conf"), readFile(t, filepath.Join(deployNATS, "users.conf")))
 		n.conf = filepath.Join(nd, "node.conf")
 		writeConfig(t, n.conf, readFile(t, filepath.Join(deployNATS, fmt.Sprintf("node%d.conf", i+1))))
 		c.start(n)
@@ -149,6 +154,22 @@ func (c *natsCluster) urls() string {
 	return strings.Join(u, ",")
 }
 
+// password is user's password, as make-secrets.sh made it.
+func (c *natsCluster) password(user string) string {
+	return strings.TrimSpace(readFile(c.t, c.passwordFile(user)))
+}
+
+// passwordFile is the nats.password_file of user.
+func (c *natsCluster) passwordFile(user string) string {
+	return filepath.Join(c.secrets, "nats-"+user+".password")
+}
+
+// signIn is the environment a daemon signs in to the cluster with as
+// user, as the units of deploy/systemd give it.
+func (c *natsCluster) signIn(user string) []string {
+	return []string{"MAILFERRY_NATS_USER=" + user, "MAILFERRY_NATS_PASSWORD_FILE=" + c.passwordFile(user)}
+}
+
 func (c *natsCluster) node(name string) *natsNode {
 	for _, n := range c.nodes {
 		if n.name == name {
@@ -209,7 +230,7 @@ func (c *natsCluster) streamInfo(ctx context.Context, stream string) (*jetstream
 	// than wait.
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(c.urls(), nats.UserInfo(broker.DefaultUser, c.password))
+	nc, err := nats.Connect(c.urls(), nats.UserInfo("operator", c.password("operator")))
 	if err != nil {
 		return nil, err
 	}
@@ -300,12 +321,12 @@ func TestMigrationOnAThreeNodeClusterSurvivesKillingALeaderNode(t *testing.T) {
 			}
 			c := startNATSCluster(ctx, t, bin)
 			t.Logf("cluster up after %v", time.Since(start).Round(time.Millisecond))
-			pwFile := filepath.Join(p.Dir, "nats.password")
-			writeConfig(t, pwFile, c.password+"\n")
+			// The CLI signs in as the operator, each daemon as its own
+			// user (deploy/nats/users.conf).
 			conf, _ := p.Config(t, filepath.Join(p.Dir, "nats"))
 			text := readFile(t, conf)
-			natsConf := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password_file: %s\n  replicas: 3\n  job_ack_wait: 5s\n",
-				c.urls(), broker.DefaultUser, pwFile)
+			natsConf := fmt.Sprintf("nats:\n  url: %s\n  user: operator\n  password_file: %s\n  replicas: 3\n  job_ack_wait: 5s\n",
+				c.urls(), c.passwordFile("operator"))
 			writeConfig(t, conf, strings.Replace(text, fmt.Sprintf("nats:\n  data_dir: %s\n", filepath.Join(p.Dir, "nats")), natsConf, 1))
 
 			// The daemons run as their units do (Restart=always): one
@@ -323,7 +344,7 @@ func TestMigrationOnAThreeNodeClusterSurvivesKillingALeaderNode(t *testing.T) {
 							continue
 						}
 					}
-					d, err := proc.Start(bin, []string{svc, "-c", conf}, proc.Options{Dir: p.Dir})
+					d, err := proc.Start(bin, []string{svc, "-c", conf}, proc.Options{Dir: p.Dir, Env: c.signIn(svc)})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -423,6 +444,12 @@ func TestMigrationOnAThreeNodeClusterSurvivesKillingALeaderNode(t *testing.T) {
 				}
 			}
 			t.Logf("%v: verified", time.Since(start).Round(time.Millisecond))
+			// Each daemon did all of its work as its own user.
+			for svc, d := range daemons {
+				if strings.Contains(d.Output(), "Permissions Violation") {
+					t.Errorf("the broker refused the %s something:\n%s", svc, d.Output())
+				}
+			}
 			for _, n := range c.nodes {
 				conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.client))
 				if err != nil {

@@ -406,9 +406,13 @@ var mailferryBinary = sync.OnceValues(func() (string, error) {
 // daemons runs mailferry's services as processes of their own on one
 // nats-server, as ops deploy them.
 type daemons struct {
-	t    *testing.T
-	bin  string
-	w    *campaignWorld
+	t   *testing.T
+	bin string
+	w   *campaignWorld
+	// users, when set, is the broker of deploy/nats's users: each daemon
+	// signs in as its own.
+	users *usersBroker
+	all   []*proc.Process
 	orch []*proc.Process
 	n    int
 	seen map[campaign.Phase]bool
@@ -417,11 +421,17 @@ type daemons struct {
 func (d *daemons) start(args ...string) *proc.Process {
 	d.t.Helper()
 	d.n++
-	p, err := proc.Start(d.bin, append(args, "-c", d.w.config), proc.Options{Dir: d.w.dir})
+	var env []string
+	if d.users != nil {
+		user := args[0] // extractor, loader, dnsctl, cutover (run)
+		env = []string{"MAILFERRY_NATS_USER=" + user, "MAILFERRY_NATS_PASSWORD_FILE=" + d.users.passwordFile(user)}
+	}
+	p, err := proc.Start(d.bin, append(args, "-c", d.w.config), proc.Options{Dir: d.w.dir, Env: env})
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	d.t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	d.all = append(d.all, p)
 	return p
 }
 
@@ -470,29 +480,12 @@ func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPh
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freeTCPPort(t)
-	dataDir := filepath.Join(t.TempDir(), "nats")
-	natsConf := fmt.Sprintf("nats: {url: nats://127.0.0.1:%d, user: %s, password_file: %s}", port, broker.DefaultUser, filepath.Join(dataDir, broker.PasswordFileName))
+	// The broker has deploy/nats's users: the CLI signs in as the
+	// operator, each daemon as its own user.
+	u := startUsersBroker(t)
+	natsConf := fmt.Sprintf("nats: {url: %s, user: operator, password_file: %s}", u.url, u.passwordFile("operator"))
 	w := newCampaignWorld(t, campaign.OrderSwitchFirst, true, natsConf, true)
-	serverConf := filepath.Join(w.dir, "nats.yaml")
-	if err := os.WriteFile(serverConf, []byte(fmt.Sprintf("nats: {data_dir: %s, listen: 127.0.0.1:%d}\nlog: {level: info}\n", dataDir, port)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemons{t: t, bin: bin, w: w, seen: map[campaign.Phase]bool{}}
-	natsd, err := proc.Start(bin, []string{"nats", "-c", serverConf}, proc.Options{Dir: w.dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = natsd.Stop(5 * time.Second) })
-	if err := natsd.Ready(ctx, 100*time.Millisecond, func(ctx context.Context) error {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	d := &daemons{t: t, bin: bin, w: w, users: u, seen: map[campaign.Phase]bool{}}
 	// dnsctl starts once an orchestrator was killed in switching: until
 	// then every switch request waits for it, as while it is down.
 	for _, svc := range []string{"extractor", "loader"} {
@@ -578,6 +571,12 @@ func TestCutoverCampaignOfSeparateDaemonsSurvivesKillingTheOrchestratorInEveryPh
 		"gamma.test": campaign.Done, "delta.test": campaign.Failed})
 	if d := phaseOf(ctx, t, store, "delta.test"); d.Stopped != campaign.Switching || !strings.Contains(d.Reason, "not_served") {
 		t.Errorf("delta.test failed in %s (%s), want in switching, not served", d.Stopped, d.Reason)
+	}
+	// Each daemon did all of its work as its own broker user.
+	for _, p := range d.all {
+		if strings.Contains(p.Output(), "Permissions Violation") {
+			t.Errorf("the broker refused a daemon something:\n%s", p.Output())
+		}
 	}
 }
 
