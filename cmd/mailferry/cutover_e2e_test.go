@@ -413,9 +413,9 @@ type daemons struct {
 	// signs in as its own.
 	users *usersBroker
 	all   []*proc.Process
-	orch []*proc.Process
-	n    int
-	seen map[campaign.Phase]bool
+	orch  []*proc.Process
+	n     int
+	seen  map[campaign.Phase]bool
 }
 
 func (d *daemons) start(args ...string) *proc.Process {

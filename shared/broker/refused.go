@@ -123,4 +123,3 @@ func nkeyOption(path string) (nats.Option, error) {
 	}
 	return nats.Nkey(pub, kp.Sign), nil
 }
-

@@ -64,7 +64,7 @@ var ownedSections = []string{"extractor", "loader", "dns", "auth", "cutover", "d
 type NATS struct {
 	// URL of a NATS server or cluster (comma-separated). Empty starts an
 	// embedded nats-server with JetStream on DataDir.
-	URL       string `yaml:"url"`
+	URL     string `yaml:"url"`
 	DataDir string `yaml:"data_dir"`
 	// CredsFile (a JWT and its NKey seed, for an operator-mode server) or
 	// NKeyFile (an NKey seed: a user of the server's authorization block
