@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -403,5 +405,78 @@ func TestADaemonSignedInAsAnotherServiceSaysTheBrokerRefusedIt(t *testing.T) {
 	}
 	if strings.Contains(out, readFile(t, u.passwordFile("extractor"))[:10]) {
 		t.Errorf("the password is in the output")
+	}
+}
+
+// TestTheAuthDaemonServesSignInsAsItsOwnBrokerUser runs the auth daemon
+// as deploy/auth.yaml does, signed in as the auth user: it becomes ready,
+// answers sign-ins (a wrong password is refused, reading the accounts and
+// writing the rate limits), counts them on /metrics, and the broker
+// refuses it nothing.
+func TestTheAuthDaemonServesSignInsAsItsOwnBrokerUser(t *testing.T) {
+	bin, err := mailferryBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := startUsersBroker(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "auth.yaml")
+	writeConfig(t, filepath.Join(dir, "passwd"), "")
+	writeConfig(t, filepath.Join(dir, "metrics.password"), metricsPassword+"\n")
+	web := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	writeConfig(t, conf, fmt.Sprintf(`nats: {url: %s, user: auth, password_file: %s}
+auth: {listen: %s, provider: dovecot, dovecot: {passwd_file: %s}}
+metrics: {listen: %s, user: %s, password_file: %s}
+`, u.url, u.passwordFile("auth"), web, filepath.Join(dir, "passwd"), metricsAddr, metricsUser, filepath.Join(dir, "metrics.password")))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := proc.Start(bin, []string{"auth", "-c", conf}, proc.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	if err := p.Ready(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+		code, body, err := scrape(ctx, "http://"+metricsAddr+"/readyz")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("/readyz: %d %s", code, body)
+		}
+		if err == nil && !strings.Contains(p.Output(), "auth service listening") {
+			err = errors.New("not listening yet")
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+web+"/api/v1/login",
+			strings.NewReader(`{"email":"anna@new.test","password":"not her password"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 4 {
+			t.Errorf("a wrong password: %s, want a refusal (4xx)\n%s", resp.Status, p.Output())
+		}
+	}
+	_, body, err := scrape(ctx, "http://"+metricsAddr+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "mailferry_auth_signins_total{") {
+			var v float64
+			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			n += v
+		}
+	}
+	if n != 3 {
+		t.Errorf("mailferry_auth_signins_total = %v, want 3\n%s", n, body)
+	}
+	if strings.Contains(p.Output(), "Permissions Violation") {
+		t.Errorf("the broker refused the auth daemon something:\n%s", p.Output())
 	}
 }
