@@ -10,6 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/mailferry/mailferry/services/auth/authconfig"
@@ -178,6 +182,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
 		return err
 	}
+	for name, check := range peerChecks(a) {
+		s.Metrics.AddReady(name, metrics.Probe(metrics.ProbeEvery, check))
+	}
 	target, err := NewAdapter(a)
 	if err != nil {
 		return err
@@ -226,4 +233,37 @@ func (s *Service) Run(ctx context.Context) error {
 		s.Ready(ln.Addr().String())
 	}
 	return web.Serve(ctx, ln, front.Handler(), a.RequestTimeout.Std())
+}
+
+// peerChecks are the daemon's readiness checks of its peers: the
+// provider's API (or the directory of the passwd-file the target
+// Dovecot reads) and the legacy IMAP server that verifies passwords.
+func peerChecks(a authconfig.Auth) map[string]func(context.Context) error {
+	checks := map[string]func(context.Context) error{}
+	switch a.Provider {
+	case authconfig.ProviderOpenSRS:
+		if u, err := url.Parse(a.OpenSRS.URL); err == nil && u.Host != "" {
+			host := u.Host
+			if u.Port() == "" {
+				port := "443"
+				if u.Scheme == "http" {
+					port = "80"
+				}
+				host = net.JoinHostPort(u.Hostname(), port)
+			}
+			checks["provider"] = metrics.Reachable(host, 5*time.Second)
+		}
+	case authconfig.ProviderDovecot:
+		dir := filepath.Dir(a.Dovecot.PasswdFile)
+		checks["provider"] = func(context.Context) error {
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return fmt.Errorf("the passwd-file's directory %s is not there", dir)
+			}
+			return nil
+		}
+	}
+	if a.LegacyIMAP.Address != "" {
+		checks["legacy imap"] = metrics.Reachable(a.LegacyIMAP.Address, 5*time.Second)
+	}
+	return checks
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -61,6 +62,11 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
 		return err
+	}
+	if d.Enabled() {
+		s.Metrics.AddReady("dns server", metrics.Probe(metrics.ProbeEvery, func(ctx context.Context) error {
+			return answers(ctx, d.Server)
+		}))
 	}
 	eng, err := NewFromSection(ctx, d, s.Config.NATS.Replicas, s.Broker.JS, event.Publisher{JS: s.Broker.JS, Service: ServiceName}, s.Log)
 	if err != nil {
@@ -175,4 +181,18 @@ func RequestCutover(ctx context.Context, events Publisher, domain string) error 
 		return err
 	}
 	return events.Publish(ctx, event.CutoverRequested(d, time.Now()))
+}
+
+// answers reports whether the DNS server at addr answers a query at all
+// (any response code: an authoritative server refuses the root's SOA,
+// and that is an answer), for the daemon's readiness.
+func answers(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	q := new(dns.Msg)
+	q.SetQuestion(".", dns.TypeSOA)
+	if _, _, err := new(dns.Client).ExchangeContext(ctx, q, addr); err != nil {
+		return fmt.Errorf("%s does not answer: %w", addr, err)
+	}
+	return nil
 }
