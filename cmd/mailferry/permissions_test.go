@@ -182,6 +182,13 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 					return fmt.Errorf("publish to %s: %w", s, err)
 				}
 			}
+			dead, err := b.JS.Stream(ctx, broker.StreamDead)
+			if err != nil {
+				return err
+			}
+			if err := dead.DeleteMsg(ctx, 1); err != nil {
+				return fmt.Errorf("remove a retried dead letter: %w", err)
+			}
 			return takeJob(ctx, b, "loader")
 		}},
 		{"dnsctl", func(ctx context.Context, b *broker.Broker) error {
