@@ -487,3 +487,52 @@ metrics: {listen: %s, user: %s, password_file: %s}
 		t.Errorf("the broker refused the auth daemon something:\n%s", p.Output())
 	}
 }
+
+// TestFiftyRefusalsAtOnceLeaveTheServiceConnected sends 50 requests the
+// broker refuses at once, as a misconfigured service retrying would: each
+// fails, the refusal is logged, and the connection goes on serving what
+// the user may do.
+func TestFiftyRefusalsAtOnceLeaveTheServiceConnected(t *testing.T) {
+	u := startUsersBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	op := u.connect(t, "operator", &syncbuf.Buffer{})
+	if err := op.DeclareAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	log := &syncbuf.Buffer{}
+	b := u.connect(t, "extractor", log)
+	errs := make(chan error, 50)
+	for i := range 50 {
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			_, err := b.JS.Publish(ctx, fmt.Sprintf("$KV.mf_accounts.user%d", i), []byte("{}"))
+			errs <- err
+		}()
+	}
+	for range 50 {
+		if err := <-errs; err == nil {
+			t.Error("a refused publish succeeded")
+		}
+	}
+	if n := strings.Count(log.String(), `"level":"error"`); n != 50 {
+		t.Errorf("%d refusals logged at error, want each of the 50 subjects once:\n%s", n, log.String())
+	}
+	// The same refusal again, as a retry loop would: not logged again
+	// at error within the minute.
+	for range 3 {
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, _ = b.JS.Publish(ctx, "$KV.mf_accounts.user0", []byte("{}"))
+		cancel()
+	}
+	if n := strings.Count(log.String(), `"level":"error"`); n != 50 {
+		t.Errorf("%d refusals logged at error after the same one again, want still 50", n)
+	}
+	if !b.Conn.IsConnected() {
+		t.Fatal("the connection was closed")
+	}
+	if _, err := b.JS.Publish(ctx, subject.Message("anna@old.test", "INBOX"), []byte("{}")); err != nil {
+		t.Errorf("after the refusals, an allowed publish: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,8 +65,11 @@ type Broker struct {
 	// all is set once DeclareAll has declared everything with cfg: Use
 	// and Await then have nothing left to declare.
 	all bool
-	// refused is the server's last permissions violation (refused.go).
-	refused atomic.Pointer[refusal]
+	// refused is the server's last permissions violation (refused.go),
+	// refusals when each was last logged at error.
+	refused    atomic.Pointer[refusal]
+	refusalsMu sync.Mutex
+	refusals   map[string]time.Time
 }
 
 // Open connects as client name (or starts the embedded server) and declares

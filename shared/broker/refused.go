@@ -34,8 +34,14 @@ const refusalRecent = time.Minute
 // the service as the right user), the rest at warn.
 func (b *Broker) asyncError(log zerolog.Logger, sub *nats.Subscription, err error) {
 	if errors.Is(err, nats.ErrPermissionViolation) {
-		b.refused.Store(&refusal{text: refusalText(err), at: time.Now()})
-		ev := log.Error().Str("nats_user", b.signedInAs()).Err(err)
+		text := refusalText(err)
+		b.refused.Store(&refusal{text: text, at: time.Now()})
+		ev := log.Error()
+		if !b.firstRefusal(text) {
+			// A service retrying what it may not: said once a minute.
+			ev = log.Debug()
+		}
+		ev = ev.Str("nats_user", b.signedInAs()).Err(err)
 		if sub != nil {
 			ev = ev.Str("subject", sub.Subject)
 		}
@@ -53,6 +59,22 @@ func (b *Broker) asyncError(log zerolog.Logger, sub *nats.Subscription, err erro
 		ev = ev.Str("subject", sub.Subject)
 	}
 	ev.Err(err).Msg("nats asynchronous error")
+}
+
+// firstRefusal reports whether text was not refused in the past minute,
+// and notes it.
+func (b *Broker) firstRefusal(text string) bool {
+	b.refusalsMu.Lock()
+	defer b.refusalsMu.Unlock()
+	now := time.Now()
+	if b.refusals == nil || len(b.refusals) > 1000 {
+		b.refusals = map[string]time.Time{}
+	}
+	if at, ok := b.refusals[text]; ok && now.Sub(at) < refusalRecent {
+		return false
+	}
+	b.refusals[text] = now
+	return true
 }
 
 // refusalText is the server's words: `Permissions Violation for Publish
