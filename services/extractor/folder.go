@@ -342,7 +342,7 @@ func (fx *folderExtraction) checkStored(ctx context.Context, name string, size i
 		fx.log.Warn().Err(derr).Str("object", name).Msg("delete a large body that did not read back as stored")
 	}
 	if errors.Is(err, errStoredWrong) {
-		fx.log.Warn().Err(err).Str("object", name).Msg("large body stored wrong by the object store, deleted; the folder is extracted again from its checkpoint")
+		fx.log.Warn().Err(err).Str("object", name).Msg("large body did not read back as read from the source (stored wrong, or served by a replica still catching up): deleted, the folder is extracted again from its checkpoint")
 	}
 	return err
 }

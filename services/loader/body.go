@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -16,14 +18,61 @@ import (
 
 // A large body is read from the object store as it is appended, and
 // checked against its record (size and SHA-256) on the way: a body the
-// store holds other than the extractor read it fails the append before
-// its last byte is sent, so the target never stores it. The extractor
-// reads every large body back before it names it in a record, so such a
-// body is one the broker lost or altered afterwards (a replica's data
-// lost in a crash, see deploy/README.md). Retrying cannot mend it: the
-// message is dead-lettered with the reason, and the rest of the mailbox
-// goes on. A body that could not be read at all (a timeout while a
-// leader is elected) is only retried.
+// store serves other than the extractor read it fails the append before
+// its last byte is sent, so the target never stores it. Such a read is
+// not yet proof: a consumer placed on a replica still catching up after
+// its node restarted serves a partial copy for a few seconds (seen in the
+// cluster test), and a read during a leader election may end early. The
+// body is read again on each retry; only one that stays unsound for
+// bodyGrace, over bodyChecks reads, is taken for lost or altered by the
+// broker (a replica's data lost in a crash, see deploy/README.md; the
+// extractor reads every large body back before a record names it, so it
+// was sound once). Retrying cannot mend that: the message is
+// dead-lettered with the reason, and the rest of the mailbox goes on. A
+// body that could not be read at all (a timeout) is only retried.
+
+// bodyGrace and bodyChecks are how long and how often a large body must
+// read back unsound before its message is dead-lettered.
+const (
+	bodyGrace  = 2 * time.Minute
+	bodyChecks = 3
+)
+
+// unsoundBodies remembers, per object, when a large body was first found
+// unsound and how often since.
+type unsoundBodies struct {
+	mu   sync.Mutex
+	seen map[string]unsoundSeen
+}
+
+type unsoundSeen struct {
+	first  time.Time
+	checks int
+}
+
+// note records one unsound read of object and returns the tally.
+func (u *unsoundBodies) note(object string, now time.Time) unsoundSeen {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.seen == nil {
+		u.seen = map[string]unsoundSeen{}
+	}
+	s, ok := u.seen[object]
+	if !ok {
+		s.first = now
+	}
+	s.checks++
+	u.seen[object] = s
+	return s
+}
+
+// forget drops object's tally: it read back sound, or its message is
+// dealt with.
+func (u *unsoundBodies) forget(object string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.seen, object)
+}
 
 // errBodyCorrupt is a large body that the object store no longer holds as
 // its record describes it.
@@ -95,10 +144,15 @@ func (ss *session) checkBody(ctx context.Context, p pending) error {
 	return err
 }
 
-// deadUnsound dead-letters those of items whose large body is unsound
-// and returns their UIDs. A body it cannot read is an error: the append
-// is retried later.
+// deadUnsound dead-letters those of items whose large body has been
+// unsound for bodyGrace over bodyChecks reads, and returns their UIDs. A
+// body found unsound earlier than that, or one it cannot read, is an
+// error: the append is retried later.
 func (ss *session) deadUnsound(ctx context.Context, items []pending) (map[uint32]bool, error) {
+	grace, checks := bodyGrace, bodyChecks
+	if ss.svc.bodyGrace != nil {
+		grace, checks = *ss.svc.bodyGrace, 1
+	}
 	dead := map[uint32]bool{}
 	for _, p := range items {
 		if p.rec.Object == "" {
@@ -106,14 +160,24 @@ func (ss *session) deadUnsound(ctx context.Context, items []pending) (map[uint32
 		}
 		err := ss.checkBody(ctx, p)
 		if err == nil {
+			ss.svc.unsound.forget(p.rec.Object)
 			continue
 		}
 		if !errors.Is(err, errBodyCorrupt) {
 			return nil, err
 		}
+		seen := ss.svc.unsound.note(p.rec.Object, time.Now())
+		if seen.checks < checks || time.Since(seen.first) < grace {
+			if seen.checks == 1 {
+				ss.log.Warn().Err(err).Str("object", p.rec.Object).Uint32("uid", p.rec.UID).Dur("dead_letter_after", grace).
+					Msg("large body reads back unsound; read again on the next attempt (a replica catching up serves a partial copy), dead-lettered if it stays so")
+			}
+			return nil, err
+		}
 		if err := ss.deadLetterFor(ctx, p, "", "", err.Error()); err != nil {
 			return nil, err
 		}
+		ss.svc.unsound.forget(p.rec.Object)
 		dead[p.rec.UID] = true
 	}
 	return dead, nil

@@ -2,9 +2,12 @@ package loader
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/subject"
@@ -12,8 +15,9 @@ import (
 
 // A large body the object store holds other than its record says (lost,
 // altered, a chunk twice) is never appended: the append stops before the
-// literal's last byte, the message is dead-lettered with the reason, and
-// the rest of the mailbox is loaded.
+// literal's last byte. Found so once, it is read again on a later
+// attempt; unsound for the whole grace period, the message is
+// dead-lettered with the reason and the rest of the mailbox is loaded.
 func TestALargeBodyTheObjectStoreHoldsWrongIsDeadLetteredAndTheRestLoaded(t *testing.T) {
 	big := func(c string) string { return "Subject: big\r\n\r\n" + strings.Repeat(c, 300_000) }
 	for _, tc := range []struct {
@@ -56,18 +60,28 @@ func TestALargeBodyTheObjectStoreHoldsWrongIsDeadLetteredAndTheRestLoaded(t *tes
 			}
 			j := f.publishPass(msgs, "")
 			tc.spoil(f, "obj-12-")
+			// Found unsound once: read again later, not dead-lettered.
+			if _, err := f.svc.Load(f.ctx, j); !errors.Is(err, errBodyCorrupt) {
+				t.Fatalf("first load: %v, want errBodyCorrupt", err)
+			}
+			st, err := f.b.JS.Stream(f.ctx, broker.StreamDead)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.GetLastMsgForSubject(f.ctx, subject.Dead(srcUser)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+				t.Fatalf("dead-lettered at the first unsound read: %v", err)
+			}
+			// Unsound for the whole grace period: dead-lettered.
+			grace := time.Duration(0)
+			f.svc.bodyGrace = &grace
 			res, err := f.svc.Load(f.ctx, j)
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
 			if res.Appended != 4 || res.Dead != 1 {
-				t.Errorf("appended %d, dead %d; want 4 and 1", res.Appended, res.Dead)
+				t.Errorf("appended %d, dead %d (over both loads); want 4 and 1", res.Appended, res.Dead)
 			}
 			f.checkTarget("INBOX", append(msgs[:2:2], msgs[3:]...))
-			st, err := f.b.JS.Stream(f.ctx, broker.StreamDead)
-			if err != nil {
-				t.Fatal(err)
-			}
 			raw, err := st.GetLastMsgForSubject(f.ctx, subject.Dead(srcUser))
 			if err != nil {
 				t.Fatalf("no dead letter: %v", err)

@@ -44,6 +44,11 @@ type Service struct {
 	// crashAt, set by tests, makes a session fail at a named point as if
 	// the process died there.
 	crashAt func(point string) error
+	// unsound tallies the large bodies found unsound (deadUnsound).
+	unsound unsoundBodies
+	// bodyGrace, set by tests, replaces bodyGrace, and a single
+	// unsound read suffices.
+	bodyGrace *time.Duration
 }
 
 // Points where tests simulate a crash.
