@@ -194,8 +194,9 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 			continue
 		}
 		if bodyUnsound(a.err) {
-			// A large body the object store no longer holds as its
-			// record says: retrying cannot mend it.
+			// A large body read other than its record says: its
+			// message is dead-lettered once it stays so (deadUnsound),
+			// until then the append is retried.
 			dead, err := ss.deadUnsound(ctx, left)
 			if err != nil {
 				return errors.Join(fmt.Errorf("append to %q: %w", fr.target, a.err), err)

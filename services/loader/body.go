@@ -150,8 +150,8 @@ func (ss *session) checkBody(ctx context.Context, p pending) error {
 // error: the append is retried later.
 func (ss *session) deadUnsound(ctx context.Context, items []pending) (map[uint32]bool, error) {
 	grace, checks := bodyGrace, bodyChecks
-	if ss.svc.bodyGrace != nil {
-		grace, checks = *ss.svc.bodyGrace, 1
+	if ss.svc.unsoundGrace != nil {
+		grace, checks = *ss.svc.unsoundGrace, 1
 	}
 	dead := map[uint32]bool{}
 	for _, p := range items {

@@ -73,7 +73,7 @@ func TestALargeBodyTheObjectStoreHoldsWrongIsDeadLetteredAndTheRestLoaded(t *tes
 			}
 			// Unsound for the whole grace period: dead-lettered.
 			grace := time.Duration(0)
-			f.svc.bodyGrace = &grace
+			f.svc.unsoundGrace = &grace
 			res, err := f.svc.Load(f.ctx, j)
 			if err != nil {
 				t.Fatalf("load: %v", err)

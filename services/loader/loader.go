@@ -46,9 +46,9 @@ type Service struct {
 	crashAt func(point string) error
 	// unsound tallies the large bodies found unsound (deadUnsound).
 	unsound unsoundBodies
-	// bodyGrace, set by tests, replaces bodyGrace, and a single
-	// unsound read suffices.
-	bodyGrace *time.Duration
+	// unsoundGrace, set by tests, replaces the constant bodyGrace, and
+	// a single unsound read suffices.
+	unsoundGrace *time.Duration
 }
 
 // Points where tests simulate a crash.
