@@ -3,6 +3,8 @@ package extractor
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -14,41 +16,82 @@ import (
 	"github.com/mailferry/mailferry/shared/testenv/imaptest"
 )
 
-func TestABodyStoredWithADuplicatedChunkIsRefusedAndDeleted(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+func TestALargeBodyThatDoesNotReadBackAsStoredIsRefusedAndDeleted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
 	_, b := imaptest.Broker(t, ctx, "nats: {data_dir: "+dir+"/nats}\n", dir)
 	fx := &folderExtraction{svc: &Service{Broker: b}, log: zerolog.Nop()}
-	body := bytes.Repeat([]byte("0123456789abcdef"), 3*bodyChunkBytes/16+5) // four chunks
-	put := func(name string) *jetstream.ObjectInfo {
-		t.Helper()
-		info, err := b.Bodies.Put(ctx, jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: bodyChunkBytes}}, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info
-	}
-
-	good := put("good")
-	if err := fx.checkStored(ctx, good); err != nil {
-		t.Fatalf("a body stored once: %v", err)
-	}
-
-	bad := put("bad")
-	// What a publish repeated after a lost acknowledgement leaves: the
-	// same chunk twice on the object's chunk subject.
-	if _, err := b.JS.Publish(ctx, "$O."+broker.StoreBodies+".C."+bad.NUID, body[:bodyChunkBytes]); err != nil {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 3*bodyChunkBytes/16+5) // four chunks, the last short
+	sum := sha256.Sum256(body)
+	chunks := "$O." + broker.StoreBodies + ".C."
+	st, err := b.JS.Stream(ctx, "OBJ_"+broker.StoreBodies)
+	if err != nil {
 		t.Fatal(err)
 	}
-	err := fx.checkStored(ctx, bad)
-	if !errors.Is(err, errChunksDuplicated) {
-		t.Fatalf("a body with a duplicated chunk: %v, want errChunksDuplicated", err)
-	}
-	if _, err := b.Bodies.GetInfo(ctx, "bad"); !errors.Is(err, jetstream.ErrObjectNotFound) {
-		t.Errorf("the bad body is still there: %v", err)
-	}
-	if _, err := b.Bodies.GetBytes(ctx, "good"); err != nil {
-		t.Errorf("the good body: %v", err)
+
+	for _, tc := range []struct {
+		name string
+		// spoil does to the stored chunks what a faulty store did.
+		spoil   func(t *testing.T, info *jetstream.ObjectInfo)
+		wantErr bool
+	}{
+		{name: "stored once", spoil: func(*testing.T, *jetstream.ObjectInfo) {}},
+		{
+			// A publish repeated after a lost acknowledgement: the
+			// same chunk twice on the object's chunk subject.
+			name: "a chunk stored twice", wantErr: true,
+			spoil: func(t *testing.T, info *jetstream.ObjectInfo) {
+				t.Helper()
+				if _, err := b.JS.Publish(ctx, chunks+info.NUID, body[:bodyChunkBytes]); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			// A publish repeated after "no responders" from the one
+			// message nats.go reuses for every chunk: the first
+			// chunk missing, a later chunk's bytes after the last.
+			// As many chunks as were sent.
+			name: "a chunk repeated with another chunk's bytes", wantErr: true,
+			spoil: func(t *testing.T, info *jetstream.ObjectInfo) {
+				t.Helper()
+				first, err := st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(chunks+info.NUID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := st.DeleteMsg(ctx, first.Sequence); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.JS.Publish(ctx, chunks+info.NUID, body[3*bodyChunkBytes:]); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "body/" + tc.name
+			info, err := b.Bodies.Put(ctx, jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: bodyChunkBytes}}, bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.spoil(t, info)
+			err = fx.checkStored(ctx, name, int64(len(body)), hex.EncodeToString(sum[:]))
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatalf("checkStored: %v", err)
+				}
+				if _, err := b.Bodies.GetBytes(ctx, name); err != nil {
+					t.Errorf("the body: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, errStoredWrong) {
+				t.Fatalf("checkStored: %v, want errStoredWrong", err)
+			}
+			if _, err := b.Bodies.GetInfo(ctx, name); !errors.Is(err, jetstream.ErrObjectNotFound) {
+				t.Errorf("the spoilt body is still there: %v", err)
+			}
+		})
 	}
 }

@@ -193,6 +193,19 @@ func (ss *session) appendBatch(ctx context.Context, items []pending) error {
 			items = slices.DeleteFunc(items, func(p pending) bool { return dead[p.rec.UID] })
 			continue
 		}
+		if bodyUnsound(a.err) {
+			// A large body read other than its record says: its
+			// message is dead-lettered once it stays so (deadUnsound),
+			// until then the append is retried.
+			dead, err := ss.deadUnsound(ctx, left)
+			if err != nil {
+				return errors.Join(fmt.Errorf("append to %q: %w", fr.target, a.err), err)
+			}
+			if len(dead) > 0 {
+				items = slices.DeleteFunc(items, func(p pending) bool { return dead[p.rec.UID] })
+				continue
+			}
+		}
 		var se *imapappend.ServerError
 		if !errors.As(a.err, &se) || !permanent(se) {
 			return fmt.Errorf("append to %q: %w", fr.target, a.err)
@@ -382,7 +395,7 @@ func (ss *session) opener(ctx context.Context, p pending) func() (io.ReadCloser,
 		if err != nil {
 			return nil, fmt.Errorf("read large body %s: %w", name, err)
 		}
-		return r, nil
+		return newVerifiedBody(r, name, p.rec.Size, p.rec.SHA256), nil
 	}
 }
 

@@ -170,17 +170,28 @@ func permanent(se *imapappend.ServerError) bool {
 type DeadLetter = event.DeadLetteredData
 
 func (ss *session) deadLetter(ctx context.Context, p pending, se *imapappend.ServerError) error {
+	return ss.deadLetterFor(ctx, p, se.Line, se.Code, se.Text)
+}
+
+// deadLetterFor dead-letters p: response and code are the target's answer
+// ("" when the message never reached it), reason says why.
+func (ss *session) deadLetterFor(ctx context.Context, p pending, response, code, reason string) error {
 	fr := ss.cur
 	dl := DeadLetter{
 		ID: p.rec.ID(), Mailbox: ss.j.SourceUser, TargetUser: ss.j.TargetUser, Folder: fr.src, TargetFolder: fr.target,
 		UIDValidity: fr.uidv, UID: p.rec.UID, Size: p.rec.Size, SHA256: p.rec.SHA256, StreamSeq: p.seq,
-		Response: se.Line, Code: se.Code, Reason: se.Text, Time: time.Now().UTC(),
+		Response: response, Code: code, Reason: reason, Time: time.Now().UTC(),
 	}
 	if err := ss.publishDead(ctx, dl); err != nil {
 		return err
 	}
-	ss.log.Error().Str("id", dl.ID).Str("folder", fr.src).Uint32("uid", dl.UID).Int64("size", dl.Size).
-		Str("response", dl.Response).Msg("message dead-lettered")
+	l := ss.log.Error().Str("id", dl.ID).Str("folder", fr.src).Uint32("uid", dl.UID).Int64("size", dl.Size)
+	if response != "" {
+		l = l.Str("response", response)
+	} else {
+		l = l.Str("reason", reason)
+	}
+	l.Msg("message dead-lettered")
 	if err := ss.ev.Publish(ctx, event.DeadLettered(ss.j.SourceUser, dl)); err != nil {
 		return err
 	}

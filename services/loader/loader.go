@@ -44,6 +44,11 @@ type Service struct {
 	// crashAt, set by tests, makes a session fail at a named point as if
 	// the process died there.
 	crashAt func(point string) error
+	// unsound tallies the large bodies found unsound (deadUnsound).
+	unsound unsoundBodies
+	// unsoundGrace, set by tests, replaces the constant bodyGrace, and
+	// a single unsound read suffices.
+	unsoundGrace *time.Duration
 }
 
 // Points where tests simulate a crash.
@@ -276,20 +281,11 @@ func (ss *session) run(ctx context.Context) error {
 			return err
 		}
 	}
-	cons, err := ss.svc.Broker.JS.OrderedConsumer(ctx, broker.StreamMail, cc)
+	f, err := ss.follow(ctx, cc)
 	if err != nil {
-		return fmt.Errorf("follow mail stream: %w", err)
+		return err
 	}
-	// One pull subscription for the session: Next on the consumer itself
-	// re-creates the server's consumer for every record (measured: a fifth
-	// of the loader's CPU, two thirds of the embedded server's). 32 records
-	// or 4 MiB in hand bound what it prefetches (a record is at most 1 MiB:
-	// larger bodies are in the object store).
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(32, 4<<20))
-	if err != nil {
-		return fmt.Errorf("follow mail stream: %w", err)
-	}
-	defer it.Stop()
+	defer func() { f.it.Stop() }()
 	for {
 		if job.IsStopping(ctx) {
 			// Settle the batch in hand; the rest waits in the stream.
@@ -305,7 +301,7 @@ func (ss *session) run(ctx context.Context) error {
 		if err := ss.lease.renew(ctx); err != nil {
 			return err
 		}
-		msg, err := it.Next(jetstream.NextMaxWait(ss.idle()))
+		msg, err := f.it.Next(jetstream.NextMaxWait(ss.idle()))
 		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -313,8 +309,11 @@ func (ss *session) run(ctx context.Context) error {
 			if err := ss.flush(ctx); err != nil {
 				return err
 			}
+			if err := ss.unstick(ctx, &f, cc); err != nil {
+				return err
+			}
 			if ss.replay != nil {
-				drained, err := ss.replayDrained(ctx, cons)
+				drained, err := ss.replayDrained(ctx, f.cons)
 				if err != nil || drained {
 					return err
 				}

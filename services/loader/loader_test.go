@@ -47,11 +47,17 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	u := imaptest.NewUser(t, tgtUser, "target-pw")
+	return newFixtureOn(t, imaptest.Serve(t, u, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapLiteralPlus: {}, imap.CapUIDPlus: {}}, nil))
+}
+
+// newFixtureOn is a fixture whose target is addr, where tgtUser's
+// password is "target-pw".
+func newFixtureOn(t *testing.T, addr string) *fixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	dir := t.TempDir()
-	u := imaptest.NewUser(t, tgtUser, "target-pw")
-	addr := imaptest.Serve(t, u, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapLiteralPlus: {}, imap.CapUIDPlus: {}}, nil)
 	pw := filepath.Join(dir, "target.pw")
 	if err := os.WriteFile(pw, []byte("target-pw\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/shared/backoff"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/subject"
 )
@@ -107,7 +110,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 	if o.AckWait == 0 {
 		o.AckWait = time.Minute
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, broker.StreamJobs, jetstream.ConsumerConfig{
+	cons, err := ensureConsumer(ctx, js, jetstream.ConsumerConfig{
 		Durable:       o.Durable,
 		FilterSubject: subject.JobPrefix + ".>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -115,7 +118,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 		MaxDeliver:    MaxDeliver,
 		MaxAckPending: MaxInFlight,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	}, log)
 	if err != nil {
 		return fmt.Errorf("jobs consumer %s: %w", o.Durable, err)
 	}
@@ -123,6 +126,50 @@ func Consume(ctx context.Context, js jetstream.JetStream, o ConsumeOptions, log 
 		runOne(ctx, m, o, log, h)
 	})
 	return nil
+}
+
+// consumerRetry spaces out the attempts at creating the jobs consumer
+// (Delay only: they go on until ctx ends).
+var consumerRetry = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second}
+
+// ensureConsumer creates or updates the jobs consumer. While the cluster
+// elects a leader (for the jobs stream, or the meta leader) the request
+// goes unanswered or is refused for a while: that is waited out, said
+// once at warn, rather than the service exiting. A refusal no wait can
+// mend (permissions, a configuration the server rejects) is returned.
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, cfg jetstream.ConsumerConfig, log zerolog.Logger) (jetstream.Consumer, error) {
+	var since time.Time
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cons, err := js.CreateOrUpdateConsumer(actx, broker.StreamJobs, cfg)
+		cancel()
+		if err == nil {
+			if !since.IsZero() {
+				log.Info().Str("consumer", cfg.Durable).Dur("waited", time.Since(since).Round(time.Millisecond)).Msg("jobs consumer ready")
+			}
+			return cons, nil
+		}
+		if ctx.Err() != nil || !consumerTransient(err) {
+			return nil, err
+		}
+		if since.IsZero() {
+			since = time.Now()
+			log.Warn().Err(err).Str("consumer", cfg.Durable).Str("stream", broker.StreamJobs).
+				Msg("waiting for the broker to create the jobs consumer (a leader election?), retrying")
+		}
+		sleep(ctx, consumerRetry.Delay(attempt))
+	}
+}
+
+// consumerTransient says whether creating a consumer may succeed when
+// asked again: not when the server refused the request itself (a bad
+// configuration: an API error with code 400) or the user's permissions.
+func consumerTransient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 400 {
+		return false
+	}
+	return !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(strings.ToLower(err.Error()), "permissions violation")
 }
 
 func runOne(ctx context.Context, m jetstream.Msg, o ConsumeOptions, log zerolog.Logger, h Handler) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
 )
 
 func TestConsumeRetriesTransientFailuresOnlyAndBoundsConcurrency(t *testing.T) {
@@ -137,4 +139,57 @@ func openBroker(t *testing.T, ctx context.Context) *broker.Broker {
 	}
 	t.Cleanup(b.Close)
 	return b
+}
+
+// TestConsumeWaitsForTheJobsConsumerInsteadOfExiting: while the broker
+// cannot create the jobs consumer (here: no jobs stream, as during an
+// election nobody answers for it), Consume says so once at warn and asks
+// again; once it can, jobs are handled.
+func TestConsumeWaitsForTheJobsConsumerInsteadOfExiting(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := openBroker(t, ctx)
+	if err := b.JS.DeleteStream(ctx, broker.StreamJobs); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	handled := make(chan string, 1)
+	done := make(chan error, 1)
+	cctx, stop := context.WithCancel(ctx)
+	go func() {
+		done <- Consume(cctx, b.JS, ConsumeOptions{Durable: "test"}, zerolog.New(&logs), func(ctx context.Context, j *Job) error {
+			handled <- j.SourceUser
+			return nil
+		})
+	}()
+	defer func() { stop(); <-done }()
+	waitFor(t, 20*time.Second, func() string {
+		select {
+		case err := <-done:
+			t.Fatalf("Consume returned while the consumer could not be made: %v", err)
+		default:
+		}
+		if !strings.Contains(logs.String(), "waiting for the broker to create the jobs consumer") {
+			return "no warning of the wait: " + logs.String()
+		}
+		return ""
+	})
+	time.Sleep(time.Second)
+	if n := strings.Count(logs.String(), "waiting for the broker"); n != 1 {
+		t.Errorf("the wait was logged %d times, want once:\n%s", n, logs.String())
+	}
+	if err := b.DeclareAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := Publish(ctx, b.JS, &Job{Mailbox: Mailbox{SourceUser: "a@x", TargetUser: "a@x"}, Pass: "p1"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case u := <-handled:
+		if u != "a@x" {
+			t.Errorf("handled %q", u)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the job was not handled once the consumer could be made:\n%s", logs.String())
+	}
 }

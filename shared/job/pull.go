@@ -17,6 +17,7 @@ const fetchWait = 500 * time.Millisecond
 // logged and retried after a pause; handle acknowledges its message.
 func Pull(ctx context.Context, cons jetstream.Consumer, concurrency int, log zerolog.Logger, handle func(jetstream.Msg)) {
 	slots := make(chan struct{}, max(concurrency, 1))
+	var unanswered fetchFailures
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -50,5 +51,25 @@ func Pull(ctx context.Context, cons jetstream.Consumer, concurrency int, log zer
 		if !got {
 			<-slots
 		}
+		unanswered.note(batch.Error(), log)
+	}
+}
+
+// fetchFailures says once at warn that the consumer's fetches fail (no
+// leader for it during an election: "no responders"; a consumer deleted),
+// and once at info when they succeed again: a fetch that ends with an
+// error otherwise looks like one that found no job.
+type fetchFailures struct {
+	since time.Time
+}
+
+func (f *fetchFailures) note(err error, log zerolog.Logger) {
+	switch {
+	case err != nil && f.since.IsZero():
+		f.since = time.Now()
+		log.Warn().Err(err).Msg("the jobs consumer does not answer fetches (a leader election?); asking again")
+	case err == nil && !f.since.IsZero():
+		log.Info().Dur("after", time.Since(f.since).Round(time.Millisecond)).Msg("the jobs consumer answers fetches again")
+		f.since = time.Time{}
 	}
 }
