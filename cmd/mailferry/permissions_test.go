@@ -136,6 +136,9 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 			if _, err := b.Bodies.PutBytes(ctx, "body-2", bytes.Repeat([]byte("y"), 700_000)); err != nil {
 				return fmt.Errorf("put a body: %w", err)
 			}
+			if body, err := b.Bodies.GetBytes(ctx, "body-2"); err != nil || len(body) != 700_000 {
+				return fmt.Errorf("read a body back: %d bytes, %w", len(body), err)
+			}
 			if err := b.Bodies.Delete(ctx, "body-2"); err != nil {
 				return fmt.Errorf("delete a body: %w", err)
 			}
