@@ -199,6 +199,9 @@ func clientTLS(cfg config.NATS) ([]nats.Option, error) {
 		opts = append(opts, nats.RootCAs(cfg.CAFile))
 	}
 	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		if _, err := config.ReadSecretFile(cfg.KeyFile); err != nil {
+			return nil, fmt.Errorf("nats.key_file: %w", err)
+		}
 		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
 	}
 	return opts, nil

@@ -19,9 +19,9 @@ import (
 )
 
 // SelfSigned writes an ECDSA certificate for 127.0.0.1 and localhost,
-// valid for an hour around now and its own issuer, into dir as cert.pem
-// and key.pem (mode 0600), and returns their paths and a pool that
-// trusts it.
+// valid for an hour around now and its own issuer, usable by a server or
+// a client, into dir as cert.pem and key.pem (mode 0600), and returns
+// their paths and a pool that trusts it.
 func SelfSigned(t rig.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -32,7 +32,7 @@ func SelfSigned(t rig.TB, dir string) (certFile, keyFile string, pool *x509.Cert
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IsCA: true, BasicConstraintsValid: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
