@@ -421,7 +421,8 @@ func TestADaemonSignedInAsAnotherServiceSaysTheBrokerRefusedIt(t *testing.T) {
 // TestTheAuthDaemonServesSignInsAsItsOwnBrokerUser runs the auth daemon
 // as deploy/auth.yaml does, signed in as the auth user: it becomes ready,
 // answers sign-ins (a wrong password is refused, reading the accounts and
-// writing the rate limits), counts them on /metrics, and the broker
+// writing the rate limits), counts them on /metrics (a scrape promtool
+// accepts), and the broker
 // refuses it nothing.
 func TestTheAuthDaemonServesSignInsAsItsOwnBrokerUser(t *testing.T) {
 	bin, err := mailferryBinary()
@@ -485,6 +486,11 @@ metrics: {listen: %s, user: %s, password_file: %s}
 	}
 	if n != 3 {
 		t.Errorf("mailferry_auth_signins_total = %v, want 3\n%s", n, body)
+	}
+	check := exec.CommandContext(ctx, promtool(t), "check", "metrics")
+	check.Stdin = strings.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics on the auth daemon's scrape: %v\n%s", err, out)
 	}
 	if strings.Contains(p.Output(), "Permissions Violation") {
 		t.Errorf("the broker refused the auth daemon something:\n%s", p.Output())
