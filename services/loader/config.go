@@ -2,7 +2,10 @@ package loader
 
 import (
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailferry/mailferry/shared/config"
 )
@@ -30,6 +33,27 @@ type Settings struct {
 	// MultiAppend uses RFC 3502 MULTIAPPEND when the target offers it
 	// (unset: yes).
 	MultiAppend *bool `yaml:"multiappend"`
+	// SpecialFolders names the target's folder for a role (sent, drafts,
+	// trash, junk, archive) where the target's LIST does not say (no
+	// special-use attributes): OpenSRS's per-user spam folder, say. The
+	// target's existing Sent, Drafts, Trash, Spam/Junk ... are found by
+	// name without it.
+	SpecialFolders map[string]string `yaml:"special_folders"`
+}
+
+// specialRoles are the roles special_folders may name.
+var specialRoles = map[string]imap.MailboxAttr{
+	"sent": imap.MailboxAttrSent, "drafts": imap.MailboxAttrDrafts, "trash": imap.MailboxAttrTrash,
+	"junk": imap.MailboxAttrJunk, "archive": imap.MailboxAttrArchive,
+}
+
+// Special is SpecialFolders by role, for the folder mapper.
+func (s Settings) Special() map[imap.MailboxAttr]string {
+	out := map[imap.MailboxAttr]string{}
+	for role, name := range s.SpecialFolders {
+		out[specialRoles[role]] = name
+	}
+	return out
 }
 
 // LoadSettings decodes the loader section of cfg (strictly, with
@@ -39,6 +63,11 @@ func LoadSettings(cfg *config.Config) (Settings, error) {
 	var s Settings
 	if err := cfg.Section(Section, &s); err != nil {
 		return Settings{}, err
+	}
+	for role, name := range s.SpecialFolders {
+		if _, ok := specialRoles[role]; !ok || name == "" {
+			return Settings{}, fmt.Errorf("loader.special_folders: %q: %q; want a folder name for sent, drafts, trash, junk or archive", role, name)
+		}
 	}
 	s.defaults()
 	return s, nil

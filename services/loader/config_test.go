@@ -51,8 +51,9 @@ func TestSettingsDefaultWhatTheFileLeavesOutAsSharedConfigDid(t *testing.T) {
   lease_ttl: 1m
   folder_map: {Old: INBOX}
   multiappend: false
+  special_folders: {junk: Spam}
 `, Settings{Concurrency: 8, BatchMessages: 20, BatchBytes: 1000, Substitute: "-", LeaseTTL: config.Duration(time.Minute),
-			FolderMap: map[string]string{"Old": "INBOX"}, MultiAppend: &no}},
+			FolderMap: map[string]string{"Old": "INBOX"}, MultiAppend: &no, SpecialFolders: map[string]string{"junk": "Spam"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,6 +69,8 @@ func TestTheLoaderReportsWhatIsWrongWithItsSection(t *testing.T) {
 		{"unknown key with its line", "log: {level: info}\nloader:\n  batch_messages: 4\n  folder_mapping: {a: b}\n", "line 4: field folder_mapping not found"},
 		{"bad duration", "loader: {lease_ttl: soon}\n", `duration "soon"`},
 		{"a list for the folder map", "loader:\n  folder_map: [a, b]\n", "loader: "},
+		{"a role special_folders does not know", "loader: {special_folders: {spam: Spam}}\n", `special_folders: "spam"`},
+		{"a role without a folder", "loader: {special_folders: {junk: ''}}\n", `special_folders: "junk"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

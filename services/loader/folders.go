@@ -53,7 +53,7 @@ func (ss *session) listTarget(ctx context.Context) error {
 // creates what is missing. A folder mapped in an earlier pass keeps its
 // name, so a later pass never splits a folder in two.
 func (ss *session) applyListing(ctx context.Context, l *record.Listing) error {
-	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders},
+	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders, Special: ss.svc.Settings.Special()},
 		foldermap.Options{Substitute: ss.svc.Settings.Substitute, Table: ss.svc.Settings.FolderMap})
 	if err != nil {
 		return fmt.Errorf("folder mapping: %w", errors.Join(err, job.ErrPermanent))

@@ -59,8 +59,14 @@ type Target struct {
 	// flat target cannot hold the source hierarchy.
 	Delim rune
 	// Folders is the target's LIST result. Only folders carrying a
-	// special-use attribute matter; their Delim is ignored.
+	// special-use attribute matter (or, on a target that lists none, the
+	// existing top-level folders with a well-known name); their Delim is
+	// ignored.
 	Folders []Folder
+	// Special names target folders by role, as the provider says outside
+	// IMAP (OpenSRS's per-user spam folder): used when the LIST carries no
+	// special-use attribute, before the well-known names.
+	Special map[imap.MailboxAttr]string
 }
 
 // Options tune the mapping.
@@ -105,6 +111,9 @@ type Mapper struct {
 	sub     string
 	table   map[string]string
 	special map[imap.MailboxAttr]string
+	// specialWhy says, per role of special, how the target folder was
+	// found, for Result.Reason.
+	specialWhy map[imap.MailboxAttr]string
 }
 
 // New validates t and opts and returns a Mapper.
@@ -124,7 +133,7 @@ func New(t Target, opts Options) (*Mapper, error) {
 		return nil, err
 	}
 	m.table = table
-	m.special = specialFolders(t.Folders)
+	m.special, m.specialWhy = specialFolders(t)
 	return m, nil
 }
 
@@ -200,21 +209,46 @@ func (m *Mapper) natural(levels []string) string {
 	return strings.Join(levels, string(m.delim))
 }
 
-// specialFolders indexes the target's special-use folders. When several
-// carry the same role, the smallest name wins so the choice is stable.
-func specialFolders(fs []Folder) map[imap.MailboxAttr]string {
-	sorted := slices.Clone(fs)
+// specialFolders indexes the target's special-use folders, with how each
+// was found. When several carry the same role, the smallest name wins so
+// the choice is stable. A target whose LIST carries no special-use
+// attribute (no SPECIAL-USE, or a server that does not say) gets the
+// roles t.Special names, then those of its existing top-level folders with
+// a well-known name (Sent, Trash, Drafts, Spam/Junk ...): a hosted
+// provider makes those for every mailbox, and a copy must land in them,
+// not beside them ("Sent Items" next to "Sent").
+func specialFolders(t Target) (map[imap.MailboxAttr]string, map[imap.MailboxAttr]string) {
+	sorted := slices.Clone(t.Folders)
 	slices.SortFunc(sorted, func(a, b Folder) int { return strings.Compare(a.Name, b.Name) })
-	out := make(map[imap.MailboxAttr]string)
+	out, why := map[imap.MailboxAttr]string{}, map[imap.MailboxAttr]string{}
 	for _, f := range sorted {
 		for _, a := range f.Attrs {
 			role := canonicalRole(a)
 			if _, seen := out[role]; role != "" && !seen {
 				out[role] = f.Name
+				why[role] = fmt.Sprintf("special-use %s mapped onto target folder %q", role, f.Name)
 			}
 		}
 	}
-	return out
+	if len(out) > 0 {
+		return out, why
+	}
+	for role, name := range t.Special {
+		if role = canonicalRole(role); role != "" && name != "" {
+			out[role] = name
+			why[role] = fmt.Sprintf("%s mapped onto target folder %q, which the provider names for it", role, name)
+		}
+	}
+	for _, f := range sorted {
+		if len(splitName(f.Name, t.Delim)) != 1 || slices.Contains(f.Attrs, imap.MailboxAttrNonExistent) || slices.Contains(f.Attrs, imap.MailboxAttrNoSelect) {
+			continue
+		}
+		if role := roleByName(f.Name); role != "" && out[role] == "" {
+			out[role] = f.Name
+			why[role] = fmt.Sprintf("%s mapped onto the target's existing folder %q by its name (the target lists no special-use attributes)", role, f.Name)
+		}
+	}
+	return out, why
 }
 
 // canonicalRole returns the special-use constant a matches, or "". LIST

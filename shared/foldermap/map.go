@@ -47,7 +47,7 @@ func (m *Mapper) place(n *node) {
 	}
 	if dst, ok := m.special[n.role]; ok {
 		n.target = dst
-		n.reasons = []string{fmt.Sprintf("special-use %s mapped onto target folder %q", n.role, dst)}
+		n.reasons = []string{m.specialWhy[n.role]}
 		return
 	}
 	n.owned = false

@@ -466,7 +466,7 @@ func group(src, tgt []foldermap.Folder, lc loader.Settings) ([]folderGroup, erro
 			break
 		}
 	}
-	m, err := foldermap.New(foldermap.Target{Delim: delim, Folders: tgt}, foldermap.Options{Substitute: lc.Substitute, Table: lc.FolderMap})
+	m, err := foldermap.New(foldermap.Target{Delim: delim, Folders: tgt, Special: lc.Special()}, foldermap.Options{Substitute: lc.Substitute, Table: lc.FolderMap})
 	if err != nil {
 		return nil, fmt.Errorf("folder mapping: %w", err)
 	}

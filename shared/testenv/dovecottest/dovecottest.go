@@ -84,6 +84,11 @@ type Options struct {
 	// AutoCreateSpecial sets auto = subscribe on the special-use mailboxes
 	// (Sent, Drafts, Trash, Junk, Archive) so every user has them.
 	AutoCreateSpecial bool
+	// PlainFolders, when set, replaces the special-use mailboxes: each
+	// name is created for every user (auto = subscribe) with no
+	// special-use attribute, as a hosted provider that does not say which
+	// folder is which (OpenSRS: Sent, Drafts, Trash, Spam).
+	PlainFolders []string
 	// ExtraConfig is appended verbatim to dovecot.conf; later settings
 	// override earlier ones.
 	ExtraConfig string
@@ -437,9 +442,17 @@ func (s *Server) config(imapPort, imapsPort int) string {
 	p("  inbox = yes")
 	p("  separator = %c", s.Separator)
 	p("  prefix =")
+	for _, name := range s.opts.PlainFolders {
+		p("  mailbox %s {", name)
+		p("    auto = subscribe")
+		p("  }")
+	}
 	for _, mb := range []struct{ name, use string }{
 		{"Sent", `\Sent`}, {"Drafts", `\Drafts`}, {"Trash", `\Trash`}, {"Junk", `\Junk`}, {"Archive", `\Archive`},
 	} {
+		if s.opts.PlainFolders != nil {
+			break
+		}
 		p("  mailbox %s {", mb.name)
 		p("    special_use = %s", mb.use)
 		if s.opts.AutoCreateSpecial {

@@ -1,0 +1,71 @@
+package migrate_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/e2etest"
+)
+
+// TestLegacyRolesLandInAProvidersFoldersThatCarryNoSpecialUse migrates into
+// a target made like OpenSRS: every mailbox has Sent, Drafts, Trash and
+// Spam, listed without special-use attributes. The legacy Outlook names go
+// into those folders (nothing created beside them), the rest keeps its
+// name, and verification agrees.
+func TestLegacyRolesLandInAProvidersFoldersThatCarryNoSpecialUse(t *testing.T) {
+	p := e2etest.Start(t, 1, dovecottest.Options{PlainFolders: []string{"Sent", "Drafts", "Trash", "Spam"}})
+	u := p.Users[0]
+	rng := rand.New(rand.NewPCG(5, 6))
+	want := map[string]int{}
+	for src, tgt := range map[string]string{"Sent Items": "Sent", "Deleted Items": "Trash", "Junk E-mail": "Spam", "Drafts": "Drafts", "Archive/2019": "Archive.2019", "INBOX": "INBOX"} {
+		msgs := e2etest.Generated(rng, 3+len(src)%4, u+" "+src)
+		if err := p.Src.Seed(u, src, msgs); err != nil {
+			t.Fatal(err)
+		}
+		want[tgt] += len(msgs)
+	}
+	_, cfg := p.Config(t, filepath.Join(p.Dir, "nats"))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := migrate.Run(ctx, cfg, e2etest.Logger(t), migrate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() {
+		var b strings.Builder
+		res.WriteText(&b)
+		t.Fatalf("migration not verified:\n%s", b.String())
+	}
+	out, err := p.Tgt.Doveadm(ctx, "mailbox", "status", "-u", u, "messages", "*")
+	if err != nil {
+		t.Fatalf("doveadm: %v\n%s", err, out)
+	}
+	got := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, n, ok := strings.Cut(line, " messages=")
+		if !ok {
+			continue
+		}
+		var v int
+		for _, c := range n {
+			v = v*10 + int(c-'0')
+		}
+		got[name] = v
+	}
+	for folder, n := range want {
+		if got[folder] != n {
+			t.Errorf("target %q holds %d messages, want %d (all: %v)", folder, got[folder], n, got)
+		}
+	}
+	for _, beside := range []string{"Sent Items", "Deleted Items", "Junk E-mail"} {
+		if _, ok := got[beside]; ok {
+			t.Errorf("%q was created beside the provider's folder: %v", beside, got)
+		}
+	}
+}
