@@ -3,8 +3,11 @@ package imapdial
 import (
 	"bufio"
 	"context"
+	"crypto/hmac"
+	"crypto/md5"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -85,7 +88,9 @@ type Conn struct {
 	capsGen     int // counts capability updates
 	appendLimit int64
 	preauth     bool
-	tagSeq      uint64
+	// secure is set once the connection runs over TLS.
+	secure bool
+	tagSeq uint64
 	// bye is the last untagged BYE, which explains a connection the server
 	// then closed.
 	bye string
@@ -286,6 +291,7 @@ func (c *Conn) startTLS(ctx context.Context, tc *tls.Config) error {
 		c.tap.Conn = t
 		c.conn = c.tap
 	}
+	c.secure = true
 	return nil
 }
 
@@ -315,18 +321,13 @@ func (c *Conn) login(cred Credentials) error {
 		if c.Has("SASL-IR") {
 			_, err = c.run(arg(" AUTHENTICATE PLAIN " + ir))
 		} else {
-			err = c.authenticateChallenge(ir)
+			err = c.authenticateChallenge("PLAIN", func([]byte) (string, error) { return ir, nil })
 		}
 		if err != nil {
 			return fmt.Errorf("authenticate: %w", err)
 		}
-	} else {
-		if c.Has("LOGINDISABLED") {
-			return errors.New("server has LOGINDISABLED (it wants TLS first)")
-		}
-		if _, err := c.run(arg(" LOGIN "), astring(cred.User), arg(" "), astring(cred.Password)); err != nil {
-			return fmt.Errorf("login: %w", err)
-		}
+	} else if err := c.userLogin(cred); err != nil {
+		return err
 	}
 	if c.capsGen == before {
 		// Logging in usually changes them (Dovecot sends the new list in
@@ -336,11 +337,46 @@ func (c *Conn) login(cred Credentials) error {
 	return c.ensureCaps()
 }
 
+// userLogin logs in with the user's own password the way the server
+// offers: CRAM-MD5 on a link without TLS when offered (the password never
+// crosses it; MailEnable offers it), else LOGIN, else SASL PLAIN.
+func (c *Conn) userLogin(cred Credentials) error {
+	switch {
+	case !c.secure && c.Has("AUTH=CRAM-MD5"):
+		if err := c.cramMD5(cred); err != nil {
+			return fmt.Errorf("authenticate cram-md5: %w", err)
+		}
+	case !c.Has("LOGINDISABLED"):
+		if _, err := c.run(arg(" LOGIN "), astring(cred.User), arg(" "), astring(cred.Password)); err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+	case c.Has("AUTH=PLAIN"):
+		ir := base64.StdEncoding.EncodeToString([]byte("\x00" + cred.User + "\x00" + cred.Password))
+		if err := c.authenticateChallenge("PLAIN", func([]byte) (string, error) { return ir, nil }); err != nil {
+			return fmt.Errorf("authenticate plain: %w", err)
+		}
+	default:
+		return errors.New("server has LOGINDISABLED and offers neither AUTH=PLAIN nor AUTH=CRAM-MD5 (it wants TLS first)")
+	}
+	return nil
+}
+
+// cramMD5 runs AUTHENTICATE CRAM-MD5 (RFC 2195): the answer to the
+// server's challenge is the user and the HMAC-MD5 of the challenge keyed
+// with the password.
+func (c *Conn) cramMD5(cred Credentials) error {
+	return c.authenticateChallenge("CRAM-MD5", func(challenge []byte) (string, error) {
+		mac := hmac.New(md5.New, []byte(cred.Password))
+		mac.Write(challenge)
+		return base64.StdEncoding.EncodeToString([]byte(cred.User + " " + hex.EncodeToString(mac.Sum(nil)))), nil
+	})
+}
+
 // authenticateChallenge runs AUTHENTICATE PLAIN without SASL-IR: the
 // credentials go after the server's empty "+" challenge.
-func (c *Conn) authenticateChallenge(ir string) error {
+func (c *Conn) authenticateChallenge(mech string, answer func(challenge []byte) (string, error)) error {
 	tag := c.NextTag()
-	c.bw.WriteString(tag + " AUTHENTICATE PLAIN\r\n")
+	c.bw.WriteString(tag + " AUTHENTICATE " + mech + "\r\n")
 	if err := c.bw.Flush(); err != nil {
 		return c.Fail(err)
 	}
@@ -352,10 +388,20 @@ func (c *Conn) authenticateChallenge(ir string) error {
 		}
 		switch {
 		case r.Kind == Continue && !sent:
-			c.bw.WriteString(ir + "\r\n")
+			challenge, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.Text))
+			if err != nil {
+				challenge = nil // PLAIN's empty challenge may come as "+ " or "+"
+			}
+			resp, err := answer(challenge)
+			if err != nil {
+				c.bw.WriteString("*\r\n")
+				return errors.Join(err, c.bw.Flush())
+			}
+			c.bw.WriteString(resp + "\r\n")
 			sent = true
 		case r.Kind == Continue:
-			// PLAIN has a single step; cancel whatever else is asked.
+			// PLAIN and CRAM-MD5 have a single step; cancel whatever
+			// else is asked.
 			c.bw.WriteString("*\r\n")
 		case r.Kind == Untagged:
 			c.Untagged(r)
@@ -375,12 +421,14 @@ func (c *Conn) authenticateChallenge(ir string) error {
 // retrying the same credentials cannot help.
 var ErrLoginRefused = errors.New("login refused")
 
+// refused reports whether se answered a login for its credentials: any
+// NO but one whose code says the server could not check them
+// (UNAVAILABLE, RFC 5530: "a subsystem is down"). Older servers
+// (MailEnable) send a bare NO for a wrong password, and one more try of
+// the same password can lock the customer out of their mail (a
+// server-wide lockout after N failures).
 func refused(se *ServerError) bool {
-	switch se.Code {
-	case "AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED":
-		return true
-	}
-	return false
+	return se.Status == "NO" && se.Code != "UNAVAILABLE"
 }
 
 // cmdPart is a piece of a command: text as is, or a string that must go as

@@ -237,6 +237,8 @@ func TestDialWrapsALoginFailureWithTheServersAnswer(t *testing.T) {
 		{name: "master may not act for the user", cred: master, answer: "NO [AUTHORIZATIONFAILED] Not allowed.", wantRefused: true, wantCode: "AUTHORIZATIONFAILED"},
 		{name: "expired password", cred: user, answer: "NO [EXPIRED] Password expired.", wantRefused: true, wantCode: "EXPIRED"},
 		{name: "temporary failure is no refusal", cred: master, answer: "NO [UNAVAILABLE] Try later.", wantCode: "UNAVAILABLE"},
+		{name: "a bare NO, as MailEnable answers a wrong password", cred: user, answer: "NO Invalid username or password", wantRefused: true},
+		{name: "a NO with a code no login failure has", cred: user, answer: "NO [CONTACTADMIN] Account disabled.", wantRefused: true, wantCode: "CONTACTADMIN"},
 		{name: "bad command is no refusal", cred: user, answer: "BAD What?"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
