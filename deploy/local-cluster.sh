@@ -18,7 +18,8 @@
 # Environment:
 #   MAILFERRY_LOCAL_DIR        working directory (default var/local-cluster
 #                              at the top of the repository)
-#   MAILFERRY_LOCAL_BASE_PORT  first of the 60 loopback ports it uses
+#   MAILFERRY_LOCAL_BASE_PORT  first of the loopback ports it uses (up to
+#                              base+53)
 #                              (default 24200; the table is in ports below)
 #   MAILFERRY_BIN              the mailferry binary (default: built from
 #                              this repository into DIR/bin, or `mailferry`
@@ -56,6 +57,17 @@ dir=$(realpath -m -- "${MAILFERRY_LOCAL_DIR:-$repo/var/local-cluster}")
 base=${MAILFERRY_LOCAL_BASE_PORT:-24200}
 grace=${MAILFERRY_LOCAL_GRACE:-30}
 timeout=${MAILFERRY_LOCAL_TIMEOUT:-90}
+for v in "$base" "$grace" "$timeout"; do
+	case $v in '' | *[!0-9]*)
+		echo "local-cluster: MAILFERRY_LOCAL_BASE_PORT, _GRACE and _TIMEOUT are numbers" >&2
+		exit 2
+		;;
+	esac
+done
+[ "$base" -ge 1024 ] && [ "$base" -le 65475 ] || {
+	echo "local-cluster: MAILFERRY_LOCAL_BASE_PORT must be 1024..65475" >&2
+	exit 2
+}
 
 # The ports, from base: node N's client, route and monitoring ports, each
 # daemon's metrics port, the auth page, the dashboard, and the addresses
