@@ -10,7 +10,8 @@
 #   start   build mailferry (unless MAILFERRY_BIN names one), make the
 #           working directory, the secrets and the files, start the nodes,
 #           wait until they are healthy, start the daemons and wait until
-#           each one's /readyz answers 200. Already running: says so.
+#           each one is connected to the broker (its /readyz is 200, or
+#           503 naming only the servers below). Already running: says so.
 #   stop    SIGTERM to the daemons, then to the nodes, each by the PID in
 #           its file; SIGKILL after MAILFERRY_LOCAL_GRACE seconds (30).
 #   status  what runs, its address and its log.
@@ -41,9 +42,10 @@
 # nothing listens on. Point source.address, target.address, dns.server,
 # dns.verify_servers and auth.legacy_imap.address (etc/*.yaml) at your
 # servers, and put the real master passwords in etc/source-master.pw and
-# etc/target-master.pw, before migrating anything. The daemons start and
-# are ready without them: none dials an IMAP or DNS server until it has
-# work.
+# etc/target-master.pw, before migrating anything. The daemons start
+# without them; dnsctl's and auth's /readyz say 503 until their DNS
+# primary and legacy IMAP server answer (the extractor and the loader
+# dial theirs only once they have work).
 #
 # No secret is printed: passwords are read from their files by the
 # processes themselves (and by this script's readiness probe, which sends
@@ -123,6 +125,20 @@ httpcode() {
 			printf "\r\n"
 		} >&3
 		read -r _ code _ <&3 && echo "$code"' 2>/dev/null || echo 000
+}
+
+# readybody PORT USER PASSWORD_FILE: GET /readyz behind basic auth; prints
+# the status code, then the body (the reasons when not ready).
+readybody() {
+	local auth
+	auth=$(printf '%s:%s' "$2" "$(cat "$3")" | base64 -w0)
+	HC_PORT=$1 HC_AUTH=$auth timeout 3 bash -c '
+		exec 3<>"/dev/tcp/127.0.0.1/$HC_PORT" || exit 1
+		printf "GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic %s\r\n\r\n" "$HC_AUTH" >&3
+		read -r _ code _ <&3 || exit 1
+		echo "$code"
+		while IFS= read -r line <&3 && [ "${line%$'"'"'\r'"'"'}" != "" ]; do :; done
+		cat <&3' 2>/dev/null || echo 000
 }
 
 # replace FILE OLD NEW: NEW for every OLD in FILE; OLD must be there.
@@ -328,10 +344,22 @@ readyport() {
 	esac
 }
 
+# ready NAME: NAME answers, connected to the broker. Its /readyz is 200,
+# or 503 naming only servers this machine does not run (dnsctl's DNS
+# primary, auth's legacy IMAP server: see the top of this file), never
+# the broker.
 ready() {
 	case $1 in
 	dashboard) [ "$(httpcode "$dashport" /state.json ops "$dir/etc/dashboard.password")" = 200 ] ;;
-	*) [ "$(httpcode "${metricsport[$1]}" /readyz prometheus "$dir/etc/metrics.password")" = 200 ] ;;
+	*)
+		local out
+		out=$(readybody "${metricsport[$1]}" prometheus "$dir/etc/metrics.password")
+		case ${out%%$'\n'*} in
+		200) return 0 ;;
+		503) case $out in *broker*) return 1 ;; *) return 0 ;; esac ;;
+		*) return 1 ;;
+		esac
+		;;
 	esac
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -85,8 +86,15 @@ func TestLocalClusterScriptStartsEveryDaemonReadyAndStopsThemAll(t *testing.T) {
 		{"cutover", fmt.Sprintf("http://127.0.0.1:%d/readyz", base+35), "prometheus", metricsPassword},
 		{"dashboard", fmt.Sprintf("http://127.0.0.1:%d/state.json", base+36), "ops", dashPassword},
 	}
+	// Nothing answers for the DNS primary and the legacy IMAP server the
+	// files point at: dnsctl and auth are up but not ready, and say why.
+	peerless := map[string]string{"dnsctl": "dns server", "auth": "legacy imap"}
 	for _, p := range probes {
-		if err := waitStatus(ctx, p.url, p.user, p.password, http.StatusOK); err != nil {
+		if peer, ok := peerless[p.name]; ok {
+			if err := waitNotReadyFor(ctx, p.url, p.user, p.password, peer); err != nil {
+				t.Errorf("%s: %v", p.name, err)
+			}
+		} else if err := waitStatus(ctx, p.url, p.user, p.password, http.StatusOK); err != nil {
 			t.Errorf("%s: %v", p.name, err)
 		}
 		if p.user != "" {
@@ -219,6 +227,34 @@ func waitStatus(ctx context.Context, url, user, password string, want int) error
 		select {
 		case <-ctx.Done():
 			return errors.Join(last, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitNotReadyFor waits until url (a /readyz) answers 503 naming peer
+// and not the broker: the daemon is connected, its peer is not there.
+func waitNotReadyFor(ctx context.Context, url, user, password, peer string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var last string
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		req.SetBasicAuth(user, password)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = fmt.Sprintf("%s %s", resp.Status, body)
+			if resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), peer) && !strings.Contains(string(body), "broker") {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: last %q, want 503 naming %s and not the broker", url, last, peer)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
