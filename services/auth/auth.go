@@ -104,11 +104,15 @@ func Import(ctx context.Context, cfg *config.Config, b *broker.Broker, r io.Read
 }
 
 // Policy is the configured password policy, with bcrypt's 72-byte limit
-// when the Dovecot target writes BLF-CRYPT.
+// when the Dovecot target writes BLF-CRYPT and OpenSRS's rules with the
+// opensrs target.
 func Policy(a authconfig.Auth) policy.Policy {
 	p := policy.FromConfig(a.Policy)
 	if a.Provider == authconfig.ProviderDovecot && a.Dovecot.Scheme == passhash.BLFCrypt {
 		p.MaxBytes = policy.BcryptMaxBytes
+	}
+	if a.Provider == authconfig.ProviderOpenSRS {
+		p = p.ForOpenSRS()
 	}
 	return p
 }

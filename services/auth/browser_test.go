@@ -161,7 +161,14 @@ func saveScreenshot(t *testing.T, name string, png []byte) {
 // added to the dovecot section. It returns the base URL.
 func startService(t *testing.T, passwd, usersCSV string, dovecotExtra ...string) string {
 	t.Helper()
-	cfg := authtest.Config(t, fmt.Sprintf("auth: {listen: 127.0.0.1:0, provider: dovecot, dovecot: {passwd_file: %s%s}, argon2: {time: 1, memory_kib: 1024}}\n", passwd, strings.Join(dovecotExtra, "")))
+	return startServiceWith(t, fmt.Sprintf("provider: dovecot, dovecot: {passwd_file: %s%s}", passwd, strings.Join(dovecotExtra, "")), usersCSV)
+}
+
+// startServiceWith is startService with target, the provider's part of
+// the auth section.
+func startServiceWith(t *testing.T, target, usersCSV string) string {
+	t.Helper()
+	cfg := authtest.Config(t, fmt.Sprintf("auth: {listen: 127.0.0.1:0, %s, argon2: {time: 1, memory_kib: 1024}}\n", target))
 	b := authtest.Broker(t, cfg)
 	logs := authtest.NewLogSink(t)
 	ctx := authtest.Context(t, 3*time.Minute)

@@ -112,3 +112,76 @@ func TestTheExampleAuthConfigLoads(t *testing.T) {
 		t.Error("deploy/auth.yaml sets the mail stream's limits, which only the extractor's file should")
 	}
 }
+
+// TestOpenSRSClusterGivesTheEndpointsAndRefusesAMismatch: opensrs.cluster
+// names the OMA URL and the IMAP host; an explicit url or target.address
+// overrides them, but one on another cluster is a configuration error.
+func TestOpenSRSClusterGivesTheEndpointsAndRefusesAMismatch(t *testing.T) {
+	const creds = "user: admin@example.com, password_file: /p"
+	for _, tc := range []struct {
+		name, yaml      string
+		wantURL, wantIM string
+		wantErr         string
+	}{
+		{"test cluster", "auth: {provider: opensrs, opensrs: {cluster: test, " + creds + "}}", "https://admin.test.hostedemail.com/api", "mail.test.hostedemail.com:993", ""},
+		{"cluster a", "auth: {provider: opensrs, opensrs: {cluster: a, " + creds + "}}", "https://admin.a.hostedemail.com/api", "mail.a.hostedemail.com:993", ""},
+		{"cluster b", "auth: {provider: opensrs, opensrs: {cluster: b, " + creds + "}}", "https://admin.b.hostedemail.com/api", "mail.b.hostedemail.com:993", ""},
+		{"explicit url wins", "auth: {provider: opensrs, opensrs: {cluster: a, url: 'https://127.0.0.1:8443/api', " + creds + "}}", "https://127.0.0.1:8443/api", "mail.a.hostedemail.com:993", ""},
+		{"url without cluster", "auth: {provider: opensrs, opensrs: {url: 'https://admin.b.hostedemail.com/api', " + creds + "}}", "https://admin.b.hostedemail.com/api", "", ""},
+		{"target on the same cluster", "target: {address: 'mail.a.hostedemail.com:993', auth: user}\nauth: {provider: opensrs, opensrs: {cluster: a, " + creds + "}}", "https://admin.a.hostedemail.com/api", "mail.a.hostedemail.com:993", ""},
+		{"white-label target", "target: {address: 'imap.example.net:993', auth: user}\nauth: {provider: opensrs, opensrs: {cluster: b, " + creds + "}}", "https://admin.b.hostedemail.com/api", "mail.b.hostedemail.com:993", ""},
+		{"unknown cluster", "auth: {provider: opensrs, opensrs: {cluster: c, " + creds + "}}", "", "", `cluster "c": want test, a or b`},
+		{"neither cluster nor url", "auth: {provider: opensrs, opensrs: {" + creds + "}}", "", "", "cluster (test, a or b) or url is required"},
+		{"url of another cluster", "auth: {provider: opensrs, opensrs: {cluster: a, url: 'https://admin.b.hostedemail.com/api', " + creds + "}}", "", "", "cluster b's endpoint, not cluster a's"},
+		{"target on another cluster", "target: {address: 'mail.b.hostedemail.com:993', auth: user}\nauth: {provider: opensrs, opensrs: {cluster: a, " + creds + "}}", "", "", "is on OpenSRS cluster b but auth.opensrs is cluster a"},
+		{"target and url disagree", "target: {address: 'mail.test.hostedemail.com:993', auth: user}\nauth: {provider: opensrs, opensrs: {url: 'https://admin.a.hostedemail.com/api', " + creds + "}}", "", "", "is on OpenSRS cluster test but auth.opensrs is cluster a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := loadAuth(t, tc.yaml, nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Load = %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.OpenSRS.URL != tc.wantURL || a.OpenSRS.IMAPAddress() != tc.wantIM {
+				t.Fatalf("url %q imap %q, want %q %q", a.OpenSRS.URL, a.OpenSRS.IMAPAddress(), tc.wantURL, tc.wantIM)
+			}
+		})
+	}
+}
+
+// TestOpenSRSPasswordLengthDefaultsToTheProvidersAndOnlyTightens: with
+// provider opensrs the policy's maximum is OpenSRS's 54 characters; a
+// lower max_length is kept, a higher one refused.
+func TestOpenSRSPasswordLengthDefaultsToTheProvidersAndOnlyTightens(t *testing.T) {
+	const base = "auth: {provider: opensrs, opensrs: {cluster: test, user: admin@example.com, password_file: /p}"
+	for _, tc := range []struct {
+		name, policy string
+		want         int
+		wantErr      string
+	}{
+		{"default", "", 54, ""},
+		{"tighter", ", policy: {max_length: 40}", 40, ""},
+		{"looser", ", policy: {max_length: 60}", 0, "policy.max_length 60: OpenSRS takes passwords of at most 54 characters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := loadAuth(t, base+tc.policy+"}", nil)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Load = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || a.Policy.MaxLength != tc.want || Policy(*a).MaxLength != tc.want {
+				t.Fatalf("max_length %+v, %v, want %d", a.Policy, err, tc.want)
+			}
+		})
+	}
+	if a, err := loadAuth(t, "auth: {provider: dovecot, dovecot: {passwd_file: p}}", nil); err != nil || a.Policy.MaxLength != 128 {
+		t.Fatalf("dovecot default: %+v, %v", a, err)
+	}
+}

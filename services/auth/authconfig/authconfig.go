@@ -35,6 +35,11 @@ func Load(cfg *config.Config) (*Auth, error) {
 	if err := a.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", Section, err)
 	}
+	if a.Provider == ProviderOpenSRS {
+		if err := a.OpenSRS.checkTarget(cfg.Target.Address); err != nil {
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
@@ -91,10 +96,15 @@ type Dovecot struct {
 
 // OpenSRS configures the OpenSRS Mail API (OMA) adapter.
 type OpenSRS struct {
-	// URL is the OMA base URL; method names are appended to it.
+	// Cluster is the OpenSRS email cluster the mailboxes live on: test,
+	// a or b. It gives URL its default and names the IMAP host the
+	// migration writes to (IMAPAddress), so that the two cannot disagree.
+	Cluster string `yaml:"cluster"`
+	// URL is the OMA base URL; method names are appended to it. Empty:
+	// the cluster's documented endpoint.
 	URL string `yaml:"url"`
-	// User and PasswordFile are the OMA credentials of a company or
-	// domain administrator.
+	// User and PasswordFile are the OMA credentials of a company
+	// administrator: only one can create the domains (change_domain).
 	User         string `yaml:"user"`
 	PasswordFile string `yaml:"password_file" config:"path"`
 	// CAFile adds trusted certificates (a private test endpoint).
@@ -122,8 +132,10 @@ type TLS struct {
 func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // PasswordPolicy is what the target provider accepts as a new password.
-// The defaults are OpenSRS's: at least 10 characters with a digit, an
-// upper-case letter and a symbol.
+// The defaults are at least 10 characters with a digit, an upper-case
+// letter and a symbol, and at most 128 characters; with provider opensrs
+// at most OpenSRS's 54 (a configured max_length may lower that, not
+// raise it), and the policy package adds OpenSRS's character rules.
 type PasswordPolicy struct {
 	MinLength     int   `yaml:"min_length"`
 	MaxLength     int   `yaml:"max_length"`
@@ -185,17 +197,23 @@ func (a *Auth) defaults() {
 	if a.RequestTimeout == 0 {
 		a.RequestTimeout = config.Duration(30 * time.Second)
 	}
-	a.Policy.defaults()
+	a.Policy.defaults(a.Provider)
+	if a.Provider == ProviderOpenSRS && a.OpenSRS.URL == "" {
+		a.OpenSRS.URL = OpenSRSClusters[a.OpenSRS.Cluster].URL
+	}
 	a.RateLimit.defaults()
 	a.Argon2.defaults()
 }
 
-func (p *PasswordPolicy) defaults() {
+func (p *PasswordPolicy) defaults(provider string) {
 	if p.MinLength == 0 {
 		p.MinLength = 10
 	}
 	if p.MaxLength == 0 {
 		p.MaxLength = 128
+		if provider == ProviderOpenSRS {
+			p.MaxLength = OpenSRSMaxPassword
+		}
 	}
 	yes, no := true, false
 	for _, b := range []struct {
@@ -281,6 +299,10 @@ func (a *Auth) validate() error {
 	if err := a.Policy.validate(); err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
+	if a.Provider == ProviderOpenSRS && a.Policy.MaxLength > OpenSRSMaxPassword {
+		// The page would accept what the provider then refuses.
+		return fmt.Errorf("policy.max_length %d: OpenSRS takes passwords of at most %d characters; set %d or less", a.Policy.MaxLength, OpenSRSMaxPassword, OpenSRSMaxPassword)
+	}
 	if a.RateLimit.AccountFailures < 1 || a.RateLimit.AddressFailures < 1 || a.RateLimit.AddressRequests < 1 {
 		return errors.New("rate_limit: failures and requests must be at least 1")
 	}
@@ -326,6 +348,14 @@ func (d *Dovecot) validate() error {
 }
 
 func (o *OpenSRS) validate() error {
+	if o.Cluster != "" {
+		if _, ok := OpenSRSClusters[o.Cluster]; !ok {
+			return fmt.Errorf("cluster %q: want test, a or b", o.Cluster)
+		}
+	}
+	if o.URL == "" {
+		return errors.New("cluster (test, a or b) or url is required")
+	}
 	u, err := url.Parse(o.URL)
 	if err != nil {
 		return fmt.Errorf("url: %w", err)
@@ -342,6 +372,9 @@ func (o *OpenSRS) validate() error {
 	}
 	if o.TokenHours < 1 {
 		return fmt.Errorf("token_hours %d: want at least 1", o.TokenHours)
+	}
+	if uc := hostCluster(u.Hostname()); o.Cluster != "" && uc != "" && uc != o.Cluster {
+		return fmt.Errorf("url %q is cluster %s's endpoint, not cluster %s's", o.URL, uc, o.Cluster)
 	}
 	return nil
 }
@@ -362,6 +395,78 @@ func (p *PasswordPolicy) validate() error {
 	}
 	if p.MaxLength > 1024 {
 		return fmt.Errorf("max_length %d: want at most 1024", p.MaxLength)
+	}
+	return nil
+}
+
+// OpenSRSMaxPassword is the longest plain-text password OpenSRS takes:
+// "between 1 and 54 characters" (https://email.opensrs.guide/docs/data-constraints,
+// section "Password").
+const OpenSRSMaxPassword = 54
+
+// Cluster is where one OpenSRS email cluster is reached.
+type Cluster struct {
+	// URL is the OMA base URL, as documented at
+	// https://email.opensrs.guide/docs/sending-requests ("Sending
+	// requests": Production Test, Cluster A, Cluster B).
+	URL string
+	// IMAP is host:port of the cluster's IMAP service (TLS on 993). Not
+	// documented per cluster: assumed mail.<cluster>.hostedemail.com by
+	// analogy with the documented admin.<cluster>.hostedemail.com (see
+	// services/auth/README.md, "OpenSRS"); set target.address to
+	// override.
+	IMAP string
+}
+
+// OpenSRSClusters are the clusters of opensrs.cluster.
+var OpenSRSClusters = map[string]Cluster{
+	"test": {URL: "https://admin.test.hostedemail.com/api", IMAP: "mail.test.hostedemail.com:993"},
+	"a":    {URL: "https://admin.a.hostedemail.com/api", IMAP: "mail.a.hostedemail.com:993"},
+	"b":    {URL: "https://admin.b.hostedemail.com/api", IMAP: "mail.b.hostedemail.com:993"},
+}
+
+// hostCluster returns the cluster a *.<cluster>.hostedemail.com host
+// belongs to, or "" for any other host (a white-label name, a test
+// server, mail.hostedemail.com), whose cluster cannot be told.
+func hostCluster(host string) string {
+	rest, ok := strings.CutSuffix(strings.ToLower(strings.TrimSuffix(host, ".")), ".hostedemail.com")
+	if !ok {
+		return ""
+	}
+	labels := strings.Split(rest, ".")
+	if c := labels[len(labels)-1]; len(labels) >= 2 {
+		if _, known := OpenSRSClusters[c]; known {
+			return c
+		}
+	}
+	return ""
+}
+
+// IMAPAddress is host:port of the IMAP service of the cluster (""
+// without one): the target.address the migration writes to, unless
+// target.address says otherwise.
+func (o OpenSRS) IMAPAddress() string { return OpenSRSClusters[o.Cluster].IMAP }
+
+// checkTarget refuses a target IMAP host (target.address of the same
+// file) on another cluster than the OMA's: mailboxes created on one
+// cluster cannot be reached on the other, and tokens minted by one do
+// not log in to the other. Hosts whose cluster cannot be told pass.
+func (o OpenSRS) checkTarget(address string) error {
+	if address == "" {
+		return nil
+	}
+	host := address
+	if h, _, err := net.SplitHostPort(address); err == nil {
+		host = h
+	}
+	want := o.Cluster
+	if want == "" {
+		if u, err := url.Parse(o.URL); err == nil {
+			want = hostCluster(u.Hostname())
+		}
+	}
+	if got := hostCluster(host); want != "" && got != "" && got != want {
+		return fmt.Errorf("target.address %q is on OpenSRS cluster %s but %s.opensrs is cluster %s: mailboxes are created on one cluster and written on the other", address, got, Section, want)
 	}
 	return nil
 }

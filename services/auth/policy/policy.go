@@ -35,6 +35,24 @@ type Policy struct {
 	// MaxBytes, when set, bounds the password's UTF-8 length: a target
 	// that hashes with bcrypt reads at most BcryptMaxBytes.
 	MaxBytes int
+	// PrintableASCII allows only the characters OpenSRS is reported to
+	// accept: ASCII codes 33 and 35 to 126 (no space, no ", nothing
+	// beyond ASCII).
+	PrintableASCII bool
+	// NoDomain forbids the mailbox's domain in the password, as OpenSRS
+	// does; CheckFor always forbids the mailbox name.
+	NoDomain bool
+}
+
+// ForOpenSRS returns p with OpenSRS's rules added: at most
+// authconfig.OpenSRSMaxPassword characters, printable ASCII only and
+// neither the mailbox name nor the domain. A configured maximum can only
+// lower the provider's (authconfig refuses a higher one).
+func (p Policy) ForOpenSRS() Policy {
+	p.MaxLength = min(p.MaxLength, authconfig.OpenSRSMaxPassword)
+	p.PrintableASCII = true
+	p.NoDomain = true
+	return p
 }
 
 // FromConfig builds the policy of the configuration (defaults applied).
@@ -69,21 +87,38 @@ func (e *Error) Error() string {
 // shorter ones would forbid ordinary words.
 const minNameLength = 3
 
-// CheckFor is Check plus a rule providers such as OpenSRS enforce: the
-// password must not contain the mailbox name of email.
+// Violations of the rules on the address, which CheckFor adds.
+const (
+	violationName   = Violation("must not contain your mailbox name")
+	violationDomain = Violation("must not contain your domain")
+)
+
+// CheckFor is Check plus the rules on the address that providers such as
+// OpenSRS enforce: the password must not contain the mailbox name of
+// email (nor, with NoDomain, its domain). Every broken rule is in the one
+// answer, these included.
 func (p Policy) CheckFor(email, password string) error {
-	err := p.Check(password)
-	local, _, _ := strings.Cut(strings.ToLower(email), "@")
-	if len(local) < minNameLength || !strings.Contains(strings.ToLower(password), local) {
-		return err
+	var v []Violation
+	if err := p.Check(password); err != nil {
+		v = err.(*Error).Violations
 	}
-	const v = Violation("must not contain your mailbox name")
-	if pe, ok := err.(*Error); ok {
-		pe.Violations = append(pe.Violations, v)
-		return pe
+	lower := strings.ToLower(password)
+	local, domain, _ := strings.Cut(strings.ToLower(email), "@")
+	if len(local) >= minNameLength && strings.Contains(lower, local) {
+		v = append(v, violationName)
 	}
-	return &Error{Violations: []Violation{v}}
+	if p.NoDomain && domain != "" && strings.Contains(lower, domain) {
+		v = append(v, violationDomain)
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	return &Error{Violations: v}
 }
+
+// printableASCII reports whether r is one of the characters OpenSRS is
+// reported to accept in a password: codes 33 and 35 to 126.
+func printableASCII(r rune) bool { return r == 33 || (r >= 35 && r <= 126) }
 
 // Invisible reports whether r is a code point that does not count as a
 // character: a format character (zero-width space, joiners, bidi marks,
@@ -125,6 +160,9 @@ func (p Policy) Check(password string) error {
 		// Control characters cannot be typed into every mail client.
 		v = append(v, "must not contain control characters")
 	}
+	if p.PrintableASCII && strings.IndexFunc(password, func(r rune) bool { return !printableASCII(r) && !unicode.IsControl(r) }) >= 0 {
+		v = append(v, `must contain only letters A-Z and a-z, digits and the symbols on a US keyboard, without spaces or "`)
+	}
 	for _, r := range []struct {
 		on   bool
 		has  func(rune) bool
@@ -152,8 +190,9 @@ func isSymbol(r rune) bool {
 	return unicode.IsPrint(r) && !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r)
 }
 
-// Describe lists the rules for the change form, e.g. "at least 10
-// characters, with a digit, an upper-case letter and a symbol".
+// Describe lists every rule Check and CheckFor apply, for the change
+// form, e.g. "10 to 128 characters, with a digit, an upper-case letter
+// and a symbol; not containing your mailbox name".
 func (p Policy) Describe() string {
 	var with []string
 	if p.RequireDigit {
@@ -168,7 +207,7 @@ func (p Policy) Describe() string {
 	if p.RequireSymbol {
 		with = append(with, "a symbol")
 	}
-	s := fmt.Sprintf("at least %d characters", p.MinLength)
+	s := fmt.Sprintf("%d to %d characters", p.MinLength, p.MaxLength)
 	switch len(with) {
 	case 0:
 	case 1:
@@ -178,6 +217,13 @@ func (p Policy) Describe() string {
 	}
 	if p.MaxBytes > 0 {
 		s += fmt.Sprintf("; at most %d bytes", p.MaxBytes)
+	}
+	if p.PrintableASCII {
+		s += `; only letters A-Z and a-z, digits and the symbols on a US keyboard (no spaces, no ")`
+	}
+	s += "; not containing your mailbox name"
+	if p.NoDomain {
+		s += " or your domain"
 	}
 	return s
 }

@@ -64,7 +64,7 @@ func TestCheckNamesEveryBrokenRule(t *testing.T) {
 
 func TestDescribeStatesTheOpenSRSRules(t *testing.T) {
 	got := openSRS(t).Describe()
-	want := "at least 10 characters, with a digit, an upper-case letter and a symbol"
+	want := "10 to 128 characters, with a digit, an upper-case letter and a symbol; not containing your mailbox name"
 	if got != want {
 		t.Fatalf("Describe() = %q, want %q", got, want)
 	}
@@ -79,7 +79,7 @@ func TestConfiguredPolicyOverridesDefaults(t *testing.T) {
 	if err := p.Check("abc1"); err != nil {
 		t.Fatalf("Check = %v", err)
 	}
-	if p.Describe() != "at least 4 characters, with a digit" {
+	if p.Describe() != "4 to 128 characters, with a digit; not containing your mailbox name" {
 		t.Fatalf("Describe = %q", p.Describe())
 	}
 }
@@ -154,7 +154,58 @@ func TestBcryptTargetCapsTheBytes(t *testing.T) {
 			t.Errorf("%d bytes: %v", len(pw), err)
 		}
 	}
-	if d := p.Describe(); !strings.HasSuffix(d, "; at most 72 bytes") {
+	if d := p.Describe(); !strings.Contains(d, "; at most 72 bytes;") {
 		t.Errorf("Describe = %q", d)
+	}
+}
+
+// TestOpenSRSRulesAreAllInTheFirstAnswer: with OpenSRS's rules every
+// broken one is named at once, the provider's own (length, characters,
+// name, domain) included, so that no password passes the page to be
+// refused by the provider.
+func TestOpenSRSRulesAreAllInTheFirstAnswer(t *testing.T) {
+	p := openSRS(t).ForOpenSRS()
+	const (
+		email   = "joanna@example.org"
+		tooLong = "must be at most 54 characters long"
+		chars   = `must contain only letters A-Z and a-z, digits and the symbols on a US keyboard, without spaces or "`
+		name    = "must not contain your mailbox name"
+		domain  = "must not contain your domain"
+	)
+	for _, tc := range []struct {
+		name, password string
+		want           []Violation
+	}{
+		{"acceptable", "Zebra-Crossing-42", nil},
+		{"54 characters", "Aa1!" + strings.Repeat("x", 50), nil},
+		{"60 characters", "Aa1!" + strings.Repeat("x", 56), []Violation{tooLong}},
+		{"the mailbox name", "Hi-JOANNA-2024", []Violation{name}},
+		{"the domain", "Example.org-2024", []Violation{domain}},
+		{"the domain's first label only", "Big-Example-2024", nil},
+		{"a space", "Zebra Crossing-42", []Violation{chars}},
+		{`a "`, `Zebra"Crossing-42`, []Violation{chars}},
+		{"non-ASCII", "Zébra-Crossing-42", []Violation{chars}},
+		{"every rule at once", "joanna example.org é" + strings.Repeat("x", 50), []Violation{tooLong, chars, "must contain a digit", "must contain an upper-case letter", name, domain}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := p.CheckFor(email, tc.password)
+			var pe *Error
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("CheckFor = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.As(err, &pe) || !reflect.DeepEqual(pe.Violations, tc.want) {
+				t.Fatalf("CheckFor = %v,\nwant %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), tc.password) {
+				t.Fatalf("error %q contains the password", err)
+			}
+		})
+	}
+	want := `10 to 54 characters, with a digit, an upper-case letter and a symbol; only letters A-Z and a-z, digits and the symbols on a US keyboard (no spaces, no "); not containing your mailbox name or your domain`
+	if got := p.Describe(); got != want {
+		t.Fatalf("Describe() = %q, want %q", got, want)
 	}
 }

@@ -107,16 +107,18 @@ func TestDomainWaitsForItsLastMailbox(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ca.pem"), fake.CAPEM(), 0o600)
 	os.WriteFile(filepath.Join(dir, "oma.pw"), []byte(omafake.Password), 0o600)
 	f := newFixture(t, fmt.Sprintf("{provider: opensrs, opensrs: {url: %q, user: %s, password_file: %s, ca_file: %s}}",
-		fake.URL+"/api", omafake.Admin, filepath.Join(dir, "oma.pw"), filepath.Join(dir, "ca.pem")),
+		fake.URL+"/api", omafake.DomainAdmin, filepath.Join(dir, "oma.pw"), filepath.Join(dir, "ca.pem")),
 		"a@one.example", "b@one.example", "x@two.example")
 	client, err := opensrs.New(authtest.Auth(t, f.cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := authtest.Context(t, time.Minute)
-	// OpenSRS does not host two.example: its mailbox fails with error 2.
+	// OpenSRS does not host two.example and a domain administrator
+	// cannot create it: its mailbox fails, saying what is needed.
 	rep, err := f.provisioner(client).Run(ctx)
-	if !errors.Is(err, ErrIncomplete) || rep.Created != 2 || len(rep.Failed) != 1 || rep.Failed[0].Email != "x@two.example" {
+	if !errors.Is(err, ErrIncomplete) || rep.Created != 2 || len(rep.Failed) != 1 || rep.Failed[0].Email != "x@two.example" ||
+		!strings.Contains(rep.Failed[0].Reason, "company-level") {
 		t.Fatalf("run %+v, %v", rep, err)
 	}
 	if strings.Join(rep.Domains, ",") != "one.example" || strings.Join(rep.DomainsOpen, ",") != "two.example" {
@@ -163,4 +165,28 @@ func TestOpenSRSProvisioningWritesMigrationTokens(t *testing.T) {
 		t.Fatalf("token file mode %v", fi.Mode().Perm())
 	}
 	authtest.AssertAbsent(t, "logs", f.logs.String(), strings.TrimSpace(string(b)), omafake.Password)
+}
+
+// TestOpenSRSDomainIsCreatedBeforeItsMailboxes: with a company
+// administrator a domain OpenSRS does not host yet is created first, so
+// its mailboxes are provisioned and the domain announced in one pass.
+func TestOpenSRSDomainIsCreatedBeforeItsMailboxes(t *testing.T) {
+	fake := omafake.Start(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ca.pem"), fake.CAPEM(), 0o600)
+	os.WriteFile(filepath.Join(dir, "oma.pw"), []byte(omafake.Password), 0o600)
+	f := newFixture(t, fmt.Sprintf("{provider: opensrs, opensrs: {url: %q, user: %s, password_file: %s, ca_file: %s}}",
+		fake.URL+"/api", omafake.Admin, filepath.Join(dir, "oma.pw"), filepath.Join(dir, "ca.pem")),
+		"a@new.example", "b@new.example")
+	client, err := opensrs.New(authtest.Auth(t, f.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.provisioner(client).Run(authtest.Context(t, time.Minute))
+	if err != nil || rep.Created != 2 || strings.Join(rep.Domains, ",") != "new.example" {
+		t.Fatalf("run %+v, %v", rep, err)
+	}
+	if got := strings.Join(fake.CreatedDomains(), ","); got != "new.example" {
+		t.Fatalf("created domains %q", got)
+	}
 }

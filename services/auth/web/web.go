@@ -34,7 +34,7 @@ type Authenticator interface {
 // Server serves the pages and the API.
 type Server struct {
 	Auth Authenticator
-	// PolicyText describes the password rules ("at least 10 characters,
+	// PolicyText describes the password rules ("10 to 128 characters,
 	// with ...").
 	PolicyText string
 	Log        zerolog.Logger

@@ -267,7 +267,7 @@ func TestSignInPageShowsTheUpdateNoticeWithSteps(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("sign-in: %s", res.Status)
 	}
-	for _, want := range []string{"Action needed: update your password", `href="/password"`, "Enter your email address <strong>" + user, "at least 10 characters, with a digit, an upper-case letter and a symbol"} {
+	for _, want := range []string{"Action needed: update your password", `href="/password"`, "Enter your email address <strong>" + user, "10 to 128 characters, with a digit, an upper-case letter and a symbol; not containing your mailbox name"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("notice lacks %q", want)
 		}

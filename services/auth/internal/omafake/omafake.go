@@ -1,13 +1,14 @@
 // Package omafake is a local stand-in for the OpenSRS Mail API (OMA) for
-// tests: OpenSRS has no implementation one could run locally. It checks
-// every request against the documented request format (one JSON object
-// POSTed to <base>/<method>, a credentials object with user and password
-// or token and an optional client string, each method's required and
-// optional fields with their types) and answers in the documented
-// response format, errors included: HTTP 404 for an unknown method, 400
-// for bad JSON, and success false with error_number 1 (credentials), 2
-// (no such object), 5 (badly formatted request), 6 (bad attribute, with
-// hints) and 7 (exists). A request of the wrong shape also fails the test.
+// tests: OpenSRS has no implementation one could run locally. It follows
+// the documented request and response shapes only, and every behaviour it
+// has carries a comment naming where it is documented (the guide at
+// https://email.opensrs.guide/docs/, page and section) or saying plainly
+// that it is not documented and why it is assumed.
+//
+// It checks every request against the documented request format (one JSON
+// object POSTed to <base>/<method>, a credentials object, each method's
+// documented fields with their types); a request of another shape fails
+// the test as well as being answered with the documented error.
 package omafake
 
 import (
@@ -22,10 +23,14 @@ import (
 	"testing"
 )
 
-// Admin and Password are the OMA credentials the fake accepts.
+// Admin and Password are the OMA credentials the fake accepts: Admin is
+// a company administrator; DomainAdmin (same password) a domain
+// administrator, who may query and change the domains that exist but not
+// create one.
 const (
-	Admin    = "admin@example.com"
-	Password = "Adm1n-Secret!"
+	Admin       = "admin@example.com"
+	DomainAdmin = "postmaster@example.com"
+	Password    = "Adm1n-Secret!"
 )
 
 // Server is a running fake OMA; its URL plus "/api" is the base URL.
@@ -35,17 +40,19 @@ type Server struct {
 
 	mu       sync.Mutex
 	domains  map[string]bool
-	users    map[string]string // mailbox -> password
-	tokens   map[string]string // token -> mailbox
-	requests []string          // method names, in order
-	clients  []string          // credentials.client of each request
-	failNext int               // answer the next request with this HTTP status
+	created  []string                              // domains created by change_domain, in order
+	attrs    map[string]map[string]json.RawMessage // mailbox -> attributes of its creation
+	users    map[string]string                     // mailbox -> password
+	tokens   map[string]string                     // token -> mailbox
+	requests []string                              // method names, in order
+	clients  []string                              // credentials.client of each request
+	failNext int                                   // answer the next request with this HTTP status
 }
 
 // Start serves a fake OMA over HTTPS that hosts domains, until the test
 // ends.
 func Start(t testing.TB, domains ...string) *Server {
-	f := &Server{t: t, domains: map[string]bool{}, users: map[string]string{}, tokens: map[string]string{}}
+	f := &Server{t: t, domains: map[string]bool{}, users: map[string]string{}, tokens: map[string]string{}, attrs: map[string]map[string]json.RawMessage{}}
 	for _, d := range domains {
 		f.domains[d] = true
 	}
@@ -65,6 +72,22 @@ func (f *Server) UserPassword(mailbox string) (string, bool) {
 	defer f.mu.Unlock()
 	pw, ok := f.users[mailbox]
 	return pw, ok
+}
+
+// CreatedDomains returns the domains change_domain created, in order.
+func (f *Server) CreatedDomains() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.created...)
+}
+
+// Attribute returns the JSON of attribute name as the request that
+// created mailbox sent it.
+func (f *Server) Attribute(mailbox, name string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.attrs[mailbox][name]
+	return string(v), ok
 }
 
 // TokenUser returns the mailbox a token was issued for.
@@ -95,12 +118,17 @@ func (f *Server) FailNext(status int) {
 	f.failNext = status
 }
 
-// userAttributes are change_user attributes named in OpenSRS's
-// documentation; others are answered with error 6.
+// userAttributes are the change_user attributes this fake knows, all
+// named in the attributes table of
+// https://email.opensrs.guide/docs/change_user ("Attributes fields");
+// others are answered with error 6, which the errors page documents for
+// "an unrecognized attribute" (https://email.opensrs.guide/docs/errors,
+// "API errors"). The table has more rows than these; a test that sends
+// another documented attribute adds it here.
 var userAttributes = map[string]bool{
 	"aliases": true, "allow": true, "autoresponder": true, "autoresponder_option_enddate": true,
 	"autoresponder_option_interval": true, "block": true, "brand": true, "delivery_autoresponder": true,
-	"delivery_forward": true, "delivery_mailbox": true, "forward_recipients": true, "name": true,
+	"delivery_forward": true, "delivery_local": true, "forward_recipients": true, "name": true,
 	"password": true, "quota": true, "type": true, "service_imap4": true, "service_pop3": true,
 	"service_smtpin": true, "service_webmail": true,
 }
@@ -108,9 +136,23 @@ var userAttributes = map[string]bool{
 // field specs: name -> JSON type ("string", "bool", "number", "object").
 type spec struct{ required, optional map[string]string }
 
+// methods are the request fields of each method the fake serves, from
+// the "Request fields" table of the method's page.
 var methods = map[string]spec{
+	// https://email.opensrs.guide/docs/change_user, "Request fields for change_user".
 	"change_user": {
 		required: map[string]string{"user": "string", "attributes": "object"},
+		optional: map[string]string{"create_only": "bool"},
+	},
+	// https://email.opensrs.guide/docs/get_domain, "Request fields for get_domain".
+	"get_domain": {
+		required: map[string]string{"domain": "string"},
+	},
+	// https://email.opensrs.guide/docs/change_domain, "Request fields for
+	// change_domain" (its syntax block says "domains", its table
+	// "domain": the table is followed).
+	"change_domain": {
+		required: map[string]string{"domain": "string", "attributes": "object"},
 		optional: map[string]string{"create_only": "bool"},
 	},
 	"generate_token": {
@@ -124,10 +166,12 @@ type omaError struct {
 	text string
 }
 
-// Documented error texts.
+// Error numbers and texts as documented at
+// https://email.opensrs.guide/docs/errors, "API errors".
 var (
 	errCredentials = omaError{1, "Invalid credentials supplied in request."}
 	errNotFound    = omaError{2, "The requested object does not exist."}
+	errPermission  = omaError{4, "Requestor lacks permission to change one or more of the requested attributes."}
 	errBadRequest  = omaError{5, "Request badly formatted (missing required field, or field is not the correct data type)."}
 	errBadAttr     = omaError{6, "One or more attributes badly formatted."}
 	errExists      = omaError{7, "An object with this name already exists."}
@@ -141,6 +185,9 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		f.failNext = 0
 		return
 	}
+	// Every request is a POST to <base URI>/<method>, the base URI
+	// ending in /api (https://email.opensrs.guide/docs/sending-requests,
+	// "Sending requests").
 	method, ok := strings.CutPrefix(r.URL.Path, "/api/")
 	if r.Method != http.MethodPost || !ok {
 		f.t.Errorf("request %s %s: want POST /api/<method>", r.Method, r.URL.Path)
@@ -149,9 +196,12 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	sp, known := methods[method]
 	if !known {
-		w.WriteHeader(http.StatusNotFound) // documented: non-existent method
+		// 404 for a non-existent method (https://email.opensrs.guide/docs/errors, "HTTP errors").
+		w.WriteHeader(http.StatusNotFound)
 		return
 	}
+	// Not documented (the guide names no Content-Type); the adapter
+	// sends application/json and the fake holds it to that.
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		f.t.Errorf("%s: Content-Type %q", method, ct)
 	}
@@ -159,11 +209,15 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(&body); err != nil || dec.More() {
 		f.t.Errorf("%s: body is not one JSON object: %v", method, err)
-		w.WriteHeader(http.StatusBadRequest) // documented: badly formatted JSON
+		// A request is a single JSON object (https://email.opensrs.guide/docs/sending-requests,
+		// "Request format"); 400 for badly formatted JSON
+		// (https://email.opensrs.guide/docs/errors, "HTTP errors").
+		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
 	f.requests = append(f.requests, method)
-	if e := f.checkCredentials(method, body["credentials"]); e != nil {
+	role, e := f.checkCredentials(method, body["credentials"])
+	if e != nil {
 		f.answer(w, *e, nil)
 		return
 	}
@@ -175,30 +229,52 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch method {
 	case "change_user":
 		f.changeUser(w, body)
+	case "get_domain":
+		f.getDomain(w, body)
+	case "change_domain":
+		f.changeDomain(w, role, body)
 	case "generate_token":
 		f.generateToken(w, body)
 	}
 }
 
-func (f *Server) checkCredentials(method string, raw json.RawMessage) *omaError {
+// Roles of the credentials, as the guide's "Roles" page names the
+// administrator levels (https://email.opensrs.guide/docs/roles).
+const (
+	roleCompany = "company"
+	roleDomain  = "domain"
+)
+
+// checkCredentials checks the credentials object: user, password or
+// token, and client, all strings
+// (https://email.opensrs.guide/docs/sending-requests, "Request format");
+// wrong ones are error 1 (https://email.opensrs.guide/docs/errors, "API
+// errors"). It returns the administrator's role.
+func (f *Server) checkCredentials(method string, raw json.RawMessage) (string, *omaError) {
 	var c map[string]any
 	if err := json.Unmarshal(raw, &c); err != nil || c == nil {
 		f.t.Errorf("%s: no credentials object", method)
-		return &errBadRequest
+		return "", &errBadRequest
 	}
 	for k, v := range c {
 		if _, isString := v.(string); !isString || (k != "user" && k != "password" && k != "token" && k != "client") {
 			f.t.Errorf("%s: credentials.%s is not a documented string field", method, k)
-			return &errBadRequest
+			return "", &errBadRequest
 		}
 	}
 	if client, ok := c["client"].(string); ok {
 		f.clients = append(f.clients, client)
 	}
-	if c["user"] != Admin || c["password"] != Password {
-		return &errCredentials
+	if c["password"] != Password {
+		return "", &errCredentials
 	}
-	return nil
+	switch c["user"] {
+	case Admin:
+		return roleCompany, nil
+	case DomainAdmin:
+		return roleDomain, nil
+	}
+	return "", &errCredentials
 }
 
 func (f *Server) checkShape(method string, sp spec, body map[string]json.RawMessage) *omaError {
@@ -242,6 +318,8 @@ func jsonType(raw json.RawMessage) string {
 	return "number"
 }
 
+// changeUser creates or changes a user
+// (https://email.opensrs.guide/docs/change_user).
 func (f *Server) changeUser(w http.ResponseWriter, body map[string]json.RawMessage) {
 	var user string
 	var attrs map[string]json.RawMessage
@@ -249,9 +327,10 @@ func (f *Server) changeUser(w http.ResponseWriter, body map[string]json.RawMessa
 	json.Unmarshal(body["user"], &user)
 	json.Unmarshal(body["attributes"], &attrs)
 	json.Unmarshal(body["create_only"], &createOnly)
+	// An unrecognized attribute is error 6 (https://email.opensrs.guide/docs/errors, "API errors").
 	for name := range attrs {
 		if !userAttributes[name] {
-			f.answer(w, errBadAttr, map[string]any{"hints": map[string]string{name: "unknown attribute"}})
+			f.answer(w, errBadAttr, nil)
 			return
 		}
 	}
@@ -259,32 +338,103 @@ func (f *Server) changeUser(w http.ResponseWriter, body map[string]json.RawMessa
 	local, domain, _ := strings.Cut(user, "@")
 	switch {
 	case exists && createOnly:
+		// create_only and an existing user: "an error will be returned"
+		// (change_user, "Request fields for change_user"); error 7 is the
+		// documented "An object with this name already exists" (errors
+		// page). Which number exactly is not stated on change_user:
+		// assumed 7, the only one that fits.
 		f.answer(w, errExists, nil)
 		return
 	case !exists && !f.domains[domain]:
+		// Not documented on change_user: a user of a domain that does not
+		// exist is assumed to be error 2 ("the object ... being queried,
+		// changed or deleted does not exist", errors page).
 		f.answer(w, errNotFound, nil)
 		return
 	}
 	var pw string
 	if raw, ok := attrs["password"]; ok {
 		if jsonType(raw) != "string" {
-			f.answer(w, errBadAttr, map[string]any{"hints": map[string]string{"password": "must be a string"}})
+			f.answer(w, errBadAttr, nil)
 			return
 		}
 		json.Unmarshal(raw, &pw)
-		l := strings.ToLower(pw)
-		if strings.Contains(l, local) || strings.Contains(l, domain) || strings.ContainsAny(pw, " \"") {
-			f.answer(w, errBadAttr, map[string]any{"hints": map[string]string{"password": "must not contain spaces, quotes, the user name or the domain"}})
+		if refusedPassword(pw, local, domain) {
+			f.answer(w, errBadAttr, nil)
 			return
 		}
-	} else if !exists {
-		f.answer(w, errBadAttr, map[string]any{"hints": map[string]string{"password": "required for a new user"}})
-		return
 	}
-	if pw != "" {
+	if !exists {
+		f.attrs[user] = attrs
+	}
+	if pw != "" || !exists {
 		f.users[user] = pw
 	}
 	f.answer(w, omaError{}, nil)
+}
+
+// refusedPassword applies the password rules. Documented: a plain-text
+// password is 1 to 54 characters
+// (https://email.opensrs.guide/docs/data-constraints, "Password"). Not
+// documented in the OMA guide, assumed because OpenSRS's support reports
+// them (issue 14): only ASCII codes 33 and 35 to 126, and neither the
+// mailbox name nor the domain in it. A refusal is error 6, "an attribute
+// value that is not well formatted" (errors page); the error names no
+// field (OpenSRS's answer is not documented to).
+func refusedPassword(pw, local, domain string) bool {
+	if n := len([]rune(pw)); n < 1 || n > 54 {
+		return true
+	}
+	for _, r := range pw {
+		if r != 33 && (r < 35 || r > 126) {
+			return true
+		}
+	}
+	l := strings.ToLower(pw)
+	return strings.Contains(l, strings.ToLower(local)) || strings.Contains(l, strings.ToLower(domain))
+}
+
+// getDomain answers https://email.opensrs.guide/docs/get_domain,
+// "Response": success with the domain's attributes, or error 2 with the
+// settable attributes and metadata "if the domain does not exist but the
+// user could create it" (a domain administrator gets error 2 without
+// them: not documented, assumed).
+func (f *Server) getDomain(w http.ResponseWriter, body map[string]json.RawMessage) {
+	var domain string
+	json.Unmarshal(body["domain"], &domain)
+	if !f.domains[domain] {
+		f.answer(w, errNotFound, map[string]any{
+			"settable_attribute": []string{},
+			"metadata":           map[string]any{"options": map[string]any{}, "defaults": map[string]any{}},
+		})
+		return
+	}
+	f.answer(w, omaError{}, map[string]any{"settable_attribute": []string{}, "metadata": map[string]any{}, "attributes": map[string]any{}})
+}
+
+// changeDomain creates or changes a domain
+// (https://email.opensrs.guide/docs/change_domain): create_only and an
+// existing domain is an error (assumed 7, as for change_user). A domain
+// administrator creating a domain is refused with error 4, "Requestor
+// lacks permission" (errors page); which number OpenSRS answers then is
+// not documented: assumed 4, the one permission error there is.
+func (f *Server) changeDomain(w http.ResponseWriter, role string, body map[string]json.RawMessage) {
+	var domain string
+	var createOnly bool
+	json.Unmarshal(body["domain"], &domain)
+	json.Unmarshal(body["create_only"], &createOnly)
+	switch {
+	case f.domains[domain] && createOnly:
+		f.answer(w, errExists, nil)
+	case f.domains[domain]:
+		f.answer(w, omaError{}, nil)
+	case role != roleCompany:
+		f.answer(w, errPermission, nil)
+	default:
+		f.domains[domain] = true
+		f.created = append(f.created, domain)
+		f.answer(w, omaError{}, nil)
+	}
 }
 
 func (f *Server) generateToken(w http.ResponseWriter, body map[string]json.RawMessage) {
@@ -310,8 +460,11 @@ func (f *Server) generateToken(w http.ResponseWriter, body map[string]json.RawMe
 	f.answer(w, omaError{}, map[string]any{"token": tok, "duration": duration})
 }
 
-// answer writes a documented response: 200 with success and, on failure,
-// error and error_number.
+// answer writes a documented response: 200 with a JSON object holding
+// success and, on failure, error and error_number
+// (https://email.opensrs.guide/docs/sending-requests, "Response format";
+// https://email.opensrs.guide/docs/errors, "HTTP errors"), plus the
+// method's documented result fields in extra.
 func (f *Server) answer(w http.ResponseWriter, e omaError, extra map[string]any) {
 	out := map[string]any{"success": e.text == ""}
 	if e.text != "" {

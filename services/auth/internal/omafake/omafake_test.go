@@ -28,7 +28,10 @@ func (r *recorder) violations() []string {
 	return append([]string(nil), r.errs...)
 }
 
-const creds = `"credentials": {"user": "` + Admin + `", "password": "` + Password + `", "client": "test"}`
+const (
+	creds       = `"credentials": {"user": "` + Admin + `", "password": "` + Password + `", "client": "test"}`
+	domainCreds = `"credentials": {"user": "` + DomainAdmin + `", "password": "` + Password + `"}`
+)
 
 func TestFakeChecksRequestsAgainstTheDocumentedShape(t *testing.T) {
 	rec := &recorder{TB: t}
@@ -49,6 +52,16 @@ func TestFakeChecksRequestsAgainstTheDocumentedShape(t *testing.T) {
 		{"undocumented field", "generate_token", `{` + creds + `, "user": "a@example.org", "reason": "r", "lifetime": 3}`, 200, 5, true},
 		{"token for a missing user", "generate_token", `{` + creds + `, "user": "z@example.org", "reason": "r"}`, 200, 2, false},
 		{"no credentials", "generate_token", `{"user": "a@example.org", "reason": "r"}`, 200, 5, true},
+		{"password over 54 characters", "change_user", `{` + creds + `, "user": "b@example.org", "attributes": {"password": "` + strings.Repeat("Xy7-", 14) + `"}}`, 200, 6, false},
+		{"password with a space", "change_user", `{` + creds + `, "user": "b@example.org", "attributes": {"password": "Xy7 kkkkkkkk"}}`, 200, 6, false},
+		{"undocumented attribute delivery_mailbox", "change_user", `{` + creds + `, "user": "b@example.org", "attributes": {"delivery_mailbox": true}}`, 200, 6, false},
+		{"existing domain", "get_domain", `{` + creds + `, "domain": "example.org"}`, 200, -1, false},
+		{"missing domain", "get_domain", `{` + creds + `, "domain": "new.example"}`, 200, 2, false},
+		{"domain as a list", "get_domain", `{` + creds + `, "domain": ["new.example"]}`, 200, 5, true},
+		{"domain admin creates a domain", "change_domain", `{` + domainCreds + `, "domain": "new.example", "attributes": {}, "create_only": true}`, 200, 4, false},
+		{"company admin creates a domain", "change_domain", `{` + creds + `, "domain": "new.example", "attributes": {}, "create_only": true}`, 200, -1, false},
+		{"domain exists", "change_domain", `{` + creds + `, "domain": "new.example", "attributes": {}, "create_only": true}`, 200, 7, false},
+		{"change_domain without attributes", "change_domain", `{` + creds + `, "domain": "new.example"}`, 200, 5, true},
 		{"bad JSON", "change_user", `{"credentials": `, 400, 0, true},
 		{"unknown method", "drop_everything", `{` + creds + `}`, 404, 0, false},
 	} {

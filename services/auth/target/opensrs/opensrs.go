@@ -4,9 +4,17 @@
 // credentials object, and answers 200 with {"success": ..., "error":
 // ..., "error_number": ...}.
 //
-// The adapter creates mailboxes (change_user with create_only), sets the
-// password a user chose (change_user; OpenSRS hashes it in its own scheme)
-// and mints login tokens for the migration (generate_token).
+// The adapter creates each domain that is not there yet (get_domain, then
+// change_domain with create_only: this needs a company administrator),
+// then the mailboxes (change_user with create_only), sets the password a
+// user chose (change_user; OpenSRS hashes it in its own scheme) and mints
+// login tokens for the migration (generate_token).
+//
+// Answers are read as documented: success, error and error_number
+// strictly, the documented result fields of the method strictly, and
+// anything else (such as an undocumented hints object) tolerantly: a field
+// of an unexpected shape is ignored, never a reason to lose error_number.
+// Where each behaviour is documented: services/auth/README.md, "OpenSRS".
 package opensrs
 
 import (
@@ -48,7 +56,8 @@ const (
 type Error struct {
 	Method string
 	Number int
-	// Text is OpenSRS's explanation; Hints names offending fields. Neither
+	// Text is OpenSRS's explanation; Hints names offending fields (an
+	// undocumented field, kept when it is an object of strings). Neither
 	// repeats a password.
 	Text  string
 	Hints map[string]string
@@ -120,16 +129,55 @@ type credentials struct {
 	Client   string `json:"client,omitempty"`
 }
 
-// response is the common part of every OMA answer.
+// response is the documented common part of every OMA answer
+// (https://email.opensrs.guide/docs/sending-requests, "Response format").
 type response struct {
-	Success     *bool             `json:"success"`
-	Error       string            `json:"error"`
-	ErrorNumber int               `json:"error_number"`
-	Hints       map[string]string `json:"hints"`
+	Success     *bool  `json:"success"`
+	Error       string `json:"error"`
+	ErrorNumber int    `json:"error_number"`
+}
+
+// decodeAnswer reads the documented common fields of an answer strictly
+// (success a boolean, error a string, error_number a number) and the
+// undocumented hints tolerantly: kept when it is an object, its string
+// values only; any other shape is ignored.
+func decodeAnswer(method string, data []byte) (response, map[string]string, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return response{}, nil, fmt.Errorf("opensrs %s: answer is not an OMA response (not a JSON object)", method)
+	}
+	var r response
+	for name, dst := range map[string]any{"success": &r.Success, "error": &r.Error, "error_number": &r.ErrorNumber} {
+		raw, ok := fields[name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return response{}, nil, fmt.Errorf("opensrs %s: answer is not an OMA response (%s is not of the documented type)", method, name)
+		}
+	}
+	if r.Success == nil {
+		return response{}, nil, fmt.Errorf("opensrs %s: answer is not an OMA response (no success)", method)
+	}
+	var loose map[string]any
+	var hints map[string]string
+	if json.Unmarshal(fields["hints"], &loose) == nil {
+		for k, v := range loose {
+			if s, ok := v.(string); ok {
+				if hints == nil {
+					hints = map[string]string{}
+				}
+				hints[k] = s
+			}
+		}
+	}
+	return r, hints, nil
 }
 
 // call POSTs body (with credentials added) to method and decodes the
-// answer into out, which must embed response.
+// answer into out, which must embed response and may declare the
+// method's documented result fields: those are decoded strictly, others
+// ignored.
 func (c *Client) call(ctx context.Context, method string, body map[string]any, out any) error {
 	body["credentials"] = credentials{User: c.User, Password: c.Password, Client: c.ClientID}
 	raw, err := json.Marshal(body)
@@ -155,12 +203,12 @@ func (c *Client) call(ctx context.Context, method string, body map[string]any, o
 	if res.StatusCode != http.StatusOK {
 		return fmt.Errorf("opensrs %s: HTTP %s", method, res.Status)
 	}
-	var common response
-	if err := json.Unmarshal(data, &common); err != nil || common.Success == nil {
-		return fmt.Errorf("opensrs %s: answer is not an OMA response", method)
+	common, hints, err := decodeAnswer(method, data)
+	if err != nil {
+		return err
 	}
 	if !*common.Success {
-		return &Error{Method: method, Number: common.ErrorNumber, Text: common.Error, Hints: common.Hints}
+		return &Error{Method: method, Number: common.ErrorNumber, Text: common.Error, Hints: hints}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -204,19 +252,95 @@ func (c *Client) GenerateToken(ctx context.Context, user, reason, tokenType stri
 	return out.Token, nil
 }
 
-// CreateMailboxes creates each mailbox that does not exist yet, with a
-// random password nobody knows: it is unusable until the user sets one.
-// errs[i] is the outcome for emails[i].
+// ErrNeedsCompanyAdmin is the reason a domain could not be created: the
+// configured OMA user lacks permission (error 4), as a domain
+// administrator does. Only a company administrator creates domains.
+var ErrNeedsCompanyAdmin = errors.New("creating a domain needs a company-level OMA administrator (opensrs.user); the configured user lacks permission (OMA error 4)")
+
+// GetDomain reports whether domain exists at OpenSRS (get_domain: error
+// 2 is "does not exist").
+func (c *Client) GetDomain(ctx context.Context, domain string) (bool, error) {
+	err := c.call(ctx, "get_domain", map[string]any{"domain": domain}, nil)
+	var oe *Error
+	if errors.As(err, &oe) && oe.Number == ErrNumNotFound {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ChangeDomain creates or changes domain with attributes; with
+// createOnly an existing domain is left alone and error 7 comes back.
+func (c *Client) ChangeDomain(ctx context.Context, domain string, attributes map[string]any, createOnly bool) error {
+	body := map[string]any{"domain": domain, "attributes": attributes}
+	if createOnly {
+		body["create_only"] = true
+	}
+	return c.call(ctx, "change_domain", body, nil)
+}
+
+// EnsureDomain makes domain exist: get_domain, and when it is absent
+// change_domain with create_only (as OpenSRS's own WHMCS module does);
+// error 7 (it appeared meanwhile) counts as done. Permission refused
+// (error 4) is ErrNeedsCompanyAdmin, naming the configured user, never
+// the password.
+func (c *Client) EnsureDomain(ctx context.Context, domain string) error {
+	exists, err := c.GetDomain(ctx, domain)
+	if err == nil && !exists {
+		// No attributes: the domain takes the company's defaults.
+		err = c.ChangeDomain(ctx, domain, map[string]any{}, true)
+		if isNumber(err, ErrNumExists) {
+			err = nil
+		}
+	}
+	if isNumber(err, ErrNumPermission) {
+		return fmt.Errorf("domain %s: %w (user %s)", domain, ErrNeedsCompanyAdmin, c.User)
+	}
+	if err != nil {
+		return fmt.Errorf("domain %s: %w", domain, err)
+	}
+	return nil
+}
+
+func isNumber(err error, n int) bool {
+	var oe *Error
+	return errors.As(err, &oe) && oe.Number == n
+}
+
+// mailboxAttributes are the attributes of a new mailbox: a random
+// password nobody knows (the mailbox is unusable until its user sets
+// one) and IMAP enabled explicitly, so that a company or domain default
+// of service_imap4 disabled cannot stop the migration from writing to it.
+// Everything else (quota, delivery, POP3, webmail, SMTP) is left to the
+// company's and domain's defaults: the migration needs none of it, and
+// the hosting company configures those at OpenSRS.
+func mailboxAttributes(email string) map[string]any {
+	return map[string]any{"password": unusablePassword(email), "service_imap4": "enabled"}
+}
+
+// CreateMailboxes creates each domain that does not exist yet
+// (EnsureDomain, once per domain and call), then each mailbox that does
+// not exist yet, with mailboxAttributes. errs[i] is the outcome for
+// emails[i]; a domain that could not be created fails its mailboxes.
 func (c *Client) CreateMailboxes(ctx context.Context, emails []string) []error {
 	errs := make([]error, len(emails))
+	domains := map[string]error{}
 	for i, e := range emails {
 		if err := ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
-		err := c.ChangeUser(ctx, e, map[string]any{"password": unusablePassword(e)}, true)
-		var oe *Error
-		if errors.As(err, &oe) && oe.Number == ErrNumExists {
+		_, domain, _ := strings.Cut(e, "@")
+		derr, seen := domains[domain]
+		if !seen {
+			derr = c.EnsureDomain(ctx, domain)
+			domains[domain] = derr
+		}
+		if derr != nil {
+			errs[i] = derr
+			continue
+		}
+		err := c.ChangeUser(ctx, e, mailboxAttributes(e), true)
+		if isNumber(err, ErrNumExists) {
 			err = nil
 		}
 		errs[i] = err
