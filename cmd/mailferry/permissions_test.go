@@ -26,6 +26,7 @@ import (
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/loginlimit"
 	"github.com/mailferry/mailferry/shared/subject"
 	"github.com/mailferry/mailferry/shared/testenv/proc"
 	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
@@ -147,6 +148,13 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 			}
 			if _, err := b.Progress.Put(ctx, "extractor.k", []byte("1")); err != nil {
 				return fmt.Errorf("progress: %w", err)
+			}
+			guard := loginlimit.New(b.LoginFailures, "source", 1, nil)
+			if err := guard.Refused(ctx, "anna@old.test", "NO"); err != nil {
+				return err
+			}
+			if err := guard.Allow(ctx, "anna@old.test"); !errors.Is(err, loginlimit.ErrTooMany) {
+				return fmt.Errorf("refused logins: %v, want too many", err)
 			}
 			if err := b.Conn.Publish(subject.Progress("extractor", "anna@old.test"), []byte("{}")); err != nil {
 				return err
@@ -296,6 +304,10 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 				return err
 			}
 			_, err = kv.Get(ctx, "k")
+			return err
+		}},
+		{"loader", "count a refused source login", "$KV.mf_login_failures.", func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.Publish(ctx, "$KV.mf_login_failures.source.anna", []byte("{}"))
 			return err
 		}},
 		{"loader", "write a checkpoint", "$KV.mf_checkpoints.", func(ctx context.Context, b *broker.Broker) error {

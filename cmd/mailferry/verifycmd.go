@@ -129,6 +129,13 @@ func verifyBoxes(ctx context.Context, cfg *config.Config, log zerolog.Logger, bo
 		} else {
 			opts = append(opts, verify.WithLedger(b.Ledger))
 		}
+		// Its source logins count with the extractor's: a wrong password
+		// is not tried again within the hour.
+		if err := b.Use(ctx, broker.Needs{Writes: []string{broker.BucketLoginFailures}}); err != nil {
+			log.Warn().Err(err).Msg("refused source logins not shared: verifying without their limit")
+		} else {
+			opts = append(opts, verify.SourceLogins(b.LoginFailures, cfg))
+		}
 		// Differences accepted before are reported as accepted; a
 		// bucket that cannot be read leaves them differences.
 		if kv, err := verify.AcceptedBucket(ctx, b); err != nil {

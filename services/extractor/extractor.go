@@ -20,6 +20,7 @@ import (
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/loginlimit"
 	"github.com/mailferry/mailferry/shared/metrics"
 	"github.com/mailferry/mailferry/shared/record"
 )
@@ -41,7 +42,7 @@ type Service struct {
 // bodies store and the checkpoints (the mail stream's limits come from
 // its file), and reads the jobs others enqueue.
 var Needs = broker.Needs{
-	Writes: []string{broker.StreamMail, broker.StoreBodies, broker.BucketCheckpoints, broker.BucketProgress, broker.StreamEvents},
+	Writes: []string{broker.StreamMail, broker.StoreBodies, broker.BucketCheckpoints, broker.BucketProgress, broker.StreamEvents, broker.BucketLoginFailures},
 	Reads:  []string{broker.StreamJobs},
 }
 
@@ -153,7 +154,8 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, errors.Join(err, job.ErrPermanent))
 	}
-	c, err := imapdial.DialObserved(ctx, s.Config.Source, cred, nil, s.Metrics.IMAP("source"))
+	guard := loginlimit.New(s.Broker.LoginFailures, "source", s.Config.Source.MaxLoginFailures, nil)
+	c, err := imapdial.DialGuarded(ctx, s.Config.Source, cred, nil, s.Metrics.IMAP("source"), guard)
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
 	}

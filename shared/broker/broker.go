@@ -53,10 +53,11 @@ type Broker struct {
 	Conn *nats.Conn
 	JS   jetstream.JetStream
 
-	Checkpoints jetstream.KeyValue
-	Ledger      jetstream.KeyValue
-	Progress    jetstream.KeyValue
-	Bodies      jetstream.ObjectStore
+	Checkpoints   jetstream.KeyValue
+	Ledger        jetstream.KeyValue
+	Progress      jetstream.KeyValue
+	LoginFailures jetstream.KeyValue
+	Bodies        jetstream.ObjectStore
 
 	cfg      config.NATS
 	embedded *server.Server

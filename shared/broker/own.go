@@ -25,6 +25,11 @@ const (
 // and per mailbox (shared/campaign), and the orchestrators' lease.
 const BucketCampaign = "mf_campaign"
 
+// BucketLoginFailures holds the source logins refused in the past hour,
+// per mailbox (shared/loginlimit), shared by every process that logs in
+// to the source.
+const BucketLoginFailures = "mf_login_failures"
+
 // resource is a stream, bucket or object store: how its writers declare
 // it, and who does, for the message a reader gets when it is absent.
 type resource struct {
@@ -113,6 +118,14 @@ var resources = []resource{{
 	name: BucketCampaign, kind: KindBucket, owner: "the cutover orchestrator creates it; run mailferry cutover start (or its daemon) first",
 	bucket: func(c config.NATS) jetstream.KeyValueConfig {
 		return fileBucket(c, BucketCampaign, "cutover campaign: domain and mailbox records, verifications, accepted differences, orchestrator lease", 5)
+	},
+}, {
+	name: BucketLoginFailures, kind: KindBucket, owner: "the extractor creates it; start it first or run migrate",
+	bucket: func(c config.NATS) jetstream.KeyValueConfig {
+		b := fileBucket(c, BucketLoginFailures, "source logins refused in the past hour, per mailbox", 1)
+		// loginlimit.Window: a refusal older than an hour no longer counts.
+		b.TTL = time.Hour
+		return b
 	},
 }, {
 	name: StoreBodies, kind: KindStore, owner: "the extractor creates it; start it first or run migrate",
@@ -319,5 +332,7 @@ func (b *Broker) setBucket(name string, kv jetstream.KeyValue) {
 		b.Ledger = kv
 	case BucketProgress:
 		b.Progress = kv
+	case BucketLoginFailures:
+		b.LoginFailures = kv
 	}
 }

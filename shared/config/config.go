@@ -147,6 +147,12 @@ type IMAP struct {
 	Connections    int      `yaml:"connections"`
 	CommandTimeout Duration `yaml:"command_timeout"`
 	DialTimeout    Duration `yaml:"dial_timeout"`
+	// MaxLoginFailures is how many refused logins of one mailbox in an
+	// hour mailferry makes at most, over every process (default 1): a
+	// legacy server that locks an account after N failures must never
+	// see mailferry reach N. Counted on the source; the target's own
+	// logins are retried by their owners.
+	MaxLoginFailures int `yaml:"max_login_failures"`
 }
 
 // TLS modes of IMAP.TLS.
@@ -268,6 +274,9 @@ func (c *Config) defaults() {
 		if s.DialTimeout == 0 {
 			s.DialTimeout = Duration(30 * time.Second)
 		}
+		if s.MaxLoginFailures == 0 {
+			s.MaxLoginFailures = 1
+		}
 	}
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
@@ -361,6 +370,9 @@ func (s *IMAP) validate() error {
 	}
 	if s.Connections < 1 {
 		return fmt.Errorf("connections %d: want at least 1", s.Connections)
+	}
+	if s.MaxLoginFailures < 1 {
+		return fmt.Errorf("max_login_failures %d: want at least 1 (a mailbox fails by name once its logins were refused that often in an hour)", s.MaxLoginFailures)
 	}
 	return nil
 }

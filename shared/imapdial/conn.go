@@ -50,6 +50,20 @@ type Options struct {
 	// Observer, when set, times every command on the connection and is
 	// told how the dial ended.
 	Observer Observer
+	// Guard, when set, is asked before a login and told of a refused
+	// one (loginlimit.Store): a server that locks accounts after N
+	// failures must not see mailferry reach N.
+	Guard LoginGuard
+}
+
+// LoginGuard limits the logins DialConn tries.
+type LoginGuard interface {
+	// Allow returns an error when user may not try to log in now: one
+	// wrapping ErrLoginRefused when the answer is final, another when
+	// it could not tell (tried again later).
+	Allow(ctx context.Context, user string) error
+	// Refused counts a login of user the server refused, with its answer.
+	Refused(ctx context.Context, user, reason string) error
 }
 
 // OptionsFor builds the options of server s; reading its CA file is what
@@ -155,6 +169,11 @@ func observeDial(o Options, err *error) {
 // credentials wraps ErrLoginRefused and the server's *ServerError.
 func DialConn(ctx context.Context, o Options, cred Credentials) (c *Conn, err error) {
 	defer observeDial(o, &err)
+	if o.Guard != nil {
+		if err := o.Guard.Allow(ctx, cred.User); err != nil {
+			return nil, fmt.Errorf("log in to %s as %s: %w", o.Address, cred, err)
+		}
+	}
 	c, err = connect(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", o.Address, err)
@@ -167,6 +186,11 @@ func DialConn(ctx context.Context, o Options, cred Credentials) (c *Conn, err er
 			var se *ServerError
 			if errors.As(err, &se) && refused(se) {
 				err = errors.Join(err, ErrLoginRefused)
+				if o.Guard != nil {
+					if gerr := o.Guard.Refused(ctx, cred.User, se.Line); gerr != nil {
+						err = errors.Join(err, gerr)
+					}
+				}
 			}
 			// cred.String never shows a password.
 			return nil, fmt.Errorf("log in to %s as %s: %w", o.Address, cred, err)

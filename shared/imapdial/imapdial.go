@@ -101,6 +101,12 @@ func Dial(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient
 // DialObserved is Dial with obs (nil: none) timing the connection's
 // commands and told how the dial ended.
 func DialObserved(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient.Options, obs Observer) (*imapclient.Client, error) {
+	return DialGuarded(ctx, s, cred, opts, obs, nil)
+}
+
+// DialGuarded is DialObserved with guard (nil: none) asked before the
+// login and told of a refusal (Options.Guard).
+func DialGuarded(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient.Options, obs Observer, guard LoginGuard) (*imapclient.Client, error) {
 	if s.Address == "" {
 		return nil, errors.New("no server address configured")
 	}
@@ -108,7 +114,7 @@ func DialObserved(ctx context.Context, s config.IMAP, cred Credentials, opts *im
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", s.Address, err)
 	}
-	o.Observer = obs
+	o.Observer, o.Guard = obs, guard
 	c, err := DialConn(ctx, o, cred)
 	if err != nil {
 		return nil, err

@@ -184,7 +184,7 @@ func (t *term) verify(ctx context.Context, d campaign.Domain, act campaign.Actio
 func (t *term) verifyOptions(ctx context.Context, d campaign.Domain, act campaign.Action) ([]verify.Option, error) {
 	var opts []verify.Option
 	if t.o.Broker.Ledger != nil {
-		opts = append(opts, verify.WithLedger(t.o.Broker.Ledger))
+		opts = append(opts, verify.WithLedger(t.o.Broker.Ledger), verify.SourceLogins(t.o.Broker.LoginFailures, t.o.Config))
 	}
 	kv, err := verify.AcceptedBucket(ctx, t.o.Broker)
 	if err != nil {

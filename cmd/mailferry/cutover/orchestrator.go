@@ -45,9 +45,10 @@ const consumerName = "cutover"
 const leaseName = "orchestrator"
 
 // Needs are the orchestrator's shared resources: it writes the campaign,
-// jobs and events, and reads the loader's ledger to verify.
+// jobs and events, and the count of refused source logins (verifying logs
+// in to the source), and reads the loader's ledger to verify.
 var Needs = broker.Needs{
-	Writes: []string{broker.BucketCampaign, broker.StreamJobs, broker.StreamEvents},
+	Writes: []string{broker.BucketCampaign, broker.StreamJobs, broker.StreamEvents, broker.BucketLoginFailures},
 	Reads:  []string{broker.BucketLedger},
 }
 

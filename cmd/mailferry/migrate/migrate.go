@@ -148,7 +148,7 @@ func Run(ctx context.Context, cfg *config.Config, log zerolog.Logger, o Options)
 	}
 	var v *verifier
 	if !o.NoVerify {
-		v = startVerifier(ctx, cfg, verifyOptions(ctx, b, log), during, after, 2*len(boxes))
+		v = startVerifier(ctx, cfg, verifyOptions(ctx, cfg, b, log), during, after, 2*len(boxes))
 		defer v.stop()
 	}
 	if err := enqueue(ctx, b, boxes, pass); err != nil {
@@ -217,8 +217,8 @@ func loadedPasses(boxes []job.Mailbox, progress []MailboxProgress) ([]job.Mailbo
 // their sources, and differences accepted before (`verify accept`) are
 // reported as accepted; a bucket that cannot be read leaves them
 // differences.
-func verifyOptions(ctx context.Context, b *broker.Broker, log zerolog.Logger) []verify.Option {
-	opts := []verify.Option{verify.WithLedger(b.Ledger)}
+func verifyOptions(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) []verify.Option {
+	opts := []verify.Option{verify.WithLedger(b.Ledger), verify.SourceLogins(b.LoginFailures, cfg)}
 	if kv, err := verify.AcceptedBucket(ctx, b); err != nil {
 		log.Warn().Err(err).Msg("accepted differences unreadable: reporting them as differences")
 	} else if kv != nil {

@@ -69,6 +69,7 @@ import (
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/kvjson"
+	"github.com/mailferry/mailferry/shared/loginlimit"
 	"github.com/mailferry/mailferry/shared/mailscan"
 )
 
@@ -215,6 +216,7 @@ type options struct {
 	accepted    []Accepted
 	acceptedKV  kvjson.Bucket
 	concurrency int
+	guard       imapdial.LoginGuard
 }
 
 // Concurrency bounds the mailboxes Mailboxes verifies at once (each holds
@@ -268,6 +270,18 @@ func ResyncFlags() Option {
 // bytes) are.
 func WithLedger(kv jetstream.KeyValue) Option {
 	return func(o *options) { o.ledger = kv }
+}
+
+// SourceLogins has verify's logins to the source counted and limited with
+// the extractor's (loginlimit.Store over the broker's LoginFailures
+// bucket; kv nil: not limited), so that verifying a mailbox whose
+// password is wrong cannot lock its account either.
+func SourceLogins(kv jetstream.KeyValue, cfg *config.Config) Option {
+	return func(o *options) {
+		if kv != nil {
+			o.guard = loginlimit.New(kv, "source", cfg.Source.MaxLoginFailures, nil)
+		}
+	}
 }
 
 // Mailboxes verifies each mailbox of the inventory, several at once (see
@@ -345,12 +359,12 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 			return fmt.Errorf("read the loader's ledger: %w", err)
 		}
 	}
-	src, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile)
+	src, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile, o.guard)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	tgt, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile)
+	tgt, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile, nil)
 	if err != nil {
 		return err
 	}
@@ -422,7 +436,7 @@ func movedAtSource(folders []FolderReport) {
 	}
 }
 
-func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string) (*imapclient.Client, error) {
+func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string, guard imapdial.LoginGuard) (*imapclient.Client, error) {
 	cred, err := imapdial.CredentialsFor(cfg, side, user, pwFile)
 	if err != nil {
 		return nil, err
@@ -431,7 +445,7 @@ func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string) (*
 	if side == "target" {
 		s = cfg.Target
 	}
-	return imapdial.Dial(ctx, s, cred, nil)
+	return imapdial.DialGuarded(ctx, s, cred, nil, nil, guard)
 }
 
 func list(ctx context.Context, c *imapclient.Client, timeout time.Duration) ([]foldermap.Folder, error) {

@@ -1,0 +1,99 @@
+package migrate_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
+	"github.com/mailferry/mailferry/shared/testenv/e2etest"
+)
+
+// TestAWrongSourcePasswordIsTriedOnceAnHourWhateverRunsAgain migrates
+// with each user's own source password (no master login, as from
+// MailEnable's AUTH.TAB), one of them wrong, then runs the migration
+// three times more: the legacy server sees that user's password refused
+// once (a server that locks accounts after N failures never gets there),
+// the mailbox fails by name each time, and the others are copied.
+func TestAWrongSourcePasswordIsTriedOnceAnHourWhateverRunsAgain(t *testing.T) {
+	p := e2etest.Start(t, 2, dovecottest.Options{})
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, u := range p.Users {
+		if err := p.Src.Seed(u, "INBOX", e2etest.Generated(rng, 4, u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good, bad := p.Users[0], p.Users[1]
+	path, _ := p.Config(t, filepath.Join(p.Dir, "nats"))
+	pw := func(name, password string) string {
+		f := filepath.Join(p.Dir, name)
+		if err := os.WriteFile(f, []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	csv := fmt.Sprintf("source_user,target_user,source_password_file\n%s,%s,%s\n%s,%s,%s\n",
+		good, good, pw("good.pw", "pw-0"), bad, bad, pw("bad.pw", "not-pw-1"))
+	if err := os.WriteFile(filepath.Join(p.Dir, "mailboxes.csv"), []byte(csv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(raw), "source:\n  address: "+p.Src.Addr+"\n  tls: none\n  auth: master\n  master_user: admin\n  master_password_file: master.pw\n",
+		"source:\n  address: "+p.Src.Addr+"\n  tls: none\n  auth: user\n", 1)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Source.Auth != config.AuthUser || cfg.Source.MaxLoginFailures != 1 {
+		t.Fatalf("source auth %q, max_login_failures %d", cfg.Source.Auth, cfg.Source.MaxLoginFailures)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for run := range 4 {
+		res, err := migrate.Run(ctx, cfg, e2etest.Logger(t), migrate.Options{})
+		if err != nil {
+			t.Fatalf("run %d: %v", run+1, err)
+		}
+		var b strings.Builder
+		res.WriteText(&b)
+		if res.OK() {
+			t.Fatalf("run %d: every mailbox verified, want %s failed:\n%s", run+1, bad, b.String())
+		}
+		want := "login refused"
+		if run > 0 {
+			want = "not trying again before"
+		}
+		if !strings.Contains(b.String(), bad) || !strings.Contains(b.String(), want) {
+			t.Errorf("run %d: want %s failed saying %q:\n%s", run+1, bad, want, b.String())
+		}
+		if !strings.Contains(b.String(), "ok        "+good) {
+			t.Errorf("run %d: want %s verified:\n%s", run+1, good, b.String())
+		}
+	}
+	log, err := os.ReadFile(p.Src.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, bad) && (strings.Contains(line, "auth failed") || strings.Contains(line, "Password mismatch") || strings.Contains(line, "unknown user")) && strings.Contains(line, "imap-login") {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("the source refused %s's password %d times, want once:\n%s", bad, failed, p.Src.LogTail(40))
+	}
+}

@@ -1,0 +1,116 @@
+package loginlimit
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/imapdial"
+)
+
+// failures opens the broker's bucket of refused logins on an embedded
+// server.
+func failures(t *testing.T) *broker.Broker {
+	t.Helper()
+	cfg, err := config.Parse([]byte("nats: {data_dir: nats}\n"), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := broker.Connect(ctx, cfg.NATS, "loginlimit-test", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.BucketLoginFailures}}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestAMailboxIsNotTriedAgainOnceItsLoginsWereRefusedAsOftenAsAllowed(t *testing.T) {
+	b := failures(t)
+	ctx := context.Background()
+	c := &clock{now: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	for _, tt := range []struct {
+		name string
+		max  int
+	}{{"one refusal allowed (the default)", 1}, {"three allowed", 3}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(b.LoginFailures, "source", tt.max, c.Now)
+			user := "anna-" + tt.name + "@old.example"
+			for i := range tt.max {
+				if err := s.Allow(ctx, user); err != nil {
+					t.Fatalf("before refusal %d: %v, want allowed", i+1, err)
+				}
+				if err := s.Refused(ctx, user, "a1 NO Invalid password"); err != nil {
+					t.Fatal(err)
+				}
+				c.add(time.Minute)
+			}
+			err := s.Allow(ctx, user)
+			if !errors.Is(err, ErrTooMany) || !errors.Is(err, imapdial.ErrLoginRefused) {
+				t.Fatalf("after %d refusals: %v, want too many (a refusal)", tt.max, err)
+			}
+			for _, want := range []string{user, "source.max_login_failures", "Invalid password", "not trying again before"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want it to say %q", err, want)
+				}
+			}
+			if err := New(b.LoginFailures, "source", tt.max, c.Now).Allow(ctx, "other@old.example"); err != nil {
+				t.Errorf("another mailbox: %v, want allowed", err)
+			}
+			// An hour after the first refusal it counts no more.
+			c.add(time.Hour - time.Duration(tt.max)*time.Minute)
+			if err := s.Allow(ctx, user); err != nil {
+				t.Errorf("an hour after the first refusal: %v, want allowed", err)
+			}
+		})
+	}
+}
+
+// Fifty processes counting refusals of one mailbox at once lose none.
+func TestRefusalsCountedAtOnceAreAllCounted(t *testing.T) {
+	b := failures(t)
+	ctx := context.Background()
+	s := New(b.LoginFailures, "source", 50, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.Refused(ctx, "bob@old.example", "NO")
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("refused: %v", err)
+		}
+	}
+	if err := s.Allow(ctx, "bob@old.example"); !errors.Is(err, ErrTooMany) {
+		t.Errorf("after 50 refusals counted at once with max 50: %v, want too many", err)
+	}
+}
