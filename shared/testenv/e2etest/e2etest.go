@@ -38,6 +38,14 @@ type Peers struct {
 // Start starts the two servers with n users on each.
 func Start(t *testing.T, n int, target dovecottest.Options) *Peers {
 	t.Helper()
+	return StartWithSource(t, n, dovecottest.Options{}, target)
+}
+
+// StartWithSource is Start with the source Dovecot's options too (its
+// separator, master user, users and passwords are set here; ExtraConfig
+// makes it look like another server: its capabilities, its mechanisms).
+func StartWithSource(t *testing.T, n int, source, target dovecottest.Options) *Peers {
+	t.Helper()
 	p := &Peers{Dir: t.TempDir()}
 	accounts := map[string]string{}
 	for i := range n {
@@ -45,7 +53,9 @@ func Start(t *testing.T, n int, target dovecottest.Options) *Peers {
 		p.Users = append(p.Users, u)
 		accounts[u] = fmt.Sprintf("pw-%d", i)
 	}
-	p.Src = dovecottest.StartT(t, dovecottest.Options{Separator: '/', MasterUser: "admin", MasterPassword: MasterPassword, Users: accounts, PlainPasswords: true})
+	source.Separator, source.MasterUser, source.MasterPassword = '/', "admin", MasterPassword
+	source.Users, source.PlainPasswords = accounts, true
+	p.Src = dovecottest.StartT(t, source)
 	target.Separator, target.MasterUser, target.MasterPassword = '.', "admin", MasterPassword
 	target.Users, target.PlainPasswords, target.AutoCreateSpecial = accounts, true, true
 	p.Tgt = dovecottest.StartT(t, target)
