@@ -371,8 +371,8 @@ func (s *IMAP) validate() error {
 	if s.Connections < 1 {
 		return fmt.Errorf("connections %d: want at least 1", s.Connections)
 	}
-	if s.MaxLoginFailures < 1 {
-		return fmt.Errorf("max_login_failures %d: want at least 1 (a mailbox fails by name once its logins were refused that often in an hour)", s.MaxLoginFailures)
+	if s.MaxLoginFailures < 0 {
+		return fmt.Errorf("max_login_failures %d: want at least 1 (a mailbox fails by name once its logins were refused that often in an hour; 0: the default, 1)", s.MaxLoginFailures)
 	}
 	return nil
 }

@@ -44,3 +44,21 @@ func TestBrokerSignInSettings(t *testing.T) {
 		})
 	}
 }
+
+func TestRefusedLoginsPerHourDefaultToOneAndMayNotBeNegative(t *testing.T) {
+	c, err := Parse([]byte("source: {address: 'h:143', auth: user}\n"), "/etc/mailferry", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source.MaxLoginFailures != 1 {
+		t.Errorf("source.max_login_failures = %d, want the default 1", c.Source.MaxLoginFailures)
+	}
+	if _, err := Parse([]byte("source: {address: 'h:143', auth: user, max_login_failures: -1}\n"), "/etc/mailferry", nil); err == nil || !strings.Contains(err.Error(), "max_login_failures") {
+		t.Errorf("a negative max_login_failures: %v, want it refused", err)
+	}
+	// An endpoint other sections embed (auth.legacy_imap) is checked
+	// without the defaults: 0 is valid there.
+	if err := (&IMAP{Address: "h:143", TLS: TLSNone, Auth: AuthUser, Connections: 1}).Validate(); err != nil {
+		t.Errorf("an embedded endpoint without defaults: %v", err)
+	}
+}

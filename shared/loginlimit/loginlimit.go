@@ -35,13 +35,14 @@ type Store struct {
 }
 
 // New counts the refused logins of side's mailboxes in kv (a bucket whose
-// entries live at least Window), allowing at most max per Window. now is
-// the clock (time.Now when nil).
-func New(kv kvjson.Bucket, side string, max int, now func() time.Time) *Store {
+// entries live at least Window), allowing at most maxFailures per Window
+// (at least 1). now is the clock (time.Now when nil).
+func New(kv kvjson.Bucket, side string, maxFailures int, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{kv: kv, side: side, max: max, now: now}
+	// An endpoint whose defaults were not filled in (0) gets the default.
+	return &Store{kv: kv, side: side, max: max(1, maxFailures), now: now}
 }
 
 // record is a mailbox's refused logins.
