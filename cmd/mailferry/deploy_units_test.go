@@ -25,7 +25,8 @@ var longRunning = map[string]bool{
 	"cutover retry": false, "cutover close": false,
 	"dns plan": false, "dns apply": false, "dns verify": false, "dns rollback": false,
 	"dns lower-ttl": false, "dns restore-ttl": false, "dns status": false, "dns cutover": false,
-	"users import": false, "users list": false, "provision": false,
+	"users import":            false,
+	"users import-mailenable": false, "users list": false, "provision": false,
 }
 
 // unitCommand is what a unit's ExecStart runs: the mailferry command (a

@@ -24,6 +24,7 @@ import (
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
 	"github.com/mailferry/mailferry/shared/logging"
+	"github.com/mailferry/mailferry/shared/mailenable"
 	"github.com/mailferry/mailferry/shared/metrics"
 )
 
@@ -43,6 +44,22 @@ email,role,legacy_hash; legacy_hash is the old platform's hash
 ({SHA512-CRYPT}...) or empty. Importing again updates changed accounts and
 keeps passwords users have set since. Every bad line is reported.`,
 		Setup: usersImport,
+	},
+	{
+		Name:      "users import-mailenable",
+		UsageLine: "[-c FILE] -auth-tab AUTH.TAB [-postoffice-map FILE] [-json]",
+		Short:     "import MailEnable's accounts: mailboxes file, source passwords, auth accounts",
+		Long: `Users import-mailenable reads MailEnable's Config\AUTH.TAB (copied here,
+mode 0600: a file others may read is refused) and writes what a migration
+from it needs: the mailboxes file mailboxes.file names (source_user
+mailbox@postoffice, target_user mailbox@domain), each source password in a
+file of its own (source-passwords/ beside it, mode 0600), and the auth
+accounts (email-only, the current password as a legacy hash). A post
+office whose mail domain is another name is mapped by -postoffice-map (one
+"postoffice domain" per line). Lines without a usable password are listed:
+those users prove their password at sign-in. Running it again rewrites
+the files to match AUTH.TAB and keeps passwords users have set since.`,
+		Setup: usersImportMailEnable,
 	},
 	{
 		Name:      "users list",
@@ -145,6 +162,51 @@ func importUsers(ctx context.Context, path, file string, asJSON bool, stdout, st
 	_, err = fmt.Fprintf(stdout, "imported %d users: %d created, %d updated, %d unchanged, %d kept their new password\n",
 		res.Created+res.Updated+res.Unchanged+res.Kept, res.Created, res.Updated, res.Unchanged, res.Kept)
 	return err
+}
+
+func usersImportMailEnable(fs *flag.FlagSet) command.Run {
+	path := command.ConfigFlag(fs)
+	authTab := fs.String("auth-tab", "", "MailEnable's AUTH.TAB (mode 0600)")
+	offices := fs.String("postoffice-map", "", `post office to mail domain, one "postoffice domain" per line`)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	return func(ctx context.Context, stdout, stderr io.Writer) error {
+		if *authTab == "" {
+			return command.Usagef("pass -auth-tab AUTH.TAB")
+		}
+		accounts, err := mailenable.ReadAuthTab(*authTab)
+		if err != nil {
+			return err
+		}
+		po := mailenable.PostOffices{}
+		if *offices != "" {
+			raw, err := os.ReadFile(*offices)
+			if err != nil {
+				return fmt.Errorf("post office map: %w", err)
+			}
+			if po, err = mailenable.ParsePostOffices(raw); err != nil {
+				return err
+			}
+		}
+		c, err := open(ctx, *path, stderr)
+		if err != nil {
+			return err
+		}
+		defer c.b.Close()
+		res, err := auth.ImportMailEnable(ctx, c.cfg, c.b, accounts, po)
+		if err != nil {
+			return fmt.Errorf("import %s: %w", *authTab, err)
+		}
+		c.log.Info().Int("mailboxes", res.Mailboxes).Int("passwords", res.Passwords).Int("need_sign_in", len(res.NeedSignIn)).Msg("MailEnable accounts imported")
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(res)
+		}
+		fmt.Fprintf(stdout, "%d mailboxes written to %s, %d with their source password; accounts: %d created, %d updated, %d unchanged, %d kept their new password\n",
+			res.Mailboxes, c.cfg.Mailboxes.File, res.Passwords, res.Accounts.Created, res.Accounts.Updated, res.Accounts.Unchanged, res.Accounts.Kept)
+		for _, u := range res.NeedSignIn {
+			fmt.Fprintf(stdout, "needs sign-in  %s (AUTH.TAB holds no usable password)\n", u)
+		}
+		return nil
+	}
 }
 
 // listed is one account as users list shows it: no hash.
