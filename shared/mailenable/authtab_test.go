@@ -10,7 +10,7 @@ import (
 func TestAuthTabLinesBecomeAccounts(t *testing.T) {
 	raw := "\xef\xbb\xbf" + strings.Join([]string{
 		"alice\tSecret-1\t\tcompany",
-		"bob\t\t\tcompany",      // no password: must sign in
+		"bob\t\t\tcompany",       // no password: must sign in
 		"carol\tp\x01w\t\tother", // not a typable password
 		"",
 		"dave\tpass word with spaces\tx\tOther\r",
