@@ -28,6 +28,7 @@ require (
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/mailferry/mailferry/services/auth v0.0.0-00010101000000-000000000000 // indirect
 	github.com/mailferry/mailferry/services/extractor v0.0.0-00010101000000-000000000000 // indirect
 	github.com/mailferry/mailferry/services/loader v0.0.0-00010101000000-000000000000 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect

@@ -22,6 +22,7 @@ import (
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
 	authcli "github.com/mailferry/mailferry/services/auth/cli"
+	"github.com/mailferry/mailferry/services/auth/target/opensrs"
 	"github.com/mailferry/mailferry/services/dnsctl"
 	dnscli "github.com/mailferry/mailferry/services/dnsctl/cli"
 	"github.com/mailferry/mailferry/services/extractor"
@@ -204,7 +205,13 @@ given (for its log section).`,
 		if err != nil {
 			return err
 		}
-		return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log, Metrics: m}).Run(ctx)
+		svc := &loader.Service{Config: cfg, Settings: s, Broker: b, Log: log, Metrics: m}
+		if cfg.Target.Auth == config.AuthToken {
+			if svc.Minter, err = opensrs.NewMinter(cfg); err != nil {
+				return err
+			}
+		}
+		return svc.Run(ctx)
 	}),
 	daemon.Command("dnsctl", "run the dnsctl service (switches DNS on dns cutover requests)", dnsctl.CheckConfig, func(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger, m *metrics.Metrics) error {
 		return (&dnsctl.Service{Config: cfg, Broker: b, Log: log, Metrics: m}).Run(ctx)

@@ -99,6 +99,30 @@ func (u *usersBroker) connect(t *testing.T, user string, log *syncbuf.Buffer) *b
 	return b
 }
 
+// loaderTokens does what the loader does with its target login tokens
+// (target.auth token): declare the bucket, store, read, replace one.
+func loaderTokens(ctx context.Context, b *broker.Broker) error {
+	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.BucketTargetTokens}}); err != nil {
+		return err
+	}
+	kv, err := b.JS.KeyValue(ctx, broker.BucketTargetTokens)
+	if err != nil {
+		return fmt.Errorf("bind the token bucket: %w", err)
+	}
+	key := loader.TokenKey("anna@new.test")
+	rev, err := kv.Create(ctx, key, []byte("{}"))
+	if err != nil {
+		return fmt.Errorf("store a token: %w", err)
+	}
+	if _, err := kv.Get(ctx, key); err != nil {
+		return fmt.Errorf("read a token: %w", err)
+	}
+	if _, err := kv.Update(ctx, key, []byte("{}"), rev); err != nil {
+		return fmt.Errorf("replace a token: %w", err)
+	}
+	return nil
+}
+
 // TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse signs in
 // as each user of deploy/nats/users.conf and does what its service does
 // (declare what it writes, bind what it reads, publish, consume, read and
@@ -199,6 +223,9 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 			}
 			if err := dead.DeleteMsg(ctx, 1); err != nil {
 				return fmt.Errorf("remove a retried dead letter: %w", err)
+			}
+			if err := loaderTokens(ctx, b); err != nil {
+				return err
 			}
 			return takeJob(ctx, b, "loader")
 		}},
@@ -308,6 +335,18 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 		}},
 		{"loader", "count a refused source login", "$KV.mf_login_failures.", func(ctx context.Context, b *broker.Broker) error {
 			_, err := b.JS.Publish(ctx, "$KV.mf_login_failures.source.anna", []byte("{}"))
+			return err
+		}},
+		{"extractor", "read the target's login tokens", "$JS.API.DIRECT.GET.KV_mf_target_tokens", func(ctx context.Context, b *broker.Broker) error {
+			kv, err := b.JS.KeyValue(ctx, broker.BucketTargetTokens)
+			if err != nil {
+				return err
+			}
+			_, err = kv.Get(ctx, loader.TokenKey("anna@new.test"))
+			return err
+		}},
+		{"auth", "write a target login token", "$KV.mf_target_tokens.", func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.Publish(ctx, "$KV.mf_target_tokens."+loader.TokenKey("anna@new.test"), []byte("{}"))
 			return err
 		}},
 		{"loader", "write a checkpoint", "$KV.mf_checkpoints.", func(ctx context.Context, b *broker.Broker) error {

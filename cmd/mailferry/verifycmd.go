@@ -120,10 +120,19 @@ func verifyBoxes(ctx context.Context, cfg *config.Config, log zerolog.Logger, bo
 	switch {
 	case err != nil && sinceSwitch:
 		return nil, fmt.Errorf("-since-switch reads dns.switched from the broker: %w", err)
+	case err != nil && cfg.Target.Auth == config.AuthToken:
+		return nil, fmt.Errorf("target auth token: the login tokens are in the broker: %w", err)
 	case err != nil:
 		log.Warn().Err(err).Msg("broker unreachable: verifying without the loader's ledger")
 	default:
 		defer b.Close()
+		tokens, err := verify.TargetTokens(ctx, cfg, b, log)
+		if err != nil {
+			return nil, err
+		}
+		if tokens != nil {
+			opts = append(opts, tokens)
+		}
 		if err := b.Use(ctx, broker.Needs{Reads: []string{broker.BucketLedger}}); err != nil {
 			log.Warn().Err(err).Msg("no ledger: verifying without the loader's ledger")
 		} else {

@@ -288,7 +288,11 @@ func (ss *session) dialAppend(ctx context.Context) (*imapappend.Client, error) {
 		return nil, fmt.Errorf("connect to %s: %w", ss.svc.Config.Target.Address, err)
 	}
 	o.Observer = ss.svc.Metrics.IMAP("target")
-	conn, err := imapdial.DialConn(ctx, o, ss.cred)
+	var conn *imapdial.Conn
+	err = ss.login(ctx, func(cred imapdial.Credentials) (err error) {
+		conn, err = imapdial.DialConn(ctx, o, cred)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

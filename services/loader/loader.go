@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -40,6 +42,13 @@ type Service struct {
 	Metrics *metrics.Metrics
 	// IdleFlush is how long a partial batch waits for more records.
 	IdleFlush time.Duration
+	// Minter mints the target login tokens when target.auth is token
+	// (an OpenSRS adapter: opensrs.NewMinter).
+	Minter TokenMinter
+
+	// tokensMu guards tokens, the token store made on first use.
+	tokensMu sync.Mutex
+	tokens   *Tokens
 
 	// crashAt, set by tests, makes a session fail at a named point as if
 	// the process died there.
@@ -78,7 +87,14 @@ func (s *Service) Run(ctx context.Context) error {
 	if !s.Settings.loaded() {
 		return errNoSettings
 	}
-	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
+	needs := Needs
+	if s.Config.Target.Auth == config.AuthToken {
+		needs.Writes = append(slices.Clip(needs.Writes), broker.BucketTargetTokens)
+	}
+	if err := s.Broker.Await(ctx, s.Log, needs); err != nil {
+		return err
+	}
+	if _, err := s.tokenStore(ctx); err != nil {
 		return err
 	}
 	s.Metrics.WatchConsumer(s.Broker.JS, broker.StreamJobs, "loader")
@@ -159,6 +175,9 @@ type session struct {
 	app   *imapappend.Client
 	mbx   *casEntry[MailboxState]
 	tgt   targetInfo
+	// tokens, when set (target.auth token), gives the login a token of
+	// the mailbox's user instead of cred.
+	tokens *Tokens
 
 	// replay, when set, delivers records again: the target's content,
 	// not the ledger's watermark, decides what is appended.
@@ -198,11 +217,18 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 	ss := &session{svc: s, j: j, replay: j.Replay, ev: event.Publisher{JS: s.Broker.JS, Service: "loader"},
 		prog: event.NewReporter(s.Broker.Conn, s.Broker.Progress, "loader", j.SourceUser, j.Pass),
 		log:  s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()}
-	cred, err := imapdial.CredentialsFor(s.Config, "target", j.TargetUser, j.TargetPasswordFile)
+	tokens, err := s.tokenStore(ctx)
 	if err != nil {
-		return nil, errors.Join(err, job.ErrPermanent)
+		return nil, err
 	}
-	ss.cred = cred
+	ss.tokens = tokens
+	if tokens == nil {
+		cred, err := imapdial.CredentialsFor(s.Config, "target", j.TargetUser, j.TargetPasswordFile)
+		if err != nil {
+			return nil, errors.Join(err, job.ErrPermanent)
+		}
+		ss.cred = cred
+	}
 	ss.check = &job.PassCheck{JS: s.Broker.JS, Job: j}
 	// Counters first: a wait for the lease reports progress too.
 	ss.prog.Resume(ctx)
@@ -211,7 +237,11 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 	if ss.lease, err = ss.waitLease(ctx); err != nil {
 		return nil, err
 	}
-	if ss.c, err = imapdial.DialObserved(ctx, s.Config.Target, cred, nil, s.Metrics.IMAP("target")); err != nil {
+	err = ss.login(ctx, func(cred imapdial.Credentials) (err error) {
+		ss.c, err = imapdial.DialObserved(ctx, s.Config.Target, cred, nil, s.Metrics.IMAP("target"))
+		return err
+	})
+	if err != nil {
 		ss.close()
 		return nil, err
 	}
@@ -228,6 +258,31 @@ func (s *Service) open(ctx context.Context, j *job.Job) (*session, error) {
 		return nil, err
 	}
 	return ss, nil
+}
+
+// tokenStore is the store of target login tokens when target.auth is
+// token (nil otherwise), made on first use: it declares the bucket.
+func (s *Service) tokenStore(ctx context.Context) (*Tokens, error) {
+	if s.Config.Target.Auth != config.AuthToken {
+		return nil, nil
+	}
+	s.tokensMu.Lock()
+	defer s.tokensMu.Unlock()
+	if s.tokens != nil {
+		return s.tokens, nil
+	}
+	if s.Minter == nil {
+		return nil, errors.New("target auth token: no token minter (target.opensrs) configured")
+	}
+	if err := s.Broker.Use(ctx, broker.Needs{Writes: []string{broker.BucketTargetTokens}}); err != nil {
+		return nil, err
+	}
+	kv, err := s.Broker.JS.KeyValue(ctx, broker.BucketTargetTokens)
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", broker.BucketTargetTokens, err)
+	}
+	s.tokens = &Tokens{Minter: s.Minter, KV: kv, RenewBefore: s.Config.Target.OpenSRS.RenewBefore.Std(), Log: s.Log}
+	return s.tokens, nil
 }
 
 func (ss *session) close() {

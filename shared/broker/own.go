@@ -30,6 +30,16 @@ const BucketCampaign = "mf_campaign"
 // to the source.
 const BucketLoginFailures = "mf_login_failures"
 
+// BucketTargetTokens holds the loader's login tokens for the target (one
+// per target mailbox, OpenSRS generate_token): secrets, readable only by
+// the loader's broker user. An entry lives at most TargetTokenTTL after
+// it was written, whatever the token's own expiry says.
+const BucketTargetTokens = "mf_target_tokens"
+
+// TargetTokenTTL is the age at which the broker drops a stored token; a
+// token is asked for at most this long (config.OMA.TokenHours <= 24).
+const TargetTokenTTL = 24 * time.Hour
+
 // resource is a stream, bucket or object store: how its writers declare
 // it, and who does, for the message a reader gets when it is absent.
 type resource struct {
@@ -126,6 +136,13 @@ var resources = []resource{{
 		// loginlimit.Window: a refusal older than an hour no longer counts.
 		b.TTL = time.Hour
 		return b
+	},
+}, {
+	name: BucketTargetTokens, kind: KindBucket, owner: "the loader creates it when target.auth is token; start it first or run migrate",
+	bucket: func(c config.NATS) jetstream.KeyValueConfig {
+		kv := fileBucket(c, BucketTargetTokens, "loader login tokens for the target, per mailbox (secrets)", 1)
+		kv.TTL = TargetTokenTTL
+		return kv
 	},
 }, {
 	name: StoreBodies, kind: KindStore, owner: "the extractor creates it; start it first or run migrate",

@@ -138,10 +138,14 @@ type IMAP struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 	CAFile             string `yaml:"ca_file"`
 	ServerName         string `yaml:"server_name"`
-	// Auth is master (SASL PLAIN with authzid) or user.
+	// Auth is master (SASL PLAIN with authzid), user (the password in the
+	// mailbox's password file) or, for the target only, token (a login
+	// token per mailbox minted through OpenSRS's OMA: see OpenSRS).
 	Auth               string `yaml:"auth"`
 	MasterUser         string `yaml:"master_user"`
 	MasterPasswordFile string `yaml:"master_password_file"`
+	// OpenSRS is where a target with auth token gets its tokens.
+	OpenSRS OMA `yaml:"opensrs"`
 	// Connections bounds concurrent connections to this server: the
 	// extractor uses one per mailbox, the loader two.
 	Connections    int      `yaml:"connections"`
@@ -166,7 +170,32 @@ const (
 const (
 	AuthMaster = "master"
 	AuthUser   = "user"
+	// AuthToken logs in as the mailbox's user with a session token of
+	// OpenSRS's generate_token as the password (target only).
+	AuthToken = "token"
 )
+
+// OMA is how the loader reaches the OpenSRS Mail API to mint login
+// tokens (generate_token, type session) when the target's auth is token.
+type OMA struct {
+	// URL is the OMA base URL; method names are appended to it.
+	URL string `yaml:"url"`
+	// User and PasswordFile are the OMA credentials of an administrator
+	// of the migrated domains (mode 0600: a secret).
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	// CAFile adds trusted certificates (a private test endpoint).
+	CAFile string `yaml:"ca_file"`
+	// Client is sent as credentials.client, for OpenSRS's logs.
+	Client  string   `yaml:"client"`
+	Timeout Duration `yaml:"timeout"`
+	// TokenHours is the lifetime asked for each token, 1 to 24 hours:
+	// tokens are kept in a key-value bucket whose entries live 24 hours.
+	TokenHours int `yaml:"token_hours"`
+	// RenewBefore: a stored token with less than this left is replaced
+	// by a fresh one before a login (default 1h, below the lifetime).
+	RenewBefore Duration `yaml:"renew_before"`
+}
 
 // Mailboxes names the inventory of mailboxes to migrate.
 type Mailboxes struct {
@@ -278,6 +307,18 @@ func (c *Config) defaults() {
 			s.MaxLoginFailures = 1
 		}
 	}
+	if o := &c.Target.OpenSRS; c.Target.Auth == AuthToken {
+		setDefault(&o.Client, "mailferry")
+		if o.Timeout == 0 {
+			o.Timeout = Duration(30 * time.Second)
+		}
+		if o.TokenHours == 0 {
+			o.TokenHours = 24
+		}
+		if o.RenewBefore == 0 {
+			o.RenewBefore = Duration(time.Hour)
+		}
+	}
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 }
@@ -302,6 +343,7 @@ func (c *Config) resolvePaths() {
 		&c.NATS.ListenCertFile, &c.NATS.ListenKeyFile, &c.NATS.PasswordFile,
 		&c.Source.MasterPasswordFile, &c.Source.CAFile,
 		&c.Target.MasterPasswordFile, &c.Target.CAFile,
+		&c.Target.OpenSRS.PasswordFile, &c.Target.OpenSRS.CAFile,
 		&c.Mailboxes.File,
 	} {
 		*p = c.Path(*p)
@@ -314,6 +356,9 @@ func (c *Config) Validate() error {
 		if s.Address == "" {
 			// A service's own file may leave out the other side.
 			continue
+		}
+		if name == "source" && s.Auth == AuthToken {
+			return errors.New("source: auth token is for the target (OpenSRS): want master or user")
 		}
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -365,8 +410,12 @@ func (s *IMAP) validate() error {
 			return errors.New("auth master needs master_user")
 		}
 	case AuthUser:
+	case AuthToken:
+		if err := s.OpenSRS.validate(); err != nil {
+			return fmt.Errorf("auth token: %w", err)
+		}
 	default:
-		return fmt.Errorf("auth %q: want master or user", s.Auth)
+		return fmt.Errorf("auth %q: want master, user or token", s.Auth)
 	}
 	if s.Connections < 1 {
 		return fmt.Errorf("connections %d: want at least 1", s.Connections)
@@ -375,6 +424,26 @@ func (s *IMAP) validate() error {
 		return fmt.Errorf("max_login_failures %d: want at least 1 (a mailbox fails by name once its logins were refused that often in an hour; 0: the default, 1)", s.MaxLoginFailures)
 	}
 	return nil
+}
+
+func (o *OMA) validate() error {
+	switch {
+	case o.URL == "" || o.User == "" || o.PasswordFile == "":
+		return errors.New("opensrs needs url, user and password_file (the OMA administrator that mints login tokens)")
+	case !strings.HasPrefix(o.URL, "https://"):
+		return fmt.Errorf("opensrs.url %q: want https:// (the request carries the OMA password)", o.URL)
+	case o.TokenHours < 1 || o.TokenHours > 24:
+		return fmt.Errorf("opensrs.token_hours %d: want 1 to 24", o.TokenHours)
+	case o.RenewBefore.Std() <= 0 || o.RenewBefore.Std() >= time.Duration(o.TokenHours)*time.Hour:
+		return fmt.Errorf("opensrs.renew_before %s: want more than 0 and less than token_hours", o.RenewBefore.Std())
+	}
+	return nil
+}
+
+// OpenSRSPassword returns the password of the target's OMA administrator,
+// read from target.opensrs.password_file.
+func (c *Config) OpenSRSPassword() (string, error) {
+	return Secret("", c.Target.OpenSRS.PasswordFile)
 }
 
 // MasterPassword returns the master password of an IMAP server, read from

@@ -54,6 +54,12 @@ func TestParseRejectsBadConfig(t *testing.T) {
 		{"bad tls", "source: {address: 'h:1', tls: ssl, auth: user}\n", "tls \"ssl\""},
 		{"master without user", "source: {address: 'h:1', auth: master}\n", "master_user"},
 		{"bad duration", "nats: {dedup_window: soon}\n", "duration"},
+		{"unknown auth", "target: {address: 'h:1', auth: oauth}\n", "want master, user or token"},
+		{"token at the source", "source: {address: 'h:1', auth: token, opensrs: {url: 'https://oma', user: a, password_file: p}}\n", "auth token is for the target"},
+		{"token without the oma", "target: {address: 'h:1', auth: token}\n", "opensrs needs url, user and password_file"},
+		{"token over plain http", "target: {address: 'h:1', auth: token, opensrs: {url: 'http://oma', user: a, password_file: p}}\n", "want https://"},
+		{"token longer than the bucket keeps it", "target: {address: 'h:1', auth: token, opensrs: {url: 'https://oma', user: a, password_file: p, token_hours: 48}}\n", "token_hours 48"},
+		{"renewal margin beyond the lifetime", "target: {address: 'h:1', auth: token, opensrs: {url: 'https://oma', user: a, password_file: p, token_hours: 2, renew_before: 3h}}\n", "renew_before"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +68,17 @@ func TestParseRejectsBadConfig(t *testing.T) {
 				t.Fatalf("err = %v, want mention of %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestTargetTokenAuthTakesTheOMASettingsWithDefaults(t *testing.T) {
+	c, err := Parse([]byte("target: {address: 'h:993', auth: token, opensrs: {url: 'https://oma.test/api', user: admin@new.test, password_file: oma.pw}}\n"), "/etc/mf", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.Target.OpenSRS
+	if o.PasswordFile != "/etc/mf/oma.pw" || o.TokenHours != 24 || o.RenewBefore.Std() != time.Hour || o.Client != "mailferry" || o.Timeout.Std() != 30*time.Second {
+		t.Errorf("target.opensrs = %+v, want the path resolved and the defaults", o)
 	}
 }
 

@@ -54,6 +54,11 @@ func CredentialsFor(c *config.Config, side, user, passwordFile string) (Credenti
 	if side == "target" {
 		s = c.Target
 	}
+	if s.Auth == config.AuthToken {
+		// Tokens are minted and kept by the loader (services/loader
+		// tokens.go); no file holds them.
+		return Credentials{}, fmt.Errorf("%s auth token: logins with OpenSRS tokens are the loader's; use master or user here", side)
+	}
 	if s.Auth == config.AuthMaster {
 		pw, err := c.MasterPassword(side)
 		if err != nil {

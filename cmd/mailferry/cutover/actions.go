@@ -193,6 +193,13 @@ func (t *term) verifyOptions(ctx context.Context, d campaign.Domain, act campaig
 	if kv != nil {
 		opts = append(opts, verify.WithAcceptedFrom(kv))
 	}
+	tokens, err := verify.TargetTokens(ctx, t.o.Config, t.o.Broker, t.log)
+	if err != nil {
+		return nil, err
+	}
+	if tokens != nil {
+		opts = append(opts, tokens)
+	}
 	if act.PassKind == campaign.PassDelta {
 		opts = append(opts, verify.ResyncFlags())
 		if d.DNS.Switched() {

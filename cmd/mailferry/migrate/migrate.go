@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/verify"
+	"github.com/mailferry/mailferry/services/auth/target/opensrs"
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
@@ -349,7 +350,13 @@ func loaderService(cfg *config.Config, log zerolog.Logger) (*loader.Service, err
 	if err != nil {
 		return nil, &command.ConfigError{Err: err}
 	}
-	return &loader.Service{Config: cfg, Settings: ls, Log: log.With().Str("service", "loader").Logger()}, nil
+	svc := &loader.Service{Config: cfg, Settings: ls, Log: log.With().Str("service", "loader").Logger()}
+	if cfg.Target.Auth == config.AuthToken {
+		if svc.Minter, err = opensrs.NewMinter(cfg); err != nil {
+			return nil, err
+		}
+	}
+	return svc, nil
 }
 
 // Start runs both services on b until ctx ends, each in a goroutine wg

@@ -52,6 +52,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -217,6 +218,7 @@ type options struct {
 	acceptedKV  kvjson.Bucket
 	concurrency int
 	guard       imapdial.LoginGuard
+	tokens      *loader.Tokens
 }
 
 // Concurrency bounds the mailboxes Mailboxes verifies at once (each holds
@@ -359,12 +361,12 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 			return fmt.Errorf("read the loader's ledger: %w", err)
 		}
 	}
-	src, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile, o.guard)
+	src, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile, o.guard, nil)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	tgt, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile, nil)
+	tgt, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile, nil, o.tokens)
 	if err != nil {
 		return err
 	}
@@ -436,7 +438,21 @@ func movedAtSource(folders []FolderReport) {
 	}
 }
 
-func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string, guard imapdial.LoginGuard) (*imapclient.Client, error) {
+// dial logs in to side as user: with the loader's tokens when the
+// target's auth is token (tokens set), else as configured, the login
+// limited by guard (nil: not limited).
+func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string, guard imapdial.LoginGuard, tokens *loader.Tokens) (*imapclient.Client, error) {
+	if side == "target" && cfg.Target.Auth == config.AuthToken {
+		if tokens == nil {
+			return nil, errors.New("target auth token: verifying needs the broker (the loader's token bucket)")
+		}
+		var c *imapclient.Client
+		err := tokens.Login(ctx, user, func(cred imapdial.Credentials) (err error) {
+			c, err = imapdial.Dial(ctx, cfg.Target, cred, nil)
+			return err
+		})
+		return c, err
+	}
 	cred, err := imapdial.CredentialsFor(cfg, side, user, pwFile)
 	if err != nil {
 		return nil, err

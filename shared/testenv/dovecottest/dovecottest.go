@@ -92,6 +92,10 @@ type Options struct {
 	// ExtraConfig is appended verbatim to dovecot.conf; later settings
 	// override earlier ones.
 	ExtraConfig string
+	// TokenPasswords adds a second passdb, a passwd-file of login tokens
+	// (SetTokens): a user logs in with its password or its token, as at
+	// OpenSRS, whose session tokens "can be used in place of a password".
+	TokenPasswords bool
 }
 
 // Server is one running Dovecot instance.
@@ -125,6 +129,7 @@ type Server struct {
 	mu          sync.Mutex // guards users, passwdStamp and keyword files
 	users       map[string]string
 	passwdStamp time.Time
+	tokenStamp  time.Time // passwdStamp of the tokens file
 
 	seq atomic.Uint64 // unique maildir file names
 
@@ -421,6 +426,12 @@ func (s *Server) config(imapPort, imapsPort int) string {
 	p("  driver = passwd-file")
 	p("  args = username_format=%%u %s", s.passwdPath())
 	p("}")
+	if s.opts.TokenPasswords {
+		p("passdb {")
+		p("  driver = passwd-file")
+		p("  args = username_format=%%u %s", s.tokensPath())
+		p("}")
+	}
 	p("userdb {")
 	p("  driver = passwd-file")
 	p("  args = username_format=%%u %s", s.passwdPath())

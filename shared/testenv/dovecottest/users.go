@@ -109,6 +109,11 @@ func (s *Server) writeInitialUsers(ctx context.Context) error {
 		}
 		master[s.opts.MasterUser] = entry
 	}
+	if s.opts.TokenPasswords {
+		if err := s.writePasswdFile(s.tokensPath(), nil, time.Time{}); err != nil {
+			return err
+		}
+	}
 	// Always written so a config edited to use it never points at nothing.
 	return s.writePasswdFile(s.masterPasswdPath(), master, time.Time{})
 }

@@ -13,14 +13,16 @@ package omafake
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Admin and Password are the OMA credentials the fake accepts: Admin is
@@ -38,12 +40,24 @@ type Server struct {
 	*httptest.Server
 	t testing.TB
 
+	// Hour is how long a token "hour" lasts here (default time.Hour):
+	// tests shorten it to see tokens expire. Set before the first request.
+	Hour time.Duration
+	// OnTokens, when set, is told the login token each mailbox may use
+	// now (mailbox -> token), after every change: a Dovecot target's
+	// token passdb follows it (dovecottest.Server.SetTokens). Set before
+	// the first request; it runs with the fake locked.
+	OnTokens func(valid map[string]string)
+
 	mu       sync.Mutex
 	domains  map[string]bool
 	created  []string                              // domains created by change_domain, in order
 	attrs    map[string]map[string]json.RawMessage // mailbox -> attributes of its creation
 	users    map[string]string                     // mailbox -> password
-	tokens   map[string]string                     // token -> mailbox
+	tokens   map[string]*token                     // token -> what it is
+	revoked  map[string]bool                       // mailbox -> its tokens refused (RevokeTokens)
+	issued   int                                   // tokens issued so far
+	timers   []*time.Timer                         // token expiries, stopped when the test ends
 	requests []string                              // method names, in order
 	clients  []string                              // credentials.client of each request
 	failNext int                                   // answer the next request with this HTTP status
@@ -52,12 +66,13 @@ type Server struct {
 // Start serves a fake OMA over HTTPS that hosts domains, until the test
 // ends.
 func Start(t testing.TB, domains ...string) *Server {
-	f := &Server{t: t, domains: map[string]bool{}, users: map[string]string{}, tokens: map[string]string{}, attrs: map[string]map[string]json.RawMessage{}}
+	f := &Server{t: t, Hour: time.Hour, domains: map[string]bool{}, users: map[string]string{}, tokens: map[string]*token{}, revoked: map[string]bool{}, attrs: map[string]map[string]json.RawMessage{}}
 	for _, d := range domains {
 		f.domains[d] = true
 	}
 	f.Server = httptest.NewTLSServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Server.Close)
+	t.Cleanup(f.stopTimers)
 	return f
 }
 
@@ -94,7 +109,10 @@ func (f *Server) Attribute(mailbox, name string) (string, bool) {
 func (f *Server) TokenUser(token string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.tokens[token]
+	if tk := f.tokens[token]; tk != nil {
+		return tk.user
+	}
+	return ""
 }
 
 // Requests returns the methods called so far, in order.
@@ -264,6 +282,17 @@ func (f *Server) checkCredentials(method string, raw json.RawMessage) (string, *
 	}
 	if client, ok := c["client"].(string); ok {
 		f.clients = append(f.clients, client)
+	}
+	if tok, ok := c["token"].(string); ok {
+		// A token in place of the password: documented for type oma, and
+		// for session and sso tokens issued with oma true
+		// (https://email.opensrs.guide/docs/generate_token, "oma" and
+		// "type"). Only the company administrator's tokens open it here.
+		tk := f.tokens[tok]
+		if c["user"] != Admin || tk == nil || tk.user != Admin || !tk.oma || f.expired(tk) {
+			return "", &errCredentials
+		}
+		return roleCompany, nil
 	}
 	if c["password"] != Password {
 		return "", &errCredentials
@@ -437,27 +466,127 @@ func (f *Server) changeDomain(w http.ResponseWriter, role string, body map[strin
 	}
 }
 
+// token is one issued by generate_token.
+type token struct {
+	user    string
+	typ     string
+	oma     bool // usable as OMA credentials
+	expires time.Time
+	seq     int // order of issue
+}
+
+func (f *Server) expired(tk *token) bool { return !time.Now().Before(tk.expires) }
+
+// generateToken follows https://email.opensrs.guide/docs/generate_token:
+// user and reason required; type oma, session or sso (default session);
+// duration in hours (default 24); token given or else random; the answer
+// carries token and duration. A session token is valid until its
+// duration ends and "can be used in place of a password" for mail
+// services, which OnTokens hands to the IMAP target. Not documented, so
+// the stand-in's own choices: a mailbox that does not exist is error 2;
+// the newest token of a mailbox replaces the older ones at the IMAP
+// target (a passwd-file holds one per user); an sso token is not limited
+// to one use there.
 func (f *Server) generateToken(w http.ResponseWriter, body map[string]json.RawMessage) {
-	var user, typ string
+	var user, typ, given string
+	var oma bool
 	duration := 24
 	json.Unmarshal(body["user"], &user)
 	json.Unmarshal(body["type"], &typ)
+	json.Unmarshal(body["token"], &given)
+	json.Unmarshal(body["oma"], &oma)
 	if raw, ok := body["duration"]; ok {
 		json.Unmarshal(raw, &duration)
 	}
 	switch typ {
-	case "", "oma", "session", "sso":
+	case "":
+		typ = "session"
+	case "oma", "session", "sso":
 	default:
 		f.answer(w, errBadRequest, nil)
 		return
 	}
-	if _, ok := f.users[user]; !ok {
+	if _, ok := f.users[user]; !ok && user != Admin {
 		f.answer(w, errNotFound, nil)
 		return
 	}
-	tok := fmt.Sprintf("tok-%d-%x", len(f.tokens), len(user))
-	f.tokens[tok] = user
+	tok := given
+	if tok == "" {
+		b := make([]byte, 24)
+		rand.Read(b)
+		tok = base64.RawURLEncoding.EncodeToString(b)
+	}
+	hour := f.Hour
+	if hour <= 0 {
+		hour = time.Hour
+	}
+	life := time.Duration(duration) * hour
+	f.tokens[tok] = &token{user: user, typ: typ, oma: oma || typ == "oma", expires: time.Now().Add(life), seq: f.issued}
+	f.issued++
+	f.timers = append(f.timers, time.AfterFunc(life, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.publishTokens()
+	}))
+	f.publishTokens()
 	f.answer(w, omaError{}, map[string]any{"token": tok, "duration": duration})
+}
+
+// publishTokens tells OnTokens the newest unexpired mail-login token of
+// each mailbox (f.mu held).
+func (f *Server) publishTokens() {
+	if f.OnTokens == nil {
+		return
+	}
+	newest := map[string]*token{}
+	valid := map[string]string{}
+	for tok, tk := range f.tokens {
+		if tk.typ == "oma" || f.expired(tk) || f.revoked[tk.user] {
+			continue
+		}
+		if cur := newest[tk.user]; cur == nil || tk.seq > cur.seq {
+			newest[tk.user], valid[tk.user] = tk, tok
+		}
+	}
+	f.OnTokens(valid)
+}
+
+// RevokeTokens makes every token of mailbox stop working at the IMAP
+// target, as a token revoked or expired early would, and keeps tokens
+// minted for it later from working (refuse: true) or lets them work
+// again (refuse: false).
+func (f *Server) RevokeTokens(mailbox string, refuse bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, tk := range f.tokens {
+		if tk.user == mailbox {
+			tk.expires = time.Now()
+		}
+	}
+	f.revoked[mailbox] = refuse
+	f.publishTokens()
+}
+
+// IssuedTokens returns every token generate_token issued for mailbox.
+func (f *Server) IssuedTokens(mailbox string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for tok, tk := range f.tokens {
+		if tk.user == mailbox {
+			out = append(out, tok)
+		}
+	}
+	return out
+}
+
+func (f *Server) stopTimers() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, tm := range f.timers {
+		tm.Stop()
+	}
+	f.OnTokens = nil
 }
 
 // answer writes a documented response: 200 with a JSON object holding

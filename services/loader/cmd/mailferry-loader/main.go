@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mailferry/mailferry/services/auth/target/opensrs"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
@@ -21,5 +22,11 @@ func Run(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.
 	if err != nil {
 		return err
 	}
-	return (&loader.Service{Config: cfg, Settings: s, Broker: b, Log: log, Metrics: m}).Run(ctx)
+	svc := &loader.Service{Config: cfg, Settings: s, Broker: b, Log: log, Metrics: m}
+	if cfg.Target.Auth == config.AuthToken {
+		if svc.Minter, err = opensrs.NewMinter(cfg); err != nil {
+			return err
+		}
+	}
+	return svc.Run(ctx)
 }
