@@ -2,15 +2,11 @@ module github.com/mailferry/mailferry/services/auth
 
 go 1.26.0
 
-replace (
-	github.com/mailferry/mailferry/services/loader => ../loader
-	github.com/mailferry/mailferry/shared => ../../shared
-)
+replace github.com/mailferry/mailferry/shared => ../../shared
 
 require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
-	github.com/mailferry/mailferry/services/loader v0.0.0-00010101000000-000000000000
 	github.com/mailferry/mailferry/shared v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats.go v1.55.0
 	github.com/rs/zerolog v1.35.1

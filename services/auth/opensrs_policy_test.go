@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mailferry/mailferry/services/auth/internal/omafake"
+	"github.com/mailferry/mailferry/services/auth/testenv/omafake"
 )
 
 // TestOpenSRSRulesAreShownUpFrontAndAllRefusedAtOnce runs the service

@@ -12,7 +12,7 @@ import (
 
 	"github.com/mailferry/mailferry/services/auth/account"
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
-	"github.com/mailferry/mailferry/services/auth/internal/omafake"
+	"github.com/mailferry/mailferry/services/auth/testenv/omafake"
 	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/services/auth/target/dovecot"
 	"github.com/mailferry/mailferry/services/auth/target/opensrs"

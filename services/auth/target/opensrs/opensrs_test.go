@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
-	"github.com/mailferry/mailferry/services/auth/internal/omafake"
+	"github.com/mailferry/mailferry/services/auth/testenv/omafake"
 )
 
 // newClient configures the adapter as an operator would, against the

@@ -1,4 +1,9 @@
-package tokenlogin_test
+// The end-to-end test of the loader's login to an OpenSRS target with
+// per-mailbox tokens: the OMA stand-in (omafake) issues them, a real
+// Dovecot accepts them in place of the password, the loader mints,
+// stores, renews and uses them.
+
+package loader_test
 
 import (
 	"context"
@@ -16,7 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth/authconfig"
-	"github.com/mailferry/mailferry/services/auth/internal/omafake"
+	"github.com/mailferry/mailferry/services/auth/testenv/omafake"
 	"github.com/mailferry/mailferry/services/auth/target/opensrs"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
