@@ -21,8 +21,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth/authconfig"
-	"github.com/mailferry/mailferry/services/auth/testenv/omafake"
 	"github.com/mailferry/mailferry/services/auth/target/opensrs"
+	"github.com/mailferry/mailferry/services/auth/testenv/omafake"
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"

@@ -12,10 +12,10 @@ import (
 
 	"github.com/mailferry/mailferry/services/auth/account"
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
-	"github.com/mailferry/mailferry/services/auth/testenv/omafake"
 	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/services/auth/target/dovecot"
 	"github.com/mailferry/mailferry/services/auth/target/opensrs"
+	"github.com/mailferry/mailferry/services/auth/testenv/omafake"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
