@@ -193,7 +193,8 @@ type OMA struct {
 	// tokens are kept in a key-value bucket whose entries live 24 hours.
 	TokenHours int `yaml:"token_hours"`
 	// RenewBefore: a stored token with less than this left is replaced
-	// by a fresh one before a login (default 1h, below the lifetime).
+	// by a fresh one before a login (default 1h, or a quarter of a
+	// shorter lifetime).
 	RenewBefore Duration `yaml:"renew_before"`
 }
 
@@ -316,7 +317,8 @@ func (c *Config) defaults() {
 			o.TokenHours = 24
 		}
 		if o.RenewBefore == 0 {
-			o.RenewBefore = Duration(time.Hour)
+			// An hour, or a quarter of a shorter lifetime.
+			o.RenewBefore = Duration(min(time.Hour, time.Duration(o.TokenHours)*time.Hour/4))
 		}
 	}
 	setDefault(&c.Log.Level, "info")

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBrokerSignInSettings(t *testing.T) {
@@ -60,5 +61,15 @@ func TestRefusedLoginsPerHourDefaultToOneAndMayNotBeNegative(t *testing.T) {
 	// without the defaults: 0 is valid there.
 	if err := (&IMAP{Address: "h:143", TLS: TLSNone, Auth: AuthUser, Connections: 1}).Validate(); err != nil {
 		t.Errorf("an embedded endpoint without defaults: %v", err)
+	}
+}
+
+func TestATokenOfOneHourIsRenewedInItsLastQuarter(t *testing.T) {
+	c, err := Parse([]byte("target: {address: 'h:1', auth: token, opensrs: {url: 'https://oma', user: a, password_file: p, token_hours: 1}}\n"), "/etc/mailferry", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Target.OpenSRS.RenewBefore.Std(); got != 15*time.Minute {
+		t.Errorf("renew_before = %v, want 15m", got)
 	}
 }

@@ -220,6 +220,12 @@ func loadedPasses(boxes []job.Mailbox, progress []MailboxProgress) ([]job.Mailbo
 // differences.
 func verifyOptions(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) []verify.Option {
 	opts := []verify.Option{verify.WithLedger(b.Ledger), verify.SourceLogins(b.LoginFailures, cfg)}
+	// The target's tokens (target.auth: token), as the loader logs in.
+	if tok, err := verify.TargetTokens(ctx, cfg, b, log); err != nil {
+		log.Error().Err(err).Msg("no target login tokens: the target cannot be verified")
+	} else if tok != nil {
+		opts = append(opts, tok)
+	}
 	if kv, err := verify.AcceptedBucket(ctx, b); err != nil {
 		log.Warn().Err(err).Msg("accepted differences unreadable: reporting them as differences")
 	} else if kv != nil {
