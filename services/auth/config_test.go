@@ -134,6 +134,7 @@ func TestOpenSRSClusterGivesTheEndpointsAndRefusesAMismatch(t *testing.T) {
 		{"neither cluster nor url", "auth: {provider: opensrs, opensrs: {" + creds + "}}", "", "", "cluster (test, a or b) or url is required"},
 		{"url of another cluster", "auth: {provider: opensrs, opensrs: {cluster: a, url: 'https://admin.b.hostedemail.com/api', " + creds + "}}", "", "", "cluster b's endpoint, not cluster a's"},
 		{"target on another cluster", "target: {address: 'mail.b.hostedemail.com:993', auth: user}\nauth: {provider: opensrs, opensrs: {cluster: a, " + creds + "}}", "", "", "is on OpenSRS cluster b but auth.opensrs is cluster a"},
+		{"the loader's cluster is another", "target: {auth: token, opensrs: {cluster: b, " + creds + "}}\nauth: {provider: opensrs, opensrs: {cluster: a, " + creds + "}}", "", "", "is on OpenSRS cluster b but auth.opensrs is cluster a"},
 		{"target and url disagree", "target: {address: 'mail.test.hostedemail.com:993', auth: user}\nauth: {provider: opensrs, opensrs: {url: 'https://admin.a.hostedemail.com/api', " + creds + "}}", "", "", "is on OpenSRS cluster test but auth.opensrs is cluster a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

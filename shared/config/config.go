@@ -178,7 +178,13 @@ const (
 // OMA is how the loader reaches the OpenSRS Mail API to mint login
 // tokens (generate_token, type session) when the target's auth is token.
 type OMA struct {
-	// URL is the OMA base URL; method names are appended to it.
+	// Cluster is the OpenSRS email cluster the mailboxes live on (test, a
+	// or b): the OMA URL and, when target.address is empty, the IMAP host
+	// follow from it (OpenSRSClusters). It must be the auth section's
+	// opensrs.cluster.
+	Cluster string `yaml:"cluster"`
+	// URL is the OMA base URL; method names are appended to it. Empty:
+	// the cluster's.
 	URL string `yaml:"url"`
 	// User and PasswordFile are the OMA credentials of an administrator
 	// of the migrated domains (mode 0600: a secret).
@@ -309,6 +315,10 @@ func (c *Config) defaults() {
 		}
 	}
 	if o := &c.Target.OpenSRS; c.Target.Auth == AuthToken {
+		if cl, ok := OpenSRSClusters[o.Cluster]; ok {
+			setDefault(&o.URL, cl.URL)
+			setDefault(&c.Target.Address, cl.IMAP)
+		}
 		setDefault(&o.Client, "mailferry")
 		if o.Timeout == 0 {
 			o.Timeout = Duration(30 * time.Second)
@@ -355,6 +365,12 @@ func (c *Config) resolvePaths() {
 // Validate reports the first inconsistency in c.
 func (c *Config) Validate() error {
 	for name, s := range map[string]*IMAP{"source": &c.Source, "target": &c.Target} {
+		if s.Address == "" && s.Auth == AuthToken {
+			if err := checkCluster(s.OpenSRS.Cluster, "", ""); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return fmt.Errorf("%s: auth token needs an address or opensrs.cluster", name)
+		}
 		if s.Address == "" {
 			// A service's own file may leave out the other side.
 			continue
@@ -413,7 +429,7 @@ func (s *IMAP) validate() error {
 		}
 	case AuthUser:
 	case AuthToken:
-		if err := s.OpenSRS.validate(); err != nil {
+		if err := s.OpenSRS.validate(s.Address); err != nil {
 			return fmt.Errorf("auth token: %w", err)
 		}
 	default:
@@ -428,10 +444,13 @@ func (s *IMAP) validate() error {
 	return nil
 }
 
-func (o *OMA) validate() error {
+func (o *OMA) validate(address string) error {
+	if err := checkCluster(o.Cluster, o.URL, address); err != nil {
+		return err
+	}
 	switch {
 	case o.URL == "" || o.User == "" || o.PasswordFile == "":
-		return errors.New("opensrs needs url, user and password_file (the OMA administrator that mints login tokens)")
+		return errors.New("opensrs needs cluster (or url), user and password_file (the OMA administrator that mints login tokens)")
 	case !strings.HasPrefix(o.URL, "https://"):
 		return fmt.Errorf("opensrs.url %q: want https:// (the request carries the OMA password)", o.URL)
 	case o.TokenHours < 1 || o.TokenHours > 24:

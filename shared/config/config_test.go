@@ -56,7 +56,7 @@ func TestParseRejectsBadConfig(t *testing.T) {
 		{"bad duration", "nats: {dedup_window: soon}\n", "duration"},
 		{"unknown auth", "target: {address: 'h:1', auth: oauth}\n", "want master, user or token"},
 		{"token at the source", "source: {address: 'h:1', auth: token, opensrs: {url: 'https://oma', user: a, password_file: p}}\n", "auth token is for the target"},
-		{"token without the oma", "target: {address: 'h:1', auth: token}\n", "opensrs needs url, user and password_file"},
+		{"token without the oma", "target: {address: 'h:1', auth: token}\n", "opensrs needs cluster (or url), user and password_file"},
 		{"token over plain http", "target: {address: 'h:1', auth: token, opensrs: {url: 'http://oma', user: a, password_file: p}}\n", "want https://"},
 		{"token longer than the bucket keeps it", "target: {address: 'h:1', auth: token, opensrs: {url: 'https://oma', user: a, password_file: p, token_hours: 48}}\n", "token_hours 48"},
 		{"renewal margin beyond the lifetime", "target: {address: 'h:1', auth: token, opensrs: {url: 'https://oma', user: a, password_file: p, token_hours: 2, renew_before: 3h}}\n", "renew_before"},

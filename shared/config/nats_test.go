@@ -73,3 +73,36 @@ func TestATokenOfOneHourIsRenewedInItsLastQuarter(t *testing.T) {
 		t.Errorf("renew_before = %v, want 15m", got)
 	}
 }
+
+func TestTheTargetsOpenSRSClusterGivesItsEndpointAndIMAPHost(t *testing.T) {
+	const creds = "user: admin@example.com, password_file: oma.pw"
+	tests := []struct {
+		name, target, url, address, refused string
+	}{
+		{name: "cluster a", target: "{auth: token, opensrs: {cluster: a, " + creds + "}}",
+			url: "https://admin.a.hostedemail.com/api", address: "mail.a.hostedemail.com:993"},
+		{name: "an address of its own wins", target: "{address: 'imap.example.net:993', auth: token, opensrs: {cluster: test, " + creds + "}}",
+			url: "https://admin.test.hostedemail.com/api", address: "imap.example.net:993"},
+		{name: "a URL of another cluster", target: "{auth: token, opensrs: {cluster: b, url: 'https://admin.a.hostedemail.com/api', " + creds + "}}", refused: "cluster a's endpoint, not cluster b's"},
+		{name: "an IMAP host of another cluster", target: "{address: 'mail.b.hostedemail.com:993', auth: token, opensrs: {cluster: a, " + creds + "}}", refused: "cluster b's IMAP host"},
+		{name: "a cluster nobody knows", target: "{auth: token, opensrs: {cluster: c, " + creds + "}}", refused: `opensrs.cluster "c"`},
+		{name: "neither cluster nor url", target: "{address: 'h:993', auth: token, opensrs: {" + creds + "}}", refused: "cluster (or url)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte("target: "+tt.target+"\n"), "/etc/mailferry", nil)
+			if tt.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.refused) {
+					t.Fatalf("err = %v, want it to say %q", err, tt.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Target.OpenSRS.URL != tt.url || c.Target.Address != tt.address {
+				t.Errorf("url %q, address %q; want %q, %q", c.Target.OpenSRS.URL, c.Target.Address, tt.url, tt.address)
+			}
+		})
+	}
+}

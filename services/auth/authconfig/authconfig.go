@@ -39,6 +39,11 @@ func Load(cfg *config.Config) (*Auth, error) {
 		if err := a.OpenSRS.checkTarget(cfg.Target.Address); err != nil {
 			return nil, err
 		}
+		// One cluster: the loader's target.opensrs (in the same file) may
+		// not name another.
+		if lc := cfg.Target.OpenSRS.Cluster; lc != "" && a.OpenSRS.Cluster != "" && lc != a.OpenSRS.Cluster {
+			return nil, fmt.Errorf("target.opensrs.cluster %s but %s.opensrs.cluster %s: mailboxes are created on one cluster and written on the other", lc, Section, a.OpenSRS.Cluster)
+		}
 	}
 	return a, nil
 }
@@ -404,43 +409,12 @@ func (p *PasswordPolicy) validate() error {
 // section "Password").
 const OpenSRSMaxPassword = 54
 
-// Cluster is where one OpenSRS email cluster is reached.
-type Cluster struct {
-	// URL is the OMA base URL, as documented at
-	// https://email.opensrs.guide/docs/sending-requests ("Sending
-	// requests": Production Test, Cluster A, Cluster B).
-	URL string
-	// IMAP is host:port of the cluster's IMAP service (TLS on 993). Not
-	// documented per cluster: assumed mail.<cluster>.hostedemail.com by
-	// analogy with the documented admin.<cluster>.hostedemail.com (see
-	// services/auth/README.md, "OpenSRS"); set target.address to
-	// override.
-	IMAP string
-}
+// OpenSRSClusters are the clusters of opensrs.cluster (shared with the
+// loader's target.opensrs.cluster: config.OpenSRSClusters).
+var OpenSRSClusters = config.OpenSRSClusters
 
-// OpenSRSClusters are the clusters of opensrs.cluster.
-var OpenSRSClusters = map[string]Cluster{
-	"test": {URL: "https://admin.test.hostedemail.com/api", IMAP: "mail.test.hostedemail.com:993"},
-	"a":    {URL: "https://admin.a.hostedemail.com/api", IMAP: "mail.a.hostedemail.com:993"},
-	"b":    {URL: "https://admin.b.hostedemail.com/api", IMAP: "mail.b.hostedemail.com:993"},
-}
-
-// hostCluster returns the cluster a *.<cluster>.hostedemail.com host
-// belongs to, or "" for any other host (a white-label name, a test
-// server, mail.hostedemail.com), whose cluster cannot be told.
-func hostCluster(host string) string {
-	rest, ok := strings.CutSuffix(strings.ToLower(strings.TrimSuffix(host, ".")), ".hostedemail.com")
-	if !ok {
-		return ""
-	}
-	labels := strings.Split(rest, ".")
-	if c := labels[len(labels)-1]; len(labels) >= 2 {
-		if _, known := OpenSRSClusters[c]; known {
-			return c
-		}
-	}
-	return ""
-}
+// hostCluster is config.HostCluster.
+func hostCluster(host string) string { return config.HostCluster(host) }
 
 // IMAPAddress is host:port of the IMAP service of the cluster (""
 // without one): the target.address the migration writes to, unless
