@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
-	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 	"github.com/mailferry/mailferry/shared/testenv/e2etest"
 )
@@ -56,32 +55,7 @@ func TestAMigrationFromALegacyServerUsesOnlyWhatItAdvertises(t *testing.T) {
 	if err := os.Chmod(raw, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	path, _ := p.Config(t, filepath.Join(p.Dir, "nats"))
-	var csv strings.Builder
-	csv.WriteString("source_user,target_user,source_password_file\n")
-	for i, u := range p.Users {
-		f := filepath.Join(p.Dir, fmt.Sprintf("src-%d.pw", i))
-		if err := os.WriteFile(f, []byte(fmt.Sprintf("pw-%d\n", i)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&csv, "%s,%s,%s\n", u, u, f)
-	}
-	if err := os.WriteFile(filepath.Join(p.Dir, "mailboxes.csv"), []byte(csv.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	yaml := strings.Replace(string(text), "source:\n  address: "+p.Src.Addr+"\n  tls: none\n  auth: master\n  master_user: admin\n  master_password_file: master.pw\n",
-		"source:\n  address: "+p.Src.Addr+"\n  tls: none\n  auth: user\n", 1)
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cfg := p.ConfigOwnPasswords(t, filepath.Join(p.Dir, "nats"), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := migrate.Run(ctx, cfg, e2etest.Logger(t), migrate.Options{})

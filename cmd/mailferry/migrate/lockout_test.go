@@ -2,7 +2,6 @@ package migrate_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -31,32 +30,7 @@ func TestAWrongSourcePasswordIsTriedOnceAnHourWhateverRunsAgain(t *testing.T) {
 		}
 	}
 	good, bad := p.Users[0], p.Users[1]
-	path, _ := p.Config(t, filepath.Join(p.Dir, "nats"))
-	pw := func(name, password string) string {
-		f := filepath.Join(p.Dir, name)
-		if err := os.WriteFile(f, []byte(password+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	csv := fmt.Sprintf("source_user,target_user,source_password_file\n%s,%s,%s\n%s,%s,%s\n",
-		good, good, pw("good.pw", "pw-0"), bad, bad, pw("bad.pw", "not-pw-1"))
-	if err := os.WriteFile(filepath.Join(p.Dir, "mailboxes.csv"), []byte(csv), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(raw), "source:\n  address: "+p.Src.Addr+"\n  tls: none\n  auth: master\n  master_user: admin\n  master_password_file: master.pw\n",
-		"source:\n  address: "+p.Src.Addr+"\n  tls: none\n  auth: user\n", 1)
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cfg := p.ConfigOwnPasswords(t, filepath.Join(p.Dir, "nats"), map[string]string{bad: "not-pw-1"})
 	if cfg.Source.Auth != config.AuthUser || cfg.Source.MaxLoginFailures != 1 {
 		t.Fatalf("source auth %q, max_login_failures %d", cfg.Source.Auth, cfg.Source.MaxLoginFailures)
 	}

@@ -162,3 +162,46 @@ func BigMessage(size int, tag string) []byte { return mailgen.Big(size, tag) }
 func Logger(t *testing.T) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 }
+
+// ConfigOwnPasswords is Config with the source logged in to as each user
+// with their own password (source.auth user, a 0600 password file per
+// mailbox in the mailboxes file), as from MailEnable's AUTH.TAB: no
+// master login. passwords maps a user to the password written for it;
+// a user it leaves out gets the one the source was started with.
+func (p *Peers) ConfigOwnPasswords(t *testing.T, natsDir string, passwords map[string]string) (string, *config.Config) {
+	t.Helper()
+	path, _ := p.Config(t, natsDir)
+	var csv strings.Builder
+	csv.WriteString("source_user,target_user,source_password_file\n")
+	for i, u := range p.Users {
+		pw, ok := passwords[u]
+		if !ok {
+			pw = fmt.Sprintf("pw-%d", i)
+		}
+		f := filepath.Join(p.Dir, fmt.Sprintf("source-%d.pw", i))
+		if err := os.WriteFile(f, []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&csv, "%s,%s,%s\n", u, u, f)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, "mailboxes.csv"), []byte(csv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := "source:\n  address: " + p.Src.Addr + "\n  tls: none\n  auth: master\n  master_user: admin\n  master_password_file: master.pw\n"
+	text := strings.Replace(string(raw), master, "source:\n  address: "+p.Src.Addr+"\n  tls: none\n  auth: user\n", 1)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Source.Auth != config.AuthUser {
+		t.Fatalf("e2etest: the source still has auth %q", cfg.Source.Auth)
+	}
+	return path, cfg
+}
