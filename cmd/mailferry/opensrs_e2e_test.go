@@ -25,7 +25,8 @@ import (
 // Drafts, Trash and Spam without special-use attributes. The user is
 // imported and provisioned (the domain first, then the mailbox), the
 // loader and verify log in with tokens they mint (target.auth: token), the
-// legacy "Sent Items" lands in Sent, and the user's new password, set on
+// legacy "Sent Items" lands in Sent and "Junk E-mail" in the spam folder
+// OpenSRS keeps for the user (get_user), and the user's new password, set on
 // the auth service's API with the current one, reaches the provider.
 func TestAMigrationToOpenSRSProvisionsLogsInWithTokensAndTakesTheNewPassword(t *testing.T) {
 	const (
@@ -38,8 +39,11 @@ func TestAMigrationToOpenSRSProvisionsLogsInWithTokensAndTakesTheNewPassword(t *
 	src := dovecottest.StartT(t, dovecottest.Options{Separator: '/', PlainPasswords: true, MasterUser: "admin", MasterPassword: e2etest.MasterPassword,
 		Users: map[string]string{srcUser: current}})
 	tgt := dovecottest.StartT(t, dovecottest.Options{Separator: '.', PlainPasswords: true, TokenPasswords: true,
-		PlainFolders: []string{"Sent", "Drafts", "Trash", "Spam"}})
+		PlainFolders: []string{"Sent", "Drafts", "Trash", "Junk Mail"}})
 	oma := omafake.Start(t)
+	// The user's spam folder, as OpenSRS keeps it per user (get_user): a
+	// name no well-known-name rule would find.
+	oma.SetSpamFolder(tgtUser, "Junk Mail")
 	oma.OnTokens = func(valid map[string]string) {
 		if err := tgt.SetTokens(valid); err != nil {
 			t.Errorf("token passdb: %v", err)
@@ -47,7 +51,7 @@ func TestAMigrationToOpenSRSProvisionsLogsInWithTokensAndTakesTheNewPassword(t *
 	}
 	rng := rand.New(rand.NewPCG(14, 14))
 	seeded := map[string]int{}
-	for folder, n := range map[string]int{"INBOX": 5, "Sent Items": 3} {
+	for folder, n := range map[string]int{"INBOX": 5, "Sent Items": 3, "Junk E-mail": 2} {
 		if err := src.Seed(srcUser, folder, e2etest.Generated(rng, n, folder)); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +117,7 @@ log: {level: warn}
 	if err != nil {
 		t.Fatalf("migrate: %v\n%s", err, out)
 	}
-	if want := fmt.Sprintf("ok        %s -> %s: %d messages", srcUser, tgtUser, seeded["INBOX"]+seeded["Sent Items"]); !strings.Contains(out, want) {
+	if want := fmt.Sprintf("ok        %s -> %s: %d messages", srcUser, tgtUser, seeded["INBOX"]+seeded["Sent Items"]+seeded["Junk E-mail"]); !strings.Contains(out, want) {
 		t.Errorf("migrate said:\n%s\nwant %q", out, want)
 	}
 	if !strings.Contains(strings.Join(oma.Requests(), " "), "generate_token") {
@@ -123,8 +127,9 @@ log: {level: warn}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(status), fmt.Sprintf("Sent messages=%d", seeded["Sent Items"])) || strings.Contains(string(status), "Sent Items") {
-		t.Errorf("the target's folders:\n%s\nwant Sent Items' mail in Sent", status)
+	if !strings.Contains(string(status), fmt.Sprintf("Sent messages=%d", seeded["Sent Items"])) || strings.Contains(string(status), "Sent Items") ||
+		!strings.Contains(string(status), fmt.Sprintf("Junk Mail messages=%d", seeded["Junk E-mail"])) || strings.Contains(string(status), "Junk E-mail") {
+		t.Errorf("the target's folders:\n%s\nwant Sent Items' mail in Sent, Junk E-mail's in the provider's spam folder Junk Mail", status)
 	}
 
 	// The user sets a new password with the current one.

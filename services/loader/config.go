@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -45,6 +46,32 @@ type Settings struct {
 var specialRoles = map[string]imap.MailboxAttr{
 	"sent": imap.MailboxAttrSent, "drafts": imap.MailboxAttrDrafts, "trash": imap.MailboxAttrTrash,
 	"junk": imap.MailboxAttrJunk, "archive": imap.MailboxAttrArchive,
+}
+
+// SpamFolders names a target mailbox's spam folder as the provider keeps
+// it (OpenSRS: get_user's metadata.special_folders.spam); "" when it does
+// not say. The OpenSRS minter has it.
+type SpamFolders interface {
+	SpamFolder(ctx context.Context, user string) (string, error)
+}
+
+// TargetSpecial is the folder mapper's Target.Special for the target
+// mailbox user: special_folders, with the spam folder the provider keeps
+// for that user when p can tell (it names that user's own folder, so it
+// wins over the file's). p nil: special_folders alone.
+func (s Settings) TargetSpecial(ctx context.Context, p SpamFolders, user string) (map[imap.MailboxAttr]string, error) {
+	out := s.Special()
+	if p == nil {
+		return out, nil
+	}
+	spam, err := p.SpamFolder(ctx, user)
+	if err != nil {
+		return out, fmt.Errorf("the provider's spam folder of %s: %w", user, err)
+	}
+	if spam != "" {
+		out[imap.MailboxAttrJunk] = spam
+	}
+	return out, nil
 }
 
 // Special is SpecialFolders by role, for the folder mapper.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/testenv/configtest"
@@ -129,5 +131,37 @@ func TestAServiceWithoutSettingsRefusesToRun(t *testing.T) {
 	}
 	if _, err := s.Load(context.Background(), &job.Job{}); !errors.Is(err, errNoSettings) {
 		t.Errorf("Load = %v, want %v", err, errNoSettings)
+	}
+}
+
+type spamOf map[string]string
+
+func (s spamOf) SpamFolder(_ context.Context, user string) (string, error) {
+	if s == nil {
+		return "", errors.New("OMA unreachable")
+	}
+	return s[user], nil
+}
+
+func TestTheProvidersSpamFolderForAUserWinsOverTheFiles(t *testing.T) {
+	s := Settings{SpecialFolders: map[string]string{"junk": "Spam", "sent": "Sent"}}
+	tests := []struct {
+		name    string
+		p       SpamFolders
+		wantJ   string
+		wantErr bool
+	}{
+		{"no provider", nil, "Spam", false},
+		{"the provider names the user's", spamOf{"ann@new.example": "Junk Mail"}, "Junk Mail", false},
+		{"the provider does not say", spamOf{}, "Spam", false},
+		{"the provider cannot be asked", spamOf(nil), "Spam", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.TargetSpecial(context.Background(), tt.p, "ann@new.example")
+			if (err != nil) != tt.wantErr || got[imap.MailboxAttrJunk] != tt.wantJ || got[imap.MailboxAttrSent] != "Sent" {
+				t.Errorf("got %v, %v; want junk %q (error %v)", got, err, tt.wantJ, tt.wantErr)
+			}
+		})
 	}
 }

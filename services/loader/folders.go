@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/foldermap"
 	"github.com/mailferry/mailferry/shared/imapdial"
@@ -53,7 +54,7 @@ func (ss *session) listTarget(ctx context.Context) error {
 // creates what is missing. A folder mapped in an earlier pass keeps its
 // name, so a later pass never splits a folder in two.
 func (ss *session) applyListing(ctx context.Context, l *record.Listing) error {
-	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders, Special: ss.svc.Settings.Special()},
+	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders, Special: ss.specialFor(ctx)},
 		foldermap.Options{Substitute: ss.svc.Settings.Substitute, Table: ss.svc.Settings.FolderMap})
 	if err != nil {
 		return fmt.Errorf("folder mapping: %w", errors.Join(err, job.ErrPermanent))
@@ -95,6 +96,26 @@ func (ss *session) applyListing(ctx context.Context, l *record.Listing) error {
 		}
 	}
 	return nil
+}
+
+// specialFor is the target's folder by role for the mapper: the loader's
+// special_folders and, with an OpenSRS target (target.auth token), the
+// spam folder OpenSRS keeps for this user. A provider that cannot be
+// asked leaves the file's, said once at warn.
+func (ss *session) specialFor(ctx context.Context) map[imap.MailboxAttr]string {
+	if ss.special != nil {
+		return ss.special
+	}
+	p, _ := ss.svc.Minter.(SpamFolders)
+	if ss.svc.Config.Target.Auth != config.AuthToken {
+		p = nil
+	}
+	sp, err := ss.svc.Settings.TargetSpecial(ctx, p, ss.j.TargetUser)
+	if err != nil {
+		ss.log.Warn().Err(err).Msg("mapping roles without the provider's spam folder")
+	}
+	ss.special = sp
+	return sp
 }
 
 // SourceFolder turns a folder record into the mapper's input; the

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -178,6 +179,9 @@ type session struct {
 	// tokens, when set (target.auth token), gives the login a token of
 	// the mailbox's user instead of cred.
 	tokens *Tokens
+	// special is the target's folder by role where its LIST does not say
+	// (specialFor), read once per session.
+	special map[imap.MailboxAttr]string
 
 	// replay, when set, delivers records again: the target's content,
 	// not the ledger's watermark, decides what is appended.

@@ -379,7 +379,17 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
-	groups, err := group(srcList, tgtList, ls)
+	// The loader's roles for this target mailbox, the provider's spam
+	// folder included (OpenSRS), so that both map folders alike.
+	var spam loader.SpamFolders
+	if o.tokens != nil {
+		spam, _ = o.tokens.Minter.(loader.SpamFolders)
+	}
+	special, err := ls.TargetSpecial(ctx, spam, mb.TargetUser)
+	if err != nil {
+		return err
+	}
+	groups, err := group(srcList, tgtList, ls, special)
 	if err != nil {
 		return err
 	}
@@ -488,7 +498,7 @@ type folderGroup struct {
 
 // group maps the source folders as the loader does and groups them by
 // target name; folders that cannot hold messages are left out.
-func group(src, tgt []foldermap.Folder, lc loader.Settings) ([]folderGroup, error) {
+func group(src, tgt []foldermap.Folder, lc loader.Settings, special map[imap.MailboxAttr]string) ([]folderGroup, error) {
 	delim := rune('/')
 	for _, f := range tgt {
 		if f.Delim != 0 {
@@ -496,7 +506,7 @@ func group(src, tgt []foldermap.Folder, lc loader.Settings) ([]folderGroup, erro
 			break
 		}
 	}
-	m, err := foldermap.New(foldermap.Target{Delim: delim, Folders: tgt, Special: lc.Special()}, foldermap.Options{Substitute: lc.Substitute, Table: lc.FolderMap})
+	m, err := foldermap.New(foldermap.Target{Delim: delim, Folders: tgt, Special: special}, foldermap.Options{Substitute: lc.Substitute, Table: lc.FolderMap})
 	if err != nil {
 		return nil, fmt.Errorf("folder mapping: %w", err)
 	}

@@ -454,7 +454,7 @@ func (s *Server) config(imapPort, imapsPort int) string {
 	p("  separator = %c", s.Separator)
 	p("  prefix =")
 	for _, name := range s.opts.PlainFolders {
-		p("  mailbox %s {", name)
+		p("  mailbox %q {", name)
 		p("    auto = subscribe")
 		p("  }")
 	}

@@ -221,6 +221,29 @@ func (c *Client) call(ctx context.Context, method string, body map[string]any, o
 	return nil
 }
 
+// SpamFolder returns the spam folder OpenSRS keeps for user
+// (https://email.opensrs.guide/docs/get_user, "Response":
+// metadata.special_folders.spam, "<user's spam folder name>"), "" when
+// the answer does not say. The rest of the answer is not read.
+func (c *Client) SpamFolder(ctx context.Context, user string) (string, error) {
+	var out struct {
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := c.call(ctx, "get_user", map[string]any{"user": user}, &out); err != nil {
+		return "", err
+	}
+	var md struct {
+		SpecialFolders struct {
+			Spam any `json:"spam"`
+		} `json:"special_folders"`
+	}
+	if json.Unmarshal(out.Metadata, &md) != nil {
+		return "", nil // another shape: not documented, not guessed
+	}
+	spam, _ := md.SpecialFolders.Spam.(string)
+	return spam, nil
+}
+
 // ChangeUser creates or changes user with attributes; with createOnly an
 // existing user is left alone and error 7 comes back.
 func (c *Client) ChangeUser(ctx context.Context, user string, attributes map[string]any, createOnly bool) error {

@@ -54,6 +54,7 @@ type Server struct {
 	created  []string                              // domains created by change_domain, in order
 	attrs    map[string]map[string]json.RawMessage // mailbox -> attributes of its creation
 	users    map[string]string                     // mailbox -> password
+	spam     map[string]string                     // mailbox -> its spam folder (SetSpamFolder)
 	tokens   map[string]*token                     // token -> what it is
 	revoked  map[string]bool                       // mailbox -> its tokens refused (RevokeTokens)
 	issued   int                                   // tokens issued so far
@@ -66,7 +67,7 @@ type Server struct {
 // Start serves a fake OMA over HTTPS that hosts domains, until the test
 // ends.
 func Start(t testing.TB, domains ...string) *Server {
-	f := &Server{t: t, Hour: time.Hour, domains: map[string]bool{}, users: map[string]string{}, tokens: map[string]*token{}, revoked: map[string]bool{}, attrs: map[string]map[string]json.RawMessage{}}
+	f := &Server{t: t, Hour: time.Hour, domains: map[string]bool{}, users: map[string]string{}, spam: map[string]string{}, tokens: map[string]*token{}, revoked: map[string]bool{}, attrs: map[string]map[string]json.RawMessage{}}
 	for _, d := range domains {
 		f.domains[d] = true
 	}
@@ -162,6 +163,10 @@ var methods = map[string]spec{
 		required: map[string]string{"user": "string", "attributes": "object"},
 		optional: map[string]string{"create_only": "bool"},
 	},
+	// https://email.opensrs.guide/docs/get_user, "Syntax": the user.
+	"get_user": {
+		required: map[string]string{"user": "string"},
+	},
 	// https://email.opensrs.guide/docs/get_domain, "Request fields for get_domain".
 	"get_domain": {
 		required: map[string]string{"domain": "string"},
@@ -247,6 +252,8 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch method {
 	case "change_user":
 		f.changeUser(w, body)
+	case "get_user":
+		f.getUser(w, body)
 	case "get_domain":
 		f.getDomain(w, body)
 	case "change_domain":
@@ -421,6 +428,41 @@ func refusedPassword(pw, local, domain string) bool {
 	}
 	l := strings.ToLower(pw)
 	return strings.Contains(l, strings.ToLower(local)) || strings.Contains(l, strings.ToLower(domain))
+}
+
+// getUser answers https://email.opensrs.guide/docs/get_user, "Response":
+// the user's type and metadata, of which the stand-in fills in
+// special_folders.spam ("<user's spam folder name>": Spam unless
+// SetSpamFolder said otherwise) and folders. A user that does not exist
+// is error 2 (as for get_domain: the page describes the settable
+// attributes sent then, not the error; assumed).
+func (f *Server) getUser(w http.ResponseWriter, body map[string]json.RawMessage) {
+	var user string
+	json.Unmarshal(body["user"], &user)
+	if _, ok := f.users[user]; !ok {
+		f.answer(w, errNotFound, map[string]any{"settable_attributes": []string{}, "metadata": map[string]any{}})
+		return
+	}
+	spam := f.spam[user]
+	if spam == "" {
+		spam = "Spam"
+	}
+	f.answer(w, omaError{}, map[string]any{
+		"type":                "mailbox",
+		"settable_attributes": []string{},
+		"metadata": map[string]any{
+			"special_folders": map[string]any{"spam": spam},
+			"folders":         []string{"INBOX", "Sent", "Drafts", "Trash", spam},
+		},
+		"attributes": map[string]any{},
+	})
+}
+
+// SetSpamFolder makes get_user name folder as user's spam folder.
+func (f *Server) SetSpamFolder(user, folder string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.spam[user] = folder
 }
 
 // getDomain answers https://email.opensrs.guide/docs/get_domain,
