@@ -130,15 +130,19 @@ httpcode() {
 # readybody PORT USER PASSWORD_FILE: GET /readyz behind basic auth; prints
 # the status code, then the body (the reasons when not ready).
 readybody() {
-	local auth
+	local auth raw
 	auth=$(printf '%s:%s' "$2" "$(cat "$3")" | base64 -w0)
-	HC_PORT=$1 HC_AUTH=$auth timeout 3 bash -c '
+	raw=$(HC_PORT=$1 HC_AUTH=$auth timeout 3 bash -c '
 		exec 3<>"/dev/tcp/127.0.0.1/$HC_PORT" || exit 1
 		printf "GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic %s\r\n\r\n" "$HC_AUTH" >&3
-		read -r _ code _ <&3 || exit 1
-		echo "$code"
-		while IFS= read -r line <&3 && [ "${line%$'"'"'\r'"'"'}" != "" ]; do :; done
-		cat <&3' 2>/dev/null || echo 000
+		cat <&3' 2>/dev/null) || { echo 000; return; }
+	# "HTTP/1.0 503 Service Unavailable" CRLF headers CRLF CRLF body
+	local status=${raw%%$'\r'*}
+	status=${status#* }
+	echo "${status%% *}"
+	case $raw in
+	*$'\r\n\r\n'*) printf '%s\n' "${raw#*$'\r\n\r\n'}" ;;
+	esac
 }
 
 # replace FILE OLD NEW: NEW for every OLD in FILE; OLD must be there.
@@ -356,7 +360,7 @@ ready() {
 		out=$(readybody "${metricsport[$1]}" prometheus "$dir/etc/metrics.password")
 		case ${out%%$'\n'*} in
 		200) return 0 ;;
-		503) case $out in *broker*) return 1 ;; *) return 0 ;; esac ;;
+		503) case $out in *broker*) return 1 ;; *$'\n'?*) return 0 ;; *) return 1 ;; esac ;;
 		*) return 1 ;;
 		esac
 		;;

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -32,9 +32,9 @@ import (
 	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
 )
 
-// usersBroker is a nats-server started in-process from deploy/nats's
-// users.conf as committed, with the secrets make-secrets.sh makes for it:
-// every service's user with its permissions.
+// usersBroker is a nats-server (mailferry nats -config) started from
+// deploy/nats's users.conf as committed, with the secrets make-secrets.sh
+// makes for it: every service's user with its permissions.
 type usersBroker struct {
 	url     string
 	secrets string
@@ -42,6 +42,10 @@ type usersBroker struct {
 
 func startUsersBroker(t *testing.T) *usersBroker {
 	t.Helper()
+	bin, err := mailferryBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "secrets")
 	if err := os.Mkdir(secrets, 0o700); err != nil {
@@ -52,23 +56,30 @@ func startUsersBroker(t *testing.T) *usersBroker {
 	}
 	writeConfig(t, filepath.Join(dir, "passwords.conf"), readFile(t, filepath.Join(secrets, "passwords.conf")))
 	writeConfig(t, filepath.Join(dir, "users.conf"), readFile(t, filepath.Join(deployNATS, "users.conf")))
+	port := freeTCPPort(t)
 	conf := filepath.Join(dir, "node.conf")
-	writeConfig(t, conf, fmt.Sprintf("listen: 127.0.0.1:-1\njetstream { store_dir: %q }\ninclude \"users.conf\"\n", filepath.Join(dir, "store")))
-	opts, err := broker.ServerOptions(conf)
+	writeConfig(t, conf, fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\ninclude \"users.conf\"\n", port, filepath.Join(dir, "store")))
+	// A server of its own, as deploy/README's single-node use of
+	// users.conf runs it (mailferry nats -config), not one inside the
+	// test binary, where the race detector would watch nats-server's
+	// own goroutines.
+	p, err := proc.Start(bin, []string{"nats", "-config", conf}, proc.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.NoSigs = true
-	srv, err := server.NewServer(opts)
-	if err != nil {
+	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Ready(ctx, 50*time.Millisecond, func(context.Context) error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server from users.conf did not start")
-	}
-	return &usersBroker{url: srv.ClientURL(), secrets: secrets}
+	return &usersBroker{url: fmt.Sprintf("nats://127.0.0.1:%d", port), secrets: secrets}
 }
 
 // passwordFile is the password file of user, as make-secrets.sh made it.
