@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -20,7 +22,14 @@ func TestALargeBodyThatDoesNotReadBackAsStoredIsRefusedAndDeleted(t *testing.T) 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	_, b := imaptest.Broker(t, ctx, "nats: {data_dir: "+dir+"/nats}\n", dir)
+	// A server the extractor reaches over the network (it checks only
+	// there: a server in its own process cannot store a body wrong).
+	port := freePort(t)
+	imaptest.Broker(t, ctx, fmt.Sprintf("nats: {data_dir: %s/nats, listen: 127.0.0.1:%d}\n", dir, port), dir)
+	_, b := imaptest.Broker(t, ctx, fmt.Sprintf("nats: {data_dir: %s/nats, url: nats://127.0.0.1:%d}\n", dir, port), dir)
+	if b.Embedded() {
+		t.Fatal("the extractor's broker is embedded")
+	}
 	fx := &folderExtraction{svc: &Service{Broker: b}, log: zerolog.Nop()}
 	body := bytes.Repeat([]byte("0123456789abcdef"), 3*bodyChunkBytes/16+5) // four chunks, the last short
 	sum := sha256.Sum256(body)
@@ -94,4 +103,29 @@ func TestALargeBodyThatDoesNotReadBackAsStoredIsRefusedAndDeleted(t *testing.T) 
 			}
 		})
 	}
+}
+
+// TestABodyStoredOnAServerInTheProcessIsNotReadBack: the embedded server
+// (migrate) cannot store a body other than it was sent; the extractor
+// does not pay for reading it back.
+func TestABodyStoredOnAServerInTheProcessIsNotReadBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	_, b := imaptest.Broker(t, ctx, "nats: {data_dir: "+dir+"/nats}\n", dir)
+	fx := &folderExtraction{svc: &Service{Broker: b}, log: zerolog.Nop()}
+	// An object that does not exist would fail a read-back.
+	if err := fx.checkStored(ctx, "no-such-object", 10, "00"); err != nil {
+		t.Fatalf("checkStored on an embedded broker: %v, want no read-back", err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
