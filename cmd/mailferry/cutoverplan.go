@@ -11,6 +11,7 @@ import (
 	"github.com/mailferry/mailferry/services/dnsctl/dnsconfig"
 	"github.com/mailferry/mailferry/services/extractor"
 	"github.com/mailferry/mailferry/shared/command"
+	"github.com/mailferry/mailferry/shared/loginlimit"
 )
 
 // cutoverPlan is `mailferry cutover plan`: the campaign's dry run.
@@ -82,6 +83,9 @@ func runCutoverPlan(ctx context.Context, s *session, asJSON bool) error {
 	st := plan.OpenState(ctx, cfg.NATS, log)
 	defer st.Close()
 	o.Phases, o.Notes, o.Throughput = st.Phases, st.Notes, plan.Default()
+	if st.LoginFailures != nil {
+		o.Logins = loginlimit.New(st.LoginFailures, "source", cfg.Source.MaxLoginFailures, nil)
+	}
 	if st.Events != nil {
 		t, err := plan.Measure(ctx, st.Events)
 		if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/mailferry/mailferry/services/dnsctl/records"
 	"github.com/mailferry/mailferry/shared/campaign"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
 )
 
@@ -73,9 +74,14 @@ type Options struct {
 	// Notes are said in the plan as they are (why phases or measurements
 	// are missing).
 	Notes []string
-	// Read reads one mailbox from the source; nil is ReadMailbox.
+	// Read reads one mailbox from the source; nil is ReadMailbox, its
+	// login limited by Logins.
 	Read func(ctx context.Context, cfg *config.Config, mb job.Mailbox) Mailbox
-	Log  zerolog.Logger
+	// Logins, when set, counts and limits the source logins with the
+	// extractors' (loginlimit.Store): a plan must not lock an account
+	// whose password is wrong either.
+	Logins imapdial.LoginGuard
+	Log    zerolog.Logger
 }
 
 // Plan is the dry run of a campaign.
@@ -190,7 +196,9 @@ func Make(ctx context.Context, o Options) (*Plan, error) {
 	}
 	read := o.Read
 	if read == nil {
-		read = ReadMailbox
+		read = func(ctx context.Context, cfg *config.Config, mb job.Mailbox) Mailbox {
+			return readMailboxGuarded(ctx, cfg, mb, o.Logins)
+		}
 	}
 	boxes := readAll(ctx, o, read)
 	if err := ctx.Err(); err != nil {

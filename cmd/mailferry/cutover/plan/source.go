@@ -24,20 +24,26 @@ import (
 // set and Make fills them in from the mean message size. An error is in
 // the result, with the mailbox named.
 func ReadMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox) Mailbox {
+	return readMailboxGuarded(ctx, cfg, mb, nil)
+}
+
+// readMailboxGuarded is ReadMailbox with its login limited by guard (the
+// source's refused logins, shared with the extractors; nil: none).
+func readMailboxGuarded(ctx context.Context, cfg *config.Config, mb job.Mailbox, guard imapdial.LoginGuard) Mailbox {
 	m := Mailbox{Mailbox: mb.SourceUser}
-	if err := readMailbox(ctx, cfg, mb, &m); err != nil {
+	if err := readMailbox(ctx, cfg, mb, guard, &m); err != nil {
 		// One line: errors.Join and imapdial's refusals join with newlines.
 		m = Mailbox{Mailbox: mb.SourceUser, Error: strings.ReplaceAll(err.Error(), "\n", "; ")}
 	}
 	return m
 }
 
-func readMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, m *Mailbox) error {
+func readMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, guard imapdial.LoginGuard, m *Mailbox) error {
 	cred, err := imapdial.CredentialsFor(cfg, "source", mb.SourceUser, mb.SourcePasswordFile)
 	if err != nil {
 		return err
 	}
-	c, err := imapdial.Dial(ctx, cfg.Source, cred, nil)
+	c, err := imapdial.DialGuarded(ctx, cfg.Source, cred, nil, nil, guard)
 	if err != nil {
 		return err
 	}
@@ -51,6 +57,13 @@ func readMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, m *Mai
 	wd.Kick()
 	caps := c.Caps()
 	withSize := caps.Has(imap.CapStatusSize) || caps.Has(imap.CapIMAP4rev2)
+	if !withSize {
+		// A server without STATUS=SIZE gives no bytes anyway: count with
+		// EXAMINE, which every IMAP4rev1 server must take, instead of
+		// STATUS, which old legacy servers (MailEnable:
+		// CVE-2005-3690) are known to crash on.
+		return examineFolders(ctx, c, list, wd, m)
+	}
 	opts := &imap.StatusOptions{NumMessages: true, Size: withSize}
 	type pending struct {
 		folder string
@@ -89,4 +102,30 @@ func readMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, m *Mai
 	}
 	_ = c.Logout().Wait()
 	return nil
+}
+
+// examineFolders counts the messages of every selectable folder with a
+// read-only EXAMINE, one after the other; the bytes are left to Make's
+// estimate.
+func examineFolders(ctx context.Context, c *imapclient.Client, list []*imap.ListData, wd *imapdial.Watchdog, m *Mailbox) error {
+	var errs []error
+	for _, l := range list {
+		if slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+			continue
+		}
+		sel, err := c.Select(l.Mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
+		wd.Kick()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("examine folder %q: %w", l.Mailbox, wd.Err(err)))
+			continue
+		}
+		m.Folders++
+		m.Messages += int64(sel.NumMessages)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	m.BytesEstimated, m.Bytes = true, 0
+	_ = c.Logout().Wait()
+	return ctx.Err()
 }

@@ -23,8 +23,12 @@ import (
 type State struct {
 	Phases PhaseReader
 	Events jetstream.Stream
-	Notes  []string
-	b      *broker.Broker
+	// LoginFailures is the count of refused source logins the extractors
+	// keep (nil when the broker could not give it: the plan's logins are
+	// then not limited, and a note says so).
+	LoginFailures jetstream.KeyValue
+	Notes         []string
+	b             *broker.Broker
 }
 
 // Close lets go of the broker, if one was opened.
@@ -74,6 +78,11 @@ func OpenState(ctx context.Context, cfg config.NATS, log zerolog.Logger) *State 
 		} else {
 			s.Phases = st
 		}
+	}
+	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.BucketLoginFailures}}); err != nil {
+		s.Notes = append(s.Notes, fmt.Sprintf("source logins not limited by the refusals the extractors counted: %v", err))
+	} else {
+		s.LoginFailures = b.LoginFailures
 	}
 	switch err := b.Use(ctx, broker.Needs{Reads: []string{broker.StreamEvents}}); {
 	case errors.As(err, &missing):
