@@ -621,6 +621,21 @@ func phaseOf(ctx context.Context, t *testing.T, store *campaign.Store, domain st
 	return d
 }
 
+// waitListening waits until p, a server just started, takes TCP
+// connections on port (or exits: then it fails the test).
+func waitListening(ctx context.Context, t *testing.T, p *proc.Process, port int) {
+	t.Helper()
+	if err := p.Ready(ctx, 50*time.Millisecond, func(context.Context) error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

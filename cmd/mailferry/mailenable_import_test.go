@@ -101,6 +101,18 @@ log: {level: warn}
 	if err != nil || !strings.Contains(again, "0 created, 0 updated, 2 unchanged") {
 		t.Errorf("import again: %v\n%s", err, again)
 	}
+	// A password file AUTH.TAB no longer accounts for does not stay.
+	stale := filepath.Join(dir, "source-passwords", "gone.pw")
+	write(filepath.Join("source-passwords", "gone.pw"), "an old password\n", 0o600)
+	if _, err := cli(t, ctx, "users", "import-mailenable", "-c", conf, "-auth-tab", authTab, "-postoffice-map", offices); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("a stale source password file is left: %v", err)
+	}
+	if pws, _ := filepath.Glob(filepath.Join(dir, "source-passwords", "*.pw")); len(pws) != 1 {
+		t.Errorf("password files after importing again: %v, want alice's only", pws)
+	}
 
 	res, err := cli(t, ctx, "migrate", "-c", conf)
 	if err == nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,15 +126,7 @@ func TestDaemonsServeMetricsThatPromtoolAcceptsAfterARealMigration(t *testing.T)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = natsd.Stop(5 * time.Second) })
-	if err := natsd.Ready(ctx, 100*time.Millisecond, func(context.Context) error {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitListening(ctx, t, natsd, port)
 	urls := map[string]string{}
 	daemons := map[string]*proc.Process{}
 	for _, svc := range []string{"extractor", "loader"} {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,16 +69,20 @@ func startUsersBroker(t *testing.T) *usersBroker {
 	t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := p.Ready(ctx, 50*time.Millisecond, func(context.Context) error {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitListening(ctx, t, p, port)
 	return &usersBroker{url: fmt.Sprintf("nats://127.0.0.1:%d", port), secrets: secrets}
+}
+
+// authConfig writes dir/auth.yaml for the auth daemon signed in as user:
+// sections (its %s is the path of an empty passwd-file made in dir, for
+// the Dovecot provider) after the nats section.
+func (u *usersBroker) authConfig(t *testing.T, dir, user, sections string) string {
+	t.Helper()
+	passwd := filepath.Join(dir, "passwd")
+	writeConfig(t, passwd, "")
+	conf := filepath.Join(dir, "auth.yaml")
+	writeConfig(t, conf, fmt.Sprintf("nats: {url: %s, user: %s, password_file: %s}\n", u.url, user, u.passwordFile(user))+fmt.Sprintf(sections, passwd))
+	return conf
 }
 
 // passwordFile is the password file of user, as make-secrets.sh made it.
@@ -443,10 +446,7 @@ func TestADaemonSignedInAsAnotherServiceSaysTheBrokerRefusedIt(t *testing.T) {
 	}
 	u := startUsersBroker(t)
 	dir := t.TempDir()
-	conf := filepath.Join(dir, "auth.yaml")
-	writeConfig(t, filepath.Join(dir, "passwd"), "")
-	writeConfig(t, conf, fmt.Sprintf("nats: {url: %s, user: extractor, password_file: %s}\nauth: {listen: 127.0.0.1:0, provider: dovecot, dovecot: {passwd_file: %s}}\n",
-		u.url, u.passwordFile("extractor"), filepath.Join(dir, "passwd")))
+	conf := u.authConfig(t, dir, "extractor", "auth: {listen: 127.0.0.1:0, provider: dovecot, dovecot: {passwd_file: %s}}\n")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	p, err := proc.Start(bin, []string{"auth", "-c", conf}, proc.Options{Dir: dir})
@@ -493,15 +493,11 @@ func TestTheAuthDaemonServesSignInsAsItsOwnBrokerUser(t *testing.T) {
 	}
 	u := startUsersBroker(t)
 	dir := t.TempDir()
-	conf := filepath.Join(dir, "auth.yaml")
-	writeConfig(t, filepath.Join(dir, "passwd"), "")
 	writeConfig(t, filepath.Join(dir, "metrics.password"), metricsPassword+"\n")
 	web := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-	writeConfig(t, conf, fmt.Sprintf(`nats: {url: %s, user: auth, password_file: %s}
-auth: {listen: %s, provider: dovecot, dovecot: {passwd_file: %s}}
-metrics: {listen: %s, user: %s, password_file: %s}
-`, u.url, u.passwordFile("auth"), web, filepath.Join(dir, "passwd"), metricsAddr, metricsUser, filepath.Join(dir, "metrics.password")))
+	conf := u.authConfig(t, dir, "auth", fmt.Sprintf("auth: {listen: %s, provider: dovecot, dovecot: {passwd_file: %%s}}\nmetrics: {listen: %s, user: %s, password_file: %s}\n",
+		web, metricsAddr, metricsUser, filepath.Join(dir, "metrics.password")))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	p, err := proc.Start(bin, []string{"auth", "-c", conf}, proc.Options{Dir: dir})

@@ -65,6 +65,7 @@ func ImportMailEnable(ctx context.Context, cfg *config.Config, b *broker.Broker,
 	_ = bw.Write([]string{"source_user", "target_user", "source_password_file"})
 	_ = uw.Write(account.Columns)
 	targets := map[string]string{}
+	written := map[string]bool{}
 	for _, acc := range accounts {
 		source := acc.Login()
 		target := acc.Mailbox + "@" + offices.Domain(acc.PostOffice)
@@ -79,6 +80,7 @@ func ImportMailEnable(ctx context.Context, cfg *config.Config, b *broker.Broker,
 				return nil, fmt.Errorf("source password of %s: %w", source, err)
 			}
 			pwFile = filepath.Join(PasswordDir, filepath.Base(path))
+			written[filepath.Base(path)] = true
 			if hash, err = legacyHash(ctx, store, target, acc.Password); err != nil {
 				return nil, err
 			}
@@ -98,6 +100,9 @@ func ImportMailEnable(ctx context.Context, cfg *config.Config, b *broker.Broker,
 	uw.Flush()
 	if err := writeSecret(cfg.Mailboxes.File, boxes.String()); err != nil {
 		return nil, fmt.Errorf("mailboxes file: %w", err)
+	}
+	if err := removeStale(pwDir, written); err != nil {
+		return nil, err
 	}
 	if res.Accounts, err = Import(ctx, cfg, b, &users); err != nil {
 		return nil, fmt.Errorf("auth accounts: %w", err)
@@ -130,6 +135,24 @@ func legacyHash(ctx context.Context, store *account.Store, target, password stri
 		return "", fmt.Errorf("legacy hash of %s: %w", target, err)
 	}
 	return h, nil
+}
+
+// removeStale removes the password files of pwDir this import did not
+// write: mailboxes AUTH.TAB no longer lists, whose passwords must not lie
+// about after their rows left the mailboxes file.
+func removeStale(pwDir string, written map[string]bool) error {
+	old, err := filepath.Glob(filepath.Join(pwDir, "*.pw"))
+	if err != nil {
+		return err
+	}
+	for _, p := range old {
+		if !written[filepath.Base(p)] {
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("source password no longer listed: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // writeSecret replaces path with content, mode 0600, atomically: a

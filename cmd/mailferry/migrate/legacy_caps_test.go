@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 	"github.com/mailferry/mailferry/shared/testenv/e2etest"
 )
@@ -58,15 +57,7 @@ func TestAMigrationFromALegacyServerUsesOnlyWhatItAdvertises(t *testing.T) {
 	_, cfg := p.ConfigOwnPasswords(t, filepath.Join(p.Dir, "nats"), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res, err := migrate.Run(ctx, cfg, e2etest.Logger(t), migrate.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.OK() {
-		var b strings.Builder
-		res.WriteText(&b)
-		t.Fatalf("not verified:\n%s", b.String())
-	}
+	migrateVerified(ctx, t, cfg)
 
 	// Every login was CRAM-MD5: the password never crossed the link.
 	log, err := os.ReadFile(p.Src.LogPath)

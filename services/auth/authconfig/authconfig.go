@@ -204,7 +204,7 @@ func (a *Auth) defaults() {
 	}
 	a.Policy.defaults(a.Provider)
 	if a.Provider == ProviderOpenSRS && a.OpenSRS.URL == "" {
-		a.OpenSRS.URL = OpenSRSClusters[a.OpenSRS.Cluster].URL
+		a.OpenSRS.URL = config.OpenSRSClusters[a.OpenSRS.Cluster].URL
 	}
 	a.RateLimit.defaults()
 	a.Argon2.defaults()
@@ -354,7 +354,7 @@ func (d *Dovecot) validate() error {
 
 func (o *OpenSRS) validate() error {
 	if o.Cluster != "" {
-		if _, ok := OpenSRSClusters[o.Cluster]; !ok {
+		if _, ok := config.OpenSRSClusters[o.Cluster]; !ok {
 			return fmt.Errorf("cluster %q: want test, a or b", o.Cluster)
 		}
 	}
@@ -378,7 +378,7 @@ func (o *OpenSRS) validate() error {
 	if o.TokenHours < 1 {
 		return fmt.Errorf("token_hours %d: want at least 1", o.TokenHours)
 	}
-	if uc := hostCluster(u.Hostname()); o.Cluster != "" && uc != "" && uc != o.Cluster {
+	if uc := config.HostCluster(u.Hostname()); o.Cluster != "" && uc != "" && uc != o.Cluster {
 		return fmt.Errorf("url %q is cluster %s's endpoint, not cluster %s's", o.URL, uc, o.Cluster)
 	}
 	return nil
@@ -409,17 +409,10 @@ func (p *PasswordPolicy) validate() error {
 // section "Password").
 const OpenSRSMaxPassword = 54
 
-// OpenSRSClusters are the clusters of opensrs.cluster (shared with the
-// loader's target.opensrs.cluster: config.OpenSRSClusters).
-var OpenSRSClusters = config.OpenSRSClusters
-
-// hostCluster is config.HostCluster.
-func hostCluster(host string) string { return config.HostCluster(host) }
-
 // IMAPAddress is host:port of the IMAP service of the cluster (""
 // without one): the target.address the migration writes to, unless
 // target.address says otherwise.
-func (o OpenSRS) IMAPAddress() string { return OpenSRSClusters[o.Cluster].IMAP }
+func (o OpenSRS) IMAPAddress() string { return config.OpenSRSClusters[o.Cluster].IMAP }
 
 // checkTarget refuses a target IMAP host (target.address of the same
 // file) on another cluster than the OMA's: mailboxes created on one
@@ -436,10 +429,10 @@ func (o OpenSRS) checkTarget(address string) error {
 	want := o.Cluster
 	if want == "" {
 		if u, err := url.Parse(o.URL); err == nil {
-			want = hostCluster(u.Hostname())
+			want = config.HostCluster(u.Hostname())
 		}
 	}
-	if got := hostCluster(host); want != "" && got != "" && got != want {
+	if got := config.HostCluster(host); want != "" && got != "" && got != want {
 		return fmt.Errorf("target.address %q is on OpenSRS cluster %s but %s.opensrs is cluster %s: mailboxes are created on one cluster and written on the other", address, got, Section, want)
 	}
 	return nil

@@ -643,3 +643,25 @@ func firstLine(s string) string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// MessageCounts returns how many messages each folder of user holds, by
+// folder name (doveadm mailbox status messages).
+func (s *Server) MessageCounts(ctx context.Context, user string) (map[string]int, error) {
+	out, err := s.Doveadm(ctx, "mailbox", "status", "-u", user, "messages", "*")
+	if err != nil {
+		return nil, fmt.Errorf("doveadm mailbox status of %s: %w\n%s", user, err, out)
+	}
+	counts := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		i := strings.LastIndex(line, " messages=")
+		if i < 0 {
+			continue
+		}
+		n, err := strconv.Atoi(line[i+len(" messages="):])
+		if err != nil {
+			return nil, fmt.Errorf("doveadm mailbox status of %s: %q: %w", user, line, err)
+		}
+		counts[line[:i]] = n
+	}
+	return counts, nil
+}
