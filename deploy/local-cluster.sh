@@ -318,7 +318,16 @@ launch() {
 	else
 		nohup "$@" </dev/null >>"$dir/log/$name.log" 2>&1 &
 	fi
-	echo $! >"$dir/run/$name.pid"
+	local pid=$! i
+	# Until the child has exec'd the command, /proc shows this script's
+	# command line, which pidof_ does not take for ours: a readiness check
+	# in that moment took the daemon for exited (seen under load in CI).
+	for i in $(seq 40); do
+		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "$pid" >"$dir/run/$name.pid"
 }
 
 # waitfor WHAT CHECK...: runs CHECK until it succeeds or timeout seconds
@@ -382,9 +391,14 @@ bringup() {
 	unitcommand "$n"
 	for i in 1 2 3 4; do
 		launch "$n" env "${env[@]}" "${cmd[@]}"
-		waitfor "$n's readiness (127.0.0.1:$(readyport "$n"))" readyor "$n" || true
-		ready "$n" && return 0
-		pidof_ "$n" >/dev/null && die "$n is not ready after ${timeout}s: see $dir/log/$n.log (deploy/local-cluster.sh stop to clean up)"
+		# readyor ends the wait when the daemon is ready or gone; still
+		# running then means it was ready (asking again could catch a
+		# loaded machine's slow answer and call it not ready).
+		if waitfor "$n's readiness (127.0.0.1:$(readyport "$n"))" readyor "$n"; then
+			pidof_ "$n" >/dev/null && return 0
+		elif pidof_ "$n" >/dev/null; then
+			die "$n is not ready after ${timeout}s: see $dir/log/$n.log (deploy/local-cluster.sh stop to clean up)"
+		fi
 		[ $i -lt 4 ] || die "$n exited: see $dir/log/$n.log (deploy/local-cluster.sh stop to clean up)"
 		say "$n exited while starting: again in 2 s, as its unit would (see $dir/log/$n.log)"
 		sleep 2
@@ -433,7 +447,7 @@ start() {
 		done
 	done
 	for n in $daemons; do
-		ready "$n" || die "$n is not ready: deploy/local-cluster.sh status"
+		ready "$n" || waitfor "$n's readiness again" ready "$n" || die "$n is not ready: deploy/local-cluster.sh status"
 	done
 	say "up: $dir (deploy/local-cluster.sh status; the operator's file is $dir/etc/mailferry.yaml)"
 }
