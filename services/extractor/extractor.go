@@ -155,12 +155,12 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, errors.Join(err, job.ErrPermanent))
 	}
 	guard := loginlimit.New(s.Broker.LoginFailures, "source", s.Config.Source.MaxLoginFailures, nil)
-	c, err := imapdial.DialGuarded(ctx, s.Config.Source, cred, nil, s.Metrics.IMAP("source"), guard)
+	c, roles, err := imapdial.DialRoles(ctx, s.Config.Source, cred, s.Metrics.IMAP("source"), guard)
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
 	}
 	defer c.Close()
-	folders, err := listFolders(ctx, c, s.Config.Source.CommandTimeout.Std())
+	folders, err := listFolders(ctx, c, s.Config.Source.CommandTimeout.Std(), roles)
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
 	}
@@ -234,7 +234,14 @@ type folderInfo struct {
 	noSelect bool
 }
 
-func listFolders(ctx context.Context, c *imapclient.Client, timeout time.Duration) ([]folderInfo, error) {
+// listFolders LISTs every folder, each with its role from roles (XLIST's,
+// nil: none) among its attributes, and with the personal namespace prefix
+// NAMESPACE gives (asked only where advertised).
+func listFolders(ctx context.Context, c *imapclient.Client, timeout time.Duration, roles imapdial.Roles) ([]folderInfo, error) {
+	prefix, err := imapdial.PersonalPrefix(ctx, c, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("list folders: %w", err)
+	}
 	opts := &imap.ListOptions{}
 	caps := c.Caps()
 	ext := caps.Has(imap.CapListExtended) || caps.Has(imap.CapIMAP4rev2)
@@ -263,7 +270,8 @@ func listFolders(ctx context.Context, c *imapclient.Client, timeout time.Duratio
 		if l.Delim != 0 {
 			fi.Delim = string(l.Delim)
 		}
-		for _, a := range l.Attrs {
+		fi.Prefix = prefix
+		for _, a := range roles.Add(l.Mailbox, l.Attrs) {
 			switch a {
 			case imap.MailboxAttrSubscribed:
 				fi.Subscribed = true

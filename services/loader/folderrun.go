@@ -103,7 +103,7 @@ func (ss *session) targetName(ctx context.Context, name, delim string) (string, 
 	if t, ok := ss.mbx.V.Folders[name]; ok {
 		return t, nil
 	}
-	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders, Special: ss.specialFor(ctx)},
+	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders, Special: ss.specialFor(ctx), Prefix: ss.tgt.prefix},
 		foldermap.Options{Substitute: ss.svc.Settings.Substitute, Table: ss.svc.Settings.FolderMap})
 	if err != nil {
 		return "", fmt.Errorf("folder mapping: %w", err)

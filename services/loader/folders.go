@@ -20,6 +20,7 @@ import (
 // targetInfo is what the loader knows of the target mailbox's folders.
 type targetInfo struct {
 	delim   rune
+	prefix  string // personal namespace prefix, from NAMESPACE
 	folders []foldermap.Folder
 	exists  map[string]bool
 }
@@ -47,6 +48,9 @@ func (ss *session) listTarget(ctx context.Context) error {
 	if ss.tgt.delim == 0 {
 		ss.tgt.delim = '/'
 	}
+	if ss.tgt.prefix, err = imapdial.PersonalPrefix(ctx, ss.c, ss.svc.Config.Target.CommandTimeout.Std()); err != nil {
+		return fmt.Errorf("target folders: %w", err)
+	}
 	return nil
 }
 
@@ -54,7 +58,7 @@ func (ss *session) listTarget(ctx context.Context) error {
 // creates what is missing. A folder mapped in an earlier pass keeps its
 // name, so a later pass never splits a folder in two.
 func (ss *session) applyListing(ctx context.Context, l *record.Listing) error {
-	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders, Special: ss.specialFor(ctx)},
+	m, err := foldermap.New(foldermap.Target{Delim: ss.tgt.delim, Folders: ss.tgt.folders, Special: ss.specialFor(ctx), Prefix: ss.tgt.prefix},
 		foldermap.Options{Substitute: ss.svc.Settings.Substitute, Table: ss.svc.Settings.FolderMap})
 	if err != nil {
 		return fmt.Errorf("folder mapping: %w", errors.Join(err, job.ErrPermanent))
@@ -121,7 +125,7 @@ func (ss *session) specialFor(ctx context.Context) map[imap.MailboxAttr]string {
 // SourceFolder turns a folder record into the mapper's input; the
 // verifier uses it too, so both map the same names the same way.
 func SourceFolder(f record.Folder) foldermap.Folder {
-	out := foldermap.Folder{Name: f.Name}
+	out := foldermap.Folder{Name: f.Name, Prefix: f.Prefix}
 	if f.Delim != "" {
 		out.Delim = []rune(f.Delim)[0]
 	}

@@ -51,6 +51,11 @@ type Folder struct {
 	// Attrs are the LIST attributes; special-use ones (RFC 6154) drive the
 	// special-use mapping.
 	Attrs []imap.MailboxAttr
+	// Prefix is the source's personal namespace prefix (NAMESPACE, RFC
+	// 2342), such as "INBOX.", or "" when the server has none. A Name
+	// under it is mapped as if the prefix were not there: "INBOX.Sent
+	// Items" is the top-level "Sent Items". INBOX itself is not under it.
+	Prefix string
 }
 
 // Target describes the target account as LISTed before loading.
@@ -67,6 +72,11 @@ type Target struct {
 	// IMAP (OpenSRS's per-user spam folder): used when the LIST carries no
 	// special-use attribute, before the well-known names.
 	Special map[imap.MailboxAttr]string
+	// Prefix is the target's personal namespace prefix (NAMESPACE), such
+	// as "INBOX.", or "": it is put before every mapped top-level name
+	// except INBOX, and left out when Folders are matched by their
+	// well-known names. Options.Table's targets are taken as written.
+	Prefix string
 }
 
 // Options tune the mapping.
@@ -108,6 +118,7 @@ type Result struct {
 // after New and safe for concurrent use.
 type Mapper struct {
 	delim   rune
+	prefix  string
 	sub     string
 	table   map[string]string
 	special map[imap.MailboxAttr]string
@@ -121,7 +132,7 @@ func New(t Target, opts Options) (*Mapper, error) {
 	if err := checkDelim(t.Delim); err != nil {
 		return nil, err
 	}
-	m := &Mapper{delim: t.Delim, sub: opts.Substitute}
+	m := &Mapper{delim: t.Delim, prefix: t.Prefix, sub: opts.Substitute}
 	if m.sub == "" {
 		m.sub = defaultSubstitute
 	}
@@ -240,15 +251,43 @@ func specialFolders(t Target) (map[imap.MailboxAttr]string, map[imap.MailboxAttr
 		}
 	}
 	for _, f := range sorted {
-		if len(splitName(f.Name, t.Delim)) != 1 || slices.Contains(f.Attrs, imap.MailboxAttrNonExistent) || slices.Contains(f.Attrs, imap.MailboxAttrNoSelect) {
+		name, _ := underPrefix(f.Name, t.Prefix, t.Delim)
+		if len(splitName(name, t.Delim)) != 1 || slices.Contains(f.Attrs, imap.MailboxAttrNonExistent) || slices.Contains(f.Attrs, imap.MailboxAttrNoSelect) {
 			continue
 		}
-		if role := roleByName(f.Name); role != "" && out[role] == "" {
+		if role := roleByName(name); role != "" && out[role] == "" {
 			out[role] = f.Name
 			why[role] = fmt.Sprintf("%s mapped onto the target's existing folder %q by its name (the target lists no special-use attributes)", role, f.Name)
 		}
 	}
 	return out, why
+}
+
+// underPrefix returns name without the namespace prefix and true when
+// name is under it (the delimiter after a prefix that lacks it is taken
+// too); else name and false. INBOX and the prefix's own folder are never
+// under it. The prefix is compared exactly, but for an "INBOX" it starts
+// with, which IMAP compares case-insensitively.
+func underPrefix(name, prefix string, delim rune) (string, bool) {
+	if prefix == "" || len(name) <= len(prefix) {
+		return name, false
+	}
+	head, rest := name[:len(prefix)], name[len(prefix):]
+	folded := len(prefix) >= len(inbox) && strings.EqualFold(prefix[:len(inbox)], inbox) &&
+		strings.EqualFold(head[:len(inbox)], inbox) && head[len(inbox):] == prefix[len(inbox):]
+	if head != prefix && !folded {
+		return name, false
+	}
+	if d := string(delim); delim != 0 && !strings.HasSuffix(prefix, d) {
+		if !strings.HasPrefix(rest, d) {
+			return name, false
+		}
+		rest = rest[len(d):]
+	}
+	if rest == "" {
+		return name, false
+	}
+	return rest, true
 }
 
 // canonicalRole returns the special-use constant a matches, or "". LIST

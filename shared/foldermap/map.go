@@ -14,7 +14,9 @@ import (
 type node struct {
 	name    string
 	delim   rune
-	levels  []string
+	levels  []string // below the source's namespace prefix, if any
+	natural []string // every level of name, for Result.Renamed
+	prefix  string   // the source's namespace prefix taken off name, or ""
 	attrs   []imap.MailboxAttr
 	listed  bool
 	parent  *node
@@ -45,17 +47,24 @@ func (m *Mapper) place(n *node) {
 		n.target = inbox
 		return
 	}
+	if n.prefix != "" && n.parent == nil {
+		n.reasons = []string{fmt.Sprintf("source namespace prefix %q removed", n.prefix)}
+	}
 	if dst, ok := m.special[n.role]; ok {
 		n.target = dst
-		n.reasons = []string{m.specialWhy[n.role]}
+		n.reasons = append(n.reasons, m.specialWhy[n.role])
 		return
 	}
 	n.owned = false
 	clean, why := m.cleanLevel(n.last(), n.parent == nil)
 	n.clean, n.target = clean, clean
-	if n.parent != nil {
+	switch {
+	case n.parent != nil:
 		n.target = n.parent.target + string(m.delim) + clean
 		n.reasons = slices.Clone(n.parent.reasons)
+	case m.prefix != "":
+		n.target = m.prefix + clean
+		n.reasons = append(n.reasons, fmt.Sprintf("target namespace prefix %q added", m.prefix))
 	}
 	n.reasons = append(n.reasons, why...)
 }
@@ -65,7 +74,7 @@ func (m *Mapper) result(n *node) Result {
 	return Result{
 		Source:     n.name,
 		Target:     n.target,
-		Renamed:    n.target != m.natural(n.levels),
+		Renamed:    n.target != m.natural(slices.Clone(n.natural)),
 		Merged:     n.merged,
 		Reason:     strings.Join(n.reasons, "; "),
 		SpecialUse: n.role,
@@ -73,14 +82,24 @@ func (m *Mapper) result(n *node) Result {
 }
 
 // chain returns the nodes for every ancestor of name and name itself,
-// outermost first, each linked to its parent.
-func chain(name string, delim rune) []*node {
-	levels := splitName(name, delim)
+// outermost first, each linked to its parent. Under the source's
+// namespace prefix the ancestors start below it: "INBOX.Archive.2010"
+// has the ancestor "INBOX.Archive", mapped as the top-level "Archive".
+func chain(name string, delim rune, prefix string) []*node {
+	rest, under := underPrefix(name, prefix, delim)
+	if !under {
+		prefix = ""
+	}
+	head := name[:len(name)-len(rest)]
+	levels := splitName(rest, delim)
+	all := splitName(name, delim)
+	skip := len(all) - len(levels)
 	out := make([]*node, len(levels))
 	var parent *node
 	for i := range levels {
 		lv := levels[:i+1]
-		n := &node{name: strings.Join(lv, string(delim)), delim: delim, levels: lv, parent: parent}
+		n := &node{name: head + strings.Join(lv, string(delim)), delim: delim, levels: lv,
+			natural: all[:skip+i+1], prefix: prefix, parent: parent}
 		out[i], parent = n, n
 	}
 	return out
@@ -90,7 +109,7 @@ func chain(name string, delim rune) []*node {
 // ancestors are assumed to carry no special-use attributes. When the whole
 // folder list is known, use MapAll; its answer is authoritative.
 func (m *Mapper) Map(f Folder) Result {
-	nodes := chain(f.Name, f.Delim)
+	nodes := chain(f.Name, f.Delim, f.Prefix)
 	leaf := nodes[len(nodes)-1]
 	leaf.attrs, leaf.listed = f.Attrs, true
 	for _, n := range nodes {

@@ -89,7 +89,7 @@ func buildTree(fs []Folder) ([][]*node, []*node) {
 // and returns f's node.
 func addChain(nodes map[nodeKey]*node, f Folder) *node {
 	var parent *node
-	for _, c := range chain(f.Name, f.Delim) {
+	for _, c := range chain(f.Name, f.Delim, f.Prefix) {
 		k := nodeKey{c.name, c.delim}
 		n, ok := nodes[k]
 		if !ok {

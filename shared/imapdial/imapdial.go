@@ -112,6 +112,16 @@ func DialObserved(ctx context.Context, s config.IMAP, cred Credentials, opts *im
 // DialGuarded is DialObserved with guard (nil: none) asked before the
 // login and told of a refusal (Options.Guard).
 func DialGuarded(ctx context.Context, s config.IMAP, cred Credentials, opts *imapclient.Options, obs Observer, guard LoginGuard) (*imapclient.Client, error) {
+	c, err := dialServer(ctx, s, cred, obs, guard)
+	if err != nil {
+		return nil, err
+	}
+	return c.Client(opts), nil
+}
+
+// dialServer connects to s and logs in with cred (DialConn), timed by obs
+// and limited by guard (nil: none).
+func dialServer(ctx context.Context, s config.IMAP, cred Credentials, obs Observer, guard LoginGuard) (*Conn, error) {
 	if s.Address == "" {
 		return nil, errors.New("no server address configured")
 	}
@@ -120,11 +130,7 @@ func DialGuarded(ctx context.Context, s config.IMAP, cred Credentials, opts *ima
 		return nil, fmt.Errorf("connect to %s: %w", s.Address, err)
 	}
 	o.Observer, o.Guard = obs, guard
-	c, err := DialConn(ctx, o, cred)
-	if err != nil {
-		return nil, err
-	}
-	return c.Client(opts), nil
+	return DialConn(ctx, o, cred)
 }
 
 // Client hands the logged-in connection to a go-imap client, which then

@@ -135,6 +135,11 @@ func ReadResponse(br *bufio.Reader) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	return responseFrom(line, br)
+}
+
+// responseFrom reads the rest of the response whose first line is line.
+func responseFrom(line string, br *bufio.Reader) (*Response, error) {
 	r, err := parseResponse(line)
 	if err != nil {
 		return nil, err

@@ -48,6 +48,10 @@ type Folder struct {
 	UIDValidity uint32   `json:"uidvalidity"`
 	UIDNext     uint32   `json:"uidnext"`
 	Messages    uint32   `json:"messages"`
+	// Prefix is the source's personal namespace prefix ("INBOX."), as
+	// NAMESPACE said it, or "": the loader maps a name under it without
+	// it (foldermap.Folder.Prefix).
+	Prefix string `json:"prefix,omitempty"`
 }
 
 // Message is one source message. The body travels as the NATS payload,

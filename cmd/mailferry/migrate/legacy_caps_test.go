@@ -27,15 +27,9 @@ const mailEnable4 = "IMAP4rev1 IMAP4 CHILDREN IDLE AUTH=LOGIN AUTH=CRAM-MD5"
 // raw log of every session: the logins were CRAM-MD5, and every command
 // after them (the extractor's and verify's) is IMAP4rev1 or advertised.
 func TestAMigrationFromALegacyServerUsesOnlyWhatItAdvertises(t *testing.T) {
-	// Dovecot's mail processes (another user) write the raw logs: a
-	// directory they can reach (t.TempDir is 0700 all the way).
-	raw, err := os.MkdirTemp("", "mailferry-rawlog-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(raw) })
+	raw := rawLogDir(t)
 	p := e2etest.StartWithSource(t, 2, dovecottest.Options{
-		ExtraConfig: fmt.Sprintf("imap_capability = %s\nauth_mechanisms = plain login cram-md5\nprotocol imap {\n  rawlog_dir = %s/%%u\n}\n", mailEnable4, raw),
+		ExtraConfig: fmt.Sprintf("imap_capability = %s\nauth_mechanisms = plain login cram-md5\n%s", mailEnable4, rawLogConfig(raw)),
 	}, dovecottest.Options{})
 	rng := rand.New(rand.NewPCG(4, 15))
 	for _, u := range p.Users {
@@ -44,16 +38,8 @@ func TestAMigrationFromALegacyServerUsesOnlyWhatItAdvertises(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := os.MkdirAll(filepath.Join(raw, u), 0o777); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(filepath.Join(raw, u), 0o777); err != nil {
-			t.Fatal(err)
-		}
 	}
-	if err := os.Chmod(raw, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	openRawLogs(t, raw, p.Users)
 	_, cfg := p.ConfigOwnPasswords(t, filepath.Join(p.Dir, "nats"), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -78,10 +64,135 @@ func TestAMigrationFromALegacyServerUsesOnlyWhatItAdvertises(t *testing.T) {
 	allowed := map[string]bool{"CAPABILITY": true, "NOOP": true, "LOGOUT": true, "LIST": true, "LSUB": true, "SELECT": true,
 		"EXAMINE": true, "CLOSE": true, "FETCH": true, "UID FETCH": true, "IDLE": true, "DONE": true, "CHECK": true, "STATUS": false}
 	seen := map[string]int{}
+	for _, c := range rawCommands(t, raw) {
+		seen[c.cmd]++
+		if !allowed[c.cmd] {
+			t.Errorf("%s sent %q to a server that does not advertise it (%s)", c.file, c.line, mailEnable4)
+		}
+		if strings.Contains(c.line, "+}") {
+			t.Errorf("%s sent a LITERAL+ literal: %q", c.file, c.line)
+		}
+	}
+	var names []string
+	for c, n := range seen {
+		names = append(names, fmt.Sprintf("%s×%d", c, n))
+	}
+	sort.Strings(names)
+	t.Logf("commands after login: %s", strings.Join(names, " "))
+}
+
+// TestASourceWithXListButNoSpecialUseIsAskedForRolesWithXList migrates
+// from a Dovecot advertising XLIST without SPECIAL-USE, as MailEnable
+// 4.x–9.x did: the extractor and verify ask XLIST (once per session,
+// read from the server's raw logs) and send no NAMESPACE; the roles land
+// where they belong and verification agrees. Dovecot 2.3 takes XLIST for
+// LIST (LIST lines with special-use attributes, which its LIST carries
+// too); real "* XLIST" answers, a localized \Inbox and literal names are
+// tested against a scripted server in shared/imapdial.
+func TestASourceWithXListButNoSpecialUseIsAskedForRolesWithXList(t *testing.T) {
+	const caps = "IMAP4rev1 IMAP4 CHILDREN IDLE XLIST AUTH=LOGIN AUTH=CRAM-MD5"
+	raw := rawLogDir(t)
+	p := e2etest.StartWithSource(t, 1, dovecottest.Options{
+		AutoCreateSpecial: true,
+		ExtraConfig:       fmt.Sprintf("imap_capability = %s\nauth_mechanisms = plain login cram-md5\n%s", caps, rawLogConfig(raw)),
+	}, dovecottest.Options{})
+	u := p.Users[0]
+	rng := rand.New(rand.NewPCG(4, 16))
+	want := map[string]int{}
+	for src, tgt := range map[string]string{"INBOX": "INBOX", "Sent": "Sent", "Sent Items": "Sent", "Trash": "Trash", "Archive/2019": "Archive.2019"} {
+		msgs := e2etest.Generated(rng, 3, u+src)
+		if err := p.Src.Seed(u, src, msgs); err != nil {
+			t.Fatal(err)
+		}
+		want[tgt] += len(msgs)
+	}
+	openRawLogs(t, raw, p.Users)
+	_, cfg := p.ConfigOwnPasswords(t, filepath.Join(p.Dir, "nats"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	migrateVerified(ctx, t, cfg)
+	got, err := p.Tgt.MessageCounts(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for folder, n := range want {
+		if got[folder] != n {
+			t.Errorf("target %q holds %d messages, want %d (all: %v)", folder, got[folder], n, got)
+		}
+	}
+	xlists, lists := map[string]int{}, map[string]int{}
+	for _, c := range rawCommands(t, raw) {
+		switch c.cmd {
+		case "XLIST":
+			xlists[c.file]++
+		case "LIST":
+			lists[c.file]++
+		case "NAMESPACE":
+			t.Errorf("%s sent NAMESPACE to a server that does not advertise it: %q", c.file, c.line)
+		}
+	}
+	if len(lists) == 0 {
+		t.Fatal("no session LISTed the source's folders")
+	}
+	for f := range lists {
+		if xlists[f] != 1 {
+			t.Errorf("session %s LISTed after %d XLISTs, want 1", f, xlists[f])
+		}
+	}
+}
+
+// rawLogDir makes a directory for Dovecot's raw logs of the IMAP sessions
+// (rawLogConfig), removed when the test ends. Dovecot's mail processes
+// (another user) write them: it must be reachable (t.TempDir is 0700 all
+// the way).
+func rawLogDir(t *testing.T) string {
+	t.Helper()
+	raw, err := os.MkdirTemp("", "mailferry-rawlog-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(raw) })
+	return raw
+}
+
+// rawLogConfig is the Dovecot configuration that logs every IMAP session
+// of a user in raw/<user>.
+func rawLogConfig(raw string) string {
+	return fmt.Sprintf("protocol imap {\n  rawlog_dir = %s/%%u\n}\n", raw)
+}
+
+// openRawLogs lets Dovecot's mail processes write the raw logs of users.
+func openRawLogs(t *testing.T, raw string, users []string) {
+	t.Helper()
+	for _, u := range users {
+		if err := os.MkdirAll(filepath.Join(raw, u), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(raw, u), 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rawCommand is one command line a client sent, from a raw log.
+type rawCommand struct {
+	file, line string
+	// cmd is the command's name, upper case ("UID FETCH", "DONE").
+	cmd string
+}
+
+// rawCommands reads every command the clients sent from the raw logs in
+// raw; there must be some.
+func rawCommands(t *testing.T, raw string) []rawCommand {
+	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(raw, "*", "*.in"))
 	if len(files) == 0 {
 		t.Fatalf("no raw log in %s", raw)
 	}
+	var out []rawCommand
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -103,19 +214,8 @@ func TestAMigrationFromALegacyServerUsesOnlyWhatItAdvertises(t *testing.T) {
 			if strings.ToUpper(fields[0]) == "DONE" {
 				cmd = "DONE"
 			}
-			seen[cmd]++
-			if !allowed[cmd] {
-				t.Errorf("%s sent %q to a server that does not advertise it (%s)", filepath.Base(f), line, mailEnable4)
-			}
-			if strings.Contains(line, "+}") {
-				t.Errorf("%s sent a LITERAL+ literal: %q", filepath.Base(f), line)
-			}
+			out = append(out, rawCommand{file: filepath.Base(f), line: line, cmd: cmd})
 		}
 	}
-	var names []string
-	for c, n := range seen {
-		names = append(names, fmt.Sprintf("%s×%d", c, n))
-	}
-	sort.Strings(names)
-	t.Logf("commands after login: %s", strings.Join(names, " "))
+	return out
 }

@@ -361,21 +361,21 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 			return fmt.Errorf("read the loader's ledger: %w", err)
 		}
 	}
-	src, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile, o.guard, nil)
+	src, roles, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile, o.guard, nil)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	tgt, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile, nil, o.tokens)
+	tgt, _, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile, nil, o.tokens)
 	if err != nil {
 		return err
 	}
 	defer tgt.Close()
-	srcList, err := list(ctx, src, cfg.Source.CommandTimeout.Std())
+	srcList, _, err := list(ctx, src, cfg.Source.CommandTimeout.Std(), roles)
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
-	tgtList, err := list(ctx, tgt, cfg.Target.CommandTimeout.Std())
+	tgtList, tgtPrefix, err := list(ctx, tgt, cfg.Target.CommandTimeout.Std(), nil)
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
@@ -389,7 +389,7 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 	if err != nil {
 		return err
 	}
-	groups, err := group(srcList, tgtList, ls, special)
+	groups, err := group(srcList, foldermap.Target{Folders: tgtList, Special: special, Prefix: tgtPrefix}, ls)
 	if err != nil {
 		return err
 	}
@@ -450,31 +450,39 @@ func movedAtSource(folders []FolderReport) {
 
 // dial logs in to side as user: with the loader's tokens when the
 // target's auth is token (tokens set), else as configured, the login
-// limited by guard (nil: not limited).
-func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string, guard imapdial.LoginGuard, tokens *loader.Tokens) (*imapclient.Client, error) {
+// limited by guard (nil: not limited). On the source it also returns the
+// folders' roles from XLIST, as the extractor learns them.
+func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string, guard imapdial.LoginGuard, tokens *loader.Tokens) (*imapclient.Client, imapdial.Roles, error) {
 	if side == "target" && cfg.Target.Auth == config.AuthToken {
 		if tokens == nil {
-			return nil, errors.New("target auth token: verifying needs the broker (the loader's token bucket)")
+			return nil, nil, errors.New("target auth token: verifying needs the broker (the loader's token bucket)")
 		}
 		var c *imapclient.Client
 		err := tokens.Login(ctx, user, func(cred imapdial.Credentials) (err error) {
 			c, err = imapdial.Dial(ctx, cfg.Target, cred, nil)
 			return err
 		})
-		return c, err
+		return c, nil, err
 	}
 	cred, err := imapdial.CredentialsFor(cfg, side, user, pwFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s := cfg.Source
 	if side == "target" {
-		s = cfg.Target
+		c, err := imapdial.DialGuarded(ctx, cfg.Target, cred, nil, nil, guard)
+		return c, nil, err
 	}
-	return imapdial.DialGuarded(ctx, s, cred, nil, nil, guard)
+	return imapdial.DialRoles(ctx, cfg.Source, cred, nil, guard)
 }
 
-func list(ctx context.Context, c *imapclient.Client, timeout time.Duration) ([]foldermap.Folder, error) {
+// list LISTs every folder, with its role from roles (nil: none) among its
+// attributes and the personal namespace prefix (NAMESPACE, asked only
+// where advertised), which it returns too.
+func list(ctx context.Context, c *imapclient.Client, timeout time.Duration, roles imapdial.Roles) ([]foldermap.Folder, string, error) {
+	prefix, err := imapdial.PersonalPrefix(ctx, c, timeout)
+	if err != nil {
+		return nil, "", fmt.Errorf("list folders: %w", err)
+	}
 	opts := &imap.ListOptions{}
 	if c.Caps().Has(imap.CapSpecialUse) && c.Caps().Has(imap.CapListExtended) {
 		opts.ReturnSpecialUse = true
@@ -482,13 +490,13 @@ func list(ctx context.Context, c *imapclient.Client, timeout time.Duration) ([]f
 	defer imapdial.Watch(ctx, c, timeout).Stop()
 	ls, err := c.List("", "*", opts).Collect()
 	if err != nil {
-		return nil, fmt.Errorf("list folders: %w", err)
+		return nil, "", fmt.Errorf("list folders: %w", err)
 	}
 	out := make([]foldermap.Folder, 0, len(ls))
 	for _, l := range ls {
-		out = append(out, foldermap.Folder{Name: l.Mailbox, Delim: l.Delim, Attrs: l.Attrs})
+		out = append(out, foldermap.Folder{Name: l.Mailbox, Delim: l.Delim, Attrs: roles.Add(l.Mailbox, l.Attrs), Prefix: prefix})
 	}
-	return out, nil
+	return out, prefix, nil
 }
 
 type folderGroup struct {
@@ -497,16 +505,17 @@ type folderGroup struct {
 }
 
 // group maps the source folders as the loader does and groups them by
-// target name; folders that cannot hold messages are left out.
-func group(src, tgt []foldermap.Folder, lc loader.Settings, special map[imap.MailboxAttr]string) ([]folderGroup, error) {
-	delim := rune('/')
-	for _, f := range tgt {
+// target name; folders that cannot hold messages are left out. tgt's
+// delimiter is its folders' ('/' when none says).
+func group(src []foldermap.Folder, tgt foldermap.Target, lc loader.Settings) ([]folderGroup, error) {
+	tgt.Delim = '/'
+	for _, f := range tgt.Folders {
 		if f.Delim != 0 {
-			delim = f.Delim
+			tgt.Delim = f.Delim
 			break
 		}
 	}
-	m, err := foldermap.New(foldermap.Target{Delim: delim, Folders: tgt, Special: special}, foldermap.Options{Substitute: lc.Substitute, Table: lc.FolderMap})
+	m, err := foldermap.New(tgt, foldermap.Options{Substitute: lc.Substitute, Table: lc.FolderMap})
 	if err != nil {
 		return nil, fmt.Errorf("folder mapping: %w", err)
 	}

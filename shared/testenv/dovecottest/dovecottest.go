@@ -96,6 +96,12 @@ type Options struct {
 	// (SetTokens): a user logs in with its password or its token, as at
 	// OpenSRS, whose session tokens "can be used in place of a password".
 	TokenPasswords bool
+	// Prefix is the personal namespace's prefix, such as "INBOX." (it
+	// must end with Separator): every folder but INBOX is listed under it
+	// ("INBOX.Archive.2010"), as on Courier-era servers, and NAMESPACE
+	// says so. Folder names given to Seed, Subscribe and doveadm carry it;
+	// the special-use folders are the prefixed Sent, Drafts ... Default "".
+	Prefix string
 }
 
 // Server is one running Dovecot instance.
@@ -164,6 +170,9 @@ func newServer(dir string, opts Options) (*Server, error) {
 	}
 	if (opts.MasterUser == "") != (opts.MasterPassword == "") {
 		return nil, errors.New("MasterUser and MasterPassword must be set together")
+	}
+	if opts.Prefix != "" && !strings.HasSuffix(opts.Prefix, string(opts.Separator)) {
+		return nil, fmt.Errorf("prefix %q must end with the separator %q", opts.Prefix, opts.Separator)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -452,7 +461,7 @@ func (s *Server) config(imapPort, imapsPort int) string {
 	p("namespace inbox {")
 	p("  inbox = yes")
 	p("  separator = %c", s.Separator)
-	p("  prefix =")
+	p("  prefix = %s", s.opts.Prefix)
 	for _, name := range s.opts.PlainFolders {
 		p("  mailbox %q {", name)
 		p("    auto = subscribe")
@@ -647,7 +656,13 @@ func firstLine(s string) string {
 // MessageCounts returns how many messages each folder of user holds, by
 // folder name (doveadm mailbox status messages).
 func (s *Server) MessageCounts(ctx context.Context, user string) (map[string]int, error) {
-	out, err := s.Doveadm(ctx, "mailbox", "status", "-u", user, "messages", "*")
+	masks := []string{"*"}
+	if s.opts.Prefix != "" {
+		// Dovecot 2.3's doveadm matches "*" against nothing when the
+		// inbox namespace has a prefix.
+		masks = []string{"INBOX", s.opts.Prefix + "*"}
+	}
+	out, err := s.Doveadm(ctx, append([]string{"mailbox", "status", "-u", user, "messages"}, masks...)...)
 	if err != nil {
 		return nil, fmt.Errorf("doveadm mailbox status of %s: %w\n%s", user, err, out)
 	}

@@ -527,3 +527,49 @@ func mailboxNames(list []*imap.ListData) []string {
 	}
 	return names
 }
+
+// A server with a personal namespace prefix lists every folder but INBOX
+// under it, says so in NAMESPACE, keeps its special-use folders under it,
+// and Seed writes where Dovecot reads.
+func TestAPrefixedNamespaceListsEveryFolderButINBOXUnderIt(t *testing.T) {
+	t.Parallel()
+	s := StartT(t, Options{Separator: '.', Prefix: "INBOX.", Users: map[string]string{testUser: testPassword}, PlainPasswords: true, AutoCreateSpecial: true})
+	folders := map[string][]Message{
+		"INBOX":              sampleMessages("inbox", 1),
+		"INBOX.Sent Items":   sampleMessages("sent", 2),
+		"INBOX.Archive.2010": sampleMessages("archive", 3),
+	}
+	for name, msgs := range folders {
+		if err := s.Seed(testUser, name, msgs); err != nil {
+			t.Fatal(err)
+		}
+		assertPathMatchesDovecot(t, s, testUser, name)
+	}
+	if err := s.Seed(testUser, "Archive.2010", nil); err == nil {
+		t.Error("Seed took a folder name outside the namespace prefix")
+	}
+	c := dialLogin(t, s, testUser, testPassword)
+	ns, err := c.Namespace().Wait()
+	if err != nil || len(ns.Personal) != 1 || ns.Personal[0].Prefix != "INBOX." || ns.Personal[0].Delim != '.' {
+		t.Fatalf("NAMESPACE: %+v %v", ns, err)
+	}
+	list, err := c.List("", "*", &imap.ListOptions{ReturnSpecialUse: true}).Collect()
+	if err != nil {
+		t.Fatalf("LIST: %v", err)
+	}
+	attrs := map[string][]imap.MailboxAttr{}
+	for _, d := range list {
+		attrs[d.Mailbox] = d.Attrs
+	}
+	for _, name := range []string{"INBOX", "INBOX.Sent Items", "INBOX.Archive.2010", "INBOX.Sent"} {
+		if _, ok := attrs[name]; !ok {
+			t.Errorf("LIST lacks %q; got %v", name, mailboxNames(list))
+		}
+	}
+	if !slices.Contains(attrs["INBOX.Sent"], imap.MailboxAttrSent) {
+		t.Errorf("INBOX.Sent attributes %v, want \\Sent", attrs["INBOX.Sent"])
+	}
+	for name, msgs := range folders {
+		assertMailbox(t, c, name, msgs)
+	}
+}

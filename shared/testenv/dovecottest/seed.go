@@ -345,6 +345,13 @@ func (s *Server) MaildirPath(user, folder string) (string, error) {
 	if folder == "" || !utf8.ValidString(folder) {
 		return "", fmt.Errorf("invalid folder name %q", folder)
 	}
+	if p := s.opts.Prefix; p != "" && !strings.EqualFold(folder, "INBOX") {
+		rest, ok := strings.CutPrefix(folder, p)
+		if !ok {
+			return "", fmt.Errorf("folder name %q is not under the namespace prefix %q", folder, p)
+		}
+		folder = rest
+	}
 	levels := strings.Split(folder, sep)
 	for _, l := range levels {
 		if l == "" || l == "." || l == ".." || strings.ContainsAny(l, "/\x00\r\n") {

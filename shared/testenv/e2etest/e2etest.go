@@ -42,8 +42,9 @@ func Start(t *testing.T, n int, target dovecottest.Options) *Peers {
 }
 
 // StartWithSource is Start with the source Dovecot's options too (its
-// separator, master user, users and passwords are set here; ExtraConfig
-// makes it look like another server: its capabilities, its mechanisms).
+// master user, users and passwords are set here, its separator unless
+// given; ExtraConfig makes it look like another server: its capabilities,
+// its mechanisms). The target's separator is '.' unless given.
 func StartWithSource(t *testing.T, n int, source, target dovecottest.Options) *Peers {
 	t.Helper()
 	p := &Peers{Dir: t.TempDir()}
@@ -53,10 +54,16 @@ func StartWithSource(t *testing.T, n int, source, target dovecottest.Options) *P
 		p.Users = append(p.Users, u)
 		accounts[u] = fmt.Sprintf("pw-%d", i)
 	}
-	source.Separator, source.MasterUser, source.MasterPassword = '/', "admin", MasterPassword
+	if source.Separator == 0 {
+		source.Separator = '/'
+	}
+	source.MasterUser, source.MasterPassword = "admin", MasterPassword
 	source.Users, source.PlainPasswords = accounts, true
 	p.Src = dovecottest.StartT(t, source)
-	target.Separator, target.MasterUser, target.MasterPassword = '.', "admin", MasterPassword
+	if target.Separator == 0 {
+		target.Separator = '.'
+	}
+	target.MasterUser, target.MasterPassword = "admin", MasterPassword
 	target.Users, target.PlainPasswords, target.AutoCreateSpecial = accounts, true, true
 	p.Tgt = dovecottest.StartT(t, target)
 	return p
