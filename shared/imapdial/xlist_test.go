@@ -1,16 +1,20 @@
 package imapdial
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/foldermap"
 )
 
 // xlistScript is a MailEnable-era server (Dovecot does not implement
@@ -134,4 +138,28 @@ func TestDialRolesLearnsFolderRolesFromXListOnlyWhereSpecialUseIsMissing(t *test
 			}
 		})
 	}
+}
+
+// An XLIST answer line never panics the parser, and any UTF-8 name sent
+// in modified UTF-7, quoted or as a literal, reads back as itself.
+func FuzzParseXList(f *testing.F) {
+	f.Add(`(\HasNoChildren \Sent) "/" "Sent Items"`, "Gesendete Objekte ä", false)
+	f.Add(`(\Trash) "/" {13}`, "Deleted Items", true)
+	f.Add(`() NIL INBOX`, `Quote "in" \name`, false)
+	f.Add(`(\Spam) "\\" {99999999999}`, "", true)
+	f.Fuzz(func(t *testing.T, raw, name string, literal bool) {
+		_, _, _ = parseXList(raw, bufio.NewReader(strings.NewReader(raw+"\r\n")))
+		if !utf8.ValidString(name) || name == "" {
+			return
+		}
+		enc := foldermap.EncodeUTF7(name)
+		line, rest := `(\HasNoChildren \Sent) "/" `+string(AppendQuoted(nil, enc)), ""
+		if literal {
+			line, rest = fmt.Sprintf(`(\HasNoChildren \Sent) "/" {%d}`, len(enc)), enc+"\r\n"
+		}
+		attrs, got, err := parseXList(line, bufio.NewReader(strings.NewReader(rest)))
+		if err != nil || got != name || xlistRole(attrs) != imap.MailboxAttrSent {
+			t.Fatalf("%q (sent as %q %q): got %q, %v, %v", name, line, rest, got, attrs, err)
+		}
+	})
 }
