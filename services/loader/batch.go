@@ -55,6 +55,7 @@ func (ss *session) passNotMail(ctx context.Context, rec *record.Message, seq uin
 	fr := ss.cur
 	if !fr.done(rec.UID) {
 		fr.st.V.Done = append(fr.st.V.Done, DoneItem{UID: rec.UID, Prev: rec.PrevUID})
+		fr.st.V.NotMail++
 		settle(&fr.st.V)
 		if err := fr.st.save(ctx, ss.svc.Broker.Ledger); err != nil {
 			return err

@@ -31,7 +31,8 @@ func vcardOf(name string) dovecottest.Message {
 // TestContactsAndCalendarItemsAreReportedByNameNotCopiedAsMail migrates
 // a MailEnable-like source whose Contacts and Calendar folders, and
 // INBOX, hold bare vCard and calendar items beside mail (an invitation
-// with a text/calendar body and a mail carrying a vCard among it): the
+// with a text/calendar body and a mail carrying a vCard among it; a
+// contact with a photo larger than large_message_bytes): the
 // items are not appended, the verification is clean and lists each item
 // by folder and UID as not mail, not copied; every mail arrives. A second
 // run after new mail reached INBOX (whose last message was an item)
@@ -51,12 +52,17 @@ func TestContactsAndCalendarItemsAreReportedByNameNotCopiedAsMail(t *testing.T) 
 	inbox = append(inbox, e2etest.Generated(rng, 1, "b")...)
 	inbox = append(inbox, vcardOf("Last")) // the folder ends with an item
 	seeds := map[string][]dovecottest.Message{
-		"INBOX":    inbox,
-		"Contacts": {vcardOf("Alice"), vcardOf("Bob")},
+		"INBOX": inbox,
+		// Bob's photo makes his card larger than large_message_bytes:
+		// read through, never stored in the object store.
+		"Contacts": {vcardOf("Alice"), item("BEGIN:VCARD\nVERSION:3.0\nFN:Bob\nPHOTO;ENCODING=b;TYPE=JPEG:" + strings.Repeat("QUJD", 150_000) + "\nEND:VCARD\n")},
 		"Calendar": {
 			item("BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:1\nDTSTART:20260105T090000Z\nSUMMARY:Dentist\nEND:VEVENT\nEND:VCALENDAR\n"),
 			item("BEGIN:VCALENDAR\nVERSION:1.0\nBEGIN:VTODO\nSUMMARY:Renew the domain\nEND:VTODO\nEND:VCALENDAR\n"),
 		},
+	}
+	if len(seeds["Contacts"][1].Body) <= 512<<10 {
+		t.Fatalf("Bob's card is %d bytes, not larger than the default large_message_bytes", len(seeds["Contacts"][1].Body))
 	}
 	for f, msgs := range seeds {
 		if err := p.Src.Seed(u, f, msgs); err != nil {
