@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -147,8 +148,14 @@ func TestNotMailTakesEveryCorpusMessageForMail(t *testing.T) {
 	t.Logf("%d corpus messages, all mail", len(files))
 }
 
+var (
+	beginLine = regexp.MustCompile(`(?i)^BEGIN:V(CARD|CALENDAR|EVENT|TODO|JOURNAL)[ \t]*\r?\n`)
+	mailField = regexp.MustCompile(`(?i)^(return-path|received|delivered-to|date|from|sender|reply-to|to|cc|bcc|message-id|in-reply-to|references|subject|comments|keywords|resent-(date|from|sender|to|cc|bcc|message-id)|mime-version|content-type|content-transfer-encoding)[ \t]*:`)
+)
+
 // NotMail never panics, looks only at the head, and anything it calls an
-// item opens with a BEGIN line.
+// item opens with a BEGIN line and has no mail header field before its
+// first blank line.
 func FuzzNotMail(f *testing.F) {
 	for _, s := range []string{crlf(vcard), crlf(vevent), vtodo, crlf(invitation), "", "\r\n", "BEGIN:VCARD\r\nFrom: x\r\n"} {
 		f.Add([]byte(s))
@@ -161,9 +168,21 @@ func FuzzNotMail(f *testing.F) {
 		if k == "" {
 			return
 		}
-		first := strings.ToUpper(string(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))))
-		if !strings.HasPrefix(first, "BEGIN:V") {
+		head := b[:min(len(b), mailscan.NotMailHeadBytes)]
+		text := string(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")))
+		if !beginLine.MatchString(text) {
 			t.Fatalf("%q classified %q without a BEGIN line", b, k)
+		}
+		// No mail header field before the first blank line (a
+		// reference written apart from NotMail's own scan).
+		for _, line := range strings.Split(text, "\n")[1:] {
+			line = strings.TrimSuffix(line, "\r")
+			if strings.Trim(line, " \t") == "" {
+				break
+			}
+			if mailField.MatchString(line) {
+				t.Fatalf("%q classified %q with the mail header field %q", b, k, line)
+			}
 		}
 	})
 }

@@ -10,6 +10,12 @@ import (
 	"time"
 
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
+	"github.com/mailferry/mailferry/cmd/mailferry/status"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/subject"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 	"github.com/mailferry/mailferry/shared/testenv/e2etest"
 )
@@ -102,6 +108,23 @@ func TestContactsAndCalendarItemsAreReportedByNameNotCopiedAsMail(t *testing.T) 
 		t.Errorf("target holds %v, want INBOX 5 (the mail, the invitation and the mail with a card among it) and no item", counts)
 	}
 
+	// Ops see them: the extraction's end record (the mailbox.extracted
+	// event) names each; status counts them from the loader's ledger.
+	extracted, st := readBack(ctx, t, cfg, u)
+	if len(extracted.NotMail) != 6 {
+		t.Errorf("the extracted event names %d items, want 6: %+v", len(extracted.NotMail), extracted.NotMail)
+	}
+	named := map[string]string{}
+	for _, it := range extracted.NotMail {
+		named[fmt.Sprintf("%s/%d", it.Folder, it.UID)] = it.Kind
+	}
+	if named["INBOX/4"] != "contact" || named["Contacts/2"] != "contact" || named["Calendar/2"] != "task" || extracted.Messages != 5 {
+		t.Errorf("the extracted event says %d messages and names %v", extracted.Messages, named)
+	}
+	if m := st.Mailboxes[0]; m.NotMail != 6 || m.Loaded != 5 {
+		t.Errorf("status: %d loaded, %d not mail; want 5 and 6", m.Loaded, m.NotMail)
+	}
+
 	// New mail after the item that ended INBOX: the extractor resumes
 	// from the item's UID, the loader's chain passes it.
 	if err := p.Src.Seed(u, "INBOX", e2etest.Generated(rng, 2, "c")); err != nil {
@@ -122,5 +145,43 @@ func TestContactsAndCalendarItemsAreReportedByNameNotCopiedAsMail(t *testing.T) 
 	if counts["INBOX"] != 7 {
 		t.Errorf("target INBOX holds %d after the second run, want 7", counts["INBOX"])
 	}
+	if _, st := readBack(ctx, t, cfg, u); st.Mailboxes[0].NotMail != 6 || st.Mailboxes[0].Loaded != 7 {
+		t.Errorf("status after the second run: %d loaded, %d not mail; want 7 and 6", st.Mailboxes[0].Loaded, st.Mailboxes[0].NotMail)
+	}
 	t.Logf("second run:\n%s", b.String())
+}
+
+// readBack opens the migration's broker (migrate.Run has ended) and reads
+// the latest mailbox.extracted event of user and the status.
+func readBack(ctx context.Context, t *testing.T, cfg *config.Config, user string) (event.ExtractedData, *status.Status) {
+	t.Helper()
+	b, err := broker.Connect(ctx, cfg.NATS, "test", e2etest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.StreamEvents, broker.BucketProgress}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := status.Read(ctx, b, []job.Mailbox{{SourceUser: user, TargetUser: user}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := b.JS.Stream(ctx, broker.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := stream.GetLastMsgForSubject(ctx, subject.Event(event.MailboxExtracted, user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := event.Decode(raw.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d event.ExtractedData
+	if err := e.DataAs(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d, st
 }
