@@ -11,10 +11,12 @@ import (
 
 	"github.com/mailferry/mailferry/cmd/mailferry/migrate"
 	"github.com/mailferry/mailferry/cmd/mailferry/status"
+	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/subject"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 	"github.com/mailferry/mailferry/shared/testenv/e2etest"
@@ -110,7 +112,7 @@ func TestContactsAndCalendarItemsAreReportedByNameNotCopiedAsMail(t *testing.T) 
 
 	// Ops see them: the extraction's end record (the mailbox.extracted
 	// event) names each; status counts them from the loader's ledger.
-	extracted, st := readBack(ctx, t, cfg, u)
+	extracted, st, inbox1 := readBack(ctx, t, cfg, u)
 	if len(extracted.NotMail) != 6 {
 		t.Errorf("the extracted event names %d items, want 6: %+v", len(extracted.NotMail), extracted.NotMail)
 	}
@@ -123,6 +125,10 @@ func TestContactsAndCalendarItemsAreReportedByNameNotCopiedAsMail(t *testing.T) 
 	}
 	if m := st.Mailboxes[0]; m.NotMail != 6 || m.Loaded != 5 {
 		t.Errorf("status: %d loaded, %d not mail; want 5 and 6", m.Loaded, m.NotMail)
+	}
+	// The loader's watermark passed the items, the last one included.
+	if inbox1.LastUID != 7 || len(inbox1.Done) != 0 || inbox1.NotMail != 2 {
+		t.Errorf("INBOX in the loader's ledger: last UID %d, done %v, not mail %d; want 7, none, 2", inbox1.LastUID, inbox1.Done, inbox1.NotMail)
 	}
 
 	// New mail after the item that ended INBOX: the extractor resumes
@@ -145,22 +151,28 @@ func TestContactsAndCalendarItemsAreReportedByNameNotCopiedAsMail(t *testing.T) 
 	if counts["INBOX"] != 7 {
 		t.Errorf("target INBOX holds %d after the second run, want 7", counts["INBOX"])
 	}
-	if _, st := readBack(ctx, t, cfg, u); st.Mailboxes[0].NotMail != 6 || st.Mailboxes[0].Loaded != 7 {
+	_, st, inbox2 := readBack(ctx, t, cfg, u)
+	if st.Mailboxes[0].NotMail != 6 || st.Mailboxes[0].Loaded != 7 {
 		t.Errorf("status after the second run: %d loaded, %d not mail; want 7 and 6", st.Mailboxes[0].Loaded, st.Mailboxes[0].NotMail)
+	}
+	// The new mail's chain began at the item: the watermark reached it.
+	if inbox2.LastUID != 9 || len(inbox2.Done) != 0 {
+		t.Errorf("INBOX in the loader's ledger after the second run: last UID %d, done %v; want 9, none", inbox2.LastUID, inbox2.Done)
 	}
 	t.Logf("second run:\n%s", b.String())
 }
 
 // readBack opens the migration's broker (migrate.Run has ended) and reads
-// the latest mailbox.extracted event of user and the status.
-func readBack(ctx context.Context, t *testing.T, cfg *config.Config, user string) (event.ExtractedData, *status.Status) {
+// the latest mailbox.extracted event of user, the status, and the
+// loader's ledger entry of the user's INBOX.
+func readBack(ctx context.Context, t *testing.T, cfg *config.Config, user string) (event.ExtractedData, *status.Status, loader.FolderState) {
 	t.Helper()
 	b, err := broker.Connect(ctx, cfg.NATS, "test", e2etest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.StreamEvents, broker.BucketProgress}}); err != nil {
+	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.StreamEvents, broker.BucketProgress, broker.BucketLedger}}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := status.Read(ctx, b, []job.Mailbox{{SourceUser: user, TargetUser: user}})
@@ -183,5 +195,16 @@ func readBack(ctx context.Context, t *testing.T, cfg *config.Config, user string
 	if err := e.DataAs(&d); err != nil {
 		t.Fatal(err)
 	}
-	return d, st
+	var inbox loader.FolderState
+	for _, f := range d.Folders {
+		if f.Name != "INBOX" {
+			continue
+		}
+		ent, err := kvjson.Get[loader.FolderState](ctx, b.Ledger, loader.FolderKey(user, "INBOX", f.UIDValidity))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inbox = ent.V
+	}
+	return d, st, inbox
 }
