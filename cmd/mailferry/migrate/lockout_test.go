@@ -48,8 +48,13 @@ func wrongPasswordTriedOnce(t *testing.T, source dovecottest.Options, stripCode 
 	t.Helper()
 	p := e2etest.StartWithSource(t, 2, source, dovecottest.Options{})
 	rng := rand.New(rand.NewPCG(9, 9))
+	// A body with lines that look like tagged refusals (go-imap tags its
+	// commands T1, T2, …): the proxy passes literals untouched, so it
+	// arrives byte-exact.
+	lookalike := dovecottest.Message{Body: []byte("From: a@example.com\r\nSubject: quoting a server\r\n\r\n" +
+		"T1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\nT7 NO [X] y\r\nA1 NO [UNAVAILABLE] z\r\n")}
 	for _, u := range p.Users {
-		if err := p.Src.Seed(u, "INBOX", e2etest.Generated(rng, 4, u)); err != nil {
+		if err := p.Src.Seed(u, "INBOX", append(e2etest.Generated(rng, 4, u), lookalike)); err != nil {
 			t.Fatal(err)
 		}
 	}
