@@ -194,6 +194,7 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 		if err != nil {
 			return nil, fmt.Errorf("extract %s folder %q: %w", j.SourceUser, f.Name, err)
 		}
+		end.NotMail = append(end.NotMail, fx.notMail...)
 		end.Folders = append(end.Folders, sum)
 		end.Messages += sum.Messages
 		end.Bytes += sum.Bytes

@@ -1,6 +1,7 @@
 package extractor
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,6 +71,8 @@ type folderExtraction struct {
 	prev uint32
 	// litFailed records that reading a message's literal failed.
 	litFailed bool
+	// notMail are the folder's messages this run found to be no mail.
+	notMail []record.NotMailItem
 }
 
 func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, error) {
@@ -228,6 +231,7 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 		Folder: fx.f.Name, Delim: fx.f.Delim, UIDValidity: fx.cp.UIDValidity,
 	}
 	var body []byte
+	var notMail string
 	haveBody := false
 	for {
 		item := msg.Next()
@@ -248,11 +252,11 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 			if it.Literal == nil {
 				return fmt.Errorf("seq %d: server sent NIL body", msg.SeqNum)
 			}
-			b, err := fx.readBody(ctx, rec, it.Literal)
+			b, kind, err := fx.readBody(ctx, rec, it.Literal)
 			if err != nil {
 				return fmt.Errorf("seq %d: %w", msg.SeqNum, err)
 			}
-			body, haveBody = b, true
+			body, notMail, haveBody = b, kind, true
 		}
 	}
 	if rec.UID == 0 || rec.UID <= fx.cp.LastUID {
@@ -263,6 +267,9 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 		return fmt.Errorf("uid %d: server sent no body", rec.UID)
 	}
 	rec.PrevUID = fx.prev
+	if notMail != "" {
+		return fx.publishNotMail(ctx, rec, notMail)
+	}
 	if err := fx.pub.publish(ctx, rec, body); err != nil {
 		return err
 	}
@@ -289,8 +296,11 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 }
 
 // readBody reads a message's literal: into memory when small, streamed to
-// the object store when large. It fills Size, SHA256 and Object.
-func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, lit imap.LiteralReader) ([]byte, error) {
+// the object store when large. It fills Size, SHA256 and Object. A message
+// that is no mail (its kind is returned, see mailscan.NotMail, told from
+// its first bytes) is read through for its hash but neither kept nor
+// stored.
+func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, lit imap.LiteralReader) ([]byte, string, error) {
 	size := lit.Size()
 	rec.Size = size
 	lit = &watchedLiteral{LiteralReader: lit, failed: &fx.litFailed}
@@ -299,25 +309,58 @@ func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, l
 	if size <= fx.svc.Settings.LargeMessageBytes {
 		b := make([]byte, size)
 		if _, err := io.ReadFull(lit, b); err != nil {
-			return nil, fmt.Errorf("read body: %w", err)
+			return nil, "", fmt.Errorf("read body: %w", err)
 		}
 		sums.Write(b)
-		return b, nil
+		if kind := mailscan.NotMail(b); kind != "" {
+			return nil, kind, nil
+		}
+		return b, "", nil
+	}
+	head := make([]byte, min(size, mailscan.NotMailHeadBytes))
+	if _, err := io.ReadFull(lit, head); err != nil {
+		return nil, "", fmt.Errorf("read body: %w", err)
+	}
+	sums.Write(head)
+	if kind := mailscan.NotMail(head); kind != "" {
+		if _, err := io.Copy(sums, lit); err != nil {
+			return nil, "", fmt.Errorf("read body: %w", err)
+		}
+		return nil, kind, nil
 	}
 	name := objectName(rec)
 	// Chunks of half the broker's largest message instead of nats.go's
 	// 128 KiB: a quarter of the publishes and acks for the same bytes.
 	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: bodyChunkBytes}}
-	_, err := fx.svc.Broker.Bodies.Put(ctx, meta, io.TeeReader(lit, sums))
+	_, err := fx.svc.Broker.Bodies.Put(ctx, meta, io.MultiReader(bytes.NewReader(head), io.TeeReader(lit, sums)))
 	if err == nil {
 		exact, _ := sums.Hex()
 		err = fx.checkStored(ctx, name, size, exact)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store large body (%d bytes): %w", size, err)
+		return nil, "", fmt.Errorf("store large body (%d bytes): %w", size, err)
 	}
 	rec.Object = name
-	return nil, nil
+	return nil, "", nil
+}
+
+// publishNotMail publishes the record of a message that is no mail, kind
+// (mailscan.NotMail): without a body, so that the loader appends nothing
+// and only passes its UID in the folder's PrevUID chain, and the
+// checkpoint passes it like any message. The item is logged and listed
+// in the end record, by folder, UID, kind and size; verify classifies
+// alike and lists it as not mail, not copied.
+func (fx *folderExtraction) publishNotMail(ctx context.Context, rec *record.Message, kind string) error {
+	rec.NotMail = kind
+	if err := fx.pub.publish(ctx, rec, nil); err != nil {
+		return err
+	}
+	fx.prev = rec.UID
+	fx.notMail = append(fx.notMail, record.NotMailItem{Folder: rec.Folder, UIDValidity: rec.UIDValidity, UID: rec.UID,
+		Kind: kind, Size: rec.Size, SHA256: rec.SHA256})
+	fx.log.Warn().Uint32("uid", rec.UID).Str("kind", kind).Int64("size", rec.Size).
+		Msg("not mail, not copied: a bare " + kind + " item, no mail header (MailEnable keeps contacts, calendar and tasks beside the mail)")
+	return nil
 }
 
 // checkStored reads a large body just stored back from the object store

@@ -31,6 +31,9 @@ type pendingPub struct {
 	msg  *nats.Msg
 	uid  uint32
 	size int64
+	// notMail marks the record of a message that is no mail: not
+	// counted as extracted.
+	notMail bool
 }
 
 func newPublisher(b *broker.Broker, maxBytes int64) *publisher {
@@ -52,7 +55,7 @@ func (p *publisher) publish(ctx context.Context, rec *record.Message, body []byt
 	if err != nil {
 		return fmt.Errorf("publish uid %d: %w", rec.UID, err)
 	}
-	p.pending = append(p.pending, pendingPub{f: f, msg: m, uid: rec.UID, size: size})
+	p.pending = append(p.pending, pendingPub{f: f, msg: m, uid: rec.UID, size: size, notMail: rec.NotMail != ""})
 	p.bytes += size
 	return nil
 }
@@ -106,7 +109,9 @@ func (p *publisher) collectOne(ctx context.Context, block bool) (bool, error) {
 	p.pending = p.pending[1:]
 	p.bytes -= pp.size
 	p.acked = pp.uid
-	p.m.Extracted(1)
+	if !pp.notMail {
+		p.m.Extracted(1)
+	}
 	return true, nil
 }
 

@@ -27,6 +27,9 @@ func (ss *session) add(ctx context.Context, rec *record.Message, body []byte, se
 			return err
 		}
 	}
+	if rec.NotMail != "" {
+		return ss.passNotMail(ctx, rec, seq)
+	}
 	if (ss.replay == nil && ss.cur.done(rec.UID)) || slices.ContainsFunc(ss.batch, func(p pending) bool { return p.rec.UID == rec.UID }) {
 		// Already loaded, or a record published twice outside the
 		// broker's duplicate window.
@@ -41,6 +44,24 @@ func (ss *session) add(ctx context.Context, rec *record.Message, body []byte, se
 	if len(ss.batch) >= lc.BatchMessages || ss.bBytes >= lc.BatchBytes {
 		return ss.flush(ctx)
 	}
+	return nil
+}
+
+// passNotMail deals with the record of a source message that is no mail
+// (record.Message.NotMail; the extractor reports it): nothing is appended,
+// its UID only joins the folder's PrevUID chain, so that the watermark
+// moves past it once what came before it is loaded.
+func (ss *session) passNotMail(ctx context.Context, rec *record.Message, seq uint64) error {
+	fr := ss.cur
+	if !fr.done(rec.UID) {
+		fr.st.V.Done = append(fr.st.V.Done, DoneItem{UID: rec.UID, Prev: rec.PrevUID})
+		fr.st.V.NotMail++
+		settle(&fr.st.V)
+		if err := fr.st.save(ctx, ss.svc.Broker.Ledger); err != nil {
+			return err
+		}
+	}
+	ss.lastSeq = seq
 	return nil
 }
 

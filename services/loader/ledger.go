@@ -59,9 +59,12 @@ type FolderState struct {
 	// it: the running total `mailferry status` reads. Appended and
 	// Present count what each pass did. Both are 0 for what was
 	// recorded before they existed.
-	Loaded      int64   `json:"loaded,omitempty"`
-	LoadedBytes int64   `json:"loaded_bytes,omitempty"`
-	Pending     *Intent `json:"pending,omitempty"`
+	Loaded      int64 `json:"loaded,omitempty"`
+	LoadedBytes int64 `json:"loaded_bytes,omitempty"`
+	// NotMail counts the folder's source messages that are no mail
+	// (record.Message.NotMail), passed and not appended, each once.
+	NotMail int64   `json:"not_mail,omitempty"`
+	Pending *Intent `json:"pending,omitempty"`
 }
 
 // DoneItem is a message dealt with beyond the watermark.

@@ -32,6 +32,9 @@ type Message struct {
 	Size         int64
 	Flags        []string // sorted, without \Recent
 	InternalDate time.Time
+	// NotMail is the kind of non-mail item the message is (see
+	// NotMail), "" for mail.
+	NotMail string
 }
 
 // Scan selects folder read-only and calls fn for every message with a UID
@@ -134,13 +137,15 @@ func read(msg *imapclient.FetchMessageData) (Message, error) {
 				return m, fmt.Errorf("seq %d: NIL body", msg.SeqNum)
 			}
 			sums := NewSums()
-			n, err := io.Copy(sums, it.Literal)
+			var head Head
+			n, err := io.Copy(io.MultiWriter(sums, &head), it.Literal)
 			if err != nil {
 				return m, fmt.Errorf("seq %d: %w: %w", msg.SeqNum, errBodyRead, err)
 			}
 			m.Size, body = n, true
 			m.SHA256, m.LinesSHA256 = sums.Hex()
 			m.LooseSHA256 = sums.LooseHex()
+			m.NotMail = head.NotMail()
 		}
 	}
 	if !body {

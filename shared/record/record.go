@@ -78,6 +78,12 @@ type Message struct {
 	// never taken for one already loaded.
 	PrevUID uint32 `json:"prev_uid,omitempty"`
 	Object  string `json:"object,omitempty"`
+	// NotMail, when set, says the source message is no mail but an item
+	// of that kind (mailscan.NotMail: a contact, an event, a task, …):
+	// the record carries no body (Size and the hashes are the item's),
+	// the loader appends nothing and only closes the PrevUID chain over
+	// its UID, and the end record lists it.
+	NotMail string `json:"not_mail,omitempty"`
 }
 
 // ID is the message's source identity.
@@ -131,6 +137,21 @@ type End struct {
 	Finished   time.Time       `json:"finished"`
 	// Problems names what could not be extracted, with the reason.
 	Problems []string `json:"problems,omitempty"`
+	// NotMail are the source messages of this pass that are no mail
+	// (see Message.NotMail): reported here, not copied.
+	NotMail []NotMailItem `json:"not_mail,omitempty"`
+}
+
+// NotMailItem names a source message that is no mail, as a person finds
+// it: folder, UID, what it is and its size.
+type NotMailItem struct {
+	Folder      string `json:"folder"`
+	UIDValidity uint32 `json:"uidvalidity"`
+	UID         uint32 `json:"uid"`
+	// Kind is what it is (mailscan.NotMail): contact, event, task, …
+	Kind   string `json:"kind"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // FolderMsg encodes f as a NATS message.
@@ -208,7 +229,7 @@ func Decode(h nats.Header, data []byte) (*Decoded, error) {
 		d.Message = &Message{}
 		err = json.Unmarshal([]byte(h.Get(HeaderMeta)), d.Message)
 		d.Body = data
-		if err == nil && d.Message.Object == "" && int64(len(data)) != d.Message.Size {
+		if err == nil && d.Message.Object == "" && d.Message.NotMail == "" && int64(len(data)) != d.Message.Size {
 			err = fmt.Errorf("body is %d bytes, record says %d", len(data), d.Message.Size)
 		}
 	default:

@@ -33,6 +33,17 @@ func TestMessageRecordRoundTripsExactBytes(t *testing.T) {
 	}
 }
 
+func TestANotMailRecordCarriesNoBodyButTheItemsSize(t *testing.T) {
+	n, err := MessageMsg(&Message{Mailbox: "a", Folder: "Contacts", UIDValidity: 1, UID: 3, Size: 412, SHA256: "cd", NotMail: "contact"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Decode(n.Header, n.Data)
+	if err != nil || len(d.Body) != 0 || d.Message.NotMail != "contact" || d.Message.Size != 412 {
+		t.Fatalf("decoded %+v, %v", d.Message, err)
+	}
+}
+
 func TestDecodeRejectsTruncatedBodyAndUnknownKinds(t *testing.T) {
 	n, _ := MessageMsg(&Message{Mailbox: "a", Folder: "INBOX", Size: 10}, []byte("short"))
 	if _, err := Decode(n.Header, n.Data); err == nil || !strings.Contains(err.Error(), "record says 10") {

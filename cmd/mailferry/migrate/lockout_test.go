@@ -13,6 +13,7 @@ import (
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/testenv/dovecottest"
 	"github.com/mailferry/mailferry/shared/testenv/e2etest"
+	"github.com/mailferry/mailferry/shared/testenv/faultproxy"
 )
 
 // TestAWrongSourcePasswordIsTriedOnceAnHourWhateverRunsAgain migrates
@@ -20,12 +21,40 @@ import (
 // MailEnable's AUTH.TAB), one of them wrong, then runs the migration
 // three times more: the legacy server sees that user's password refused
 // once (a server that locks accounts after N failures never gets there),
-// the mailbox fails by name each time, and the others are copied.
+// the mailbox fails by name each time, and the others are copied. It does
+// so from a plain Dovecot, and from a Dovecot configured like MailEnable
+// 10.x (its capabilities, LOGIN and CRAM-MD5) behind a proxy that strips
+// the response codes from its NO replies, as older MailEnable refuses a
+// login: a bare NO, no [AUTHENTICATIONFAILED].
 func TestAWrongSourcePasswordIsTriedOnceAnHourWhateverRunsAgain(t *testing.T) {
-	p := e2etest.Start(t, 2, dovecottest.Options{})
+	tests := []struct {
+		name      string
+		source    dovecottest.Options
+		stripCode bool
+	}{
+		{"dovecot", dovecottest.Options{}, false},
+		{"mailenable-like refusing with a bare NO", dovecottest.Options{
+			ExtraConfig: "imap_capability = " + mailEnable10 + "\nauth_mechanisms = plain login cram-md5\n",
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wrongPasswordTriedOnce(t, tt.source, tt.stripCode)
+		})
+	}
+}
+
+func wrongPasswordTriedOnce(t *testing.T, source dovecottest.Options, stripCode bool) {
+	t.Helper()
+	p := e2etest.StartWithSource(t, 2, source, dovecottest.Options{})
 	rng := rand.New(rand.NewPCG(9, 9))
+	// A body with lines that look like tagged refusals (go-imap tags its
+	// commands T1, T2, …): the proxy passes literals untouched, so it
+	// arrives byte-exact.
+	lookalike := dovecottest.Message{Body: []byte("From: a@example.com\r\nSubject: quoting a server\r\n\r\n" +
+		"T1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\nT7 NO [X] y\r\nA1 NO [UNAVAILABLE] z\r\n")}
 	for _, u := range p.Users {
-		if err := p.Src.Seed(u, "INBOX", e2etest.Generated(rng, 4, u)); err != nil {
+		if err := p.Src.Seed(u, "INBOX", append(e2etest.Generated(rng, 4, u), lookalike)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -33,6 +62,15 @@ func TestAWrongSourcePasswordIsTriedOnceAnHourWhateverRunsAgain(t *testing.T) {
 	_, cfg := p.ConfigOwnPasswords(t, filepath.Join(p.Dir, "nats"), map[string]string{bad: "not-pw-1"})
 	if cfg.Source.Auth != config.AuthUser || cfg.Source.MaxLoginFailures != 1 {
 		t.Fatalf("source auth %q, max_login_failures %d", cfg.Source.Auth, cfg.Source.MaxLoginFailures)
+	}
+	var proxy *faultproxy.Proxy
+	if stripCode {
+		var err error
+		if proxy, err = faultproxy.Start(context.Background(), p.Src.Addr, faultproxy.Faults{StripNoCodes: true}, 1); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { proxy.Close() })
+		cfg.Source.Address = proxy.Addr()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -69,5 +107,11 @@ func TestAWrongSourcePasswordIsTriedOnceAnHourWhateverRunsAgain(t *testing.T) {
 	}
 	if failed != 1 {
 		t.Errorf("the source refused %s's password %d times, want once:\n%s", bad, failed, p.Src.LogTail(40))
+	}
+	if proxy != nil {
+		// The refusal reached the client as a bare NO.
+		if s := proxy.Stats(); s.Stripped != 1 {
+			t.Errorf("the proxy stripped the code of %d NO replies, want the one refusal: %+v", s.Stripped, s)
+		}
 	}
 }

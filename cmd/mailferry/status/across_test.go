@@ -181,10 +181,10 @@ func TestDeadLettersAndLedgerFoldersAreCountedPerMailbox(t *testing.T) {
 	const a, b = "c@old.example", "d@old.example"
 	r.complete(a, 10)
 	// Replays appended and found some again: each counts once.
-	r.ledger(a, "Sent", 3, loader.FolderState{Appended: 8, Present: 5, Dead: 2, Loaded: 5, LoadedBytes: 500})
+	r.ledger(a, "Sent", 3, loader.FolderState{Appended: 8, Present: 5, Dead: 2, Loaded: 5, LoadedBytes: 500, NotMail: 2})
 	// A folder whose UIDVALIDITY changed counts by its newest entry.
-	r.ledger(a, "Junk", 1, loader.FolderState{Appended: 9, Loaded: 9, LoadedBytes: 900})
-	r.ledger(a, "Junk", 2, loader.FolderState{Appended: 2, Loaded: 2, LoadedBytes: 200})
+	r.ledger(a, "Junk", 1, loader.FolderState{Appended: 9, Loaded: 9, LoadedBytes: 900, NotMail: 5})
+	r.ledger(a, "Junk", 2, loader.FolderState{Appended: 2, Loaded: 2, LoadedBytes: 200, NotMail: 1})
 	// An entry written before the running totals existed.
 	r.ledger(a, "Old", 1, loader.FolderState{Appended: 3, Present: 1})
 	r.dead(a, 11)
@@ -192,8 +192,13 @@ func TestDeadLettersAndLedgerFoldersAreCountedPerMailbox(t *testing.T) {
 	r.dead(b, 1)
 	st := r.read(a, b)
 	m := st.Mailboxes[0]
-	if m.Loaded != 21 || m.Appended != 23 || m.LoadedBytes != 1700 || m.Dead != 2 {
-		t.Errorf("%s: loaded %d appended %d bytes %d dead %d, want 21 23 1700 2", a, m.Loaded, m.Appended, m.LoadedBytes, m.Dead)
+	if m.Loaded != 21 || m.Appended != 23 || m.LoadedBytes != 1700 || m.Dead != 2 || m.NotMail != 3 {
+		t.Errorf("%s: loaded %d appended %d bytes %d dead %d not mail %d, want 21 23 1700 2 3", a, m.Loaded, m.Appended, m.LoadedBytes, m.Dead, m.NotMail)
+	}
+	var text strings.Builder
+	st.WriteText(&text)
+	if !strings.Contains(text.String(), "not mail, not copied: 3 contact, calendar or task items") {
+		t.Errorf("status does not show the items that are no mail:\n%s", text.String())
 	}
 	if m := st.Mailboxes[1]; m.Dead != 1 || m.Loaded != 0 || m.Phase != PhaseUnknown {
 		t.Errorf("%s: dead %d loaded %d phase %s, want 1 dead, nothing loaded, not queued", b, m.Dead, m.Loaded, m.Phase)

@@ -100,6 +100,10 @@ type Mailbox struct {
 	LoadedBytes int64 `json:"loaded_bytes"`
 	// Dead counts the mailbox's dead letters not retried successfully.
 	Dead int64 `json:"dead_lettered"`
+	// NotMail counts the source's messages that are no mail (contacts,
+	// calendar and task items): counted in Total, never loaded; `mailferry
+	// verify` names them.
+	NotMail int64 `json:"not_mail,omitempty"`
 	// Differences is what the current verification found (0 when none
 	// or not verified).
 	Differences  int64         `json:"differences,omitempty"`
@@ -194,13 +198,13 @@ func Read(ctx context.Context, b *broker.Broker, boxes []job.Mailbox) (*Status, 
 			return nil, err
 		}
 		l := ledger[subject.Key(mb.SourceUser)]
-		m.Loaded, m.Appended, m.LoadedBytes = l.Loaded, l.Appended, l.LoadedBytes
+		m.Loaded, m.Appended, m.LoadedBytes, m.NotMail = l.Loaded, l.Appended, l.LoadedBytes, l.NotMail
 		m.Dead = int64(dead[subject.Dead(mb.SourceUser)])
 		m.finish()
 		s.add(m)
 	}
 	if s.Totals.Rate > 0 {
-		s.Totals.ETASeconds = float64(max(0, s.Totals.Total-s.Totals.Loaded-s.Totals.Dead)) / s.Totals.Rate
+		s.Totals.ETASeconds = float64(max(0, s.Totals.Total-s.Totals.Loaded-s.Totals.Dead-s.Totals.NotMail)) / s.Totals.Rate
 	}
 	if s.Domains, err = readCampaign(ctx, b, boxes); err != nil {
 		return nil, err
@@ -250,6 +254,7 @@ func (s *Status) add(m Mailbox) {
 	t.Appended += m.Appended
 	t.LoadedBytes += m.LoadedBytes
 	t.Dead += m.Dead
+	t.NotMail += m.NotMail
 	t.Differences += m.Differences
 	if m.PassPhase == PhaseExtracting || m.PassPhase == PhaseLoading {
 		t.Rate += m.Rate
@@ -328,6 +333,7 @@ func readLedger(ctx context.Context, js jetstream.JetStream, boxes []job.Mailbox
 		s.Appended += f.st.Appended
 		s.Loaded += f.st.Loaded
 		s.LoadedBytes += f.st.LoadedBytes
+		s.NotMail += f.st.NotMail
 		sums[k[0]] = s
 	}
 	return sums, nil
@@ -486,7 +492,7 @@ func (m *Mailbox) finish() {
 	case m.Phase == PhaseDone || m.Phase == PhaseVerifying || m.Phase == PhaseFailed:
 		m.ETASeconds = 0
 	case m.Rate > 0 && m.Total > 0:
-		m.ETASeconds = float64(max(0, m.Total-m.Loaded-m.Dead)) / m.Rate
+		m.ETASeconds = float64(max(0, m.Total-m.Loaded-m.Dead-m.NotMail)) / m.Rate
 	}
 }
 
@@ -526,6 +532,9 @@ func (s *Status) WriteText(w io.Writer) {
 			float64(m.LoadedBytes)/(1<<20), m.Dead, m.Rate, eta(m.ETASeconds))
 		if m.LastError != "" {
 			fmt.Fprintf(w, "    last error: %s\n", m.LastError)
+		}
+		if m.NotMail > 0 {
+			fmt.Fprintf(w, "    not mail, not copied: %d contact, calendar or task items (`mailferry verify` names them)\n", m.NotMail)
 		}
 		if m.Waiting != "" {
 			fmt.Fprintf(w, "    waiting: %s (since %s)\n", m.Waiting, m.WaitingSince.Format(time.RFC3339))

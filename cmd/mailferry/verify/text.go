@@ -13,7 +13,8 @@ import (
 // a person would find it: size, Date, From, Subject, Message-ID), and the
 // same for each accepted difference, marked ACCEPTED, with its reason.
 // Mail new at either side, copies of mail deleted at the source and flags
-// resynced are counted on the mailbox's line.
+// resynced are counted on the mailbox's line; so are the source's messages
+// that are no mail, each listed under its folder as not mail, not copied.
 func (r *Report) WriteText(w io.Writer) {
 	bad := 0
 	for _, m := range r.Mailboxes {
@@ -38,6 +39,9 @@ func (r *Report) WriteText(w io.Writer) {
 		if m.Accepted > 0 {
 			fmt.Fprintf(w, ", %d differences accepted", m.Accepted)
 		}
+		if m.NotMail > 0 {
+			fmt.Fprintf(w, ", %d not mail, not copied", m.NotMail)
+		}
 		fmt.Fprintln(w)
 		if m.Note != "" {
 			fmt.Fprintf(w, "  note: %s\n", m.Note)
@@ -46,12 +50,15 @@ func (r *Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "  error: %s\n", m.Error)
 		}
 		for _, f := range m.Folders {
-			if f.OK() && len(f.Accepted) == 0 {
+			if f.OK() && len(f.Accepted) == 0 && len(f.NotMail) == 0 {
 				continue
 			}
 			fmt.Fprintf(w, "  folder %q -> %q: source %d, target %d\n", f.Sources, f.Target, f.SourceMessages, f.TargetMessages)
 			for _, d := range f.Differences {
 				writeDiff(w, "    ", d, "")
+			}
+			for _, d := range f.NotMail {
+				fmt.Fprintf(w, "    not mail, not copied: %s uid %d: %s item without a mail header, %s, sha256 %.16s\n", d.Folder, d.UID, d.NotMail, humanSize(d.Size), d.SHA256)
 			}
 			for _, a := range f.Accepted {
 				writeDiff(w, "    ACCEPTED ", a.Diff, fmt.Sprintf(" (%s; accepted by %s at %s)", a.Reason, orNone(a.AcceptedBy), a.AcceptedAt.UTC().Format(time.RFC3339)))

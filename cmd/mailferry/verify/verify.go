@@ -44,6 +44,13 @@
 //     once, right after the delta pass, and an operator by hand with
 //     `mailferry verify -resync-flags`.
 //
+// A source message that is no mail (mailscan.NotMail: a bare vCard or
+// calendar object, as MailEnable keeps contacts, calendar and tasks beside
+// the mail) is not copied by the migration: verify classifies the source's
+// messages alike and lists such an item as not mail, not copied
+// (FolderReport.NotMail), neither counted with the folder's messages nor
+// a difference.
+//
 // A difference a person explained and accepted (`mailferry verify
 // accept`, kept in the campaign bucket; see Accepted for how it is
 // recognised again) is reported as accepted, with its reason, and does
@@ -109,8 +116,12 @@ type MailboxReport struct {
 	Note string `json:"note,omitempty"`
 	// Accepted counts the differences found that a person had accepted
 	// (see Accepted): listed in their folders, not counted against OK.
-	Accepted int            `json:"accepted,omitempty"`
-	Folders  []FolderReport `json:"folders"`
+	Accepted int `json:"accepted,omitempty"`
+	// NotMail counts the source's messages that are no mail, listed in
+	// their folders (FolderReport.NotMail): not copied, not counted in
+	// Messages, not differences.
+	NotMail int            `json:"not_mail,omitempty"`
+	Folders []FolderReport `json:"folders"`
 }
 
 // FolderReport compares the source folders that map onto one target
@@ -140,6 +151,10 @@ type FolderReport struct {
 	// Accepted are the differences found that a person had accepted
 	// (WithAccepted), with the reason: not differences any more.
 	Accepted []AcceptedDiff `json:"accepted,omitempty"`
+	// NotMail are the source's messages that are no mail (kind
+	// not_mail, Diff.NotMail says what they are): the migration does not
+	// copy them; not counted in SourceMessages, not differences.
+	NotMail []Diff `json:"not_mail,omitempty"`
 }
 
 // OK reports whether the folder matched; mail new at target or at
@@ -167,6 +182,10 @@ const (
 	KindDeletedAtSource = "deleted_at_source"
 	// KindResynced is a flags difference that ResyncFlags repaired.
 	KindResynced = "resynced"
+	// KindNotMail is a source message that is no mail (a contact, a
+	// calendar or task item; see mailscan.NotMail): not copied, not a
+	// difference.
+	KindNotMail = "not_mail"
 )
 
 // Diff is one difference, named by the message it concerns: the source
@@ -199,6 +218,8 @@ type Diff struct {
 	// PERMANENTFLAGS); ResyncError why a resync of it failed.
 	Refused     []string `json:"refused,omitempty"`
 	ResyncError string   `json:"resync_error,omitempty"`
+	// NotMail is what a not_mail message is: contact, event, task, …
+	NotMail string `json:"not_mail,omitempty"`
 
 	arrived time.Time // the message's INTERNALDATE
 	// sourceSHA256 and sourceFolder name, for deleted_at_source, the
@@ -411,6 +432,7 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 		mr.NewAtSource += len(fr.NewAtSource)
 		mr.DeletedAtSource += len(fr.DeletedAtSource)
 		mr.Resynced += len(fr.Resynced)
+		mr.NotMail += len(fr.NotMail)
 	}
 	return nil
 }
@@ -576,6 +598,10 @@ func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGro
 	present := map[copyKey]bool{} // the source messages there are
 	for _, s := range g.sources {
 		sel, err := mailscan.Scan(ctx, src, s, 1, idle, func(m mailscan.Message) error {
+			if m.NotMail != "" {
+				fr.NotMail = append(fr.NotMail, Diff{Kind: KindNotMail, Folder: s, UID: m.UID, Size: m.Size, SHA256: m.SHA256, NotMail: m.NotMail})
+				return nil
+			}
 			want[m.SHA256] = append(want[m.SHA256], fingerprintOf(s, m))
 			present[copyKey{s, m.UID}] = true
 			fr.SourceMessages++

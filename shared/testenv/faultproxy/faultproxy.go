@@ -1,7 +1,8 @@
 // Package faultproxy is a TCP proxy for tests that must prove a client
 // survives a flaky server: it sits on loopback between the client and a real
 // server and, on request, cuts connections mid-stream, stalls them, refuses
-// new ones or adds latency.
+// new ones or adds latency; and, speaking a little IMAP, it can make a
+// server's refusals look like an older server's (StripNoCodes).
 //
 // Fault choices come from a seeded generator, drawn once per connection in
 // accept order, so a run with the same seed and the same connection order
@@ -9,6 +10,7 @@
 package faultproxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -46,6 +48,14 @@ type Faults struct {
 	RefuseAtStart bool
 	// Latency is added before every forwarded chunk in both directions.
 	Latency time.Duration
+	// StripNoCodes rewrites every tagged NO response server→client from
+	// "tag NO [CODE] text" to "tag NO text", as older servers (MailEnable)
+	// refuse a login: without [AUTHENTICATIONFAILED] or any other code.
+	// It follows IMAP literals ({n} at a line's end: the n bytes after it
+	// pass untouched), so message bodies are never rewritten. Cut and
+	// stall offsets count the bytes after the rewrite. Fixed per
+	// connection when it is accepted.
+	StripNoCodes bool
 }
 
 // Stats counts what the proxy did since Start.
@@ -55,6 +65,7 @@ type Stats struct {
 	Cut         int64 // connections reset by CutAfter or CutAll
 	Stalled     int64 // connections that hit StallAfter
 	Refused     int64 // connections reset at accept during a refusal window
+	Stripped    int64 // tagged NO responses StripNoCodes rewrote
 	BytesUp     int64 // bytes forwarded client→server
 	BytesDown   int64 // bytes forwarded server→client
 }
@@ -78,7 +89,7 @@ type Proxy struct {
 	conns       map[*pconn]struct{}
 	closed      bool
 
-	connections, cut, stalled, refused, bytesUp, bytesDown atomic.Int64
+	connections, cut, stalled, refused, stripped, bytesUp, bytesDown atomic.Int64
 }
 
 // pconn is one proxied connection.
@@ -92,6 +103,9 @@ type pconn struct {
 	halves         atomic.Int32 // directions that ended with EOF
 	done           chan struct{}
 	once           sync.Once
+
+	// strip rewrites server→client bytes (StripNoCodes); nil: none.
+	strip *noCodeStripper
 }
 
 // Start listens on 127.0.0.1:0 and forwards every accepted connection to
@@ -172,6 +186,7 @@ func (p *Proxy) Stats() Stats {
 		Cut:         p.cut.Load(),
 		Stalled:     p.stalled.Load(),
 		Refused:     p.refused.Load(),
+		Stripped:    p.stripped.Load(),
 		BytesUp:     p.bytesUp.Load(),
 		BytesDown:   p.bytesDown.Load(),
 	}
@@ -247,6 +262,9 @@ func (p *Proxy) acceptLoop() {
 		c := &pconn{p: p, client: client, done: make(chan struct{}), gen: p.gen.Load()}
 		c.cutAt = offset(p.rng, p.faults.CutAfter, p.faults.CutProbability)
 		c.stallAt = offset(p.rng, p.faults.StallAfter, p.faults.StallProbability)
+		if p.faults.StripNoCodes {
+			c.strip = &noCodeStripper{atStart: true, count: &p.stripped}
+		}
 		p.mu.Unlock()
 		if refusing {
 			client.SetLinger(0)
@@ -306,13 +324,17 @@ func (c *pconn) abort(rst bool) {
 }
 
 // pipe copies src to dst until EOF, an error or a fault; down marks the
-// server→client direction, the only one that faults.
+// server→client direction, the only one that faults or is rewritten.
 func (c *pconn) pipe(src, dst *net.TCPConn, down bool) {
 	buf := make([]byte, 32<<10)
 	var pos int64
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
+		data := buf[:n]
+		if down && c.strip != nil {
+			data = c.strip.feed(data) // empty while a line is incomplete
+		}
+		if len(data) > 0 {
 			if lat := time.Duration(c.p.latency.Load()); lat > 0 {
 				t := time.NewTimer(lat)
 				select {
@@ -322,14 +344,13 @@ func (c *pconn) pipe(src, dst *net.TCPConn, down bool) {
 					return
 				}
 			}
-			data := buf[:n]
 			if down && c.gen == c.p.gen.Load() {
-				if at := c.cutAt; at >= 0 && pos+int64(n) >= at {
+				if at := c.cutAt; at >= 0 && pos+int64(len(data)) >= at {
 					c.forward(dst, data[:at-pos], down)
 					c.abort(true)
 					return
 				}
-				if at := c.stallAt; at >= 0 && pos+int64(n) >= at {
+				if at := c.stallAt; at >= 0 && pos+int64(len(data)) >= at {
 					c.forward(dst, data[:at-pos], down)
 					c.p.stalled.Add(1)
 					c.stalledNow.Store(true)
@@ -343,12 +364,18 @@ func (c *pconn) pipe(src, dst *net.TCPConn, down bool) {
 			if !c.forward(dst, data, down) {
 				return
 			}
-			pos += int64(n)
+			pos += int64(len(data))
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				c.abort(false)
 				return
+			}
+			if down && c.strip != nil && len(c.strip.line) > 0 {
+				// An unfinished last line, as it came.
+				if !c.forward(dst, c.strip.line, down) {
+					return
+				}
 			}
 			if !down {
 				c.upDone.Store(true)
@@ -379,4 +406,101 @@ func (c *pconn) forward(dst *net.TCPConn, data []byte, down bool) bool {
 		return false
 	}
 	return true
+}
+
+// noCodeStripper is StripNoCodes for one connection's server→client
+// bytes: it holds back the line being read (outside literals) until its
+// end, rewrites it when it is a tagged NO with a response code, and passes
+// literals through untouched.
+type noCodeStripper struct {
+	line []byte // the line read so far, outside literals
+	lit  int64  // literal bytes still to pass through untouched
+	// atStart says line begins a response (it is not what follows a
+	// literal inside one).
+	atStart bool
+	out     []byte
+	count   *atomic.Int64 // lines rewritten
+}
+
+// feed takes the next bytes from the server and returns what may go to
+// the client now; the slice is valid until the next call.
+func (s *noCodeStripper) feed(p []byte) []byte {
+	s.out = s.out[:0]
+	for len(p) > 0 {
+		if s.lit > 0 {
+			n := min(s.lit, int64(len(p)))
+			s.out = append(s.out, p[:n]...)
+			s.lit -= n
+			p = p[n:]
+			continue
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			s.line = append(s.line, p...)
+			break
+		}
+		s.line = append(s.line, p[:i+1]...)
+		p = p[i+1:]
+		out := s.line
+		if s.atStart {
+			if r, ok := stripNoCode(s.line); ok {
+				out = r
+				s.count.Add(1)
+			}
+		}
+		s.out = append(s.out, out...)
+		// After a literal ({0} too) the same response goes on.
+		n, lit := literalAtEnd(s.line)
+		s.lit, s.atStart = n, !lit
+		s.line = s.line[:0]
+	}
+	return s.out
+}
+
+// literalAtEnd returns the size of the literal a line (with its line end)
+// announces at its end ({n}, {n+} or ~{n}), and whether it announces one.
+func literalAtEnd(line []byte) (int64, bool) {
+	l := bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	if !bytes.HasSuffix(l, []byte("}")) {
+		return 0, false
+	}
+	open := bytes.LastIndexByte(l, '{')
+	if open < 0 {
+		return 0, false
+	}
+	digits := bytes.TrimSuffix(l[open+1:len(l)-1], []byte("+"))
+	if len(digits) == 0 || len(digits) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, d := range digits {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(d-'0')
+	}
+	return n, true
+}
+
+// stripNoCode returns line without its response code when it is a tagged
+// NO with one ("a1 NO [AUTHENTICATIONFAILED] Failed\r\n" → "a1 NO
+// Failed\r\n").
+func stripNoCode(line []byte) ([]byte, bool) {
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 || line[0] == '*' || line[0] == '+' {
+		return nil, false
+	}
+	rest := line[sp+1:]
+	if len(rest) < 4 || !bytes.EqualFold(rest[:3], []byte("NO ")) || rest[3] != '[' {
+		return nil, false
+	}
+	end := bytes.IndexByte(rest, ']')
+	if end < 0 {
+		return nil, false
+	}
+	text := bytes.TrimPrefix(rest[end+1:], []byte(" "))
+	out := make([]byte, 0, len(line))
+	out = append(out, line[:sp+1]...)
+	out = append(out, rest[:3]...)
+	return append(out, text...), true
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -545,5 +546,77 @@ func TestLatencyDelaysEveryChunkAndSetFaultsRemovesIt(t *testing.T) {
 				t.Fatalf("round trip took %v, want [%v, %v]", d, tt.min, tt.max)
 			}
 		})
+	}
+}
+
+// imapScript is a server→client IMAP stream with literals whose bodies
+// hold lines that look like tagged NO responses, and what StripNoCodes
+// makes of it.
+const (
+	imapScript = "* OK [CAPABILITY IMAP4rev1] ready\r\n" +
+		"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n" +
+		"a2 OK [READ-ONLY] Examine completed\r\n" +
+		"* 1 FETCH (UID 7 BODY[] {40}\r\nSubject: x\r\n\r\na1 NO [X] y\r\nb2 NO [Y] z\r\n FLAGS (\\Seen))\r\n" +
+		"* 2 FETCH (BODY[] {0}\r\n UID 8 BODY[HEADER] {13}\r\na3 NO [Q] r\r\n)\r\n" +
+		"* NO [ALERT] untagged stays\r\n" +
+		"a3 no [UNAVAILABLE] try later\r\n" +
+		"a4 NO plain refusal\r\n" +
+		"a5 BAD [PARSE] bad stays\r\n" +
+		"a6 NO [CODE] last"
+	imapStripped = "* OK [CAPABILITY IMAP4rev1] ready\r\n" +
+		"a1 NO Authentication failed.\r\n" +
+		"a2 OK [READ-ONLY] Examine completed\r\n" +
+		"* 1 FETCH (UID 7 BODY[] {40}\r\nSubject: x\r\n\r\na1 NO [X] y\r\nb2 NO [Y] z\r\n FLAGS (\\Seen))\r\n" +
+		"* 2 FETCH (BODY[] {0}\r\n UID 8 BODY[HEADER] {13}\r\na3 NO [Q] r\r\n)\r\n" +
+		"* NO [ALERT] untagged stays\r\n" +
+		"a3 no try later\r\n" +
+		"a4 NO plain refusal\r\n" +
+		"a5 BAD [PARSE] bad stays\r\n" +
+		"a6 NO [CODE] last"
+)
+
+func TestStripNoCodesRewritesTaggedRefusalsAndNeverALiteral(t *testing.T) {
+	if len("Subject: x\r\n\r\na1 NO [X] y\r\nb2 NO [Y] z\r\n") != 40 || len("a3 NO [Q] r\r\n") != 13 {
+		t.Fatal("the script's literal sizes are wrong")
+	}
+	for _, chunk := range []int{1, 2, 7, 64, len(imapScript)} {
+		t.Run(fmt.Sprintf("chunks of %d", chunk), func(t *testing.T) {
+			var n atomic.Int64
+			s := &noCodeStripper{atStart: true, count: &n}
+			var got []byte
+			for b := []byte(imapScript); len(b) > 0; {
+				k := min(chunk, len(b))
+				got = append(got, s.feed(b[:k])...)
+				b = b[k:]
+			}
+			got = append(got, s.line...) // the unfinished last line, as at EOF
+			if string(got) != imapStripped {
+				t.Errorf("got\n%q\nwant\n%q", got, imapStripped)
+			}
+			if n.Load() != 2 {
+				t.Errorf("%d lines rewritten, want 2", n.Load())
+			}
+		})
+	}
+}
+
+func TestStripNoCodesThroughTheProxy(t *testing.T) {
+	b := startBackend(t, stream([]byte(imapScript)))
+	p := startProxy(t, b.addr(), Faults{StripNoCodes: true})
+	c := dial(t, p.Addr())
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != imapStripped {
+		t.Errorf("got\n%q\nwant\n%q", got, imapStripped)
+	}
+	waitFor(t, "connection to close", 15*time.Second, func() bool { return p.Stats().Open == 0 })
+	if s := p.Stats(); s.Stripped != 2 || s.BytesDown != int64(len(imapStripped)) {
+		t.Errorf("stats = %+v, want 2 stripped and %d bytes down", s, len(imapStripped))
 	}
 }
