@@ -74,7 +74,7 @@ func renumbered(ctx context.Context, cp Checkpoint, uidNext uint32, r anchorRead
 			return "", err
 		}
 		if sum != a.SHA256 {
-			return fmt.Sprintf("uid %d holds another message of the same size than the checkpointed one (other SHA-256)", a.UID), nil
+			return fmt.Sprintf("uid %d holds another message of the same size as the checkpointed one (other SHA-256)", a.UID), nil
 		}
 		return "", nil
 	}
