@@ -39,12 +39,49 @@ func temporary(code imap.ResponseCode) bool {
 }
 
 // Checkpoint is what the extractor remembers per folder: every message up
-// to LastUID under UIDValidity is acknowledged by the broker.
+// to LastUID under UIDValidity (numbering Epoch) is acknowledged by the
+// broker.
+//
+// UIDs can change under one UIDVALIDITY: MailEnable keeps them only in a
+// folder's _index.xml and numbers the folder anew when it rebuilds that
+// file. A resume checks that they did not (see renumbered): the folder's
+// UIDNEXT must not have gone backwards since UIDNext, and the newest of
+// Anchors still at its UID must be the same message. When they did, the
+// folder is extracted again under the next Epoch, a new identity for
+// every record of it, and the loader matches it by content against what
+// the target holds.
 type Checkpoint struct {
-	UIDValidity uint32    `json:"uidvalidity"`
-	LastUID     uint32    `json:"last_uid"`
-	Updated     time.Time `json:"updated"`
+	UIDValidity uint32 `json:"uidvalidity"`
+	// Epoch counts the renumberings found under UIDValidity: 0 until the
+	// first (what checkpoints written before it existed are).
+	Epoch   uint32    `json:"epoch,omitempty"`
+	LastUID uint32    `json:"last_uid"`
+	Updated time.Time `json:"updated"`
+	// UIDNext is the folder's UIDNEXT when the checkpoint was written (0:
+	// not known).
+	UIDNext uint32 `json:"uidnext,omitempty"`
+	// Anchors are the newest acknowledged messages, newest first: the
+	// first is the message at LastUID. Absent from checkpoints written
+	// before them, which resume unchecked.
+	Anchors []Anchor `json:"anchors,omitempty"`
 }
+
+// Anchor is an acknowledged message as a checkpoint remembers it, to
+// recognise it at its UID on resume.
+type Anchor struct {
+	UID uint32 `json:"uid"`
+	// Size is its RFC822.SIZE as the source reported it (compared with
+	// what the source reports again: some servers estimate it), SHA256
+	// the hash of its bytes.
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// maxAnchors is how many of the newest acknowledged messages a checkpoint
+// keeps. One (the message at LastUID) would do to notice a renumbering;
+// the others tell a renumbered folder from one whose newest message was
+// merely deleted, which would otherwise cost a full read of the folder.
+const maxAnchors = 3
 
 // CheckpointKey is the key-value key of a folder's checkpoint.
 func CheckpointKey(mailbox, folder string) string {
@@ -73,6 +110,11 @@ type folderExtraction struct {
 	litFailed bool
 	// notMail are the folder's messages this run found to be no mail.
 	notMail []record.NotMailItem
+	// uidNext is the folder's UIDNEXT at EXAMINE, for the checkpoint.
+	uidNext uint32
+	// renewed is set when the checkpoint took a new UIDVALIDITY or
+	// epoch, which it must record even with nothing new extracted.
+	renewed bool
 }
 
 func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, error) {
@@ -86,14 +128,25 @@ func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, erro
 	if err != nil {
 		return fx.sum, err
 	}
-	fx.sum = record.FolderSummary{Name: fx.f.Name, UIDValidity: sel.UIDValidity, Total: sel.NumMessages}
+	fx.uidNext = uint32(sel.UIDNext)
 	fx.prog.Current.Total += int64(sel.NumMessages)
 	if fx.cp.UIDValidity != sel.UIDValidity {
 		if fx.cp.UIDValidity != 0 {
 			fx.log.Warn().Uint32("old_uidvalidity", fx.cp.UIDValidity).Uint32("uidvalidity", sel.UIDValidity).Msg("uidvalidity changed, folder extracted again")
 		}
-		fx.cp = Checkpoint{UIDValidity: sel.UIDValidity}
+		fx.cp, fx.renewed = Checkpoint{UIDValidity: sel.UIDValidity}, true
+	} else {
+		why, err := renumbered(ctx, fx.cp, fx.uidNext, fx)
+		if err != nil {
+			return fx.sum, fmt.Errorf("check the checkpoint: %w", err)
+		}
+		if why != "" {
+			fx.log.Warn().Uint32("uidvalidity", sel.UIDValidity).Str("why", why).Uint32("epoch", fx.cp.Epoch+1).
+				Msg("folder renumbered under the same uidvalidity: extracted again under a new epoch, the loader matches it by content")
+			fx.cp, fx.renewed = Checkpoint{UIDValidity: sel.UIDValidity, Epoch: fx.cp.Epoch + 1}, true
+		}
 	}
+	fx.sum = record.FolderSummary{Name: fx.f.Name, UIDValidity: sel.UIDValidity, Epoch: fx.cp.Epoch, Total: sel.NumMessages}
 	if err := fx.publishFolder(ctx, sel); err != nil {
 		return fx.sum, err
 	}
@@ -104,7 +157,7 @@ func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, erro
 			if derr := fx.pub.drain(ctx); derr != nil {
 				return fx.sum, derr
 			}
-			return fx.sum, errors.Join(err, fx.saveCheckpoint(ctx, fx.pub.lastAcked(fx.cp.LastUID)))
+			return fx.sum, errors.Join(err, fx.saveCheckpoint(ctx))
 		}
 		if err != nil {
 			return fx.sum, err
@@ -113,7 +166,7 @@ func (fx *folderExtraction) run(ctx context.Context) (record.FolderSummary, erro
 	if err := fx.pub.drain(ctx); err != nil {
 		return fx.sum, err
 	}
-	if err := fx.saveCheckpoint(ctx, fx.pub.lastAcked(fx.cp.LastUID)); err != nil {
+	if err := fx.saveCheckpoint(ctx); err != nil {
 		return fx.sum, err
 	}
 	fx.log.Debug().Int64("messages", fx.sum.Messages).Int64("bytes", fx.sum.Bytes).Uint32("last_uid", fx.cp.LastUID).Msg("folder extracted")
@@ -129,19 +182,24 @@ func (fx *folderExtraction) loadCheckpoint(ctx context.Context) error {
 	return nil
 }
 
-// saveCheckpoint records lastUID with compare-and-set, so two extractors
-// that race on one folder cannot move its checkpoint backwards unseen.
-func (fx *folderExtraction) saveCheckpoint(ctx context.Context, lastUID uint32) error {
-	if lastUID == fx.cp.LastUID && fx.cpRev != 0 {
+// saveCheckpoint records the last acknowledged UID (publisher.lastAcked)
+// with compare-and-set, so two extractors that race on one folder cannot
+// move its checkpoint backwards unseen.
+func (fx *folderExtraction) saveCheckpoint(ctx context.Context) error {
+	lastUID, anchors := fx.pub.lastAcked(fx.cp)
+	if lastUID == fx.cp.LastUID && fx.cpRev != 0 && !fx.renewed {
 		return nil
 	}
-	fx.cp.LastUID = lastUID
+	fx.cp.LastUID, fx.cp.Anchors = lastUID, anchors
+	if fx.uidNext != 0 {
+		fx.cp.UIDNext = fx.uidNext
+	}
 	fx.cp.Updated = time.Now().UTC()
 	rev, err := kvjson.Write(ctx, fx.svc.Broker.Checkpoints, fx.key, fx.cp, fx.cpRev)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	fx.cpRev = rev
+	fx.cpRev, fx.renewed = rev, false
 	return nil
 }
 
@@ -161,7 +219,7 @@ func (fx *folderExtraction) examine(ctx context.Context) (*imap.SelectData, erro
 func (fx *folderExtraction) publishFolder(ctx context.Context, sel *imap.SelectData) error {
 	f := fx.f.Folder
 	f.Mailbox, f.TargetUser, f.Pass = fx.j.SourceUser, fx.j.TargetUser, fx.j.Pass
-	f.UIDValidity, f.UIDNext, f.Messages = sel.UIDValidity, uint32(sel.UIDNext), sel.NumMessages
+	f.UIDValidity, f.Epoch, f.UIDNext, f.Messages = sel.UIDValidity, fx.cp.Epoch, uint32(sel.UIDNext), sel.NumMessages
 	m, err := record.FolderMsg(&f)
 	if err != nil {
 		return err
@@ -228,8 +286,9 @@ func (fx *folderExtraction) fetchAll(ctx context.Context) error {
 func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessageData) error {
 	rec := &record.Message{
 		Mailbox: fx.j.SourceUser, TargetUser: fx.j.TargetUser, Pass: fx.j.Pass,
-		Folder: fx.f.Name, Delim: fx.f.Delim, UIDValidity: fx.cp.UIDValidity,
+		Folder: fx.f.Name, Delim: fx.f.Delim, UIDValidity: fx.cp.UIDValidity, Epoch: fx.cp.Epoch,
 	}
+	var reported int64
 	var body []byte
 	var notMail string
 	haveBody := false
@@ -247,7 +306,9 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 			rec.InternalDate = it.Time
 		case imapclient.FetchItemDataRFC822Size:
 			// The literal's own length is authoritative; RFC822.SIZE
-			// is only a server's estimate on some platforms.
+			// is only a server's estimate on some platforms, kept to
+			// be compared with the server's word again (Anchor).
+			reported = it.Size
 		case imapclient.FetchItemDataBodySection:
 			if it.Literal == nil {
 				return fmt.Errorf("seq %d: server sent NIL body", msg.SeqNum)
@@ -267,10 +328,11 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 		return fmt.Errorf("uid %d: server sent no body", rec.UID)
 	}
 	rec.PrevUID = fx.prev
+	anchor := Anchor{UID: rec.UID, Size: reported, SHA256: rec.SHA256}
 	if notMail != "" {
-		return fx.publishNotMail(ctx, rec, notMail)
+		return fx.publishNotMail(ctx, rec, notMail, anchor)
 	}
-	if err := fx.pub.publish(ctx, rec, body); err != nil {
+	if err := fx.pub.publish(ctx, rec, body, anchor); err != nil {
 		return err
 	}
 	fx.prev = rec.UID
@@ -285,7 +347,7 @@ func (fx *folderExtraction) one(ctx context.Context, msg *imapclient.FetchMessag
 		if err := fx.pub.collect(ctx, false); err != nil {
 			return err
 		}
-		if err := fx.saveCheckpoint(ctx, fx.pub.lastAcked(fx.cp.LastUID)); err != nil {
+		if err := fx.saveCheckpoint(ctx); err != nil {
 			return err
 		}
 		if fx.check != nil {
@@ -350,9 +412,9 @@ func (fx *folderExtraction) readBody(ctx context.Context, rec *record.Message, l
 // checkpoint passes it like any message. The item is logged and listed
 // in the end record, by folder, UID, kind and size; verify classifies
 // alike and lists it as not mail, not copied.
-func (fx *folderExtraction) publishNotMail(ctx context.Context, rec *record.Message, kind string) error {
+func (fx *folderExtraction) publishNotMail(ctx context.Context, rec *record.Message, kind string, anchor Anchor) error {
 	rec.NotMail = kind
-	if err := fx.pub.publish(ctx, rec, nil); err != nil {
+	if err := fx.pub.publish(ctx, rec, nil, anchor); err != nil {
 		return err
 	}
 	fx.prev = rec.UID
@@ -448,11 +510,11 @@ var errStoredWrong = errors.New("large body stored wrong")
 // default, leaving room for headers.
 const bodyChunkBytes = 512 << 10
 
-// objectName names a large body by mailbox, folder, UIDVALIDITY and a
+// objectName names a large body by mailbox, folder, numbering and a
 // per-process sequence: the UID may arrive after the body in a FETCH
 // response, and a re-extraction simply overwrites a new name.
 func objectName(rec *record.Message) string {
-	return fmt.Sprintf("%s/%s/%d/%d", subject.Key(rec.Mailbox), subject.Key(rec.Folder), rec.UIDValidity, time.Now().UnixNano())
+	return fmt.Sprintf("%s/%s/%s/%d", subject.Key(rec.Mailbox), subject.Key(rec.Folder), subject.Numbering(rec.UIDValidity, rec.Epoch), time.Now().UnixNano())
 }
 
 // keepFlags drops \Recent, which is session state and never copied.

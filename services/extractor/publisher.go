@@ -3,6 +3,7 @@ package extractor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,6 +23,10 @@ type publisher struct {
 	pending  []pendingPub
 	bytes    int64
 	acked    uint32
+	// anchors are the folder's newest acknowledged messages, newest
+	// first (at most maxAnchors): what a checkpoint keeps to recognise
+	// them on resume.
+	anchors []Anchor
 	// m counts the messages the broker acknowledged.
 	m *metrics.Metrics
 }
@@ -34,13 +39,17 @@ type pendingPub struct {
 	// notMail marks the record of a message that is no mail: not
 	// counted as extracted.
 	notMail bool
+	// anchor is the message as a checkpoint remembers it.
+	anchor Anchor
 }
 
 func newPublisher(b *broker.Broker, maxBytes int64) *publisher {
 	return &publisher{js: b.JS, maxBytes: maxBytes}
 }
 
-func (p *publisher) publish(ctx context.Context, rec *record.Message, body []byte) error {
+// publish sends rec with body; anchor is how a checkpoint at it would
+// remember the message.
+func (p *publisher) publish(ctx context.Context, rec *record.Message, body []byte, anchor Anchor) error {
 	m, err := record.MessageMsg(rec, body)
 	if err != nil {
 		return err
@@ -55,7 +64,7 @@ func (p *publisher) publish(ctx context.Context, rec *record.Message, body []byt
 	if err != nil {
 		return fmt.Errorf("publish uid %d: %w", rec.UID, err)
 	}
-	p.pending = append(p.pending, pendingPub{f: f, msg: m, uid: rec.UID, size: size, notMail: rec.NotMail != ""})
+	p.pending = append(p.pending, pendingPub{f: f, msg: m, uid: rec.UID, size: size, notMail: rec.NotMail != "", anchor: anchor})
 	p.bytes += size
 	return nil
 }
@@ -109,6 +118,7 @@ func (p *publisher) collectOne(ctx context.Context, block bool) (bool, error) {
 	p.pending = p.pending[1:]
 	p.bytes -= pp.size
 	p.acked = pp.uid
+	p.anchors = append([]Anchor{pp.anchor}, p.anchors[:min(len(p.anchors), maxAnchors-1)]...)
 	if !pp.notMail {
 		p.m.Extracted(1)
 	}
@@ -119,13 +129,25 @@ func (p *publisher) collectOne(ctx context.Context, block bool) (bool, error) {
 // folder's UIDs never move another folder's checkpoint.
 func (p *publisher) startFolder() {
 	p.acked = 0
+	p.anchors = nil
 }
 
 // lastAcked is the highest UID such that it and every earlier message of
-// the folder are acknowledged; prev when nothing new is.
-func (p *publisher) lastAcked(prev uint32) uint32 {
-	if p.acked > prev {
-		return p.acked
+// the folder are acknowledged, with the anchors a checkpoint at it keeps:
+// the newest acknowledged messages, those of the checkpoint cp it moves
+// on from after them. It is cp's own when nothing new is.
+func (p *publisher) lastAcked(cp Checkpoint) (uint32, []Anchor) {
+	if p.acked <= cp.LastUID {
+		return cp.LastUID, cp.Anchors
 	}
-	return prev
+	out := slices.Clone(p.anchors)
+	for _, a := range cp.Anchors {
+		if len(out) == maxAnchors {
+			break
+		}
+		if a.UID < out[len(out)-1].UID {
+			out = append(out, a)
+		}
+	}
+	return p.acked, out
 }

@@ -219,7 +219,7 @@ func (ss *session) resolvePending(ctx context.Context) error {
 			continue
 		}
 		seen[len(got)] = cp
-		got = append(got, pending{rec: &record.Message{Mailbox: ss.j.SourceUser, Folder: fr.src, UIDValidity: fr.uidv,
+		got = append(got, pending{rec: &record.Message{Mailbox: ss.j.SourceUser, Folder: fr.src, UIDValidity: fr.uidv, Epoch: fr.epoch,
 			UID: it.UID, PrevUID: it.Prev, SHA256: it.SHA256, LinesSHA256: it.LinesSHA256, Size: it.Size}})
 		gotUIDs = append(gotUIDs, cp.uid)
 	}

@@ -19,11 +19,11 @@ import (
 )
 
 func (ss *session) add(ctx context.Context, rec *record.Message, body []byte, seq uint64) error {
-	if ss.cur == nil || ss.cur.src != rec.Folder || ss.cur.uidv != rec.UIDValidity {
+	if !ss.cur.is(rec.Folder, rec.UIDValidity, rec.Epoch) {
 		if err := ss.flush(ctx); err != nil {
 			return err
 		}
-		if err := ss.startFolder(ctx, rec.Folder, rec.Delim, rec.UIDValidity); err != nil {
+		if err := ss.startFolder(ctx, rec.Folder, rec.Delim, rec.UIDValidity, rec.Epoch); err != nil {
 			return err
 		}
 	}

@@ -107,7 +107,7 @@ func settle(st *FolderState) {
 // revision written, so later additions are compare-and-set.
 func (ss *session) writeEntries(ctx context.Context, got []pending, uids []uint32, how string) (*casEntry[Mapping], error) {
 	fr := ss.cur
-	m := Mapping{Folder: fr.src, UIDValidity: fr.uidv, TargetFolder: fr.target, How: how, Items: make([]MappingItem, 0, len(got))}
+	m := Mapping{Folder: fr.src, UIDValidity: fr.uidv, Epoch: fr.epoch, TargetFolder: fr.target, How: how, Items: make([]MappingItem, 0, len(got))}
 	if uids != nil {
 		m.TargetUIDValidity = fr.st.V.TargetUIDValidity
 	}
@@ -122,7 +122,7 @@ func (ss *session) writeEntries(ctx context.Context, got []pending, uids []uint3
 	if err != nil {
 		return nil, fmt.Errorf("encode mapping: %w", err)
 	}
-	key := MappingKey(ss.j.SourceUser, fr.src, fr.uidv, got[0].rec.UID)
+	key := MappingKey(ss.j.SourceUser, fr.src, fr.uidv, fr.epoch, got[0].rec.UID)
 	kv := ss.svc.Broker.Ledger
 	var rev uint64
 	if how == howPresent {
@@ -179,7 +179,7 @@ func (ss *session) deadLetterFor(ctx context.Context, p pending, response, code,
 	fr := ss.cur
 	dl := DeadLetter{
 		ID: p.rec.ID(), Mailbox: ss.j.SourceUser, TargetUser: ss.j.TargetUser, Folder: fr.src, TargetFolder: fr.target,
-		UIDValidity: fr.uidv, UID: p.rec.UID, Size: p.rec.Size, SHA256: p.rec.SHA256, StreamSeq: p.seq,
+		UIDValidity: fr.uidv, Epoch: fr.epoch, UID: p.rec.UID, Size: p.rec.Size, SHA256: p.rec.SHA256, StreamSeq: p.seq,
 		Response: response, Code: code, Reason: reason, Time: time.Now().UTC(),
 	}
 	if err := ss.publishDead(ctx, dl); err != nil {

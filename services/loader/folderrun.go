@@ -13,20 +13,24 @@ import (
 	"github.com/mailferry/mailferry/shared/foldermap"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/mailscan"
 	"github.com/mailferry/mailferry/shared/record"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
-// folderRun is the loading of one source folder (one UIDVALIDITY).
+// folderRun is the loading of one source folder (one UIDVALIDITY and
+// epoch: one numbering of its UIDs).
 type folderRun struct {
 	src    string
 	uidv   uint32
+	epoch  uint32
 	target string
 	st     *casEntry[FolderState]
 	// present counts content already in the target folder when the
 	// ledger knew nothing of this folder (a lost ledger, a changed
-	// UIDVALIDITY, a merge): such messages are not appended again.
+	// UIDVALIDITY, a folder renumbered under the same one, a merge):
+	// such messages are not appended again.
 	present map[string]int
 	// keywords the target accepts; nil means any (PERMANENTFLAGS \*).
 	keywords map[string]bool
@@ -34,24 +38,32 @@ type folderRun struct {
 	indexed bool
 }
 
+// is reports whether fr loads source folder name numbered by uidv and
+// epoch (false for no folder).
+func (fr *folderRun) is(name string, uidv, epoch uint32) bool {
+	return fr != nil && fr.src == name && fr.uidv == uidv && fr.epoch == epoch
+}
+
 // done reports whether a source UID is already dealt with.
 func (fr *folderRun) done(uid uint32) bool {
 	return uid <= fr.st.V.LastUID || slices.ContainsFunc(fr.st.V.Done, func(d DoneItem) bool { return d.UID == uid })
 }
 
-func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uint32) error {
-	if ss.cur != nil && ss.cur.src == name && ss.cur.uidv == uidv {
+// startFolder makes source folder name, numbered by uidv and epoch, the
+// one being loaded.
+func (ss *session) startFolder(ctx context.Context, name, delim string, uidv, epoch uint32) error {
+	if ss.cur.is(name, uidv, epoch) {
 		return nil
 	}
 	target, err := ss.targetName(ctx, name, delim)
 	if err != nil {
 		return err
 	}
-	st, err := loadEntry[FolderState](ctx, ss.svc.Broker.Ledger, FolderKey(ss.j.SourceUser, name, uidv))
+	st, err := loadEntry[FolderState](ctx, ss.svc.Broker.Ledger, FolderKey(ss.j.SourceUser, name, uidv, epoch))
 	if err != nil {
 		return err
 	}
-	fr := &folderRun{src: name, uidv: uidv, target: target, st: st}
+	fr := &folderRun{src: name, uidv: uidv, epoch: epoch, target: target, st: st}
 	if st.exists() && st.V.Target != "" {
 		fr.target = st.V.Target
 	}
@@ -86,9 +98,24 @@ func (ss *session) startFolder(ctx context.Context, name, delim string, uidv uin
 			return err
 		}
 	}
-	if (!st.exists() || ss.replay != nil) && sel.NumMessages > 0 {
+	resumed := st.exists() && ss.replay == nil && st.V.Matching
+	if (!st.exists() || ss.replay != nil || resumed) && sel.NumMessages > 0 {
 		if fr.present, err = ss.contentIndex(ctx, fr.target); err != nil {
 			return err
+		}
+		if resumed {
+			// What this numbering's own messages found or put there
+			// before is theirs: only the rest can match.
+			if err := ss.leaveDone(ctx, fr.present); err != nil {
+				return err
+			}
+		}
+		if ss.replay == nil {
+			st.V.Matching = true
+			if ss.matching == nil {
+				ss.matching = map[string]bool{}
+			}
+			ss.matching[st.key] = true
 		}
 		fr.indexed = true
 		ss.log.Info().Str("folder", name).Str("target", fr.target).Uint32("present", sel.NumMessages).
@@ -176,6 +203,67 @@ func (ss *session) leaveAccounted(ctx context.Context, idx map[string]int, targe
 		return err
 	}
 	subtract(idx, acc)
+	return nil
+}
+
+// matchedWholly ends the content matching (FolderState.Matching) of the
+// folders an end record lists: their records up to it hold every message
+// the folder had when it was extracted, all dealt with now.
+func (ss *session) matchedWholly(ctx context.Context, end *record.End) error {
+	for _, f := range end.Folders {
+		key := FolderKey(ss.j.SourceUser, f.Name, f.UIDValidity, f.Epoch)
+		if !ss.matching[key] {
+			continue
+		}
+		st, err := loadEntry[FolderState](ctx, ss.svc.Broker.Ledger, key)
+		if err != nil {
+			return err
+		}
+		if st.exists() && st.V.Matching {
+			st.V.Matching = false
+			if err := st.save(ctx, ss.svc.Broker.Ledger); err != nil {
+				return err
+			}
+		}
+		if ss.cur != nil && ss.cur.st.key == key {
+			ss.cur.st = st
+		}
+		delete(ss.matching, key)
+	}
+	return nil
+}
+
+// leaveDone takes out of a content index of the current folder's target
+// the copies the ledger says messages of this very source folder and
+// numbering already account for (appended, or found present): a session
+// that resumes matching content (FolderState.matching) must not take the
+// copy an earlier session appended, or matched, for another message.
+func (ss *session) leaveDone(ctx context.Context, idx map[string]int) error {
+	fr := ss.cur
+	kv := ss.svc.Broker.Ledger
+	prefix := fmt.Sprintf("map.%s.%s.%s.", subject.Key(ss.j.SourceUser), subject.Key(fr.src), subject.Numbering(fr.uidv, fr.epoch))
+	keys, err := kv.ListKeysFiltered(ctx, prefix+"*")
+	if err != nil {
+		return fmt.Errorf("list ledger mappings: %w", err)
+	}
+	defer keys.Stop()
+	for key := range keys.Keys() {
+		e, err := kvjson.Get[Mapping](ctx, kv, key)
+		if err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+		if !e.Exists() || e.V.How == howDead {
+			continue
+		}
+		for _, it := range e.V.Items {
+			if !fr.done(it.UID) || idx[it.SHA256] == 0 {
+				continue
+			}
+			if idx[it.SHA256]--; idx[it.SHA256] == 0 {
+				delete(idx, it.SHA256)
+			}
+		}
+	}
 	return nil
 }
 

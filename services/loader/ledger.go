@@ -18,9 +18,17 @@ import (
 // fails instead of corrupting it:
 //
 //	mbx.<mailbox>                          MailboxState
-//	fld.<mailbox>.<folder>.<uidvalidity>   FolderState
-//	map.<mailbox>.<folder>.<uidv>.<uid>    Mapping (one per committed batch,
+//	fld.<mailbox>.<folder>.<numbering>     FolderState
+//	map.<mailbox>.<folder>.<numbering>.<uid>
+//	                                       Mapping (one per committed batch,
 //	                                       keyed by its first source UID)
+//
+// <numbering> is subject.Numbering: the source folder's UIDVALIDITY, and
+// "-e<epoch>" after it once the extractor found the folder renumbered
+// under that UIDVALIDITY ("1234", "1234-e1"). A renumbered folder is a
+// folder the ledger never saw: it is matched by content against the
+// target folder, whose copies of it keep their entries under the older
+// numbering.
 
 // MailboxState is where a mailbox's stream has been processed to, and the
 // folder names chosen for it (kept stable across passes).
@@ -38,9 +46,10 @@ type MailboxState struct {
 }
 
 // FolderState is the exactly-once record of one source folder (under one
-// UIDVALIDITY): every source UID up to LastUID is in the target (or dead-
-// lettered), and Pending, when set, is an append that may or may not have
-// happened and must be reconciled against the target before anything else.
+// UIDVALIDITY and epoch): every source UID up to LastUID is in the target
+// (or dead-lettered), and Pending, when set, is an append that may or may
+// not have happened and must be reconciled against the target before
+// anything else.
 type FolderState struct {
 	Target            string `json:"target"`
 	TargetUIDValidity uint32 `json:"target_uidvalidity"`
@@ -65,6 +74,13 @@ type FolderState struct {
 	// (record.Message.NotMail), passed and not appended, each once.
 	NotMail int64   `json:"not_mail,omitempty"`
 	Pending *Intent `json:"pending,omitempty"`
+	// Matching is set when the folder's load began by matching content
+	// against a target folder that held mail already (a folder renumbered
+	// under the same UIDVALIDITY, a new UIDVALIDITY, a lost ledger), until
+	// the end record of a pass that extracted the whole folder is loaded:
+	// until then messages that may be copies already there can come, and
+	// a session that resumes the folder indexes the target again.
+	Matching bool `json:"matching,omitempty"`
 }
 
 // DoneItem is a message dealt with beyond the watermark.
@@ -102,6 +118,7 @@ type Mapping struct {
 	// the key; absent from entries written before it was added).
 	Folder            string `json:"folder"`
 	UIDValidity       uint32 `json:"uidvalidity,omitempty"`
+	Epoch             uint32 `json:"epoch,omitempty"` // the folder's numbering under UIDValidity (also in the key)
 	TargetFolder      string `json:"target_folder"`
 	TargetUIDValidity uint32 `json:"target_uidvalidity,omitempty"`
 	// How is appended, present (found already in the target) or dead.
@@ -136,17 +153,18 @@ func (it MappingItem) Stored() string {
 // MailboxKey, FolderKey and MappingKey name ledger entries.
 func MailboxKey(mailbox string) string { return "mbx." + subject.Key(mailbox) }
 
-// FolderKey names a folder's ledger entry.
-func FolderKey(mailbox, folder string, uidValidity uint32) string {
-	return fmt.Sprintf("fld.%s.%s.%d", subject.Key(mailbox), subject.Key(folder), uidValidity)
+// FolderKey names a folder's ledger entry: epoch 0 is the key as it was
+// before epochs existed.
+func FolderKey(mailbox, folder string, uidValidity, epoch uint32) string {
+	return fmt.Sprintf("fld.%s.%s.%s", subject.Key(mailbox), subject.Key(folder), subject.Numbering(uidValidity, epoch))
 }
 
 // FolderFilter is the key filter of every folder entry of mailbox.
 func FolderFilter(mailbox string) string { return "fld." + subject.Key(mailbox) + ".>" }
 
 // MappingKey names the mapping of the batch starting at source UID uid.
-func MappingKey(mailbox, folder string, uidValidity, uid uint32) string {
-	return fmt.Sprintf("map.%s.%s.%d.%d", subject.Key(mailbox), subject.Key(folder), uidValidity, uid)
+func MappingKey(mailbox, folder string, uidValidity, epoch, uid uint32) string {
+	return fmt.Sprintf("map.%s.%s.%s.%d", subject.Key(mailbox), subject.Key(folder), subject.Numbering(uidValidity, epoch), uid)
 }
 
 // casEntry is a JSON value in the ledger with the revision it was read at.
@@ -179,9 +197,11 @@ func (e *casEntry[T]) save(ctx context.Context, kv jetstream.KeyValue) error {
 
 // Landing is where the ledger says one source message was appended.
 type Landing struct {
-	// Folder and UIDValidity name the source folder, UID the message.
+	// Folder and UIDValidity name the source folder, Epoch the numbering
+	// UID, the message's, belongs to.
 	Folder      string
 	UIDValidity uint32
+	Epoch       uint32
 	UID         uint32
 	// TargetFolder, TargetUIDValidity and TargetUID name the copy.
 	TargetFolder      string
@@ -191,11 +211,17 @@ type Landing struct {
 	// hash of the altered copy the target stored.
 	SHA256       string
 	StoredSHA256 string
+	// Renumbered says that the ledger holds mappings of a later epoch of
+	// the same folder and UIDVALIDITY: the folder was renumbered since,
+	// and UID names no message of it now (the copy still is the copy of
+	// a message with SHA256).
+	Renumbered bool
 }
 
 // Landed reads from the ledger kv where a mailbox's messages were
 // appended under a known target UID, for verify to pair a source message
-// with the copy the target made of it even when the bytes differ.
+// with the copy the target made of it even when the bytes differ. The
+// landings of a folder's older numberings come marked Renumbered.
 func Landed(ctx context.Context, kv jetstream.KeyValue, mailbox string) ([]Landing, error) {
 	keys, err := kv.ListKeysFiltered(ctx, "map."+subject.Key(mailbox)+".>")
 	if err != nil {
@@ -203,6 +229,11 @@ func Landed(ctx context.Context, kv jetstream.KeyValue, mailbox string) ([]Landi
 	}
 	defer keys.Stop()
 	var out []Landing
+	type numbered struct {
+		folder string
+		uidv   uint32
+	}
+	newest := map[numbered]uint32{} // epoch, over mappings of every kind
 	for key := range keys.Keys() {
 		e, err := kvjson.Get[Mapping](ctx, kv, key)
 		if err != nil {
@@ -212,9 +243,6 @@ func Landed(ctx context.Context, kv jetstream.KeyValue, mailbox string) ([]Landi
 			continue // deleted since listed
 		}
 		m := e.V
-		if m.How != howAppended {
-			continue
-		}
 		uidv := m.UIDValidity
 		if uidv == 0 {
 			// Entries from before the field: the key has it,
@@ -224,13 +252,22 @@ func Landed(ctx context.Context, kv jetstream.KeyValue, mailbox string) ([]Landi
 				uidv = uint32(v)
 			}
 		}
+		if n := (numbered{m.Folder, uidv}); m.Epoch > newest[n] {
+			newest[n] = m.Epoch
+		}
+		if m.How != howAppended {
+			continue
+		}
 		for _, it := range m.Items {
 			if it.TargetUID == 0 {
 				continue
 			}
-			out = append(out, Landing{Folder: m.Folder, UIDValidity: uidv, UID: it.UID, TargetFolder: m.TargetFolder,
+			out = append(out, Landing{Folder: m.Folder, UIDValidity: uidv, Epoch: m.Epoch, UID: it.UID, TargetFolder: m.TargetFolder,
 				TargetUIDValidity: m.TargetUIDValidity, TargetUID: it.TargetUID, SHA256: it.SHA256, StoredSHA256: it.StoredSHA256})
 		}
+	}
+	for i, l := range out {
+		out[i].Renumbered = l.Epoch < newest[numbered{l.Folder, l.UIDValidity}]
 	}
 	return out, nil
 }

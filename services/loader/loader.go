@@ -190,6 +190,9 @@ type session struct {
 	// retry's dead letters, a replay's records): their own earlier copies
 	// in the target count as present, other messages' copies do not.
 	again map[string]bool
+	// matching names (by ledger key) the folders this session matched
+	// by content (FolderState.Matching), until an end record ends it.
+	matching map[string]bool
 
 	cur *folderRun
 	// next is, per target folder, the UIDNEXT this session accounts for:
@@ -430,7 +433,7 @@ func (ss *session) handle(ctx context.Context, msg jetstream.Msg) (done bool, er
 		if err := ss.flush(ctx); err != nil {
 			return false, err
 		}
-		if err := ss.startFolder(ctx, d.Folder.Name, d.Folder.Delim, d.Folder.UIDValidity); err != nil {
+		if err := ss.startFolder(ctx, d.Folder.Name, d.Folder.Delim, d.Folder.UIDValidity, d.Folder.Epoch); err != nil {
 			return false, err
 		}
 		ss.lastSeq = seq
@@ -440,6 +443,11 @@ func (ss *session) handle(ctx context.Context, msg jetstream.Msg) (done bool, er
 	case d.End != nil:
 		if err := ss.flush(ctx); err != nil {
 			return false, err
+		}
+		if ss.replay == nil {
+			if err := ss.matchedWholly(ctx, d.End); err != nil {
+				return false, err
+			}
 		}
 		if d.End.Pass == ss.j.Pass {
 			ss.mbx.V.LoadedPass = d.End.Pass

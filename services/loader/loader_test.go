@@ -43,6 +43,8 @@ type fixture struct {
 	addr string
 	pw   string
 	pass int
+	// epoch numbers the folders published (record.Folder.Epoch).
+	epoch uint32
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -89,7 +91,13 @@ func (f *fixture) job() *job.Job {
 func (f *fixture) publishPass(msgs []msg, msgIDSuffix string) *job.Job {
 	f.t.Helper()
 	j := f.publishUnfinished(msgs, msgIDSuffix)
-	f.publish(record.EndMsg(&record.End{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass}))
+	end := &record.End{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass}
+	for _, m := range msgs {
+		if !slices.ContainsFunc(end.Folders, func(s record.FolderSummary) bool { return s.Name == m.folder }) {
+			end.Folders = append(end.Folders, record.FolderSummary{Name: m.folder, UIDValidity: 7, Epoch: f.epoch})
+		}
+	}
+	f.publish(record.EndMsg(end))
 	return j
 }
 
@@ -111,14 +119,14 @@ func (f *fixture) publishUnfinished(msgs []msg, msgIDSuffix string) *job.Job {
 	}
 	f.publish(record.ListingMsg(l))
 	for _, name := range folders {
-		f.publish(record.FolderMsg(&record.Folder{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass, Name: name, Delim: "/", UIDValidity: 7}))
+		f.publish(record.FolderMsg(&record.Folder{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass, Name: name, Delim: "/", UIDValidity: 7, Epoch: f.epoch}))
 		for _, m := range msgs {
 			if m.folder != name {
 				continue
 			}
 			sum := sha256.Sum256([]byte(m.body))
 			rec := &record.Message{Mailbox: srcUser, TargetUser: tgtUser, Pass: j.Pass, Folder: m.folder, Delim: "/",
-				UIDValidity: 7, UID: m.uid, PrevUID: f.prevOf(msgs, m), Flags: m.flags, InternalDate: m.date, Size: int64(len(m.body)), SHA256: hex.EncodeToString(sum[:])}
+				UIDValidity: 7, Epoch: f.epoch, UID: m.uid, PrevUID: f.prevOf(msgs, m), Flags: m.flags, InternalDate: m.date, Size: int64(len(m.body)), SHA256: hex.EncodeToString(sum[:])}
 			body := []byte(m.body)
 			if len(body) > 100_000 {
 				rec.Object = fmt.Sprintf("obj-%d-%s", m.uid, msgIDSuffix)
@@ -283,7 +291,7 @@ func TestLoadAfterCrashAppendsNeitherTwiceNorNever(t *testing.T) {
 // reads.
 func (f *fixture) checkRunningTotal(folder string, want []msg) {
 	f.t.Helper()
-	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, folder, 7))
+	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, folder, 7, 0))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -375,7 +383,7 @@ func TestLoadWithLedgerRolledBackToAnOlderRevisionAppendsNothingTwice(t *testing
 	// As if the last writes of the ledger were lost: the folder entry
 	// and the stream position go back to after the first batch.
 	older := FolderState{Target: "INBOX", LastUID: want[3].uid, LastTargetUID: 4}
-	fk := FolderKey(srcUser, "INBOX", 7)
+	fk := FolderKey(srcUser, "INBOX", 7, 0)
 	e, err := loadEntry[FolderState](f.ctx, f.b.Ledger, fk)
 	if err != nil {
 		t.Fatal(err)
@@ -420,7 +428,7 @@ func TestShutdownSettlesTheBatchInHandAndLosesNothing(t *testing.T) {
 		t.Fatal("the loader did not stop within its grace period")
 	}
 	t.Logf("stopped in %v with %d of %d messages loaded", time.Since(start), len(f.target("INBOX")), len(want))
-	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, "INBOX", 7))
+	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, "INBOX", 7, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +493,7 @@ func TestRecordsArrivingOutOfUIDOrderAreAllLoaded(t *testing.T) {
 	if got := f.target("INBOX"); len(got) != 6 {
 		t.Errorf("target holds %d messages, want 6", len(got))
 	}
-	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, "INBOX", 7))
+	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, "INBOX", 7, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -678,4 +686,100 @@ func (f *fixture) expungeTarget(folder string, uid imap.UID) {
 	if err := c.Expunge().Close(); err != nil {
 		f.t.Fatal(err)
 	}
+}
+
+func TestAFolderRenumberedUnderANewEpochIsMatchedByContentAndOnlyItsNewMailAppended(t *testing.T) {
+	f := newFixture(t)
+	want := corpusOf(10, "INBOX") // two pairs with the same content
+	if _, err := f.svc.Load(f.ctx, f.publishPass(want, "")); err != nil {
+		t.Fatal(err)
+	}
+	// The extractor found the folder renumbered: every message again
+	// under epoch 1, at other UIDs in another order, and new mail at a
+	// UID below the old watermark. Same message ids but for the epoch:
+	// the broker's duplicate window must not drop any.
+	var again []msg
+	for i, m := range want {
+		m.uid = uint32(200 - 7*i)
+		again = append(again, m)
+	}
+	fresh := msg{folder: "INBOX", uid: 3, body: "Subject: new\r\n\r\nnew\r\n", flags: []string{`\Seen`}, date: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
+	again = append(again, fresh)
+	slices.SortFunc(again, func(a, b msg) int { return int(a.uid) - int(b.uid) })
+	f.epoch = 1
+	res, err := f.svc.Load(f.ctx, f.publishPass(again, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Appended != 1 || res.Skipped != int64(len(want)) {
+		t.Errorf("renumbered pass appended %d, found %d present; want 1, %d", res.Appended, res.Skipped, len(want))
+	}
+	f.checkTarget("INBOX", append(slices.Clone(want), fresh))
+	if _, err := f.b.Ledger.Get(f.ctx, "fld."+subject.Key(srcUser)+".INBOX.7-e1"); err != nil {
+		t.Errorf("no ledger entry for the renumbered folder: %v", err)
+	}
+	landed, err := Landed(f.ctx, f.b.Ledger, srcUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var older, current []uint32
+	for _, l := range landed {
+		if l.Renumbered {
+			older = append(older, l.UID)
+		} else {
+			current = append(current, l.UID)
+		}
+	}
+	if len(older) != len(want) || len(current) != 1 || current[0] != fresh.uid {
+		t.Errorf("landings: %v under the old numbering, %v under the new; want the %d first ones old, the new message current", older, current, len(want))
+	}
+}
+
+func TestARenumberedFolderWhoseLoadCrashedAfterAnAppendResumesMatchingByContent(t *testing.T) {
+	f := newFixture(t)
+	want := corpusOf(10, "INBOX")
+	if _, err := f.svc.Load(f.ctx, f.publishPass(want, "")); err != nil {
+		t.Fatal(err)
+	}
+	// New mail first in the new numbering: the first batch appends it,
+	// and the loader dies right after the append.
+	fresh := msg{folder: "INBOX", uid: 1, body: "Subject: new\r\n\r\nnew\r\n", date: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
+	again := []msg{fresh}
+	for i, m := range want {
+		m.uid = uint32(2 + i)
+		again = append(again, m)
+	}
+	f.epoch = 1
+	j := f.publishPass(again, "")
+	crashed := false
+	f.svc.crashAt = func(p string) error {
+		if p == pointAppended && !crashed {
+			crashed = true
+			return errors.New("simulated crash at " + p)
+		}
+		return nil
+	}
+	if _, err := f.svc.Load(f.ctx, j); err == nil || !strings.Contains(err.Error(), "simulated crash") {
+		t.Fatalf("Load with a crash: err = %v", err)
+	}
+	if !f.matching("INBOX", 1) {
+		t.Error("the renumbered folder's entry does not say it is loaded by content")
+	}
+	if _, err := f.svc.Load(f.ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	f.checkTarget("INBOX", append(slices.Clone(want), fresh))
+	if f.matching("INBOX", 1) {
+		t.Error("the folder is still loaded by content after the end of a pass that extracted it whole")
+	}
+}
+
+// matching reads FolderState.Matching of folder under UIDVALIDITY 7.
+func (f *fixture) matching(folder string, epoch uint32) bool {
+	f.t.Helper()
+	st, err := loadEntry[FolderState](f.ctx, f.b.Ledger, FolderKey(srcUser, folder, 7, epoch))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return st.V.Matching
 }

@@ -74,7 +74,7 @@ func (ss *session) retryRecord(ctx context.Context, mail jetstream.Stream, it jo
 
 func (ss *session) retryOne(ctx context.Context, d *record.Decoded, it job.RetryItem) error {
 	m := d.Message
-	if err := ss.startFolder(ctx, m.Folder, m.Delim, m.UIDValidity); err != nil {
+	if err := ss.startFolder(ctx, m.Folder, m.Delim, m.UIDValidity, m.Epoch); err != nil {
 		return err
 	}
 	return ss.lease.hold(ctx, func(ctx context.Context) error {

@@ -168,6 +168,7 @@ type DeadLetteredData struct {
 	Folder       string    `json:"folder"`
 	TargetFolder string    `json:"target_folder"`
 	UIDValidity  uint32    `json:"uidvalidity"`
+	Epoch        uint32    `json:"epoch,omitempty"` // the folder's numbering (record.Folder.Epoch)
 	UID          uint32    `json:"uid"`
 	Size         int64     `json:"size"`
 	SHA256       string    `json:"sha256"`

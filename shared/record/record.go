@@ -46,6 +46,7 @@ type Folder struct {
 	Attrs       []string `json:"attrs,omitempty"`
 	Subscribed  bool     `json:"subscribed"`
 	UIDValidity uint32   `json:"uidvalidity"`
+	Epoch       uint32   `json:"epoch,omitempty"` // renumberings found under UIDValidity (subject.Numbering)
 	UIDNext     uint32   `json:"uidnext"`
 	Messages    uint32   `json:"messages"`
 	// Prefix is the source's personal namespace prefix ("INBOX."), as
@@ -63,6 +64,7 @@ type Message struct {
 	Folder       string    `json:"folder"`
 	Delim        string    `json:"delim"`
 	UIDValidity  uint32    `json:"uidvalidity"`
+	Epoch        uint32    `json:"epoch,omitempty"` // the folder's (Folder.Epoch): the numbering UID belongs to
 	UID          uint32    `json:"uid"`
 	Flags        []string  `json:"flags,omitempty"`
 	InternalDate time.Time `json:"internal_date"`
@@ -88,7 +90,7 @@ type Message struct {
 
 // ID is the message's source identity.
 func (m *Message) ID() string {
-	return subject.SourceID(m.Mailbox, m.Folder, m.UIDValidity, m.UID)
+	return subject.SourceID(m.Mailbox, m.Folder, m.UIDValidity, m.Epoch, m.UID)
 }
 
 // Listing is every folder of the source mailbox as LISTed at the start of
@@ -119,6 +121,7 @@ func ListingMsg(l *Listing) (*nats.Msg, error) {
 type FolderSummary struct {
 	Name        string `json:"name"`
 	UIDValidity uint32 `json:"uidvalidity"`
+	Epoch       uint32 `json:"epoch,omitempty"` // the folder's (Folder.Epoch)
 	Messages    int64  `json:"messages"`
 	Bytes       int64  `json:"bytes"`
 	// Total is what the folder held at the time (checkpointed ones too).
@@ -163,7 +166,7 @@ func FolderMsg(f *Folder) (*nats.Msg, error) {
 	m := nats.NewMsg(subject.Folder(f.Mailbox, f.Name))
 	m.Header.Set(HeaderKind, KindFolder)
 	m.Header.Set(HeaderVersion, strconv.Itoa(Version))
-	m.Header.Set(nats.MsgIdHdr, "folder."+subject.Token(f.Mailbox)+"."+subject.Token(f.Name)+"."+strconv.FormatUint(uint64(f.UIDValidity), 10)+"."+f.Pass)
+	m.Header.Set(nats.MsgIdHdr, "folder."+subject.Token(f.Mailbox)+"."+subject.Token(f.Name)+"."+subject.Numbering(f.UIDValidity, f.Epoch)+"."+f.Pass)
 	m.Data = body
 	return m, nil
 }

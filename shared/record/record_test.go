@@ -73,3 +73,37 @@ func TestFolderAndEndRecordsRoundTrip(t *testing.T) {
 		t.Fatalf("end: %+v %v", d, err)
 	}
 }
+
+func TestRenumberedFolderRecordsCarryTheirEpochAndEpochZeroKeepsOldIDs(t *testing.T) {
+	tests := []struct {
+		epoch             uint32
+		wantID, wantFolID string
+		wantEpochInJSON   bool
+	}{
+		{0, "a.INBOX.7.9", "folder.a.INBOX.7.p1", false},
+		{2, "a.INBOX.7-e2.9", "folder.a.INBOX.7-e2.p1", true},
+	}
+	for _, tt := range tests {
+		n, err := MessageMsg(&Message{Mailbox: "a", Folder: "INBOX", UIDValidity: 7, Epoch: tt.epoch, UID: 9}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := n.Header.Get(nats.MsgIdHdr); got != tt.wantID {
+			t.Errorf("epoch %d: message Nats-Msg-Id = %q, want %q", tt.epoch, got, tt.wantID)
+		}
+		if got := strings.Contains(n.Header.Get(HeaderMeta), `"epoch"`); got != tt.wantEpochInJSON {
+			t.Errorf("epoch %d: meta %s", tt.epoch, n.Header.Get(HeaderMeta))
+		}
+		d, err := Decode(n.Header, n.Data)
+		if err != nil || d.Message.Epoch != tt.epoch {
+			t.Errorf("epoch %d: decoded %+v, %v", tt.epoch, d, err)
+		}
+		f, _ := FolderMsg(&Folder{Mailbox: "a", Name: "INBOX", UIDValidity: 7, Epoch: tt.epoch, Pass: "p1"})
+		if got := f.Header.Get(nats.MsgIdHdr); got != tt.wantFolID {
+			t.Errorf("epoch %d: folder Nats-Msg-Id = %q, want %q", tt.epoch, got, tt.wantFolID)
+		}
+		if d, err := Decode(f.Header, f.Data); err != nil || d.Folder.Epoch != tt.epoch {
+			t.Errorf("epoch %d: decoded folder %+v, %v", tt.epoch, d, err)
+		}
+	}
+}

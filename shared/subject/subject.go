@@ -142,9 +142,40 @@ func Progress(service, mailbox string) string {
 func Dead(mailbox string) string { return DeadPrefix + "." + Token(mailbox) }
 
 // SourceID is the stable identity of a source message: the Nats-Msg-Id of
-// its record, the loader's ledger key and the name every report uses.
-func SourceID(mailbox, folder string, uidValidity, uid uint32) string {
-	return fmt.Sprintf("%s.%s.%d.%d", Token(mailbox), Token(folder), uidValidity, uid)
+// its record, the loader's ledger key and the name every report uses. Its
+// third part is the folder's Numbering.
+func SourceID(mailbox, folder string, uidValidity, epoch, uid uint32) string {
+	return fmt.Sprintf("%s.%s.%s.%d", Token(mailbox), Token(folder), Numbering(uidValidity, epoch), uid)
+}
+
+// Numbering names one numbering of a source folder's UIDs, one token in
+// both a subject and a key-value key: its UIDVALIDITY, and when the
+// extractor found the folder renumbered under that same UIDVALIDITY
+// (epoch > 0; MailEnable renumbers a folder whose index it rebuilds),
+// "-e" and the epoch: "1234", "1234-e2". Epoch 0 is the UIDVALIDITY
+// alone, as every identity was written before epochs existed.
+func Numbering(uidValidity, epoch uint32) string {
+	if epoch == 0 {
+		return strconv.FormatUint(uint64(uidValidity), 10)
+	}
+	return fmt.Sprintf("%d-e%d", uidValidity, epoch)
+}
+
+// ParseNumbering reverses Numbering.
+func ParseNumbering(s string) (uidValidity, epoch uint32, err error) {
+	v, e, renumbered := strings.Cut(s, "-e")
+	uv, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, 0, fmt.Errorf("numbering %q: %w", s, err)
+	}
+	if !renumbered {
+		return uint32(uv), 0, nil
+	}
+	ep, err := strconv.ParseUint(e, 10, 32)
+	if err != nil || ep == 0 {
+		return 0, 0, fmt.Errorf("numbering %q: bad epoch", s)
+	}
+	return uint32(uv), uint32(ep), nil
 }
 
 // Key encodes s as one token of a JetStream key-value key, whose alphabet

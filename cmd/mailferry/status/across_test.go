@@ -59,8 +59,15 @@ func (r *rig) progress(p event.Progress) {
 // ledger stores the loader's folder entry.
 func (r *rig) ledger(mailbox, folder string, uidv uint32, st loader.FolderState) {
 	r.t.Helper()
+	r.ledgerEpoch(mailbox, folder, uidv, 0, st)
+}
+
+// ledgerEpoch stores the loader's folder entry of a folder renumbered
+// epoch times under uidv.
+func (r *rig) ledgerEpoch(mailbox, folder string, uidv, epoch uint32, st loader.FolderState) {
+	r.t.Helper()
 	b, _ := json.Marshal(st)
-	if _, err := r.b.Ledger.Put(r.ctx, loader.FolderKey(mailbox, folder, uidv), b); err != nil {
+	if _, err := r.b.Ledger.Put(r.ctx, loader.FolderKey(mailbox, folder, uidv, epoch), b); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -185,6 +192,10 @@ func TestDeadLettersAndLedgerFoldersAreCountedPerMailbox(t *testing.T) {
 	// A folder whose UIDVALIDITY changed counts by its newest entry.
 	r.ledger(a, "Junk", 1, loader.FolderState{Appended: 9, Loaded: 9, LoadedBytes: 900, NotMail: 5})
 	r.ledger(a, "Junk", 2, loader.FolderState{Appended: 2, Loaded: 2, LoadedBytes: 200, NotMail: 1})
+	// A folder renumbered under the same UIDVALIDITY and loaded again:
+	// its newest numbering counts what it holds now.
+	r.ledgerEpoch(a, "Work", 4, 0, loader.FolderState{Appended: 4, Loaded: 4, LoadedBytes: 400})
+	r.ledgerEpoch(a, "Work", 4, 1, loader.FolderState{Appended: 1, Present: 4, Loaded: 5, LoadedBytes: 500})
 	// An entry written before the running totals existed.
 	r.ledger(a, "Old", 1, loader.FolderState{Appended: 3, Present: 1})
 	r.dead(a, 11)
@@ -192,8 +203,8 @@ func TestDeadLettersAndLedgerFoldersAreCountedPerMailbox(t *testing.T) {
 	r.dead(b, 1)
 	st := r.read(a, b)
 	m := st.Mailboxes[0]
-	if m.Loaded != 21 || m.Appended != 23 || m.LoadedBytes != 1700 || m.Dead != 2 || m.NotMail != 3 {
-		t.Errorf("%s: loaded %d appended %d bytes %d dead %d not mail %d, want 21 23 1700 2 3", a, m.Loaded, m.Appended, m.LoadedBytes, m.Dead, m.NotMail)
+	if m.Loaded != 26 || m.Appended != 24 || m.LoadedBytes != 2200 || m.Dead != 2 || m.NotMail != 3 {
+		t.Errorf("%s: loaded %d appended %d bytes %d dead %d not mail %d, want 26 24 2200 2 3", a, m.Loaded, m.Appended, m.LoadedBytes, m.Dead, m.NotMail)
 	}
 	var text strings.Builder
 	st.WriteText(&text)
@@ -203,12 +214,12 @@ func TestDeadLettersAndLedgerFoldersAreCountedPerMailbox(t *testing.T) {
 	if m := st.Mailboxes[1]; m.Dead != 1 || m.Loaded != 0 || m.Phase != PhaseUnknown {
 		t.Errorf("%s: dead %d loaded %d phase %s, want 1 dead, nothing loaded, not queued", b, m.Dead, m.Loaded, m.Phase)
 	}
-	if st.Totals.Dead != 3 || st.Totals.Loaded != 21 {
-		t.Errorf("totals %+v, want 3 dead, 21 loaded", st.Totals)
+	if st.Totals.Dead != 3 || st.Totals.Loaded != 26 {
+		t.Errorf("totals %+v, want 3 dead, 26 loaded", st.Totals)
 	}
 	var decoded Status
 	raw, _ := json.Marshal(st)
-	if err := json.Unmarshal(raw, &decoded); err != nil || decoded.Mailboxes[0].Dead != 2 || decoded.Mailboxes[0].LoadedBytes != 1700 {
+	if err := json.Unmarshal(raw, &decoded); err != nil || decoded.Mailboxes[0].Dead != 2 || decoded.Mailboxes[0].LoadedBytes != 2200 {
 		t.Errorf("status -json does not carry the counts: %s", raw)
 	}
 }

@@ -45,7 +45,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -263,8 +262,10 @@ func (s *Status) add(m Mailbox) {
 
 // folderCounts are the counts of a ledger folder entry that status sums.
 type folderCounts struct {
-	uidValidity uint64
-	st          loader.FolderState
+	uidValidity uint32
+	// epoch is the numbering's under uidValidity (subject.Numbering).
+	epoch uint32
+	st    loader.FolderState
 }
 
 // readLedger sums the loader's folder entries per mailbox (keyed by
@@ -307,12 +308,12 @@ func readLedger(ctx context.Context, js jetstream.JetStream, boxes []job.Mailbox
 		if e == nil {
 			break // every entry read
 		}
-		// fld.<mailbox>.<folder>.<uidvalidity>, each part a subject.Key
+		// fld.<mailbox>.<folder>.<numbering>, each part a subject.Key
 		parts := strings.Split(e.Key(), ".")
 		if len(parts) != 4 {
 			continue
 		}
-		uidv, err := strconv.ParseUint(parts[3], 10, 32)
+		uidv, epoch, err := subject.ParseNumbering(parts[3])
 		if err != nil {
 			continue
 		}
@@ -321,8 +322,10 @@ func readLedger(ctx context.Context, js jetstream.JetStream, boxes []job.Mailbox
 			return nil, fmt.Errorf("read ledger %s: %w", e.Key(), err)
 		}
 		k := [2]string{parts[1], parts[2]}
-		if old, ok := latest[k]; !ok || uidv >= old.uidValidity {
-			latest[k] = folderCounts{uidv, st}
+		// The newest numbering: a folder renumbered and loaded again
+		// counts what it holds now, found present or appended.
+		if old, ok := latest[k]; !ok || uidv > old.uidValidity || uidv == old.uidValidity && epoch >= old.epoch {
+			latest[k] = folderCounts{uidv, epoch, st}
 		}
 	}
 	for k, f := range latest {

@@ -627,16 +627,25 @@ func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGro
 	}
 	copies := map[copyKey]recorded{}
 	copyOf := map[uint32]loader.Landing{} // by target UID
+	var renumbered []loader.Landing
 	for _, l := range landed {
 		// Only what the ledger says of these very folders counts: a
 		// folder recreated on either side has new UIDs.
 		v, ok := srcValidity[l.Folder]
-		if ok && v == l.UIDValidity && l.TargetFolder == g.target && sel != nil && l.TargetUIDValidity == sel.UIDValidity {
-			copies[copyKey{l.Folder, l.UID}] = recorded{uid: l.TargetUID, stored: l.StoredSHA256}
-			copyOf[l.TargetUID] = l
+		if !ok || v != l.UIDValidity || l.TargetFolder != g.target || sel == nil || l.TargetUIDValidity != sel.UIDValidity {
+			continue
 		}
+		if l.Renumbered {
+			renumbered = append(renumbered, l)
+			continue
+		}
+		copies[copyKey{l.Folder, l.UID}] = recorded{uid: l.TargetUID, stored: l.StoredSHA256}
+		copyOf[l.TargetUID] = l
 	}
 	fr.Differences = diff(want, got, copies)
+	if bindRenumbered(fr.Differences, want, renumbered, copies, copyOf) {
+		fr.Differences = diff(want, got, copies)
+	}
 	fr.Differences, fr.DeletedAtSource = splitDeleted(fr.Differences, copyOf, present)
 	fr.Differences, fr.NewAtTarget = splitNew(fr.Differences, o.newAfter)
 	fr.Differences, fr.NewAtSource = splitNewAtSource(fr.Differences, o.newAtSource)
@@ -656,6 +665,50 @@ func compareFolder(ctx context.Context, src, tgt *imapclient.Client, g folderGro
 	return fr, nil
 }
 
+// bindRenumbered pairs the copies the ledger recorded under a folder's
+// older numbering (renumbered: the folder was renumbered under the same
+// UIDVALIDITY since, and extracted again) with the source messages as
+// they are numbered now, by content, as far as ds (the differences
+// without them) needs it: a copy that is extra is bound to a missing
+// source message of its folder with its source's hash (an altered copy:
+// paired then as the loader recorded it), or else taken for the copy of
+// a message deleted at the source since (copyOf gets it with UID 0). A
+// copy the comparison paired already needs nothing. It reports whether
+// it added to copies (the comparison must then run again).
+func bindRenumbered(ds []Diff, want map[string][]fingerprint, renumbered []loader.Landing, copies map[copyKey]recorded, copyOf map[uint32]loader.Landing) bool {
+	if len(renumbered) == 0 {
+		return false
+	}
+	extra := map[uint32]bool{}
+	missing := map[copyKey]bool{}
+	for _, d := range ds {
+		switch d.Kind {
+		case KindExtra:
+			extra[d.UID] = true
+		case KindMissing:
+			missing[copyKey{d.Folder, d.UID}] = true
+		}
+	}
+	bound := false
+	for _, l := range renumbered {
+		if _, ok := copyOf[l.TargetUID]; ok || !extra[l.TargetUID] {
+			continue
+		}
+		l.UID = 0
+		for _, fp := range want[l.SHA256] {
+			k := copyKey{fp.folder, fp.uid}
+			if _, taken := copies[k]; fp.folder == l.Folder && missing[k] && !taken {
+				l.UID = fp.uid
+				copies[k] = recorded{uid: l.TargetUID, stored: l.StoredSHA256}
+				bound = true
+				break
+			}
+		}
+		copyOf[l.TargetUID] = l
+	}
+	return bound
+}
+
 // splitDeleted takes out of ds the extra messages that the ledger names
 // (copyOf, by target UID) as the copy of a source message that its
 // folder no longer holds (present): deleted at the source after the copy.
@@ -670,6 +723,9 @@ func splitDeleted(ds []Diff, copyOf map[uint32]loader.Landing, present map[copyK
 		}
 		d.Kind, d.sourceSHA256, d.sourceFolder = KindDeletedAtSource, l.SHA256, l.Folder
 		d.Got = fmt.Sprintf("copy of source %q uid %d (uidvalidity %d), which the source no longer holds", l.Folder, l.UID, l.UIDValidity)
+		if l.Renumbered {
+			d.Got = fmt.Sprintf("copy of a message of source %q (uidvalidity %d) as numbered before the folder was renumbered, which the source no longer holds", l.Folder, l.UIDValidity)
+		}
 		deleted = append(deleted, d)
 	}
 	return diffs, deleted
