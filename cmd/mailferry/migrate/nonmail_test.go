@@ -200,7 +200,7 @@ func readBack(ctx context.Context, t *testing.T, cfg *config.Config, user string
 		if f.Name != "INBOX" {
 			continue
 		}
-		ent, err := kvjson.Get[loader.FolderState](ctx, b.Ledger, loader.FolderKey(user, "INBOX", f.UIDValidity))
+		ent, err := kvjson.Get[loader.FolderState](ctx, b.Ledger, loader.FolderKey(user, "INBOX", f.UIDValidity, f.Epoch))
 		if err != nil {
 			t.Fatal(err)
 		}
