@@ -331,7 +331,21 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 					return err
 				}
 			}
-			return job.Publish(ctx, b.JS, &job.Job{Mailbox: job.Mailbox{SourceUser: "dora@old.test", TargetUser: "dora@new.test"}, Pass: "signin-1"})
+			if err := job.Publish(ctx, b.JS, &job.Job{Mailbox: job.Mailbox{SourceUser: "dora@old.test", TargetUser: "dora@new.test"}, Pass: "signin-1"}); err != nil {
+				return err
+			}
+			// Whether the extractors took up the mailbox's newest job.
+			st, err := b.JS.Stream(ctx, broker.StreamJobs)
+			if err != nil {
+				return err
+			}
+			if _, err := st.GetLastMsgForSubject(ctx, subject.Job("dora@old.test")); err != nil {
+				return fmt.Errorf("read the newest job: %w", err)
+			}
+			if _, err := b.JS.Consumer(ctx, broker.StreamJobs, "extractor"); err != nil {
+				return fmt.Errorf("the extractors' position: %w", err)
+			}
+			return nil
 		}},
 	}
 	for _, c := range allowed {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,9 +12,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth/signin"
+	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/sourcecred"
+	"github.com/mailferry/mailferry/shared/subject"
 )
 
 // handOffTimeout bounds one hand-off, which outlives the request that
@@ -58,6 +61,15 @@ func (h *sourceHandOff) HandOff(ctx context.Context, email, password string) {
 	if !created {
 		return
 	}
+	switch queued, err := h.queuedPass(ctx, mb.SourceUser); {
+	case err != nil:
+		h.log.Warn().Err(err).Str("mailbox", mb.SourceUser).Msg("cannot tell whether a pass of the mailbox waits in the queue: queuing one")
+	case queued != "":
+		// A pass not taken up yet (a campaign's, say) will find the
+		// credential; one of the sign-in's would supersede it.
+		h.log.Info().Str("email", email).Str("mailbox", mb.SourceUser).Str("pass", queued).Msg("source credential handed off by the user's sign-in: the mailbox's queued pass will use it")
+		return
+	}
 	pass := SignInPassPrefix + nuid.Next()
 	// The event first, as the orchestrators do: the pass is seen to
 	// begin even if this process dies before the job is out.
@@ -76,6 +88,42 @@ func (h *sourceHandOff) HandOff(ctx context.Context, email, password string) {
 	}
 	h.log.Info().Str("email", email).Str("mailbox", mb.SourceUser).Str("pass", pass).Msg("source credential handed off by the user's sign-in: migration queued")
 }
+
+// queuedPass is the pass of mailbox's newest job when the extractors have
+// not taken it up yet ("" when there is none, or it was taken up).
+func (h *sourceHandOff) queuedPass(ctx context.Context, mailbox string) (string, error) {
+	st, err := h.js.Stream(ctx, broker.StreamJobs)
+	if err != nil {
+		return "", fmt.Errorf("jobs stream: %w", err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject.Job(mailbox))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("newest job of %s: %w", mailbox, err)
+	}
+	j, err := job.Decode(m.Data)
+	if err != nil {
+		return "", err
+	}
+	cons, err := h.js.Consumer(ctx, broker.StreamJobs, extractorConsumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		// No extractor ever ran: the job waits for the first.
+		return j.Pass, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("the extractors' jobs consumer: %w", err)
+	}
+	if m.Sequence > cons.CachedInfo().Delivered.Stream {
+		return j.Pass, nil
+	}
+	return "", nil
+}
+
+// extractorConsumer is the extractors' durable consumer of the jobs
+// stream (services/extractor).
+const extractorConsumer = "extractor"
 
 // mailboxOf is the row of the mailboxes file whose target is email (nil
 // when none is).

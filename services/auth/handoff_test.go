@@ -17,6 +17,7 @@ import (
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/sourcecred"
 	"github.com/mailferry/mailferry/shared/subject"
 )
@@ -178,5 +179,47 @@ func TestTheAuthServiceRefusesAKeyOthersMayReadOrNoMailboxesFile(t *testing.T) {
 	var ce *command.ConfigError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "mode 0644") {
 		t.Fatalf("a key others may read: %v, want a configuration error naming its mode", err)
+	}
+}
+
+func TestASignInWhileTheMailboxsPassWaitsQueuesNoOtherPass(t *testing.T) {
+	h, b, logs := handOffFixture(t)
+	ctx := authtest.Context(t, time.Minute)
+	bob := job.Mailbox{SourceUser: "bob@company", TargetUser: "bob@example.com"}
+	if err := job.Publish(ctx, b.JS, &job.Job{Mailbox: bob, Pass: "campaign-1"}); err != nil {
+		t.Fatal(err)
+	}
+	// No extractor has taken it up yet (none ran at all).
+	h.HandOff(ctx, "bob@example.com", bobLegacy)
+	if jobs, queued := jobsOf(t, b, "bob@company"); jobs != 1 || queued != 0 {
+		t.Fatalf("%d jobs, %d queued events: the waiting pass was superseded", jobs, queued)
+	}
+	if has, err := sourcecred.Has(ctx, h.store.KV, "bob@company"); err != nil || !has {
+		t.Fatalf("no credential for the waiting pass: %v %v", has, err)
+	}
+	if !strings.Contains(logs.String(), "queued pass will use it") {
+		t.Errorf("not logged:\n%s", logs.String())
+	}
+	// Once an extractor took the job up (and failed it for want of the
+	// credential), a later hand-off queues a pass of its own.
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, broker.StreamJobs, jetstream.ConsumerConfig{Durable: extractorConsumer, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: subject.JobPrefix + ".>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range msgs.Messages() {
+		if err := m.Term(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sourcecred.Forget(ctx, h.store.KV, "bob@company"); err != nil {
+		t.Fatal(err)
+	}
+	h.HandOff(ctx, "bob@example.com", bobLegacy)
+	if jobs, queued := jobsOf(t, b, "bob@company"); jobs != 2 || queued != 1 {
+		t.Fatalf("%d jobs, %d queued events after the taken-up pass; want 2 and 1", jobs, queued)
 	}
 }
