@@ -16,6 +16,7 @@ import (
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/daemon"
+	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/metrics"
 )
 
@@ -266,7 +267,16 @@ func runCutoverStatus(ctx context.Context, s *session, only []string, asJSON, wa
 		return err
 	}
 	defer b.Close()
-	return show(ctx, s.stdout, asJSON, watch, func() (textWriter, error) { return cutover.ReadStatus(ctx, store, only) })
+	// The mailboxes waiting for their user's sign-in are told from the
+	// inventory; without one (a status read elsewhere) they are not.
+	boxes, invErr := job.ReadInventory(s.cfg.Mailboxes.File)
+	return show(ctx, s.stdout, asJSON, watch, func() (textWriter, error) {
+		st, err := cutover.ReadStatus(ctx, store, only)
+		if err == nil && invErr == nil {
+			err = st.MarkWaiting(ctx, b.JS, s.cfg, boxes)
+		}
+		return st, err
+	})
 }
 
 func applyOperatorFact(ctx context.Context, s *session, names []string, f campaign.Fact) error {

@@ -82,7 +82,7 @@ func runCutoverPlan(ctx context.Context, s *session, asJSON bool) error {
 	}
 	st := plan.OpenState(ctx, cfg.NATS, log)
 	defer st.Close()
-	o.Phases, o.Notes, o.Throughput = st.Phases, st.Notes, plan.Default()
+	o.Phases, o.Notes, o.Throughput, o.Credentials = st.Phases, st.Notes, plan.Default(), st.JS
 	if st.LoginFailures != nil {
 		o.Logins = loginlimit.New(st.LoginFailures, "source", cfg.Source.MaxLoginFailures, nil)
 	}

@@ -359,7 +359,13 @@ func runStatus(ctx context.Context, s *session, asJSON, watch bool) error {
 		return err
 	}
 	defer b.Close()
-	return show(ctx, s.stdout, asJSON, watch, func() (textWriter, error) { return status.Read(ctx, b, boxes) })
+	return show(ctx, s.stdout, asJSON, watch, func() (textWriter, error) {
+		st, err := status.Read(ctx, b, boxes)
+		if err == nil {
+			err = st.MarkWaiting(ctx, b.JS, s.cfg, boxes)
+		}
+		return st, err
+	})
 }
 
 func runDashboard(ctx context.Context, s *session) error {

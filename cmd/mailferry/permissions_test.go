@@ -25,7 +25,9 @@ import (
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/loginlimit"
+	"github.com/mailferry/mailferry/shared/sourcecred"
 	"github.com/mailferry/mailferry/shared/subject"
 	"github.com/mailferry/mailferry/shared/testenv/proc"
 	"github.com/mailferry/mailferry/shared/testenv/syncbuf"
@@ -160,6 +162,19 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 	if _, err := op.Bodies.PutBytes(ctx, "body-1", bytes.Repeat([]byte("x"), 300_000)); err != nil {
 		t.Fatal(err)
 	}
+	// A source password handed over at sign-in, for the extractor to
+	// read and delete.
+	credKey, err := sourcecred.ParseKey([]byte(sourcecred.NewKeyText()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	credKV, err := op.JS.KeyValue(ctx, broker.BucketSourceCredentials)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&sourcecred.Store{KV: credKV, Key: credKey}).HandOff(ctx, "carl@old.test", "his legacy pw"); err != nil {
+		t.Fatal(err)
+	}
 
 	allowed := []struct {
 		user string
@@ -196,6 +211,16 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 			}
 			if err := b.Conn.Publish(subject.Progress("extractor", "anna@old.test"), []byte("{}")); err != nil {
 				return err
+			}
+			kv, err := sourcecred.Bind(ctx, b.JS)
+			if err != nil {
+				return err
+			}
+			if pw, err := (&sourcecred.Store{KV: kv, Key: credKey}).Password(ctx, "carl@old.test"); err != nil || pw != "his legacy pw" {
+				return fmt.Errorf("read a handed-over source password: %w", err)
+			}
+			if n, err := sourcecred.Forget(ctx, kv, "carl@old.test"); err != nil || n != 1 {
+				return fmt.Errorf("delete a handed-over source password (%d): %w", n, err)
 			}
 			return takeJob(ctx, b, "extractor")
 		}},
@@ -288,8 +313,39 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 			if _, err := limits.Admit(ctx, "anna@new.test", "192.0.2.1"); err != nil {
 				return fmt.Errorf("rate limit: %w", err)
 			}
-			_, err = b.JS.Publish(ctx, subject.Event("auth.password_changed", "anna@new.test"), []byte("{}"))
-			return err
+			if _, err = b.JS.Publish(ctx, subject.Event("auth.password_changed", "anna@new.test"), []byte("{}")); err != nil {
+				return err
+			}
+			// With auth.source_credentials: the proven legacy password
+			// sealed into its bucket, and the mailbox's pass queued.
+			if err := b.Use(ctx, broker.Needs{Writes: []string{broker.BucketSourceCredentials}}); err != nil {
+				return err
+			}
+			kv, err := b.JS.KeyValue(ctx, broker.BucketSourceCredentials)
+			if err != nil {
+				return err
+			}
+			cs := &sourcecred.Store{KV: kv, Key: credKey}
+			for range 2 { // the second finds it stored: a read
+				if _, err := cs.HandOff(ctx, "dora@old.test", "her legacy pw"); err != nil {
+					return err
+				}
+			}
+			if err := job.Publish(ctx, b.JS, &job.Job{Mailbox: job.Mailbox{SourceUser: "dora@old.test", TargetUser: "dora@new.test"}, Pass: "signin-1"}); err != nil {
+				return err
+			}
+			// Whether the extractors took up the mailbox's newest job.
+			st, err := b.JS.Stream(ctx, broker.StreamJobs)
+			if err != nil {
+				return err
+			}
+			if _, err := st.GetLastMsgForSubject(ctx, subject.Job("dora@old.test")); err != nil {
+				return fmt.Errorf("read the newest job: %w", err)
+			}
+			if _, err := b.JS.Consumer(ctx, broker.StreamJobs, "extractor"); err != nil {
+				return fmt.Errorf("the extractors' position: %w", err)
+			}
+			return nil
 		}},
 	}
 	for _, c := range allowed {
@@ -329,6 +385,25 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 		}},
 		{"extractor", "publish a DNS event's dead letter", subject.DeadPrefix, func(ctx context.Context, b *broker.Broker) error {
 			_, err := b.JS.Publish(ctx, subject.Dead("anna@old.test"), []byte("{}"))
+			return err
+		}},
+		{"loader", "read a source password handed over at sign-in", "$JS.API.DIRECT.GET.KV_mf_source_credentials", func(ctx context.Context, b *broker.Broker) error {
+			kv, err := b.JS.KeyValue(ctx, broker.BucketSourceCredentials)
+			if err != nil {
+				return err
+			}
+			_, err = kv.Get(ctx, sourcecred.KeyOf("anna@old.test"))
+			return err
+		}},
+		{"dnsctl", "write a source password", "$KV.mf_source_credentials.", func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.Publish(ctx, "$KV.mf_source_credentials."+sourcecred.KeyOf("anna@old.test"), []byte("x"))
+			return err
+		}},
+		{"extractor", "declare the source credentials bucket", "$JS.API.STREAM.UPDATE.KV_mf_source_credentials", func(ctx context.Context, b *broker.Broker) error {
+			return b.Use(ctx, broker.Needs{Writes: []string{broker.BucketSourceCredentials}})
+		}},
+		{"auth", "queue a loader-only job", subject.JobPrefix, func(ctx context.Context, b *broker.Broker) error {
+			_, err := b.JS.Publish(ctx, subject.LoaderJob("anna@old.test"), []byte("{}"))
 			return err
 		}},
 		{"auth", "read the mail stream", "$JS.API.CONSUMER.CREATE.MF_MAIL", func(ctx context.Context, b *broker.Broker) error {

@@ -133,6 +133,9 @@ func verifyBoxes(ctx context.Context, cfg *config.Config, log zerolog.Logger, bo
 		if tokens != nil {
 			opts = append(opts, tokens)
 		}
+		// Mailboxes without a source password file log in with what
+		// their users handed over at sign-in.
+		opts = append(opts, verify.SourceCredentials(b.JS))
 		if err := b.Use(ctx, broker.Needs{Reads: []string{broker.BucketLedger}}); err != nil {
 			log.Warn().Err(err).Msg("no ledger: verifying without the loader's ledger")
 		} else {

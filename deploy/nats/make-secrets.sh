@@ -7,7 +7,13 @@
 #   DIR/nats-USER.password  each user's password, for the nats.password_file
 #                           of the service that signs in as USER
 #                           (extractor, loader, dnsctl, auth, operator,
-#                           cutover, delta).
+#                           cutover, delta);
+#   DIR/source-credential.key  the key (32 random bytes, 64 hex digits)
+#                           that seals the source passwords users hand
+#                           over at sign-in: auth.source_credentials.key_file
+#                           of the auth service and source.credential_key_file
+#                           of the extractor (and of the operator's verify,
+#                           cutover plan); copy it to those machines only.
 # Every file is mode 0600. The HOST:PORTs are the nodes' cluster addresses
 # (for the deployment in this directory: nats1.internal:6222
 # nats2.internal:6222 nats3.internal:6222). Copy the same secrets.conf to
@@ -18,7 +24,7 @@ set -eu
 [ $# -ge 2 ] || { echo "usage: $0 DIR HOST:PORT..." >&2; exit 2; }
 dir=$1; shift
 users="extractor loader dnsctl auth operator cutover delta"
-for f in secrets.conf passwords.conf $(for u in $users; do echo "nats-$u.password"; done); do
+for f in secrets.conf passwords.conf source-credential.key $(for u in $users; do echo "nats-$u.password"; done); do
 	[ ! -e "$dir/$f" ] || { echo "$dir/$f exists: not overwritten" >&2; exit 1; }
 done
 # A letter first: nats-server's parser reads an unquoted value that
@@ -41,3 +47,5 @@ route=$(pw)
 	for hp in "$@"; do echo "  \"nats-route://route:$route@$hp\""; done
 	echo "]"
 } >"$dir/secrets.conf"
+od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$dir/source-credential.key"
+echo >>"$dir/source-credential.key"

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/mailferry/mailferry/services/auth/authconfig"
@@ -35,6 +36,7 @@ import (
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/metrics"
+	"github.com/mailferry/mailferry/shared/sourcecred"
 )
 
 // ServiceName is the service's name in logs and events.
@@ -183,7 +185,16 @@ func (s *Service) Run(ctx context.Context) error {
 	if !a.Configured() {
 		return ErrNotConfigured
 	}
-	if err := s.Broker.Await(ctx, s.Log, Needs); err != nil {
+	needs := Needs
+	var key *sourcecred.Key
+	if a.SourceCredentials.Enabled() {
+		// Refused here, before any sign-in: a key others may read.
+		if key, err = sourcecred.LoadKey(a.SourceCredentials.KeyFile); err != nil {
+			return &command.ConfigError{Err: fmt.Errorf("%s.source_credentials: %w", authconfig.Section, err)}
+		}
+		needs.Writes = append(slices.Clip(needs.Writes), broker.BucketSourceCredentials)
+	}
+	if err := s.Broker.Await(ctx, s.Log, needs); err != nil {
 		return err
 	}
 	for name, check := range peerChecks(a) {
@@ -215,6 +226,19 @@ func (s *Service) Run(ctx context.Context) error {
 	if a.LegacyIMAP.Address != "" {
 		opts.Legacy = legacyimap.New(a.LegacyIMAP)
 	}
+	if key != nil {
+		kv, err := s.Broker.JS.KeyValue(ctx, broker.BucketSourceCredentials)
+		if err != nil {
+			return fmt.Errorf("bind bucket %s: %w", broker.BucketSourceCredentials, s.Broker.Explain(err))
+		}
+		if opts.Legacy != nil {
+			// The mailboxes this hands off are proven at the legacy
+			// server with their source login.
+			opts.Legacy = sourceLogins{LegacyVerifier: opts.Legacy, mailboxes: s.Config.Mailboxes.File}
+		}
+		opts.HandOff = &sourceHandOff{mailboxes: s.Config.Mailboxes.File, store: &sourcecred.Store{KV: kv, Key: key},
+			js: s.Broker.JS, events: opts.Events, log: s.Log}
+	}
 	proxies, err := authconfig.ParsePrefixes(a.TrustedProxies)
 	if err != nil {
 		return fmt.Errorf("auth.trusted_proxies: %w", err)
@@ -232,7 +256,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	s.Log.Info().Str("listen", ln.Addr().String()).Bool("tls", a.TLS.Enabled()).Str("provider", target.Name()).
-		Bool("legacy_imap", opts.Legacy != nil).Msg("auth service listening")
+		Bool("legacy_imap", opts.Legacy != nil).Bool("source_credentials", opts.HandOff != nil).Msg("auth service listening")
 	if s.Ready != nil {
 		s.Ready(ln.Addr().String())
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/mailferry/mailferry/shared/loginlimit"
 	"github.com/mailferry/mailferry/shared/metrics"
 	"github.com/mailferry/mailferry/shared/record"
+	"github.com/mailferry/mailferry/shared/sourcecred"
 )
 
 // Service is the extractor.
@@ -117,10 +118,28 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 			event.FailedData{Pass: j.Pass, Phase: event.PhaseExtracting, Reason: err.Error(), Retried: retried}))
 	})
 	err = job.Unannounced(err, unannounced)
+	if err == nil && j.LastExtraction && sourcecred.NeedsCredential(s.Config, j.SourcePasswordFile) {
+		s.forgetCredential(ctx, j, log)
+	}
 	stopBeat()
 	<-beating
 	s.finalBeat(ctx, j, err, log)
 	return err
+}
+
+// forgetCredential deletes the source password the mailbox's user handed
+// over at sign-in, once its last extraction has run.
+func (s *Service) forgetCredential(ctx context.Context, j *job.Job, log zerolog.Logger) {
+	kv, err := sourcecred.Bind(ctx, s.Broker.JS)
+	if err == nil && kv != nil {
+		var n int
+		if n, err = sourcecred.Forget(ctx, kv, j.SourceUser); err == nil && n > 0 {
+			log.Info().Msg("source credential from the user's sign-in deleted: the mailbox's last extraction has run")
+		}
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("source credential from the user's sign-in not deleted after the last extraction: it expires with nats.source_credential_ttl")
+	}
 }
 
 // finalBeat tells a loader waiting for this pass's records how the job
@@ -150,7 +169,10 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 		return nil, errNoSettings
 	}
 	log := s.Log.With().Str("mailbox", j.SourceUser).Str("pass", j.Pass).Logger()
-	cred, err := imapdial.CredentialsFor(s.Config, "source", j.SourceUser, j.SourcePasswordFile)
+	cred, err := sourcecred.CredentialsFor(ctx, s.Broker.JS, s.Config, j.SourceUser, j.SourcePasswordFile)
+	if errors.Is(err, sourcecred.ErrUnavailable) {
+		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, errors.Join(err, job.ErrPermanent))
 	}

@@ -36,6 +36,14 @@ const BucketLoginFailures = "mf_login_failures"
 // it was written, whatever the token's own expiry says.
 const BucketTargetTokens = "mf_target_tokens"
 
+// BucketSourceCredentials holds the source passwords users proved at
+// sign-in, for mailboxes without a source password file
+// (shared/sourcecred): secrets, sealed with the operator's key, written
+// by the auth service and read by the extractor (and the operator's
+// verify and cutover plan). An entry lives at most
+// nats.source_credential_ttl.
+const BucketSourceCredentials = "mf_source_credentials"
+
 // TargetTokenTTL is the age at which the broker drops a stored token; a
 // token is asked for at most this long (config.OMA.TokenHours <= 24).
 const TargetTokenTTL = 24 * time.Hour
@@ -142,6 +150,13 @@ var resources = []resource{{
 	bucket: func(c config.NATS) jetstream.KeyValueConfig {
 		kv := fileBucket(c, BucketTargetTokens, "loader login tokens for the target, per mailbox (secrets)", 1)
 		kv.TTL = TargetTokenTTL
+		return kv
+	},
+}, {
+	name: BucketSourceCredentials, kind: KindBucket, owner: "the auth service creates it when auth.source_credentials.key_file is set; start it first or run migrate",
+	bucket: func(c config.NATS) jetstream.KeyValueConfig {
+		kv := fileBucket(c, BucketSourceCredentials, "source passwords users proved at sign-in, per mailbox (sealed secrets)", 1)
+		kv.TTL = c.SourceCredentialTTL.Std()
 		return kv
 	},
 }, {

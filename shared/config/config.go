@@ -116,6 +116,12 @@ type NATS struct {
 	// JobAckWait is how long a job stays with a worker that stopped
 	// answering (a killed process) before another worker gets it.
 	JobAckWait Duration `yaml:"job_ack_wait"`
+	// SourceCredentialTTL is how long a source password a user proved at
+	// sign-in (the mf_source_credentials bucket, shared/sourcecred) is
+	// kept at most when nothing deletes it sooner (default 72h). Only the
+	// process that declares the bucket reads it: the auth service, or the
+	// all-in-one migrate and nats runners.
+	SourceCredentialTTL Duration `yaml:"source_credential_ttl"`
 	// SyncAlways makes the embedded server fsync every write (for hosts
 	// that may lose power, not only processes that may die).
 	SyncAlways bool `yaml:"sync_always"`
@@ -157,6 +163,12 @@ type IMAP struct {
 	// see mailferry reach N. Counted on the source; the target's own
 	// logins are retried by their owners.
 	MaxLoginFailures int `yaml:"max_login_failures"`
+	// CredentialKeyFile (source only) is the operator's key (32 bytes:
+	// raw, hex or base64; mode 0600 or 0400) that opens the source
+	// passwords users proved at sign-in, for mailboxes without a
+	// source_password_file (shared/sourcecred). Empty: such mailboxes
+	// cannot be logged in to.
+	CredentialKeyFile string `yaml:"credential_key_file"`
 }
 
 // TLS modes of IMAP.TLS.
@@ -289,6 +301,9 @@ func (c *Config) defaults() {
 	if c.NATS.DedupWindow == 0 {
 		c.NATS.DedupWindow = Duration(time.Hour)
 	}
+	if c.NATS.SourceCredentialTTL == 0 {
+		c.NATS.SourceCredentialTTL = Duration(72 * time.Hour)
+	}
 	if c.NATS.JobAckWait == 0 {
 		c.NATS.JobAckWait = Duration(time.Minute)
 	}
@@ -353,7 +368,7 @@ func (c *Config) resolvePaths() {
 	for _, p := range []*string{
 		&c.NATS.DataDir, &c.NATS.CredsFile, &c.NATS.NKeyFile, &c.NATS.CAFile, &c.NATS.CertFile, &c.NATS.KeyFile,
 		&c.NATS.ListenCertFile, &c.NATS.ListenKeyFile, &c.NATS.PasswordFile,
-		&c.Source.MasterPasswordFile, &c.Source.CAFile,
+		&c.Source.MasterPasswordFile, &c.Source.CAFile, &c.Source.CredentialKeyFile,
 		&c.Target.MasterPasswordFile, &c.Target.CAFile,
 		&c.Target.OpenSRS.PasswordFile, &c.Target.OpenSRS.CAFile,
 		&c.Mailboxes.File,
@@ -377,6 +392,9 @@ func (c *Config) Validate() error {
 		}
 		if name == "source" && s.Auth == AuthToken {
 			return errors.New("source: auth token is for the target (OpenSRS): want master or user")
+		}
+		if name == "target" && s.CredentialKeyFile != "" {
+			return errors.New("target: credential_key_file is for the source (passwords users proved at sign-in)")
 		}
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -405,6 +423,9 @@ func (n *NATS) validate() error {
 	}
 	if set > 1 {
 		return errors.New("nats: user, creds_file and nkey_file are three ways to sign in: set one")
+	}
+	if n.SourceCredentialTTL < Duration(time.Hour) {
+		return fmt.Errorf("nats.source_credential_ttl %s: want at least 1h (a source password proved at sign-in must outlive the passes that use it)", n.SourceCredentialTTL.Std())
 	}
 	if p := n.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t") || strings.HasSuffix(p, ".") || strings.HasPrefix(p, ".") || strings.Contains(p, "..")) {
 		return fmt.Errorf("nats.inbox_prefix %q: want subject tokens separated by dots, without wildcards or spaces", p)

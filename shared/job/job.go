@@ -34,6 +34,11 @@ type Job struct {
 	Mailbox
 	Pass     string    `json:"pass"`
 	Enqueued time.Time `json:"enqueued"`
+	// LastExtraction says no extraction of the mailbox follows this pass
+	// (the delta pass after its domain's switch): once it has run, the
+	// extractor deletes the source password the mailbox's user handed
+	// over at sign-in (shared/sourcecred).
+	LastExtraction bool `json:"last_extraction,omitempty"`
 	// Retry, when set, makes this a job for the loader alone: append
 	// these dead-lettered records again.
 	Retry []RetryItem `json:"retry,omitempty"`

@@ -22,6 +22,7 @@ import (
 	"github.com/mailferry/mailferry/shared/campaign"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/sourcecred"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -184,7 +185,7 @@ func (t *term) verify(ctx context.Context, d campaign.Domain, act campaign.Actio
 func (t *term) verifyOptions(ctx context.Context, d campaign.Domain, act campaign.Action) ([]verify.Option, error) {
 	var opts []verify.Option
 	if t.o.Broker.Ledger != nil {
-		opts = append(opts, verify.WithLedger(t.o.Broker.Ledger), verify.SourceLogins(t.o.Broker.LoginFailures, t.o.Config))
+		opts = append(opts, verify.WithLedger(t.o.Broker.Ledger), verify.SourceLogins(t.o.Broker.LoginFailures, t.o.Config), verify.SourceCredentials(t.o.Broker.JS))
 	}
 	kv, err := verify.AcceptedBucket(ctx, t.o.Broker)
 	if err != nil {
@@ -357,6 +358,16 @@ func (t *term) after(ctx context.Context, d campaign.Domain, ttl, report bool) e
 			errs = append(errs, fmt.Errorf("restore the TTL of %s: %s: %s%s", d.Domain, res.Outcome, res.Reason, res.Error))
 		}
 	}
+	if report && d.Phase == campaign.Done {
+		// The domain's last pass and its verification, the last logins
+		// to its source mailboxes, are behind it: the passwords users
+		// handed over at sign-in go now, not when they expire. Before
+		// the report, which is written once: a failure here is tried
+		// again with it.
+		if err := t.forgetCredentials(ctx, d); err != nil {
+			return err
+		}
+	}
 	if report {
 		path, err := t.report(ctx, d.Domain)
 		if err != nil {
@@ -372,6 +383,20 @@ func (t *term) after(ctx context.Context, d campaign.Domain, ttl, report bool) e
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// forgetCredentials deletes the source credentials the users of d's
+// mailboxes handed over at sign-in (shared/sourcecred).
+func (t *term) forgetCredentials(ctx context.Context, d campaign.Domain) error {
+	kv, err := sourcecred.Bind(ctx, t.o.Broker.JS)
+	if err != nil || kv == nil {
+		return err
+	}
+	n, err := sourcecred.Forget(ctx, kv, d.Mailboxes...)
+	if n > 0 {
+		t.log.Info().Str("domain", d.Domain).Int("mailboxes", n).Msg("source credentials from the users' sign-ins deleted: the domain is done")
+	}
+	return err
 }
 
 // report writes the domain's report to the report directory and returns

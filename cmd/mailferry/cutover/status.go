@@ -8,7 +8,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/mailferry/mailferry/shared/campaign"
+	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/sourcecred"
 )
 
 // Status is where a campaign stands: `cutover status`.
@@ -16,6 +21,9 @@ type Status struct {
 	Domains []DomainStatus `json:"domains"`
 	// Totals counts the domains per phase.
 	Totals map[campaign.Phase]int `json:"totals"`
+	// WaitingForUser names the campaign's mailboxes waiting for their
+	// user's sign-in (see MarkWaiting).
+	WaitingForUser []string `json:"waiting_for_user,omitempty"`
 }
 
 // DomainStatus is one domain's line.
@@ -53,6 +61,37 @@ type MailboxStatus struct {
 	Dead     int64                 `json:"dead"`
 	// Differences is what the last verification found (nil: none ran).
 	Differences *int64 `json:"differences,omitempty"`
+	// WaitingForUser is set for a mailbox that cannot be read until its
+	// user signs in (see MarkWaiting).
+	WaitingForUser bool `json:"waiting_for_user,omitempty"`
+}
+
+// MarkWaiting marks the campaign's mailboxes waiting for their user: the
+// source has no password for them (boxes, the inventory, has no password
+// file; per-user source logins) and no user handed one over at sign-in
+// yet (shared/sourcecred), and they are not loaded or verified in their
+// domain's pass (their credential is deleted once the domain is done).
+func (s *Status) MarkWaiting(ctx context.Context, js jetstream.JetStream, cfg *config.Config, boxes []job.Mailbox) error {
+	names, err := sourcecred.Waiting(ctx, js, cfg, boxes)
+	if err != nil {
+		return err
+	}
+	waiting := map[string]bool{}
+	for _, n := range names {
+		waiting[n] = true
+	}
+	s.WaitingForUser = nil
+	for i := range s.Domains {
+		d := &s.Domains[i]
+		for j := range d.Mailboxes {
+			m := &d.Mailboxes[j]
+			m.WaitingForUser = waiting[m.Mailbox] && d.Phase != campaign.Done && m.Phase != campaign.BoxLoaded && m.Phase != campaign.BoxVerified
+			if m.WaitingForUser {
+				s.WaitingForUser = append(s.WaitingForUser, m.Mailbox)
+			}
+		}
+	}
+	return nil
 }
 
 // ReadStatus reads the campaign's records: every domain, or those named.
@@ -142,6 +181,9 @@ func (s *Status) WriteText(w io.Writer) {
 			if m.Dead > 0 {
 				phase += fmt.Sprintf(" (%d dead letters)", m.Dead)
 			}
+			if m.WaitingForUser {
+				phase += " (waiting for its user's sign-in)"
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t\t%d\t%d\t\n", m.Mailbox, phase, m.Messages, m.Bytes)
 		}
 	}
@@ -154,6 +196,9 @@ func (s *Status) WriteText(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "%d domains: %s\n", len(s.Domains), strings.Join(parts, ", "))
+	if len(s.WaitingForUser) > 0 {
+		fmt.Fprintf(w, "waiting for their user: %d (%s)\n", len(s.WaitingForUser), strings.Join(s.WaitingForUser, ", "))
+	}
 }
 
 func contains(set []string, s string) bool {

@@ -85,7 +85,8 @@ func (s *Scheduler) enqueue(ctx context.Context, domain string, d event.DNSSwitc
 		if !InDomain(mb.SourceUser, domain) && !InDomain(mb.TargetUser, domain) {
 			continue
 		}
-		if err := job.Publish(ctx, s.Broker.JS, &job.Job{Mailbox: mb, Pass: pass, Enqueued: time.Now().UTC()}); err != nil {
+		// The pass after the switch is the mailbox's last extraction.
+		if err := job.Publish(ctx, s.Broker.JS, &job.Job{Mailbox: mb, Pass: pass, Enqueued: time.Now().UTC(), LastExtraction: true}); err != nil {
 			return n, err
 		}
 		n++

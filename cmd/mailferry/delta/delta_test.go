@@ -94,6 +94,10 @@ func jobs(t *testing.T, ctx context.Context, b *broker.Broker) ([]string, time.T
 		if err := json.Unmarshal(m.Data(), &j); err != nil {
 			t.Fatal(err)
 		}
+		if !j.LastExtraction {
+			// It deletes a source password handed over at sign-in.
+			t.Errorf("the delta job of %s is not marked as its last extraction", j.SourceUser)
+		}
 		if meta, err := m.Metadata(); err == nil && first.IsZero() {
 			first = meta.Timestamp
 		}

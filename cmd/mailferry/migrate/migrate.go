@@ -219,7 +219,7 @@ func loadedPasses(boxes []job.Mailbox, progress []MailboxProgress) ([]job.Mailbo
 // reported as accepted; a bucket that cannot be read leaves them
 // differences.
 func verifyOptions(ctx context.Context, cfg *config.Config, b *broker.Broker, log zerolog.Logger) []verify.Option {
-	opts := []verify.Option{verify.WithLedger(b.Ledger), verify.SourceLogins(b.LoginFailures, cfg)}
+	opts := []verify.Option{verify.WithLedger(b.Ledger), verify.SourceLogins(b.LoginFailures, cfg), verify.SourceCredentials(b.JS)}
 	// The target's tokens (target.auth: token), as the loader logs in.
 	if tok, err := verify.TargetTokens(ctx, cfg, b, log); err != nil {
 		log.Error().Err(err).Msg("no target login tokens: the target cannot be verified")

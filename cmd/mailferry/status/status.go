@@ -53,9 +53,11 @@ import (
 	"github.com/mailferry/mailferry/services/loader"
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/campaign"
+	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
 	"github.com/mailferry/mailferry/shared/job"
 	"github.com/mailferry/mailferry/shared/lifecycle"
+	"github.com/mailferry/mailferry/shared/sourcecred"
 	"github.com/mailferry/mailferry/shared/subject"
 )
 
@@ -114,7 +116,10 @@ type Mailbox struct {
 	// and since when.
 	Waiting      string    `json:"waiting,omitempty"`
 	WaitingSince time.Time `json:"waiting_since,omitzero"`
-	Updated      time.Time `json:"updated,omitzero"`
+	// WaitingForUser is set for a mailbox that cannot be read until its
+	// user signs in (see MarkWaiting).
+	WaitingForUser bool      `json:"waiting_for_user,omitempty"`
+	Updated        time.Time `json:"updated,omitzero"`
 }
 
 // PassProgress is the newest pass's own counts, from its progress
@@ -151,8 +156,42 @@ type Status struct {
 	// Domains are the cutover campaign's domains of these mailboxes and
 	// their phases, as `cutover status` shows them (none without a
 	// campaign).
-	Domains []Domain  `json:"domains,omitempty"`
-	Time    time.Time `json:"time"`
+	Domains []Domain `json:"domains,omitempty"`
+	// WaitingForUser names the mailboxes waiting for their user's
+	// sign-in (see MarkWaiting).
+	WaitingForUser []string  `json:"waiting_for_user,omitempty"`
+	Time           time.Time `json:"time"`
+}
+
+// MarkWaiting marks the mailboxes waiting for their user: the source has
+// no password for them (no password file, per-user source logins) and no
+// user handed one over at sign-in yet (shared/sourcecred), and their
+// migration has not got past that (not queued, queued or failed: a
+// mailbox loaded or done had its credential, deleted after its last
+// pass).
+func (s *Status) MarkWaiting(ctx context.Context, js jetstream.JetStream, cfg *config.Config, boxes []job.Mailbox) error {
+	names, err := sourcecred.Waiting(ctx, js, cfg, boxes)
+	if err != nil {
+		return err
+	}
+	waiting := map[string]bool{}
+	for _, n := range names {
+		waiting[n] = true
+	}
+	s.WaitingForUser = nil
+	for i := range s.Mailboxes {
+		m := &s.Mailboxes[i]
+		switch m.Phase {
+		case PhaseUnknown, PhaseQueued, PhaseFailed:
+			m.WaitingForUser = waiting[m.Mailbox]
+		default:
+			m.WaitingForUser = false
+		}
+		if m.WaitingForUser {
+			s.WaitingForUser = append(s.WaitingForUser, m.Mailbox)
+		}
+	}
+	return nil
 }
 
 // Domain is a domain's phase in the cutover campaign.
@@ -542,6 +581,9 @@ func (s *Status) WriteText(w io.Writer) {
 		if m.Waiting != "" {
 			fmt.Fprintf(w, "    waiting: %s (since %s)\n", m.Waiting, m.WaitingSince.Format(time.RFC3339))
 		}
+		if m.WaitingForUser {
+			fmt.Fprintln(w, "    waiting for its user: no source password until they sign in on the change page")
+		}
 	}
 	fmt.Fprintf(w, "phases:")
 	for _, p := range []string{PhaseUnknown, PhaseQueued, PhaseExtracting, PhaseLoading, PhaseVerifying, PhaseDone, PhaseFailed} {
@@ -550,6 +592,9 @@ func (s *Status) WriteText(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	if len(s.WaitingForUser) > 0 {
+		fmt.Fprintf(w, "waiting for their user: %d (%s)\n", len(s.WaitingForUser), strings.Join(s.WaitingForUser, ", "))
+	}
 	for _, d := range s.Domains {
 		line := d.Domain + ": " + d.Phase
 		if d.Stopped != "" {

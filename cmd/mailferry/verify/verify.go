@@ -79,6 +79,7 @@ import (
 	"github.com/mailferry/mailferry/shared/kvjson"
 	"github.com/mailferry/mailferry/shared/loginlimit"
 	"github.com/mailferry/mailferry/shared/mailscan"
+	"github.com/mailferry/mailferry/shared/sourcecred"
 )
 
 // Report is the outcome for a set of mailboxes.
@@ -240,6 +241,7 @@ type options struct {
 	concurrency int
 	guard       imapdial.LoginGuard
 	tokens      *loader.Tokens
+	credentials jetstream.JetStream
 }
 
 // Concurrency bounds the mailboxes Mailboxes verifies at once (each holds
@@ -305,6 +307,14 @@ func SourceLogins(kv jetstream.KeyValue, cfg *config.Config) Option {
 			o.guard = loginlimit.New(kv, "source", cfg.Source.MaxLoginFailures, nil)
 		}
 	}
+}
+
+// SourceCredentials lets verify log in to a source mailbox that has no
+// password file with the password its user handed over at sign-in
+// (shared/sourcecred, read through js; source.credential_key_file opens
+// it).
+func SourceCredentials(js jetstream.JetStream) Option {
+	return func(o *options) { o.credentials = js }
 }
 
 // Mailboxes verifies each mailbox of the inventory, several at once (see
@@ -382,12 +392,12 @@ func compareMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, o o
 			return fmt.Errorf("read the loader's ledger: %w", err)
 		}
 	}
-	src, roles, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile, o.guard, nil)
+	src, roles, err := dial(ctx, cfg, "source", mb.SourceUser, mb.SourcePasswordFile, o.guard, nil, o.credentials)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	tgt, _, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile, nil, o.tokens)
+	tgt, _, err := dial(ctx, cfg, "target", mb.TargetUser, mb.TargetPasswordFile, nil, o.tokens, nil)
 	if err != nil {
 		return err
 	}
@@ -471,10 +481,12 @@ func movedAtSource(folders []FolderReport) {
 }
 
 // dial logs in to side as user: with the loader's tokens when the
-// target's auth is token (tokens set), else as configured, the login
-// limited by guard (nil: not limited). On the source it also returns the
-// folders' roles from XLIST, as the extractor learns them.
-func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string, guard imapdial.LoginGuard, tokens *loader.Tokens) (*imapclient.Client, imapdial.Roles, error) {
+// target's auth is token (tokens set), else as configured (a source
+// mailbox without a password file with the credential its user handed
+// over, read through creds), the login limited by guard (nil: not
+// limited). On the source it also returns the folders' roles from XLIST,
+// as the extractor learns them.
+func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string, guard imapdial.LoginGuard, tokens *loader.Tokens, creds jetstream.JetStream) (*imapclient.Client, imapdial.Roles, error) {
 	if side == "target" && cfg.Target.Auth == config.AuthToken {
 		if tokens == nil {
 			return nil, nil, errors.New("target auth token: verifying needs the broker (the loader's token bucket)")
@@ -486,7 +498,13 @@ func dial(ctx context.Context, cfg *config.Config, side, user, pwFile string, gu
 		})
 		return c, nil, err
 	}
-	cred, err := imapdial.CredentialsFor(cfg, side, user, pwFile)
+	var cred imapdial.Credentials
+	var err error
+	if side == "source" {
+		cred, err = sourcecred.CredentialsFor(ctx, creds, cfg, user, pwFile)
+	} else {
+		cred, err = imapdial.CredentialsFor(cfg, side, user, pwFile)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

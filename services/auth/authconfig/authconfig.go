@@ -35,6 +35,9 @@ func Load(cfg *config.Config) (*Auth, error) {
 	if err := a.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", Section, err)
 	}
+	if a.Configured() && a.SourceCredentials.Enabled() && cfg.Mailboxes.File == "" {
+		return nil, fmt.Errorf("%s.source_credentials.key_file needs mailboxes.file: it says which mailboxes wait for their user's password", Section)
+	}
 	if a.Provider == ProviderOpenSRS {
 		if err := a.OpenSRS.checkTarget(cfg.Target.Address); err != nil {
 			return nil, err
@@ -68,6 +71,11 @@ type Auth struct {
 	// stored hash by a LOGIN to the legacy server (its auth key is
 	// ignored: the user's own password is always used).
 	LegacyIMAP config.IMAP `yaml:"legacy_imap"`
+	// SourceCredentials, when its key file is set, hands the legacy
+	// password a user proves to the migration of their mailbox when the
+	// mailboxes file (mailboxes.file, needed then) has no source password
+	// for it (shared/sourcecred).
+	SourceCredentials SourceCredentials `yaml:"source_credentials"`
 	// Bucket is the JetStream key-value bucket of the accounts.
 	Bucket string `yaml:"bucket"`
 	TLS    TLS    `yaml:"tls"`
@@ -83,6 +91,17 @@ type Auth struct {
 	// RequestTimeout bounds one HTTP request, provider call included.
 	RequestTimeout config.Duration `yaml:"request_timeout"`
 }
+
+// SourceCredentials configures the hand-off of proven legacy passwords.
+type SourceCredentials struct {
+	// KeyFile is the operator's key (32 bytes: raw, hex or base64; mode
+	// 0600 or 0400) that seals them: the file the extractor's
+	// source.credential_key_file names.
+	KeyFile string `yaml:"key_file" config:"path"`
+}
+
+// Enabled reports whether proven passwords are handed off.
+func (s SourceCredentials) Enabled() bool { return s.KeyFile != "" }
 
 // Target providers of Auth.Provider.
 const (

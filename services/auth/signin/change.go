@@ -44,6 +44,8 @@ func (s *Service) ChangePassword(ctx context.Context, r ChangeRequest) (_ Result
 		return Result{}, s.failed(ctx, att, email, r.Client, "change", err, start)
 	}
 	s.succeeded(ctx, att, email, r.Client)
+	// Before the change: the proof is of the legacy password until then.
+	s.handOff(ctx, a, r.CurrentPassword)
 	// Hashed before the provider is asked: a busy service then changes
 	// nothing anywhere.
 	h, err := s.hash(ctx, r.NewPassword)

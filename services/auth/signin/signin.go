@@ -45,6 +45,15 @@ type LegacyVerifier interface {
 	Verify(ctx context.Context, user, password, client string) (bool, error)
 }
 
+// HandOff receives the legacy password a user just proved (at sign-in or
+// on the change page, before their first change: the password is still
+// the one the legacy server knows), for the migration of a mailbox whose
+// source credential nobody else has. It must not fail the request: what
+// goes wrong there is its own to log.
+type HandOff interface {
+	HandOff(ctx context.Context, email, password string)
+}
+
 // Target sets passwords at the new provider.
 type Target interface {
 	Name() string
@@ -154,6 +163,9 @@ type Options struct {
 	// Metrics counts sign-ins and password changes by outcome, and
 	// lockouts (nil: nothing is counted).
 	Metrics *metrics.Metrics
+	// HandOff, when set, receives each legacy password proved (see
+	// HandOff).
+	HandOff HandOff
 }
 
 // Service signs users in and changes their passwords.
@@ -214,8 +226,17 @@ func (s *Service) Login(ctx context.Context, email, password, client string) (_ 
 		return Result{}, s.failed(ctx, att, email, client, "login", err, start)
 	}
 	s.succeeded(ctx, att, email, client)
+	s.handOff(ctx, a, password)
 	s.opt.Log.Info().Str("email", email).Str("client", client).Bool("password_update_required", a.PasswordUpdateRequired()).Msg("sign-in")
 	return result(a), nil
+}
+
+// handOff gives password to the HandOff when it is still the legacy one:
+// the account never had a password set at the target.
+func (s *Service) handOff(ctx context.Context, a *account.Account, password string) {
+	if s.opt.HandOff != nil && a.PasswordUpdateRequired() {
+		s.opt.HandOff.HandOff(ctx, a.Email, password)
+	}
 }
 
 func result(a *account.Account) Result {

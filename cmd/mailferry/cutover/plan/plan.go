@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/dnsctl"
@@ -81,7 +82,11 @@ type Options struct {
 	// extractors' (loginlimit.Store): a plan must not lock an account
 	// whose password is wrong either.
 	Logins imapdial.LoginGuard
-	Log    zerolog.Logger
+	// Credentials, when set, reads the source passwords users handed
+	// over at sign-in, for mailboxes without a password file
+	// (shared/sourcecred).
+	Credentials jetstream.JetStream
+	Log         zerolog.Logger
 }
 
 // Plan is the dry run of a campaign.
@@ -197,7 +202,7 @@ func Make(ctx context.Context, o Options) (*Plan, error) {
 	read := o.Read
 	if read == nil {
 		read = func(ctx context.Context, cfg *config.Config, mb job.Mailbox) Mailbox {
-			return readMailboxGuarded(ctx, cfg, mb, o.Logins)
+			return readMailboxGuarded(ctx, cfg, mb, o.Logins, o.Credentials)
 		}
 	}
 	boxes := readAll(ctx, o, read)

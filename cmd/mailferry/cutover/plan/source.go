@@ -9,10 +9,12 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/job"
+	"github.com/mailferry/mailferry/shared/sourcecred"
 )
 
 // ReadMailbox counts mb's folders, messages and bytes on the source
@@ -24,22 +26,24 @@ import (
 // set and Make fills them in from the mean message size. An error is in
 // the result, with the mailbox named.
 func ReadMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox) Mailbox {
-	return readMailboxGuarded(ctx, cfg, mb, nil)
+	return readMailboxGuarded(ctx, cfg, mb, nil, nil)
 }
 
 // readMailboxGuarded is ReadMailbox with its login limited by guard (the
-// source's refused logins, shared with the extractors; nil: none).
-func readMailboxGuarded(ctx context.Context, cfg *config.Config, mb job.Mailbox, guard imapdial.LoginGuard) Mailbox {
+// source's refused logins, shared with the extractors; nil: none), a
+// mailbox without a password file logging in with the credential its
+// user handed over (read through creds; nil: none).
+func readMailboxGuarded(ctx context.Context, cfg *config.Config, mb job.Mailbox, guard imapdial.LoginGuard, creds jetstream.JetStream) Mailbox {
 	m := Mailbox{Mailbox: mb.SourceUser}
-	if err := readMailbox(ctx, cfg, mb, guard, &m); err != nil {
+	if err := readMailbox(ctx, cfg, mb, guard, creds, &m); err != nil {
 		// One line: errors.Join and imapdial's refusals join with newlines.
 		m = Mailbox{Mailbox: mb.SourceUser, Error: strings.ReplaceAll(err.Error(), "\n", "; ")}
 	}
 	return m
 }
 
-func readMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, guard imapdial.LoginGuard, m *Mailbox) error {
-	cred, err := imapdial.CredentialsFor(cfg, "source", mb.SourceUser, mb.SourcePasswordFile)
+func readMailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, guard imapdial.LoginGuard, creds jetstream.JetStream, m *Mailbox) error {
+	cred, err := sourcecred.CredentialsFor(ctx, creds, cfg, mb.SourceUser, mb.SourcePasswordFile)
 	if err != nil {
 		return err
 	}

@@ -27,8 +27,11 @@ type State struct {
 	// keep (nil when the broker could not give it: the plan's logins are
 	// then not limited, and a note says so).
 	LoginFailures jetstream.KeyValue
-	Notes         []string
-	b             *broker.Broker
+	// JS reads the source passwords users handed over at sign-in (nil
+	// without a broker).
+	JS    jetstream.JetStream
+	Notes []string
+	b     *broker.Broker
 }
 
 // Close lets go of the broker, if one was opened.
@@ -64,7 +67,7 @@ func OpenState(ctx context.Context, cfg config.NATS, log zerolog.Logger) *State 
 		s.Notes = append(s.Notes, fmt.Sprintf("no broker data in %s yet: no campaign phases, default throughput", cfg.DataDir))
 		return s
 	}
-	s.b = b
+	s.b, s.JS = b, b.JS
 	var missing *broker.MissingError
 	switch err := b.Use(ctx, broker.Needs{Reads: []string{broker.BucketCampaign}}); {
 	case errors.As(err, &missing):
