@@ -6,10 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -122,85 +119,14 @@ func TestAFolderRenumberedUnderTheSameUIDValidityLosesAndDuplicatesNothing(t *te
 	t.Logf("report:\n%s", text.String())
 }
 
-// renumberFolder gives the messages of folder new UIDs (newUID: old UID
-// to new) under the same UIDVALIDITY and sets its next UID, by rewriting
-// the folder's dovecot-uidlist ("3 V<uidvalidity> N<next uid> G<guid>",
-// then "<uid> <fields> :<file name>" per message) and removing its index
-// files, from which Dovecot would otherwise keep the old UIDs. No session
-// may have the folder open. It returns the folder's UIDVALIDITY.
+// renumberFolder is dovecottest's Renumber, failing the test on error.
 func renumberFolder(t *testing.T, s *dovecottest.Server, user, folder string, newUID map[uint32]uint32, next uint32) uint32 {
 	t.Helper()
-	dir, err := s.MaildirPath(user, folder)
+	uidv, err := s.Renumber(user, folder, newUID, next)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "dovecot-uidlist")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
-	head := strings.Fields(lines[0])
-	if len(head) < 3 || head[0] != "3" || !strings.HasPrefix(head[1], "V") || !strings.HasPrefix(head[2], "N") {
-		t.Fatalf("%s: unexpected header %q", path, lines[0])
-	}
-	head[2] = fmt.Sprintf("N%d", next)
-	uidv, err := strconv.ParseUint(head[1][1:], 10, 32)
-	if err != nil {
-		t.Fatalf("%s: header %q: %v", path, lines[0], err)
-	}
-	type entry struct {
-		uid  uint32
-		rest string
-	}
-	var entries []entry
-	for _, l := range lines[1:] {
-		u, rest, _ := strings.Cut(l, " ")
-		old, err := strconv.ParseUint(u, 10, 32)
-		if err != nil {
-			t.Fatalf("%s: line %q", path, l)
-		}
-		if _, name, _ := strings.Cut(rest, ":"); !onDisk(dir, name) {
-			continue // expunged: Dovecot drops the line at its next rewrite
-		}
-		nu, ok := newUID[uint32(old)]
-		if !ok {
-			t.Fatalf("%s: no new UID for uid %d", path, old)
-		}
-		entries = append(entries, entry{nu, rest})
-	}
-	if len(entries) != len(newUID) {
-		t.Fatalf("%s lists %d messages, want %d:\n%s", path, len(entries), len(newUID), raw)
-	}
-	slices.SortFunc(entries, func(a, b entry) int { return int(a.uid) - int(b.uid) })
-	out := []string{strings.Join(head, " ")}
-	for _, e := range entries {
-		out = append(out, fmt.Sprintf("%d %s", e.uid, e.rest))
-	}
-	// Written in place: the file keeps its owner (the mail user).
-	if err := os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, pattern := range []string{filepath.Join(dir, "dovecot.index*"), filepath.Join(s.Home(user), "Maildir", "dovecot.list.index*")} {
-		files, _ := filepath.Glob(pattern)
-		for _, f := range files {
-			if err := os.Remove(f); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return uint32(uidv)
-}
-
-// onDisk reports whether the Maildir dir holds the message whose file
-// name starts with base.
-func onDisk(dir, base string) bool {
-	for _, sub := range []string{"cur", "new"} {
-		if files, _ := filepath.Glob(filepath.Join(dir, sub, base+"*")); len(files) > 0 {
-			return true
-		}
-	}
-	return false
+	return uidv
 }
 
 // requireUIDs fails the test unless Dovecot now serves folder's messages
