@@ -182,6 +182,11 @@ func (s *Service) Extract(ctx context.Context, j *job.Job) (*record.End, error) 
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)
 	}
 	defer c.Close()
+	if roles == nil && c.Caps().Has("XLIST") && !c.Caps().Has(imap.CapSpecialUse) {
+		// DialRoles gives nil roles only when the XLIST it asked was
+		// refused: roles then come from the folders' names.
+		log.Warn().Msg("source advertises XLIST but refused it: folder roles (Sent, Trash...) come from the folder names")
+	}
 	folders, err := listFolders(ctx, c, s.Config.Source.CommandTimeout.Std(), roles)
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: %w", j.SourceUser, err)

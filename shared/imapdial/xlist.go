@@ -226,9 +226,10 @@ func (r Roles) Add(name string, attrs []imap.MailboxAttr) []imap.MailboxAttr {
 
 // DialRoles is DialGuarded for a source whose folder roles may have to
 // come from XLIST: on a server that UsesXList it asks XLIST before handing
-// the connection over, and returns the roles (nil otherwise, or when the
-// server refuses the XLIST it advertised: roles then come from the
-// folders' names, as on a server with neither).
+// the connection over, and returns the roles (never nil after an XLIST
+// answered, even with no roles; nil otherwise, or when the server refuses
+// the XLIST it advertised: roles then come from the folders' names, as on
+// a server with neither).
 func DialRoles(ctx context.Context, s config.IMAP, cred Credentials, obs Observer, guard LoginGuard) (*imapclient.Client, Roles, error) {
 	c, err := dialServer(ctx, s, cred, obs, guard)
 	if err != nil {
