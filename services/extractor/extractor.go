@@ -115,7 +115,8 @@ func (s *Service) handle(ctx context.Context, j *job.Job) error {
 			s.Metrics.Retried("extractor")
 		}
 		unannounced = ev.Publish(ctx, event.Failed(j.SourceUser, attempt,
-			event.FailedData{Pass: j.Pass, Phase: event.PhaseExtracting, Reason: err.Error(), Retried: retried}))
+			event.FailedData{Pass: j.Pass, Phase: event.PhaseExtracting, Reason: err.Error(), Retried: retried,
+				WaitingForUser: errors.Is(err, sourcecred.ErrWaiting)}))
 	})
 	err = job.Unannounced(err, unannounced)
 	if err == nil && j.LastExtraction && sourcecred.NeedsCredential(s.Config, j.SourcePasswordFile) {

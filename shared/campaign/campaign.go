@@ -47,6 +47,18 @@
 // in Stopped, so that Resume goes on from where the domain really is; the
 // clock and Start do not. While failed, only Retry and Abort count.
 //
+// A mailbox whose pass failed because the source has no password for it
+// until its user signs in on the change page (MailboxFailed with
+// WaitingForUser) does not fail its domain: it is recorded in Waiting,
+// and the domain goes on with its other mailboxes (a phase that waits for
+// every mailbox loaded or verified waits for those not waiting). A domain
+// whose mailboxes all wait goes on too: their new mailboxes exist, and
+// after the switch new mail reaches them there. Each new pass (the delta
+// pass, a retry's) tries them again, so a user who signed in meanwhile
+// is copied with the others; a mailbox still waiting when its domain is
+// done is copied by the pass its user's sign-in queues, outside the
+// campaign.
+//
 // Every fact is idempotent: applying one the record already reflects
 // changes nothing, so replaying the event stream after a crash converges.
 // Facts of a pass other than the current one are ignored; a failure (of a
@@ -184,6 +196,12 @@ type Domain struct {
 	Pass     string   `json:"pass,omitempty"`
 	Loaded   []string `json:"loaded,omitempty"`
 	Verified []string `json:"verified,omitempty"`
+	// Waiting are the mailboxes the current pass could not copy because
+	// the source has no password for them until their user signs in,
+	// sorted: the domain goes on without them, its next pass tries them
+	// again, and once it is done a pass queued at the sign-in copies
+	// them.
+	Waiting []string `json:"waiting_for_user,omitempty"`
 	// Passes are the passes the domain started, oldest first.
 	Passes []PassRef `json:"passes,omitempty"`
 	DNS    DNS       `json:"dns"`
@@ -283,6 +301,7 @@ func (d Domain) clone() Domain {
 	d.Mailboxes = slices.Clone(d.Mailboxes)
 	d.Loaded = slices.Clone(d.Loaded)
 	d.Verified = slices.Clone(d.Verified)
+	d.Waiting = slices.Clone(d.Waiting)
 	d.Passes = slices.Clone(d.Passes)
 	return d
 }
@@ -302,6 +321,30 @@ func insert(set []string, s string) []string {
 		return set
 	}
 	return slices.Insert(set, i, s)
+}
+
+// remove takes s out of the sorted set, if present.
+func remove(set []string, s string) []string {
+	i, found := slices.BinarySearch(set, s)
+	if !found {
+		return set
+	}
+	return slices.Delete(set, i, i+1)
+}
+
+// copied are the mailboxes the current pass copies: all but those
+// waiting for their user.
+func (d *Domain) copied() []string {
+	if len(d.Waiting) == 0 {
+		return d.Mailboxes
+	}
+	var out []string
+	for _, m := range d.Mailboxes {
+		if !contains(d.Waiting, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func contains(set []string, s string) bool {
@@ -327,6 +370,13 @@ type Counts struct {
 	Skipped  int64 `json:"skipped"`
 	Dead     int64 `json:"dead"`
 	Bytes    int64 `json:"bytes"`
+}
+
+// LeftWaiting reports whether d's current pass left mailbox record m
+// waiting for its user (Waiting) and no pass has loaded it since (a pass
+// queued at its user's sign-in).
+func (d *Domain) LeftWaiting(m Mailbox) bool {
+	return contains(d.Waiting, m.Mailbox) && m.Phase != BoxLoaded && m.Phase != BoxVerified
 }
 
 // Mailbox is one mailbox's record.

@@ -40,10 +40,13 @@ type MailboxVerified struct{ Mailbox, Pass string }
 
 // MailboxFailed is a mailbox's pass failed for good: a mailbox.failed
 // not retried, or a verification that found differences. At is when (the
-// event's time; zero: now).
+// event's time; zero: now). WaitingForUser says the source has no
+// password for the mailbox until its user signs in (event.FailedData's):
+// the mailbox waits, its domain goes on without it.
 type MailboxFailed struct {
 	Mailbox, Pass, Reason string
 	At                    time.Time
+	WaitingForUser        bool
 }
 
 // Switched is dns.switched.
@@ -188,7 +191,8 @@ func FromEvent(e *event.Event) (Fact, string, error) {
 		if d.Retried {
 			return nil, "", nil
 		}
-		return MailboxFailed{Mailbox: e.Key, Pass: d.Pass, Reason: d.Phase + ": " + d.Reason, At: e.Time}, DomainOf(e.Key), nil
+		return MailboxFailed{Mailbox: e.Key, Pass: d.Pass, Reason: d.Phase + ": " + d.Reason, At: e.Time,
+			WaitingForUser: d.WaitingForUser}, DomainOf(e.Key), nil
 	case event.DNSSwitched:
 		var d event.DNSSwitchedData
 		if err := e.DataAs(&d); err != nil {

@@ -111,7 +111,7 @@ func Next(d Domain) Action {
 	case Provisioning:
 		return Action{Kind: ProvisionDomain}
 	case Prestaging:
-		if allIn(d.Mailboxes, d.Loaded) && needsVerify(d) {
+		if allIn(d.copied(), d.Loaded) && needsVerify(d) {
 			return Action{Kind: Verify, PassKind: PassPrestage, Pass: d.Pass}
 		}
 		return Action{Kind: EnqueuePass, PassKind: PassPrestage, Pass: d.Pass}
@@ -270,6 +270,9 @@ func (s *stepper) running() (Action, bool, error) {
 		if f.Pass != d.Pass || !contains(d.Mailboxes, f.Mailbox) || !copying(d.Phase) || s.stale(f.At) {
 			return none, false, nil
 		}
+		if f.WaitingForUser {
+			return s.waiting(f.Mailbox)
+		}
 		return s.fail("mailbox " + f.Mailbox + ": " + f.Reason)
 	case Switched:
 		if d.DNS.Switched() {
@@ -363,7 +366,9 @@ func (s *stepper) provisioned() (Action, bool, error) {
 func copying(p Phase) bool { return p == Prestaging || p == Delta || p == Verifying }
 
 // mailbox records a mailbox loaded (or verified) in the current pass and
-// moves the domain on when every mailbox is.
+// moves the domain on when every mailbox not waiting for its user is. A
+// waiting mailbox loaded after all (a job of the pass queued again after
+// its user signed in) waits no more.
 func (s *stepper) mailbox(mailbox, pass string, verified bool) (Action, bool, error) {
 	d := s.d
 	if pass != d.Pass || !contains(d.Mailboxes, mailbox) || !copying(d.Phase) {
@@ -372,12 +377,39 @@ func (s *stepper) mailbox(mailbox, pass string, verified bool) (Action, bool, er
 	if contains(d.Loaded, mailbox) && (!verified || contains(d.Verified, mailbox)) {
 		return none, false, nil
 	}
-	wasLoaded := allIn(d.Mailboxes, d.Loaded)
+	wasLoaded := allIn(d.copied(), d.Loaded) && !contains(d.Waiting, mailbox)
+	d.Waiting = remove(d.Waiting, mailbox)
 	d.Loaded = insert(d.Loaded, mailbox)
 	if verified {
 		d.Verified = insert(d.Verified, mailbox)
 	}
-	loaded, done := allIn(d.Mailboxes, d.Loaded), allIn(d.Mailboxes, d.Verified)
+	return s.progress(wasLoaded)
+}
+
+// waiting records a mailbox of the current pass that waits for its user
+// (the source has no password for it until they sign in): the domain goes
+// on without it, and moves on when it was the last one outstanding. The
+// domain's next pass tries it again.
+func (s *stepper) waiting(mailbox string) (Action, bool, error) {
+	d := s.d
+	if contains(d.Waiting, mailbox) || contains(d.Loaded, mailbox) {
+		return none, false, nil
+	}
+	wasLoaded := allIn(d.copied(), d.Loaded)
+	d.Waiting = insert(d.Waiting, mailbox)
+	return s.progress(wasLoaded)
+}
+
+// progress moves the domain on when every mailbox it copies in the
+// current pass (every mailbox not waiting for its user) is loaded, or
+// verified where its phase needs that. wasLoaded says they all were
+// loaded before the fact. A domain whose mailboxes all wait moves on
+// too: their new mailboxes exist, new mail reaches them after the
+// switch, and each is copied once its user signs in.
+func (s *stepper) progress(wasLoaded bool) (Action, bool, error) {
+	d := s.d
+	copied := d.copied()
+	loaded, done := allIn(copied, d.Loaded), allIn(copied, d.Verified)
 	switch d.Phase {
 	case Prestaging:
 		switch {
@@ -419,7 +451,7 @@ func (s *stepper) enter(to Phase, again bool) (Action, bool, error) {
 	d.Entered[to] = s.now
 	if kind, ok := passKinds[to]; ok {
 		d.Pass = PassID(d.Domain, kind, d.Attempt)
-		d.Loaded, d.Verified = nil, nil
+		d.Loaded, d.Verified, d.Waiting = nil, nil, nil
 		d.Passes = append(d.Passes, PassRef{Kind: kind, ID: d.Pass, Started: s.now})
 	}
 	if again && to == Verifying {

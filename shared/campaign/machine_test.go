@@ -2,6 +2,7 @@ package campaign_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -509,6 +510,8 @@ func TestFromEventReadsTheFactsOfTheLifecycleEvents(t *testing.T) {
 		{event.Failed(mbA, 1, event.FailedData{Pass: "p1", Phase: "loading", Reason: "over quota"}),
 			campaign.MailboxFailed{Mailbox: mbA, Pass: "p1", Reason: "loading: over quota", At: t0}, dom},
 		{event.Failed(mbA, 1, event.FailedData{Pass: "p1", Phase: "loading", Reason: "timeout", Retried: true}), nil, ""},
+		{event.Failed(mbA, 1, event.FailedData{Pass: "p1", Phase: "extracting", Reason: "no source password", WaitingForUser: true}),
+			campaign.MailboxFailed{Mailbox: mbA, Pass: "p1", Reason: "extracting: no source password", At: t0, WaitingForUser: true}, dom},
 		{event.Switched("ACME.test.", event.DNSSwitchedData{Serial: 9, OldTTL: 300, OldTTLExpiresAt: expires, VerifiedAt: t0}),
 			campaign.Switched{At: t0, Serial: 9, OldTTL: 300, OldTTLExpiresAt: expires}, dom},
 		{event.SwitchSkipped("acme.test.", 3, event.DNSSkippedData{Code: "external", Reason: "elsewhere"}), campaign.SwitchSkipped{Code: "external", Reason: "elsewhere", At: t0}, dom},
@@ -682,5 +685,184 @@ func TestAProvisioningRefusedFailsTheDomainInProvisioningAndRetryProvisionsAgain
 	p, _, _ := campaign.Step(d, campaign.Provisioned{}, now.Add(2*time.Minute))
 	if got, _, _ := campaign.Step(p, campaign.ProvisionFailed{Reason: "late"}, now.Add(3*time.Minute)); got.Phase != campaign.Prestaging {
 		t.Errorf("late refusal moved a provisioned domain to %s", got.Phase)
+	}
+}
+
+// waits is mailbox mb's pass failing because its user has not signed in
+// yet (the source has no password for it).
+func waits(mb, pass string) campaign.MailboxFailed {
+	return campaign.MailboxFailed{Mailbox: mb, Pass: pass, Reason: "extracting: no source password: waiting for its user to sign in on the change page", WaitingForUser: true}
+}
+
+func TestAMailboxWaitingForItsUserDoesNotStopItsDomain(t *testing.T) {
+	requestSwitch := campaign.Action{Kind: campaign.RequestSwitch}
+	drain := campaign.Action{Kind: campaign.Wait, Until: drainEnd}
+	cases := []struct {
+		name  string
+		order campaign.Order
+		in    campaign.Phase
+		skip  bool // the plan skips its DNS
+		steps []step
+		// waiting is the domain's Waiting at the end.
+		waiting []string
+	}{
+		{"prestage: it waits first, the other verifies", campaign.OrderPrestage, campaign.Prestaging, false, []step{
+			{fact: waits(mbB, prestage(1)), phase: campaign.Prestaging, act: none()},
+			{fact: campaign.MailboxLoaded{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Prestaging, act: verify(campaign.PassPrestage, prestage(1))},
+			{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Switching, act: requestSwitch},
+		}, []string{mbB}},
+		{"prestage: it waits last, the other loaded", campaign.OrderPrestage, campaign.Prestaging, false, []step{
+			{fact: campaign.MailboxLoaded{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Prestaging, act: none()},
+			{fact: waits(mbB, prestage(1)), phase: campaign.Prestaging, act: verify(campaign.PassPrestage, prestage(1))},
+			{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Switching, act: requestSwitch},
+		}, []string{mbB}},
+		{"prestage: it waits last, the other verified", campaign.OrderPrestage, campaign.Prestaging, false, []step{
+			{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Prestaging, act: none()},
+			{fact: waits(mbB, prestage(1)), phase: campaign.Switching, act: requestSwitch},
+		}, []string{mbB}},
+		{"prestage, DNS skipped: it waits last", campaign.OrderPrestage, campaign.Prestaging, true, []step{
+			{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Prestaging, act: none()},
+			{fact: waits(mbB, prestage(1)), phase: campaign.Done, act: none()},
+		}, []string{mbB}},
+		{"prestage: every mailbox waits", campaign.OrderPrestage, campaign.Prestaging, false, []step{
+			{fact: waits(mbA, prestage(1)), phase: campaign.Prestaging, act: none()},
+			{fact: waits(mbB, prestage(1)), phase: campaign.Switching, act: requestSwitch},
+		}, []string{mbA, mbB}},
+		{"switch first: it waits last", campaign.OrderSwitchFirst, campaign.Prestaging, false, []step{
+			{fact: campaign.MailboxLoaded{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Prestaging, act: none()},
+			{fact: waits(mbB, prestage(1)), phase: campaign.Draining, act: drain},
+		}, []string{mbB}},
+		{"delta: it waits last, the other loaded", campaign.OrderPrestage, campaign.Delta, false, []step{
+			{fact: campaign.MailboxLoaded{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Delta, act: none()},
+			{fact: waits(mbB, delta(1)), phase: campaign.Verifying, act: verify(campaign.PassDelta, delta(1))},
+			{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Done, act: none()},
+		}, []string{mbB}},
+		{"delta: it waits first", campaign.OrderSwitchFirst, campaign.Delta, false, []step{
+			{fact: waits(mbB, delta(1)), phase: campaign.Delta, act: none()},
+			{fact: campaign.MailboxLoaded{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Verifying, act: verify(campaign.PassDelta, delta(1))},
+			{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Done, act: none()},
+		}, []string{mbB}},
+		{"delta: it waits last, the other verified", campaign.OrderPrestage, campaign.Delta, false, []step{
+			{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Delta, act: none()},
+			{fact: waits(mbB, delta(1)), phase: campaign.Done, act: none()},
+		}, []string{mbB}},
+		{"delta: every mailbox waits", campaign.OrderPrestage, campaign.Delta, false, []step{
+			{fact: waits(mbB, delta(1)), phase: campaign.Delta, act: none()},
+			{fact: waits(mbA, delta(1)), phase: campaign.Done, act: none()},
+		}, []string{mbA, mbB}},
+		{"its pass loaded it after all", campaign.OrderPrestage, campaign.Prestaging, false, []step{
+			{fact: waits(mbB, prestage(1)), phase: campaign.Prestaging, act: none()},
+			{fact: campaign.MailboxLoaded{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Prestaging, act: verify(campaign.PassPrestage, prestage(1))},
+			{fact: campaign.MailboxLoaded{Mailbox: mbB, Pass: prestage(1)}, phase: campaign.Prestaging, act: verify(campaign.PassPrestage, prestage(1))},
+			{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Prestaging, act: none()},
+			{fact: campaign.MailboxVerified{Mailbox: mbB, Pass: prestage(1)}, phase: campaign.Switching, act: requestSwitch},
+		}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := to(t, c.order, c.in)
+			if c.skip {
+				d = newDomain(t, c.order, true)
+				d = walk(t, d, []step{
+					{fact: campaign.Start{}, phase: campaign.Provisioning, act: campaign.Action{Kind: campaign.ProvisionDomain}},
+					{fact: campaign.Provisioned{}, phase: campaign.Prestaging, act: enqueue(campaign.PassPrestage, prestage(1))},
+				})
+			}
+			d = walk(t, d, c.steps)
+			if !slices.Equal(d.Waiting, c.waiting) || d.Reason != "" {
+				t.Errorf("waiting %q, reason %q; want %q, none", d.Waiting, d.Reason, c.waiting)
+			}
+		})
+	}
+}
+
+func TestEachNewPassOfADomainTriesItsWaitingMailboxesAgain(t *testing.T) {
+	d := walk(t, to(t, campaign.OrderPrestage, campaign.Prestaging), []step{
+		{fact: waits(mbB, prestage(1)), phase: campaign.Prestaging, act: none()},
+		{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Switching, act: campaign.Action{Kind: campaign.RequestSwitch}},
+		{fact: switched, phase: campaign.Draining, act: campaign.Action{Kind: campaign.Wait, Until: drainEnd}},
+		{fact: campaign.Tick{}, at: drainEnd, phase: campaign.Delta, act: enqueue(campaign.PassDelta, delta(1))},
+	})
+	if len(d.Waiting) != 0 || campaign.Next(d) != enqueue(campaign.PassDelta, delta(1)) {
+		t.Fatalf("delta pass: waiting %q, next %+v; want none waiting, the pass over both", d.Waiting, campaign.Next(d))
+	}
+	// b's user signed in meanwhile: the delta pass copies it like a.
+	done := walk(t, d, []step{
+		{fact: campaign.MailboxLoaded{Mailbox: mbB, Pass: delta(1)}, phase: campaign.Delta, act: none()},
+		{fact: campaign.MailboxLoaded{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Verifying, act: verify(campaign.PassDelta, delta(1))},
+		{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Verifying, act: none()},
+		{fact: campaign.MailboxVerified{Mailbox: mbB, Pass: delta(1)}, phase: campaign.Done, act: none()},
+	})
+	if len(done.Waiting) != 0 {
+		t.Errorf("done: waiting %q, want none", done.Waiting)
+	}
+	// Still not signed in: it waits again.
+	done = walk(t, d, []step{
+		{fact: waits(mbB, delta(1)), phase: campaign.Delta, act: none()},
+		{fact: campaign.MailboxLoaded{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Verifying, act: verify(campaign.PassDelta, delta(1))},
+		{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: delta(1)}, phase: campaign.Done, act: none()},
+	})
+	if !slices.Equal(done.Waiting, []string{mbB}) {
+		t.Errorf("done: waiting %q, want b", done.Waiting)
+	}
+	// A retry's new pass tries it again too.
+	failed := walk(t, to(t, campaign.OrderPrestage, campaign.Prestaging), []step{
+		{fact: waits(mbB, prestage(1)), phase: campaign.Prestaging, act: none()},
+		{fact: campaign.MailboxFailed{Mailbox: mbA, Pass: prestage(1), Reason: "loading: over quota"}, phase: campaign.Failed, act: none()},
+		{fact: campaign.Retry{}, phase: campaign.Prestaging, act: enqueue(campaign.PassPrestage, prestage(2))},
+	})
+	if len(failed.Waiting) != 0 {
+		t.Errorf("retried: waiting %q, want none", failed.Waiting)
+	}
+}
+
+func TestAFailureNotWaitingForTheUserStillFailsTheDomain(t *testing.T) {
+	d := walk(t, to(t, campaign.OrderPrestage, campaign.Prestaging), []step{
+		{fact: waits(mbB, prestage(1)), phase: campaign.Prestaging, act: none()},
+		{fact: campaign.MailboxFailed{Mailbox: mbA, Pass: prestage(1), Reason: "extracting: login refused"}, phase: campaign.Failed, act: none()},
+		// Once failed, a waiting mailbox changes nothing.
+		{fact: waits(mbA, prestage(1)), phase: campaign.Failed, act: none()},
+	})
+	if d.Stopped != campaign.Prestaging || d.Reason != "mailbox a@acme.test: extracting: login refused" {
+		t.Errorf("failed: stopped %s, reason %q", d.Stopped, d.Reason)
+	}
+}
+
+func TestAWaitingMailboxOfAnotherPassOrAnEarlierAttemptChangesNothing(t *testing.T) {
+	cases := []struct {
+		name string
+		in   campaign.Phase
+		fact func(d campaign.Domain) campaign.Fact
+	}{
+		{"an earlier pass", campaign.Delta, func(campaign.Domain) campaign.Fact { return waits(mbA, prestage(1)) }},
+		{"another pass", campaign.Prestaging, func(campaign.Domain) campaign.Fact { return waits(mbA, "signin-7") }},
+		{"another domain's mailbox", campaign.Prestaging, func(campaign.Domain) campaign.Fact { return waits("c@other.test", prestage(1)) }},
+		{"before the phase was entered", campaign.Delta, func(d campaign.Domain) campaign.Fact {
+			f := waits(mbA, delta(1))
+			f.At = d.Entered[campaign.Delta].Add(-time.Hour)
+			return f
+		}},
+		{"not a copy phase", campaign.Draining, func(campaign.Domain) campaign.Fact { return waits(mbA, prestage(1)) }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := to(t, campaign.OrderPrestage, c.in)
+			next, act, err := campaign.Step(d, c.fact(d), drainEnd.Add(time.Hour))
+			if err != nil || act.Kind != campaign.None || !next.Updated.Equal(d.Updated) || len(next.Waiting) != 0 {
+				t.Errorf("changed the record: %s, waiting %q, %+v, %v", next.Phase, next.Waiting, act, err)
+			}
+		})
+	}
+}
+
+func TestAMailboxWaitingWhilePausedMovesTheKeptPhase(t *testing.T) {
+	d := walk(t, to(t, campaign.OrderPrestage, campaign.Prestaging), []step{
+		{fact: campaign.MailboxVerified{Mailbox: mbA, Pass: prestage(1)}, phase: campaign.Prestaging, act: none()},
+		{fact: campaign.Pause{Reason: "hold"}, phase: campaign.Paused, act: none()},
+		{fact: waits(mbB, prestage(1)), phase: campaign.Paused, act: none()},
+		{fact: campaign.Resume{}, phase: campaign.Switching, act: campaign.Action{Kind: campaign.RequestSwitch}},
+	})
+	if !slices.Equal(d.Waiting, []string{mbB}) {
+		t.Errorf("waiting %q, want b", d.Waiting)
 	}
 }

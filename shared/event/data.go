@@ -117,6 +117,11 @@ type FailedData struct {
 	// pass's job failed for good, which loaders waiting for the
 	// extractor's records and the operator's tools wait on.
 	Retried bool `json:"retried"`
+	// WaitingForUser says the mailbox failed because the source has no
+	// password for it until its user signs in on the change page
+	// (shared/sourcecred.ErrWaiting): no login was tried, and a pass
+	// queued after the sign-in copies it.
+	WaitingForUser bool `json:"waiting_for_user,omitempty"`
 }
 
 // Failed is the event that the job of pass d.Pass over mailbox failed in

@@ -112,12 +112,13 @@ func (t *term) provisionedBefore(ctx context.Context, domain string) (bool, erro
 }
 
 // enqueue queues the pass over the domain's mailboxes not loaded in it
-// yet; the pass id makes a repeat a duplicate.
+// yet and not waiting for their user in it; the pass id makes a repeat a
+// duplicate.
 func (t *term) enqueue(ctx context.Context, d campaign.Domain, act campaign.Action) error {
 	now := time.Now().UTC()
 	n := 0
 	for _, name := range d.Mailboxes {
-		if slices.Contains(d.Loaded, name) {
+		if slices.Contains(d.Loaded, name) || slices.Contains(d.Waiting, name) {
 			continue
 		}
 		mb, ok := t.boxes[name]

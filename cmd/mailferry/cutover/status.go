@@ -26,6 +26,9 @@ type Status struct {
 	WaitingForUser []string `json:"waiting_for_user,omitempty"`
 }
 
+// waitingNote follows the names of mailboxes waiting for their user.
+const waitingNote = "copied when they sign in"
+
 // DomainStatus is one domain's line.
 type DomainStatus struct {
 	Domain string         `json:"domain"`
@@ -46,7 +49,11 @@ type DomainStatus struct {
 	ReportJSON  string     `json:"report_json,omitempty"`
 	TTLRestored uint32     `json:"ttl_restored,omitempty"`
 	ClosedAt    *time.Time `json:"closed_at,omitempty"`
-	Updated     time.Time  `json:"updated"`
+	// WaitingForUser names the mailboxes the domain's pass went on
+	// without because their user has not signed in yet (a done domain's:
+	// left for the passes their sign-ins queue); see MarkWaiting.
+	WaitingForUser []string  `json:"waiting_for_user,omitempty"`
+	Updated        time.Time `json:"updated"`
 }
 
 // MailboxStatus is one mailbox's line: its phase in the domain's current
@@ -70,7 +77,10 @@ type MailboxStatus struct {
 // source has no password for them (boxes, the inventory, has no password
 // file; per-user source logins) and no user handed one over at sign-in
 // yet (shared/sourcecred), and they are not loaded or verified in their
-// domain's pass (their credential is deleted once the domain is done).
+// domain's pass (their credential is deleted once the domain is done);
+// of a done domain, those its pass went on without (ReadStatus marked
+// them). Without it, ReadStatus's marks are those of the campaign's
+// records alone.
 func (s *Status) MarkWaiting(ctx context.Context, js jetstream.JetStream, cfg *config.Config, boxes []job.Mailbox) error {
 	names, err := sourcecred.Waiting(ctx, js, cfg, boxes)
 	if err != nil {
@@ -80,18 +90,32 @@ func (s *Status) MarkWaiting(ctx context.Context, js jetstream.JetStream, cfg *c
 	for _, n := range names {
 		waiting[n] = true
 	}
-	s.WaitingForUser = nil
 	for i := range s.Domains {
 		d := &s.Domains[i]
 		for j := range d.Mailboxes {
 			m := &d.Mailboxes[j]
-			m.WaitingForUser = waiting[m.Mailbox] && d.Phase != campaign.Done && m.Phase != campaign.BoxLoaded && m.Phase != campaign.BoxVerified
+			m.WaitingForUser = waiting[m.Mailbox] && (d.Phase != campaign.Done || m.WaitingForUser) &&
+				m.Phase != campaign.BoxLoaded && m.Phase != campaign.BoxVerified
+		}
+	}
+	s.collectWaiting()
+	return nil
+}
+
+// collectWaiting lists the mailboxes marked waiting for their user, per
+// domain and in all.
+func (s *Status) collectWaiting() {
+	s.WaitingForUser = nil
+	for i := range s.Domains {
+		d := &s.Domains[i]
+		d.WaitingForUser = nil
+		for _, m := range d.Mailboxes {
 			if m.WaitingForUser {
+				d.WaitingForUser = append(d.WaitingForUser, m.Mailbox)
 				s.WaitingForUser = append(s.WaitingForUser, m.Mailbox)
 			}
 		}
 	}
-	return nil
 }
 
 // ReadStatus reads the campaign's records: every domain, or those named.
@@ -112,6 +136,7 @@ func ReadStatus(ctx context.Context, store *campaign.Store, only []string) (*Sta
 		st.Domains = append(st.Domains, ds)
 		st.Totals[d.Phase]++
 	}
+	st.collectWaiting()
 	return st, nil
 }
 
@@ -135,7 +160,7 @@ func domainStatus(ctx context.Context, store *campaign.Store, d campaign.Domain)
 	}
 	for _, m := range boxes {
 		ms := MailboxStatus{Mailbox: m.Mailbox, Phase: m.Phase, Pass: m.Pass, Reason: m.Reason,
-			Messages: m.Counts.Appended, Bytes: m.Counts.Bytes, Dead: m.Counts.Dead}
+			Messages: m.Counts.Appended, Bytes: m.Counts.Bytes, Dead: m.Counts.Dead, WaitingForUser: d.LeftWaiting(m)}
 		c, ok, err := store.Check(ctx, m.Mailbox)
 		if err != nil {
 			return DomainStatus{}, err
@@ -169,6 +194,9 @@ func (s *Status) WriteText(w io.Writer) {
 		case d.ClosedAt != nil:
 			phase += ", old mailboxes closed"
 		}
+		if len(d.WaitingForUser) > 0 {
+			phase += "; waiting for their user (" + waitingNote + "): " + strings.Join(d.WaitingForUser, ", ")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", d.Domain, phase, d.DNS, msgs, bytes, d.Report)
 		for _, m := range d.Mailboxes {
 			phase := string(m.Phase)
@@ -197,7 +225,7 @@ func (s *Status) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "%d domains: %s\n", len(s.Domains), strings.Join(parts, ", "))
 	if len(s.WaitingForUser) > 0 {
-		fmt.Fprintf(w, "waiting for their user: %d (%s)\n", len(s.WaitingForUser), strings.Join(s.WaitingForUser, ", "))
+		fmt.Fprintf(w, "waiting for their user: %d (%s): %s\n", len(s.WaitingForUser), strings.Join(s.WaitingForUser, ", "), waitingNote)
 	}
 }
 

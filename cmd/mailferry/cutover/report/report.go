@@ -55,6 +55,11 @@ type Report struct {
 	// Totals are the mailboxes' counts summed.
 	Totals    Totals    `json:"totals"`
 	Mailboxes []Mailbox `json:"mailboxes"`
+	// WaitingForUser names the mailboxes the domain's cutover went on
+	// without because their user has not signed in on the change page
+	// yet (the old server has no password for them): each is copied by
+	// the pass its user's sign-in queues, outside the campaign.
+	WaitingForUser []string `json:"waiting_for_user,omitempty"`
 	// Renamed are the folders that got another name at the new provider.
 	Renamed []Rename `json:"renamed"`
 	// Differences are those the last verification of each mailbox found,
@@ -90,6 +95,9 @@ type Mailbox struct {
 	Mailbox string                `json:"mailbox"`
 	Phase   campaign.MailboxPhase `json:"phase"`
 	Reason  string                `json:"reason,omitempty"`
+	// WaitingForUser says the mailbox waits for its user's sign-in (see
+	// Report.WaitingForUser).
+	WaitingForUser bool `json:"waiting_for_user,omitempty"`
 	// Messages were copied (appended at the target); Skipped were there
 	// already; Dead were refused; Bytes is the size of those copied.
 	Messages int64 `json:"messages"`
@@ -275,8 +283,11 @@ func (r *Report) mailboxes(ctx context.Context, store *campaign.Store, d campaig
 		if !ok {
 			m = campaign.Mailbox{Mailbox: name, Phase: campaign.BoxQueued}
 		}
-		mb := Mailbox{Mailbox: clean(name), Phase: m.Phase, Reason: clean(m.Reason),
+		mb := Mailbox{Mailbox: clean(name), Phase: m.Phase, Reason: clean(m.Reason), WaitingForUser: d.LeftWaiting(m),
 			Messages: m.Counts.Appended, Skipped: m.Counts.Skipped, Dead: m.Counts.Dead, Bytes: m.Counts.Bytes}
+		if mb.WaitingForUser {
+			r.WaitingForUser = append(r.WaitingForUser, mb.Mailbox)
+		}
 		c, ok, err := store.Check(ctx, name)
 		if err != nil {
 			return err
