@@ -8,32 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/mailferry/mailferry/shared/broker"
-	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/imapdial"
+	"github.com/mailferry/mailferry/shared/testenv/brokertest"
 )
 
 // failures opens the broker's bucket of refused logins on an embedded
 // server.
 func failures(t *testing.T) *broker.Broker {
 	t.Helper()
-	cfg, err := config.Parse([]byte("nats: {data_dir: nats}\n"), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := broker.Connect(ctx, cfg.NATS, "loginlimit-test", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.BucketLoginFailures}}); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return brokertest.Embedded(t, "", broker.Needs{Writes: []string{broker.BucketLoginFailures}})
 }
 
 type clock struct {

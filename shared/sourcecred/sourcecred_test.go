@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/config"
+	"github.com/mailferry/mailferry/shared/testenv/brokertest"
 )
 
 const password = "Legacy-Secret-9"
@@ -147,21 +146,7 @@ func TestTheSameKeyReadFromItsThreeFormsOpensWhatTheOtherSealed(t *testing.T) {
 // the given nats section.
 func credentials(t *testing.T, natsYAML string) *broker.Broker {
 	t.Helper()
-	cfg, err := config.Parse([]byte("nats: {data_dir: nats"+natsYAML+"}\n"), t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := broker.Connect(ctx, cfg.NATS, "sourcecred-test", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.Use(ctx, broker.Needs{Writes: []string{broker.BucketSourceCredentials}}); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return brokertest.Embedded(t, natsYAML, broker.Needs{Writes: []string{broker.BucketSourceCredentials}})
 }
 
 func TestTheBucketKeepsACredentialForTheConfiguredTTL(t *testing.T) {

@@ -111,15 +111,7 @@ func TestASourceWithXListButNoSpecialUseIsAskedForRolesWithXList(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	migrateVerified(ctx, t, cfg)
-	got, err := p.Tgt.MessageCounts(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for folder, n := range want {
-		if got[folder] != n {
-			t.Errorf("target %q holds %d messages, want %d (all: %v)", folder, got[folder], n, got)
-		}
-	}
+	requireCounts(ctx, t, p.Tgt, u, want)
 	xlists, lists := map[string]int{}, map[string]int{}
 	for _, c := range rawCommands(t, raw) {
 		switch c.cmd {

@@ -35,15 +35,7 @@ func TestLegacyRolesLandInAProvidersFoldersThatCarryNoSpecialUse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	migrateVerified(ctx, t, cfg)
-	got, err := p.Tgt.MessageCounts(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for folder, n := range want {
-		if got[folder] != n {
-			t.Errorf("target %q holds %d messages, want %d (all: %v)", folder, got[folder], n, got)
-		}
-	}
+	got := requireCounts(ctx, t, p.Tgt, u, want)
 	for _, beside := range []string{"Sent Items", "Deleted Items", "Junk E-mail"} {
 		if _, ok := got[beside]; ok {
 			t.Errorf("%q was created beside the provider's folder: %v", beside, got)
@@ -65,4 +57,20 @@ func migrateVerified(ctx context.Context, t *testing.T, cfg *config.Config) *mig
 		t.Fatalf("migration not verified:\n%s", b.String())
 	}
 	return res
+}
+
+// requireCounts fails the test unless user's folders at s hold the number
+// of messages want says, and returns every folder's count.
+func requireCounts(ctx context.Context, t *testing.T, s *dovecottest.Server, user string, want map[string]int) map[string]int {
+	t.Helper()
+	got, err := s.MessageCounts(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for folder, n := range want {
+		if got[folder] != n {
+			t.Errorf("target %q holds %d messages, want %d (all: %v)", folder, got[folder], n, got)
+		}
+	}
+	return got
 }

@@ -80,15 +80,7 @@ func TestAPrefixedSourceNamespaceMapsOntoTheTargetsFolders(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			migrateVerified(ctx, t, cfg)
-			got, err := p.Tgt.MessageCounts(ctx, u)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for folder, n := range want {
-				if got[folder] != n {
-					t.Errorf("target %q holds %d messages, want %d (all: %v)", folder, got[folder], n, got)
-				}
-			}
+			got := requireCounts(ctx, t, p.Tgt, u, want)
 			for folder := range got {
 				if strings.Contains(folder, "Sent Items") || strings.HasPrefix(folder, "INBOX/") || strings.HasPrefix(folder, "INBOX.INBOX") {
 					t.Errorf("target folder %q is a source name kept with its prefix (all: %v)", folder, got)
