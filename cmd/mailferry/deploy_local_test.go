@@ -175,11 +175,14 @@ func TestLocalClusterScriptStartsEveryDaemonReadyAndStopsThemAll(t *testing.T) {
 }
 
 // freePortRange is the first of n consecutive loopback ports that are all
-// free now.
+// free now, below Linux's default ephemeral range (32768-60999): the
+// kernel picks the source port of every outgoing connection there (the
+// nodes' routes, the daemons' broker connections), and one landed on a
+// daemon's port before the daemon listened (a CI simulation under load).
 func freePortRange(t *testing.T, n int) int {
 	t.Helper()
 	for range 50 {
-		base := 20000 + rand.IntN(40000-n)
+		base := 20000 + rand.IntN(32768-20000-n)
 		var held []net.Listener
 		ok := true
 		for p := base; p < base+n; p++ {
