@@ -125,6 +125,20 @@ log: {level: warn}
 		t.Errorf("bob's mailbox not reported by name:\n%s", res)
 	}
 
+	// An import refused changes nothing: neither one whose post office is
+	// no mail domain (no map given) nor an empty, truncated copy.
+	before := readFile(t, filepath.Join(dir, "mailboxes.csv"))
+	empty := write("EMPTY.TAB", "\r\n", 0o600)
+	for _, args := range [][]string{{"-auth-tab", authTab}, {"-auth-tab", empty, "-postoffice-map", offices}} {
+		_, err := cli(t, ctx, append([]string{"users", "import-mailenable", "-c", conf}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "-postoffice-map") && !strings.Contains(err.Error(), "lists no mailbox") {
+			t.Errorf("import %v: %v, want it refused", args, err)
+		}
+		if pws, _ := filepath.Glob(filepath.Join(dir, "source-passwords", "*.pw")); len(pws) != 1 || readFile(t, filepath.Join(dir, "mailboxes.csv")) != before {
+			t.Errorf("a refused import %v changed the files: password files %v", args, pws)
+		}
+	}
+
 	if err := os.Chmod(authTab, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,9 @@ func ImportMailEnable(ctx context.Context, cfg *config.Config, b *broker.Broker,
 	if cfg.Mailboxes.File == "" {
 		return nil, errors.New("mailboxes.file is not set: it names the file this import writes")
 	}
+	if err := checkTargets(accounts, offices); err != nil {
+		return nil, err
+	}
 	dir := filepath.Dir(cfg.Mailboxes.File)
 	pwDir := filepath.Join(dir, PasswordDir)
 	if err := os.MkdirAll(pwDir, 0o700); err != nil {
@@ -64,15 +67,10 @@ func ImportMailEnable(ctx context.Context, cfg *config.Config, b *broker.Broker,
 	bw, uw := csv.NewWriter(&boxes), csv.NewWriter(&users)
 	_ = bw.Write([]string{"source_user", "target_user", "source_password_file"})
 	_ = uw.Write(account.Columns)
-	targets := map[string]string{}
 	written := map[string]bool{}
 	for _, acc := range accounts {
 		source := acc.Login()
 		target := acc.Mailbox + "@" + offices.Domain(acc.PostOffice)
-		if prev, dup := targets[strings.ToLower(target)]; dup {
-			return nil, fmt.Errorf("AUTH.TAB line %d: %s and %s would both move to %s: map their post offices apart", acc.Line, prev, source, target)
-		}
-		targets[strings.ToLower(target)] = source
 		pwFile, hash := "", ""
 		path := filepath.Join(pwDir, subject.Key(source)+".pw")
 		if acc.Usable {
@@ -109,6 +107,26 @@ func ImportMailEnable(ctx context.Context, cfg *config.Config, b *broker.Broker,
 	}
 	sort.Strings(res.NeedSignIn)
 	return res, nil
+}
+
+// checkTargets refuses the import before anything is written when an
+// account has no usable target address (its post office is no mail
+// domain and the map does not name one) or two accounts would move to one
+// address: a failed import leaves the files of the last good one.
+func checkTargets(accounts []mailenable.Account, offices mailenable.PostOffices) error {
+	targets := map[string]string{}
+	for _, acc := range accounts {
+		source := acc.Login()
+		target := acc.Mailbox + "@" + offices.Domain(acc.PostOffice)
+		if _, err := account.NormalizeEmail(target); err != nil || !strings.Contains(offices.Domain(acc.PostOffice), ".") {
+			return fmt.Errorf("AUTH.TAB line %d: post office %q is no mail domain: name its domain in -postoffice-map (%q example.com)", acc.Line, acc.PostOffice, acc.PostOffice)
+		}
+		if prev, dup := targets[strings.ToLower(target)]; dup {
+			return fmt.Errorf("AUTH.TAB line %d: %s and %s would both move to %s: map their post offices apart", acc.Line, prev, source, target)
+		}
+		targets[strings.ToLower(target)] = source
+	}
+	return nil
 }
 
 // legacyHash is the legacy_hash to import for target's password: a new

@@ -11,6 +11,7 @@ package mailenable
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
@@ -56,8 +57,9 @@ func ParseAuthTab(raw []byte) ([]Account, error) {
 	var bad []string
 	seen := map[string]int{}
 	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
+	sc.Buffer(make([]byte, 64<<10), maxLineBytes)
+	n := 1
+	for ; sc.Scan(); n++ {
 		line := strings.TrimRight(sc.Text(), "\r")
 		if strings.TrimSpace(line) == "" {
 			continue
@@ -88,13 +90,30 @@ func ParseAuthTab(raw []byte) ([]Account, error) {
 		out = append(out, a)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("AUTH.TAB: %w", err)
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("AUTH.TAB line %d: longer than %d bytes: not an AUTH.TAB", n, maxLineBytes)
+		}
+		return nil, fmt.Errorf("AUTH.TAB line %d: %w", n, err)
+	}
+	if len(bad) > maxBadLines {
+		bad = append(bad[:maxBadLines], fmt.Sprintf("and %d more bad lines", len(bad)-maxBadLines))
 	}
 	if len(bad) > 0 {
 		return nil, fmt.Errorf("AUTH.TAB: %s", strings.Join(bad, "; "))
 	}
+	if len(out) == 0 {
+		// Importing it would empty the mailboxes file and remove every
+		// source password: a truncated copy must not end a migration.
+		return nil, errors.New("AUTH.TAB lists no mailbox: an empty or truncated copy? Nothing was written")
+	}
 	return out, nil
 }
+
+// maxLineBytes bounds an AUTH.TAB line; real ones are far shorter.
+const maxLineBytes = 1 << 20
+
+// maxBadLines is how many bad lines an error names; the rest are counted.
+const maxBadLines = 20
 
 // badName says what is wrong with a mailbox or post office name, "" when
 // nothing is.

@@ -45,6 +45,10 @@ func TestABadAuthTabIsReportedByLineWithoutItsPasswords(t *testing.T) {
 		{"an @ in the mailbox", "al@ice\tTopSecret\t\tpo\n", "line 1: mailbox name holds '@'"},
 		{"the same login twice", "alice\tTopSecret\t\tpo\nALICE\tTopSecret\t\tPO\n", "line 2: ALICE@PO already on line 1"},
 		{"every bad line at once", "a\tTopSecret\nb\tTopSecret\n", "line 1: 2 tab-separated columns, want 4 (login, password, unused, post office); line 2"},
+		{"no mailbox at all (a truncated copy)", "\r\n\r\n", "lists no mailbox"},
+		{"empty", "", "lists no mailbox"},
+		{"a line of 2 MiB", "alice\tTopSecret\t\tpo\n" + strings.Repeat("x", 2<<20) + "\n", "AUTH.TAB line 2: longer than 1048576 bytes"},
+		{"thousands of bad lines: twenty named, the rest counted", strings.Repeat("a\tTopSecret\n", 3000), "line 20: 2 tab-separated columns, want 4 (login, password, unused, post office); and 2980 more bad lines"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
