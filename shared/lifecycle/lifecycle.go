@@ -17,6 +17,8 @@
 package lifecycle
 
 import (
+	"strings"
+
 	"github.com/mailferry/mailferry/shared/event"
 )
 
@@ -89,7 +91,9 @@ func (m *Mailbox) LastError() string {
 	if m.LastFailure == nil {
 		return ""
 	}
-	return m.LastFailure.Phase + ": " + m.LastFailure.Reason
+	// A joined error's parts are on lines of their own; one line keeps a
+	// status table's rows whole.
+	return m.LastFailure.Phase + ": " + strings.ReplaceAll(m.LastFailure.Reason, "\n", "; ")
 }
 
 // Apply folds e into m and says what it changed.

@@ -150,3 +150,14 @@ func TestALoaderSampleMeansLoadingHasBegun(t *testing.T) {
 		}
 	}
 }
+
+// A failure whose reason joins several errors (one per line) reads as one
+// line: status and migrate print it in a table row.
+func TestTheLastErrorOfAJoinedFailureIsOneLine(t *testing.T) {
+	m := lifecycle.Mailbox{Mailbox: mbx, Pass: "p1"}
+	m.Apply(ev(t, event.Failed(mbx, 1, event.FailedData{Pass: "p1", Phase: event.PhaseExtracting,
+		Reason: "extract a@old.test: login refused\nmailbox locked\npermanent"})))
+	if got, want := m.LastError(), "extracting: extract a@old.test: login refused; mailbox locked; permanent"; got != want {
+		t.Errorf("last error %q, want %q", got, want)
+	}
+}
