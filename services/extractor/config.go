@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mailferry/mailferry/shared/sourcecred"
+
 	"github.com/mailferry/mailferry/shared/config"
 )
 
@@ -38,6 +40,13 @@ func LoadSettings(cfg *config.Config) (Settings, error) {
 	s.defaults()
 	if err := s.validate(); err != nil {
 		return Settings{}, fmt.Errorf("%s: %w", Section, err)
+	}
+	if path := cfg.Source.CredentialKeyFile; path != "" {
+		// Read now, not at the first mailbox that needs it: a key others
+		// may read, or no key, is a configuration error before any work.
+		if _, err := sourcecred.LoadKey(path); err != nil {
+			return Settings{}, fmt.Errorf("source.credential_key_file: %w", err)
+		}
 	}
 	return s, nil
 }

@@ -3,6 +3,8 @@ package extractor
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -101,6 +103,40 @@ func TestTheUnacknowledgedBytesBoundIsSharedByTheMailboxesExtractedAtOnce(t *tes
 			s := &Service{Config: cfg, Settings: settingsT(t, cfg)}
 			if got := s.pendingPerMailbox(); got != tt.want {
 				t.Errorf("pendingPerMailbox = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// A source credential key that cannot be used is a configuration error
+// before any mailbox is tried (it was found at the first mailbox that
+// needed it, which then failed for good).
+func TestAnUnusableSourceCredentialKeyIsRefusedWithTheSection(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.Repeat("ab", 32)+"\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct{ name, path, want string }{
+		{"a key others may read", write("open.key", 0o644), "0644"},
+		{"no key file", filepath.Join(dir, "absent.key"), "no such file"},
+		{"a key only its owner reads", write("good.key", 0o600), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := configtest.Parse(t, "source: {auth: user, credential_key_file: "+tt.path+"}\n")
+			err := CheckConfig(cfg)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("err = %v, want none", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), "source.credential_key_file") || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("err = %v, want it to name source.credential_key_file and %q", err, tt.want)
 			}
 		})
 	}
