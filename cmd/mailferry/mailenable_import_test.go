@@ -121,8 +121,8 @@ log: {level: warn}
 	if !strings.Contains(res, fmt.Sprintf("ok        alice@company -> alice@example.com: %d messages", len(msgs))) {
 		t.Errorf("alice's mailbox not moved:\n%s", res)
 	}
-	if !strings.Contains(res, "bob@company") {
-		t.Errorf("bob's mailbox not reported by name:\n%s", res)
+	if !strings.Contains(res, "WAITING    bob@company: no source password yet: copied once its user signs in") {
+		t.Errorf("bob's mailbox not reported by name as waiting for its user:\n%s", res)
 	}
 
 	// An import refused changes nothing: neither one whose post office is

@@ -83,7 +83,11 @@ func (r *Result) WriteText(w io.Writer) {
 		r.Report.WriteText(w)
 	}
 	for _, p := range r.Progress {
-		if p.Phase != PhaseLoaded {
+		switch {
+		case p.Phase == PhaseLoaded:
+		case p.WaitingForUser:
+			fmt.Fprintf(w, "WAITING    %s: no source password yet: copied once its user signs in on the change page\n", p.Mailbox)
+		default:
 			fmt.Fprintf(w, "NOT LOADED %s: %s (%d attempts failed): %s\n", p.Mailbox, p.Phase, p.Failures, p.LastError)
 		}
 	}

@@ -39,6 +39,9 @@ type MailboxProgress struct {
 	Dead           int64  `json:"dead"`
 	Failures       int    `json:"failures"`
 	LastError      string `json:"last_error,omitempty"`
+	// WaitingForUser is set for a mailbox that failed for want of a
+	// source password: it is copied once its user signs in.
+	WaitingForUser bool `json:"waiting_for_user,omitempty"`
 	// Pass is the pass followed: the one enqueued, or the newer one that
 	// superseded it.
 	Pass    string `json:"pass,omitempty"`
@@ -109,6 +112,7 @@ func (t *tracker) onEvent(e *event.Event, log zerolog.Logger) (MailboxProgress, 
 	was := lc.Pass
 	change := lc.Apply(e)
 	b.Phase, b.Pass, b.Failures, b.LastError = phases[lc.Phase], lc.Pass, lc.Failures, lc.LastError()
+	b.WaitingForUser = lc.LastFailure != nil && lc.LastFailure.WaitingForUser
 	switch {
 	case change == lifecycle.Unchanged:
 	case e.Type == event.MailboxExtracted:
