@@ -345,6 +345,21 @@ func TestDeployedBrokerUsersMayDoWhatTheirServiceDoesAndNothingElse(t *testing.T
 			if _, err := b.JS.Consumer(ctx, broker.StreamJobs, "extractor"); err != nil {
 				return fmt.Errorf("the extractors' position: %w", err)
 			}
+			// With auth.legacy_imap: the legacy server's refusals counted
+			// with the migration's.
+			if err := b.Use(ctx, broker.Needs{Writes: []string{broker.BucketLoginFailures}}); err != nil {
+				return err
+			}
+			guard := loginlimit.New(b.LoginFailures, "source", 1, nil)
+			if err := guard.Allow(ctx, "erik@old.test"); err != nil {
+				return fmt.Errorf("read refused logins: %w", err)
+			}
+			if err := guard.Refused(ctx, "erik@old.test", "NO"); err != nil {
+				return err
+			}
+			if err := guard.Allow(ctx, "erik@old.test"); !errors.Is(err, loginlimit.ErrTooMany) {
+				return fmt.Errorf("refused logins: %v, want too many", err)
+			}
 			return nil
 		}},
 	}

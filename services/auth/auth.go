@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailferry/mailferry/services/auth/account"
+	"github.com/mailferry/mailferry/services/auth/internal/keylock"
 	"github.com/mailferry/mailferry/services/auth/legacyimap"
 	"github.com/mailferry/mailferry/services/auth/passhash"
 	"github.com/mailferry/mailferry/services/auth/policy"
@@ -35,6 +36,7 @@ import (
 	"github.com/mailferry/mailferry/shared/command"
 	"github.com/mailferry/mailferry/shared/config"
 	"github.com/mailferry/mailferry/shared/event"
+	"github.com/mailferry/mailferry/shared/loginlimit"
 	"github.com/mailferry/mailferry/shared/metrics"
 	"github.com/mailferry/mailferry/shared/sourcecred"
 )
@@ -194,6 +196,10 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		needs.Writes = append(slices.Clip(needs.Writes), broker.BucketSourceCredentials)
 	}
+	if a.LegacyIMAP.Address != "" {
+		// The legacy server's refusals count with the migration's.
+		needs.Writes = append(slices.Clip(needs.Writes), broker.BucketLoginFailures)
+	}
 	if err := s.Broker.Await(ctx, s.Log, needs); err != nil {
 		return err
 	}
@@ -224,7 +230,12 @@ func (s *Service) Run(ctx context.Context) error {
 		Metrics:  s.Metrics,
 	}
 	if a.LegacyIMAP.Address != "" {
-		opts.Legacy = legacyimap.New(a.LegacyIMAP)
+		opts.Legacy = &limitedLogins{
+			LegacyVerifier: legacyimap.New(a.LegacyIMAP),
+			guard:          loginlimit.New(s.Broker.LoginFailures, "source", a.LegacyIMAP.MaxLoginFailures, nil),
+			locks:          &keylock.Locks{},
+			log:            s.Log,
+		}
 	}
 	if key != nil {
 		kv, err := s.Broker.JS.KeyValue(ctx, broker.BucketSourceCredentials)

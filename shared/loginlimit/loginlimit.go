@@ -25,6 +25,21 @@ const Window = time.Hour
 // (it wraps imapdial.ErrLoginRefused).
 var ErrTooMany = fmt.Errorf("too many refused logins: %w", imapdial.ErrLoginRefused)
 
+// TooManyError is Allow's refusal: no login of the mailbox before Until,
+// when enough of the refusals counted stop counting. It wraps
+// ErrTooMany.
+type TooManyError struct {
+	// Until is the earliest time a login may be tried again.
+	Until time.Time
+	msg   string
+}
+
+// Error says how many logins were refused and until when none is tried.
+func (e *TooManyError) Error() string { return e.msg }
+
+// Unwrap returns ErrTooMany.
+func (e *TooManyError) Unwrap() error { return ErrTooMany }
+
 // Store counts refused logins of one server's mailboxes.
 type Store struct {
 	kv kvjson.Bucket
@@ -66,9 +81,11 @@ func (r *record) recent(now time.Time) {
 	r.Refused = kept
 }
 
-// Allow reports whether user may try to log in: an error wrapping
-// ErrTooMany, saying when it may again, once max logins were refused in
-// the past Window.
+// Allow reports whether user may try to log in: a *TooManyError (wrapping
+// ErrTooMany), saying when it may again, once max logins were refused in
+// the past Window. Allow only reads the count: callers that must not try
+// two logins of one mailbox at once serialize Allow, the login and
+// Refused themselves.
 func (s *Store) Allow(ctx context.Context, user string) error {
 	e, err := kvjson.Get[record](ctx, s.kv, s.key(user))
 	if err != nil {
@@ -79,9 +96,11 @@ func (s *Store) Allow(ctx context.Context, user string) error {
 	if len(r.Refused) < s.max {
 		return nil
 	}
-	again := r.Refused[0].Add(Window).UTC().Format(time.RFC3339)
-	return fmt.Errorf("%w: %d of %s's logins to the %s were refused in the past hour (%s.max_login_failures %d; last: %q), not trying again before %s, so the server cannot lock the account",
-		ErrTooMany, len(r.Refused), user, s.side, s.side, s.max, r.Reason, again)
+	// Allowed again once all but max-1 of the refusals stopped counting.
+	until := r.Refused[len(r.Refused)-s.max].Add(Window)
+	again := until.UTC().Format(time.RFC3339)
+	return &TooManyError{Until: until, msg: fmt.Sprintf("%s: %d of %s's logins to the %s were refused in the past hour (%s.max_login_failures %d; last: %q), not trying again before %s, so the server cannot lock the account",
+		ErrTooMany, len(r.Refused), user, s.side, s.side, s.max, r.Reason, again)}
 }
 
 // refusedAttempts bounds the compare-and-set tries of one count: every

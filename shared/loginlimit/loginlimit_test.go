@@ -98,3 +98,42 @@ func TestRefusalsCountedAtOnceAreAllCounted(t *testing.T) {
 		t.Errorf("after 50 refusals counted at once with max 50: %v, want too many", err)
 	}
 }
+
+// With more refusals counted than allowed (processes that counted at
+// once), a login is allowed again when all but max-1 stopped counting.
+func TestALoginIsAllowedAgainWhenEnoughRefusalsStoppedCounting(t *testing.T) {
+	b := failures(t)
+	ctx := context.Background()
+	start := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name      string
+		max, refs int
+		want      time.Duration // after start
+	}{
+		{"one allowed, one refused", 1, 1, Window},
+		{"two allowed, three refused", 2, 3, time.Minute + Window},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &clock{now: start}
+			s := New(b.LoginFailures, "source", tt.max, c.Now)
+			user := "carl-" + tt.name + "@old.example"
+			for range tt.refs {
+				if err := s.Refused(ctx, user, "NO"); err != nil {
+					t.Fatal(err)
+				}
+				c.add(time.Minute)
+			}
+			var tm *TooManyError
+			if err := s.Allow(ctx, user); !errors.As(err, &tm) || !errors.Is(err, ErrTooMany) {
+				t.Fatalf("allow: %v, want a *TooManyError", err)
+			}
+			if want := start.Add(tt.want); !tm.Until.Equal(want) {
+				t.Errorf("until %v, want %v", tm.Until, want)
+			}
+			c.now = tm.Until
+			if err := s.Allow(ctx, user); err != nil {
+				t.Errorf("at %v: %v, want allowed", tm.Until, err)
+			}
+		})
+	}
+}

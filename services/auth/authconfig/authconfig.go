@@ -218,6 +218,13 @@ func (a *Auth) defaults() {
 	if a.LegacyIMAP.DialTimeout == 0 {
 		a.LegacyIMAP.DialTimeout = config.Duration(10 * time.Second)
 	}
+	if a.LegacyIMAP.MaxLoginFailures == 0 {
+		// As source's: the migration's and the sign-ins' refusals count
+		// together (shared/loginlimit), and MailEnable locks an account
+		// after a few. A user who mistyped their password once waits
+		// the hour.
+		a.LegacyIMAP.MaxLoginFailures = 1
+	}
 	if a.RequestTimeout == 0 {
 		a.RequestTimeout = config.Duration(30 * time.Second)
 	}

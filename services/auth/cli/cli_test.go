@@ -83,9 +83,12 @@ auth:
   listen: %s
   provider: dovecot
   dovecot: {passwd_file: %s, scheme: SHA512-CRYPT}
-  legacy_imap: {address: %s, tls: none}
+  legacy_imap: {address: %s, tls: none, max_login_failures: 2}
   argon2: {time: 1, memory_kib: 1024}
 `, addr, authtest.PasswdPath(target), legacy.Addr)
+	// Bob mistypes once below: with the default legacy_imap.max_login_failures
+	// (1) his right password would be refused for the hour after that
+	// (services/auth: TestFiftyWrongLegacyPasswordsAtOnce...).
 	aliceHash := legacyHash(t, legacy, alice)
 	csv := fmt.Sprintf("email,role,legacy_hash\n%s,admin,%s\n%s,email-only,\n", strings.ToUpper(alice), aliceHash, bob)
 	for name, content := range map[string]string{"mailferry.yaml": cfgText, "users.csv": csv} {

@@ -41,7 +41,9 @@ type LegacyVerifier interface {
 	// platform could not be asked; an error whose ClientCaused method
 	// returns true blames the client (the platform held its answer back
 	// for the client's address). client is the address the attempt came
-	// from, for the platform's own per-address limits and logs.
+	// from, for the platform's own per-address limits and logs. A
+	// *LimitedError means the platform was not asked: the user's logins
+	// there were refused as often as they may be for now.
 	Verify(ctx context.Context, user, password, client string) (bool, error)
 }
 
@@ -101,11 +103,20 @@ func (e *PolicyError) Error() string {
 }
 
 // LimitedError means too many attempts: try again after RetryAfter.
-type LimitedError struct{ RetryAfter time.Duration }
+// Reason, when set, says why (fit to show users); else it is the rate
+// limits.
+type LimitedError struct {
+	RetryAfter time.Duration
+	Reason     string
+}
 
-// Error says when to try again.
+// Error says why and when to try again.
 func (e *LimitedError) Error() string {
-	return fmt.Sprintf("too many attempts, please try again in %s", e.RetryAfter.Round(time.Second))
+	why := "too many attempts"
+	if e.Reason != "" {
+		why = e.Reason
+	}
+	return fmt.Sprintf("%s, please try again in %s", why, e.RetryAfter.Round(time.Second))
 }
 
 // Result is a successful sign-in or change.
@@ -315,6 +326,12 @@ func (s *Service) failed(ctx context.Context, att *ratelimit.Attempt, email, cli
 	defer cancel()
 	if verr := att.Void(sctx); verr != nil {
 		s.opt.Log.Warn().Err(verr).Str("email", email).Str("client", client).Msg("rate limit count not given back")
+	}
+	var limited *LimitedError
+	if errors.As(err, &limited) {
+		// No password was checked: the legacy server is not asked again
+		// before RetryAfter (the verifier logged why).
+		return err
 	}
 	if errors.Is(err, ErrBusy) {
 		s.opt.Log.Warn().Str("email", email).Str("client", client).Str("op", op).Msg("password hashing busy: request refused")

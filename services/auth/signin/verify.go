@@ -101,6 +101,12 @@ func (s *Service) verifyLegacy(ctx context.Context, a *account.Account, password
 	lctx, cancel := context.WithDeadline(ctx, start.Add(s.opt.FailureTime))
 	defer cancel()
 	ok, err := s.opt.Legacy.Verify(lctx, a.Email, password, client)
+	var limited *LimitedError
+	if errors.As(err, &limited) {
+		// The verifier did not ask: the server was refused this user's
+		// logins as often as it may be in the past hour.
+		return nil, limited
+	}
 	var cc interface{ ClientCaused() bool }
 	if errors.As(err, &cc) && cc.ClientCaused() {
 		s.opt.Log.Warn().Err(err).Str("email", a.Email).Str("client", client).Msg("legacy IMAP login not answered for this client: counted as a failure")
