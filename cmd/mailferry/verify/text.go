@@ -16,10 +16,14 @@ import (
 // resynced are counted on the mailbox's line; so are the source's messages
 // that are no mail, each listed under its folder as not mail, not copied.
 func (r *Report) WriteText(w io.Writer) {
-	bad := 0
+	bad, waiting := 0, 0
 	for _, m := range r.Mailboxes {
 		status := "ok"
-		if !m.OK {
+		switch {
+		case m.WaitingForUser:
+			status = "WAITING"
+			waiting++
+		case !m.OK:
 			status = "DIFFERENT"
 			bad++
 		}
@@ -65,7 +69,11 @@ func (r *Report) WriteText(w io.Writer) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "verified %d mailboxes: %d ok, %d different\n", len(r.Mailboxes), len(r.Mailboxes)-bad, bad)
+	fmt.Fprintf(w, "verified %d mailboxes: %d ok, %d different", len(r.Mailboxes), len(r.Mailboxes)-bad-waiting, bad)
+	if waiting > 0 {
+		fmt.Fprintf(w, ", %d waiting for their user (no source password until they sign in)", waiting)
+	}
+	fmt.Fprintln(w)
 }
 
 // writeDiff writes a difference's two lines: what differs, after prefix

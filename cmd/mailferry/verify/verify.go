@@ -90,11 +90,14 @@ type Report struct {
 
 // MailboxReport is the outcome for one mailbox.
 type MailboxReport struct {
-	Source   string `json:"source"`
-	Target   string `json:"target"`
-	OK       bool   `json:"ok"`
-	Error    string `json:"error,omitempty"`
-	Messages int    `json:"messages"`
+	Source string `json:"source"`
+	Target string `json:"target"`
+	OK     bool   `json:"ok"`
+	Error  string `json:"error,omitempty"`
+	// WaitingForUser is set when the mailbox has no source password yet:
+	// it cannot be verified before its user signs in.
+	WaitingForUser bool `json:"waiting_for_user,omitempty"`
+	Messages       int  `json:"messages"`
 	// Bytes is the size of the source's messages, summed.
 	Bytes int64 `json:"bytes"`
 	// NewAfter is the time after which a target message that is the copy
@@ -371,6 +374,7 @@ func Mailbox(ctx context.Context, cfg *config.Config, mb job.Mailbox, opts ...Op
 	}
 	if err != nil {
 		mr.Error = err.Error()
+		mr.WaitingForUser = errors.Is(err, sourcecred.ErrWaiting)
 	}
 	applyAccepted(&mr, accepted)
 	mr.OK = mr.Error == ""
