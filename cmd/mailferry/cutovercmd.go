@@ -205,6 +205,7 @@ func handOver(ctx context.Context, s *session, o *cutover.Orchestrator, domains 
 	if err != nil {
 		return cutover.Settled{}, err
 	}
+	store.Domains = campaign.NewDomains(o.Mailboxes)
 	added, err := cutover.Add(ctx, o.Settings, store, domains, selected)
 	if err != nil {
 		return cutover.Settled{}, err

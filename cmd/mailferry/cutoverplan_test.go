@@ -557,7 +557,7 @@ func seedCampaign(t *testing.T, path string) *broker.Broker {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	d, err := campaign.NewDomain("acme.test", []string{"a1@acme.test", "a2@acme.test"}, "", 0, nil, t0)
+	d, err := campaign.NewDomain("acme.test", []string{"a1@acme.test", "a2@acme.test"}, nil, "", 0, nil, t0)
 	if err != nil {
 		t.Fatal(err)
 	}

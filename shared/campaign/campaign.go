@@ -242,9 +242,10 @@ func NormalizeDomain(name string) string {
 }
 
 // NewDomain is the record of a domain queued for its cutover with its
-// mailboxes; order "" is OrderPrestage and grace 0 DefaultDeltaGrace. skip,
-// when not nil, says from the plan that its DNS is not switched.
-func NewDomain(name string, mailboxes []string, order Order, grace time.Duration, skip *DNS, now time.Time) (Domain, error) {
+// mailboxes, each of the domain as ds says; order "" is OrderPrestage and
+// grace 0 DefaultDeltaGrace. skip, when not nil, says from the plan that
+// its DNS is not switched.
+func NewDomain(name string, mailboxes []string, ds Domains, order Order, grace time.Duration, skip *DNS, now time.Time) (Domain, error) {
 	d := Domain{Domain: NormalizeDomain(name), Order: order, Phase: Queued, DeltaGrace: grace, Attempt: 1,
 		Entered: map[Phase]time.Time{Queued: now.UTC()}, Updated: now.UTC()}
 	if d.Domain == "" {
@@ -261,7 +262,7 @@ func NewDomain(name string, mailboxes []string, order Order, grace time.Duration
 		d.DeltaGrace = DefaultDeltaGrace
 	}
 	for _, m := range mailboxes {
-		if DomainOf(m) != d.Domain {
+		if ds.Of(m) != d.Domain {
 			return Domain{}, fmt.Errorf("campaign: mailbox %s is not of domain %s", m, d.Domain)
 		}
 		d.Mailboxes = insert(d.Mailboxes, m)

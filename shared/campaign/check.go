@@ -27,15 +27,16 @@ type Check struct {
 	Report      json.RawMessage `json:"report"`
 }
 
-// CheckKey is the key of a mailbox's last verification result.
-func CheckKey(mailbox string) string {
-	return prefixCheck + subject.Key(DomainOf(mailbox)) + "." + subject.Key(mailbox)
+// CheckKey is the key of the last verification result of a mailbox of
+// domain.
+func CheckKey(domain, mailbox string) string {
+	return prefixCheck + subject.Key(NormalizeDomain(domain)) + "." + subject.Key(mailbox)
 }
 
 // PutCheck records c as its mailbox's last verification, replacing the
 // one before.
 func (s *Store) PutCheck(ctx context.Context, c Check) error {
-	_, err := kvjson.Update(ctx, s.kv, CheckKey(c.Mailbox), func(e *kvjson.Entry[Check]) error {
+	_, err := kvjson.Update(ctx, s.kv, CheckKey(s.Domains.Of(c.Mailbox), c.Mailbox), func(e *kvjson.Entry[Check]) error {
 		e.V = c
 		return nil
 	}, kvjson.Attempts(8), kvjson.ResetUndecodable())
@@ -45,10 +46,10 @@ func (s *Store) PutCheck(ctx context.Context, c Check) error {
 	return nil
 }
 
-// Check reads a mailbox's last verification result; ok is false when the
-// campaign has verified it never.
-func (s *Store) Check(ctx context.Context, mailbox string) (c Check, ok bool, err error) {
-	e, err := kvjson.Get[Check](ctx, s.kv, CheckKey(mailbox))
+// Check reads the last verification result of a mailbox of domain; ok is
+// false when the campaign has verified it never.
+func (s *Store) Check(ctx context.Context, domain, mailbox string) (c Check, ok bool, err error) {
+	e, err := kvjson.Get[Check](ctx, s.kv, CheckKey(domain, mailbox))
 	if err != nil {
 		return Check{}, false, fmt.Errorf("read verification of %s: %w", mailbox, err)
 	}

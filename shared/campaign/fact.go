@@ -150,10 +150,10 @@ func (Close) Name() string { return "close" }
 // Name names Tick.
 func (Tick) Name() string { return "tick" }
 
-// FromEvent is the fact an event states and the domain it is about;
-// nil for an event that moves no campaign (a retried failure, a renamed
-// folder, a password change...).
-func FromEvent(e *event.Event) (Fact, string, error) {
+// FromEvent is the fact an event states and the domain it is about (a
+// mailbox's as ds says); nil for an event that moves no campaign (a
+// retried failure, a renamed folder, a password change...).
+func FromEvent(e *event.Event, ds Domains) (Fact, string, error) {
 	switch e.Type {
 	case event.DomainProvisioned:
 		return Provisioned{}, NormalizeDomain(e.Key), nil
@@ -162,14 +162,14 @@ func FromEvent(e *event.Event) (Fact, string, error) {
 		if err := e.DataAs(&d); err != nil {
 			return nil, "", err
 		}
-		return MailboxQueued{Mailbox: e.Key, Pass: d.Pass}, DomainOf(e.Key), nil
+		return MailboxQueued{Mailbox: e.Key, Pass: d.Pass}, ds.Of(e.Key), nil
 	case event.MailboxLoaded:
 		var d event.LoadedData
 		if err := e.DataAs(&d); err != nil {
 			return nil, "", err
 		}
 		return MailboxLoaded{Mailbox: e.Key, Pass: d.Pass,
-			Counts: Counts{Appended: d.Appended, Skipped: d.Skipped, Dead: d.Dead, Bytes: d.Bytes}}, DomainOf(e.Key), nil
+			Counts: Counts{Appended: d.Appended, Skipped: d.Skipped, Dead: d.Dead, Bytes: d.Bytes}}, ds.Of(e.Key), nil
 	case event.MailboxVerified:
 		var d event.VerifiedData
 		if err := e.DataAs(&d); err != nil {
@@ -180,9 +180,9 @@ func FromEvent(e *event.Event) (Fact, string, error) {
 		// accepted (`verify accept`) and a new verification finds none.
 		if !d.OK() {
 			return MailboxFailed{Mailbox: e.Key, Pass: d.Pass, At: e.Time,
-				Reason: fmt.Sprintf("verification: %d differences (%d missing)", d.Differences, d.Missing)}, DomainOf(e.Key), nil
+				Reason: fmt.Sprintf("verification: %d differences (%d missing)", d.Differences, d.Missing)}, ds.Of(e.Key), nil
 		}
-		return MailboxVerified{Mailbox: e.Key, Pass: d.Pass}, DomainOf(e.Key), nil
+		return MailboxVerified{Mailbox: e.Key, Pass: d.Pass}, ds.Of(e.Key), nil
 	case event.MailboxFailed:
 		var d event.FailedData
 		if err := e.DataAs(&d); err != nil {
@@ -192,7 +192,7 @@ func FromEvent(e *event.Event) (Fact, string, error) {
 			return nil, "", nil
 		}
 		return MailboxFailed{Mailbox: e.Key, Pass: d.Pass, Reason: d.Phase + ": " + d.Reason, At: e.Time,
-			WaitingForUser: d.WaitingForUser}, DomainOf(e.Key), nil
+			WaitingForUser: d.WaitingForUser}, ds.Of(e.Key), nil
 	case event.DNSSwitched:
 		var d event.DNSSwitchedData
 		if err := e.DataAs(&d); err != nil {

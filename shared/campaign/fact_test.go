@@ -19,7 +19,7 @@ func fact(t *testing.T, o event.Outgoing) (campaign.Fact, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, domain, err := campaign.FromEvent(e)
+	f, domain, err := campaign.FromEvent(e, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

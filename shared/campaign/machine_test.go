@@ -25,7 +25,7 @@ func newDomain(t *testing.T, order campaign.Order, skip bool) campaign.Domain {
 	if skip {
 		s = &campaign.DNS{SkipCode: "external", SkipReason: "MX at mx.elsewhere.example."}
 	}
-	d, err := campaign.NewDomain("ACME.test.", []string{mbB, mbA}, order, 0, s, t0)
+	d, err := campaign.NewDomain("ACME.test.", []string{mbB, mbA}, nil, order, 0, s, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +356,7 @@ func TestDrainingWaitsExactlyUntilTheOldTTLExpiredPlusTheGrace(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d, err := campaign.NewDomain(dom, []string{mbA}, campaign.OrderPrestage, c.grace, nil, t0)
+			d, err := campaign.NewDomain(dom, []string{mbA}, nil, campaign.OrderPrestage, c.grace, nil, t0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -482,10 +482,10 @@ func TestNewDomainNormalisesAndRefusesWhatCannotBeACampaign(t *testing.T) {
 		t.Errorf("new domain = %+v", d)
 	}
 	for name, err := range map[string]error{
-		"no mailboxes":    errOf(campaign.NewDomain(dom, nil, "", 0, nil, t0)),
-		"foreign mailbox": errOf(campaign.NewDomain(dom, []string{"x@other.test"}, "", 0, nil, t0)),
-		"unknown order":   errOf(campaign.NewDomain(dom, []string{mbA}, "later", 0, nil, t0)),
-		"no name":         errOf(campaign.NewDomain(".", []string{mbA}, "", 0, nil, t0)),
+		"no mailboxes":    errOf(campaign.NewDomain(dom, nil, nil, "", 0, nil, t0)),
+		"foreign mailbox": errOf(campaign.NewDomain(dom, []string{"x@other.test"}, nil, "", 0, nil, t0)),
+		"unknown order":   errOf(campaign.NewDomain(dom, []string{mbA}, nil, "later", 0, nil, t0)),
+		"no name":         errOf(campaign.NewDomain(".", []string{mbA}, nil, "", 0, nil, t0)),
 	} {
 		if err == nil {
 			t.Errorf("%s: accepted", name)
@@ -524,7 +524,7 @@ func TestFromEventReadsTheFactsOfTheLifecycleEvents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f, domain, err := campaign.FromEvent(e)
+			f, domain, err := campaign.FromEvent(e, nil)
 			if err != nil || f != c.fact || domain != c.domain {
 				t.Errorf("= %+v, %q, %v; want %+v, %q", f, domain, err, c.fact, c.domain)
 			}
@@ -665,7 +665,7 @@ func TestAlreadySwitchedCountsAsASwitchWithNoOldTTL(t *testing.T) {
 
 func TestAProvisioningRefusedFailsTheDomainInProvisioningAndRetryProvisionsAgain(t *testing.T) {
 	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
-	d, err := campaign.NewDomain("acme.test", []string{"a@acme.test"}, campaign.OrderPrestage, 0, nil, now)
+	d, err := campaign.NewDomain("acme.test", []string{"a@acme.test"}, nil, campaign.OrderPrestage, 0, nil, now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,9 @@ type Store struct {
 	kv KV
 	// Now is the clock (time.Now unless a test sets it).
 	Now func() time.Time
+	// Domains maps a mailbox to its domain (nil: the domain of its
+	// address); set it from the inventory.
+	Domains Domains
 }
 
 // NewStore is the store over the campaign bucket kv.
@@ -62,9 +65,9 @@ func Open(ctx context.Context, b *broker.Broker) (*Store, error) {
 // DomainKey is the key of a domain's record.
 func DomainKey(domain string) string { return prefixDomain + subject.Key(NormalizeDomain(domain)) }
 
-// MailboxKey is the key of a mailbox's record.
-func MailboxKey(mailbox string) string {
-	return prefixMailbox + subject.Key(DomainOf(mailbox)) + "." + subject.Key(mailbox)
+// MailboxKey is the key of the record of a mailbox of domain.
+func MailboxKey(domain, mailbox string) string {
+	return prefixMailbox + subject.Key(NormalizeDomain(domain)) + "." + subject.Key(mailbox)
 }
 
 // Add puts d and a record for each of its mailboxes in the campaign. A
@@ -80,7 +83,7 @@ func (s *Store) Add(ctx context.Context, d Domain) (rec Domain, added bool, err 
 		return Domain{}, false, fmt.Errorf("add domain %s: %w", d.Domain, err)
 	}
 	for _, m := range d.Mailboxes {
-		_, err := kvjson.Create(ctx, s.kv, MailboxKey(m), Mailbox{Mailbox: m, Domain: d.Domain, Phase: BoxQueued, Updated: d.Updated})
+		_, err := kvjson.Create(ctx, s.kv, MailboxKey(d.Domain, m), Mailbox{Mailbox: m, Domain: d.Domain, Phase: BoxQueued, Updated: d.Updated})
 		if err != nil && !kvjson.IsConflict(err) {
 			return Domain{}, false, fmt.Errorf("add domain %s: %w", d.Domain, err)
 		}
@@ -205,9 +208,10 @@ func (s *Store) Apply(ctx context.Context, domain string, f Fact) (Result, error
 // when the campaign added none); changed is false when the record already
 // reflected it.
 func (s *Store) ApplyMailbox(ctx context.Context, mailbox string, f Fact) (m Mailbox, changed bool, err error) {
-	e, err := kvjson.Update(ctx, s.kv, MailboxKey(mailbox), func(e *kvjson.Entry[Mailbox]) error {
+	domain := s.Domains.Of(mailbox)
+	e, err := kvjson.Update(ctx, s.kv, MailboxKey(domain, mailbox), func(e *kvjson.Entry[Mailbox]) error {
 		if !e.Exists() {
-			e.V = Mailbox{Mailbox: mailbox, Domain: DomainOf(mailbox), Phase: BoxQueued}
+			e.V = Mailbox{Mailbox: mailbox, Domain: domain, Phase: BoxQueued}
 		}
 		next, ok := StepMailbox(e.V, f, s.Now())
 		if !ok {
@@ -227,7 +231,7 @@ func (s *Store) ApplyMailbox(ctx context.Context, mailbox string, f Fact) (m Mai
 // campaign fact, or is about a domain the campaign does not have, changes
 // nothing and is no error.
 func (s *Store) ApplyEvent(ctx context.Context, e *event.Event) (Result, error) {
-	f, domain, err := FromEvent(e)
+	f, domain, err := FromEvent(e, s.Domains)
 	if err != nil || f == nil {
 		return Result{Action: Action{Kind: None}}, err
 	}

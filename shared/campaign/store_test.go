@@ -318,7 +318,7 @@ func TestStoreListsGetsAndKeepsADomainAddedTwice(t *testing.T) {
 	if err != nil || ok || again.Phase != campaign.Provisioning {
 		t.Errorf("added again: %v, %s, %v; want the record under way kept", ok, again.Phase, err)
 	}
-	other, err := campaign.NewDomain("beta.test", []string{"x@beta.test"}, "", 0, nil, t0)
+	other, err := campaign.NewDomain("beta.test", []string{"x@beta.test"}, nil, "", 0, nil, t0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,13 @@ import (
 	"github.com/mailferry/mailferry/shared/job"
 )
 
-// Domains groups the inventory's mailboxes by the domain of their source
-// address: domain → addresses, sorted.
+// Domains groups the inventory's mailboxes (their source addresses) by
+// the domain of their target address, the mail domain: domain →
+// addresses, sorted.
 func Domains(boxes []job.Mailbox) map[string][]string {
 	out := map[string][]string{}
 	for _, mb := range boxes {
-		d := campaign.DomainOf(mb.SourceUser)
+		d := campaign.MailDomainOf(mb)
 		out[d] = append(out[d], mb.SourceUser)
 	}
 	for _, list := range out {
@@ -69,7 +70,7 @@ func Add(ctx context.Context, s Settings, store *campaign.Store, domains map[str
 	}
 	var out []Added
 	for _, name := range selected {
-		rec, err := campaign.NewDomain(name, domains[name], s.Order, time.Duration(s.DeltaGrace), skip, time.Now())
+		rec, err := campaign.NewDomain(name, domains[name], store.Domains, s.Order, time.Duration(s.DeltaGrace), skip, time.Now())
 		if err != nil {
 			return out, err
 		}

@@ -107,7 +107,7 @@ func TestCutoverStatusNamesTheMailboxesADoneDomainLeftWaitingForTheirUser(t *tes
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
-	d, err := campaign.NewDomain("alpha.test", []string{"ann@alpha.test", "ben@alpha.test"}, campaign.OrderPrestage, 0, &campaign.DNS{SkipCode: "external"}, t0)
+	d, err := campaign.NewDomain("alpha.test", []string{"ann@alpha.test", "ben@alpha.test"}, nil, campaign.OrderPrestage, 0, &campaign.DNS{SkipCode: "external"}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,7 @@ func RunLocal(ctx context.Context, o *Orchestrator, selected []string, w io.Writ
 	if err != nil {
 		return Settled{}, err
 	}
+	store.Domains = campaign.NewDomains(o.Mailboxes)
 	if b.Private() {
 		if err := breakLeases(ctx, b, log); err != nil {
 			return Settled{}, err

@@ -84,6 +84,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	store.Domains = campaign.NewDomains(o.Mailboxes)
 	kv, err := o.Broker.JS.KeyValue(ctx, broker.BucketCampaign)
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", broker.BucketCampaign, err)

@@ -161,7 +161,7 @@ func domainStatus(ctx context.Context, store *campaign.Store, d campaign.Domain)
 	for _, m := range boxes {
 		ms := MailboxStatus{Mailbox: m.Mailbox, Phase: m.Phase, Pass: m.Pass, Reason: m.Reason,
 			Messages: m.Counts.Appended, Bytes: m.Counts.Bytes, Dead: m.Counts.Dead, WaitingForUser: d.LeftWaiting(m)}
-		c, ok, err := store.Check(ctx, m.Mailbox)
+		c, ok, err := store.Check(ctx, d.Domain, m.Mailbox)
 		if err != nil {
 			return DomainStatus{}, err
 		}

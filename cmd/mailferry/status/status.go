@@ -261,10 +261,11 @@ func readCampaign(ctx context.Context, b *broker.Broker, boxes []job.Mailbox) ([
 		return nil, fmt.Errorf("campaign: %w", err)
 	}
 	store := campaign.NewStore(kv)
+	store.Domains = campaign.NewDomains(boxes)
 	var out []Domain
 	seen := map[string]bool{}
 	for _, mb := range boxes {
-		name := campaign.DomainOf(mb.SourceUser)
+		name := campaign.MailDomainOf(mb)
 		if seen[name] {
 			continue
 		}

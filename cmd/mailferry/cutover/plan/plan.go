@@ -211,7 +211,7 @@ func Make(ctx context.Context, o Options) (*Plan, error) {
 	}
 	byDomain := map[string]*Domain{}
 	for i, mb := range o.Mailboxes {
-		name := campaign.DomainOf(mb.SourceUser)
+		name := campaign.MailDomainOf(mb)
 		d := byDomain[name]
 		if d == nil {
 			d = &Domain{Domain: name}

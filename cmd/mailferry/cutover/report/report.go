@@ -288,7 +288,7 @@ func (r *Report) mailboxes(ctx context.Context, store *campaign.Store, d campaig
 		if mb.WaitingForUser {
 			r.WaitingForUser = append(r.WaitingForUser, mb.Mailbox)
 		}
-		c, ok, err := store.Check(ctx, name)
+		c, ok, err := store.Check(ctx, d.Domain, name)
 		if err != nil {
 			return err
 		}

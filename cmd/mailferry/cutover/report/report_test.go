@@ -89,7 +89,7 @@ func newFixture(t *testing.T, extraYAML string, full bool) *fixture {
 func (f *fixture) addDomain(t *testing.T) {
 	t.Helper()
 	ctx := testContext(t)
-	d, err := campaign.NewDomain("ACME.test.", []string{"anna@acme.test", "bob@acme.test", "zoë@acme.test"}, campaign.OrderPrestage, 0, nil, t0)
+	d, err := campaign.NewDomain("ACME.test.", []string{"anna@acme.test", "bob@acme.test", "zoë@acme.test"}, nil, campaign.OrderPrestage, 0, nil, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
