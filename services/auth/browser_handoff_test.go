@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,36 +52,8 @@ func TestAUserWithoutASourcePasswordHandsItOverOnTheChangePage(t *testing.T) {
 	if _, err := Provision(ctx, cfg, b, logs.Logger()); err != nil {
 		t.Fatal(err)
 	}
-	svcCtx, stop := context.WithCancel(ctx)
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- (&Service{Config: cfg, Broker: b, Log: logs.Logger(), Ready: func(addr string) { ready <- addr }}).Run(svcCtx)
-	}()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("auth service: %v", err)
-		}
-	})
-	var base string
-	select {
-	case addr := <-ready:
-		base = "http://" + addr
-	case err := <-done:
-		t.Fatalf("auth service stopped: %v", err)
-	}
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(800, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	pctx, cancel := context.WithTimeout(bctx, 90*time.Second)
-	defer cancel()
+	base := serveAuth(t, ctx, cfg, b, logs)
+	pctx := browserContext(t, chromium)
 	if err := chromedp.Do(pctx,
 		chromedp.Navigate(base+"/password"),
 		chromedp.WaitVisible(chromedp.ID("new_password")),

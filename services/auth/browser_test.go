@@ -12,6 +12,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
+	"github.com/mailferry/mailferry/shared/broker"
+	"github.com/mailferry/mailferry/shared/config"
 )
 
 // TestBrowserChangesPasswordOnThePage drives the pages in Debian's
@@ -29,23 +31,7 @@ func TestBrowserChangesPasswordOnThePage(t *testing.T) {
 	)
 	base := startService(t, authtest.PasswdPath(target), "email,role,legacy_hash\n"+user+",email-only,"+oldHash+"\n")
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.WindowSize(800, 900),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
-	defer cancel()
+	ctx := browserContext(t, chromium)
 
 	// The browser lives as long as the context of the first call: the
 	// whole test, at most 90 s.
@@ -178,6 +164,13 @@ func startServiceWith(t *testing.T, target, usersCSV string) string {
 	if _, err := Provision(ctx, cfg, b, logs.Logger()); err != nil {
 		t.Fatal(err)
 	}
+	return serveAuth(t, ctx, cfg, b, logs)
+}
+
+// serveAuth runs the auth service of cfg until the test ends and returns
+// its base URL.
+func serveAuth(t *testing.T, ctx context.Context, cfg *config.Config, b *broker.Broker, logs *authtest.LogSink) string {
+	t.Helper()
 	svcCtx, stop := context.WithCancel(ctx)
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
@@ -198,4 +191,25 @@ func startServiceWith(t *testing.T, target, usersCSV string) string {
 		t.Fatal("auth service did not start")
 	}
 	return ""
+}
+
+// browserContext starts headless Chromium for the test (at most 90 s).
+func browserContext(t *testing.T, chromium string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(800, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	t.Cleanup(func() { cancel(); cancelBrowser(); cancelAlloc() })
+	return ctx
 }

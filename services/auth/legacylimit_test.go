@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,24 +73,7 @@ func TestFiftyWrongLegacyPasswordsAtOnceMakeOneFailedLoginAtTheLegacyServer(t *t
 	if _, err := Import(ctx, cfg, b, strings.NewReader("email,role,legacy_hash\n"+email+",email-only,\n")); err != nil {
 		t.Fatal(err)
 	}
-	svcCtx, stop := context.WithCancel(ctx)
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- (&Service{Config: cfg, Broker: b, Log: logs.Logger(), Ready: func(addr string) { ready <- addr }}).Run(svcCtx)
-	}()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("auth service: %v", err)
-		}
-	})
-	var base string
-	select {
-	case addr := <-ready:
-		base = "http://" + addr
-	case err := <-done:
-		t.Fatalf("auth service stopped: %v", err)
-	}
+	base := serveAuth(t, ctx, cfg, b, logs)
 
 	type answer struct {
 		status     int
