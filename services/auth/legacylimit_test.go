@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/shared/testenv/clocktest"
+
 	"github.com/mailferry/mailferry/services/auth/internal/authtest"
 	"github.com/mailferry/mailferry/services/auth/internal/keylock"
 	"github.com/mailferry/mailferry/services/auth/legacyimap"
@@ -148,18 +150,6 @@ func TestFiftyWrongLegacyPasswordsAtOnceMakeOneFailedLoginAtTheLegacyServer(t *t
 	authtest.AssertAbsent(t, "logs", logs.String(), right)
 }
 
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // A refusal counted by the migration keeps the sign-ins from asking; a
 // refusal at a sign-in keeps the migration from logging in; the right
 // password is asked again once the hour of the refusal ended.
@@ -169,7 +159,7 @@ func TestLegacyLoginsShareTheMigrationsCountAndAreAskedAgainAfterTheHour(t *test
 	cfg := authtest.Config(t, "")
 	b := authtest.Broker(t, cfg)
 	ctx := authtest.Context(t, time.Minute)
-	c := &testClock{now: time.Now()}
+	c := clocktest.New(time.Now())
 	v := &limitedLogins{
 		LegacyVerifier: legacyimap.New(config.IMAP{Address: srv.Addr, TLS: config.TLSNone, Auth: config.AuthUser, Connections: 4,
 			CommandTimeout: config.Duration(10 * time.Second), DialTimeout: config.Duration(5 * time.Second)}),
@@ -186,12 +176,12 @@ func TestLegacyLoginsShareTheMigrationsCountAndAreAskedAgainAfterTheHour(t *test
 	if err := extractor.Allow(ctx, login); !errors.Is(err, loginlimit.ErrTooMany) {
 		t.Fatalf("the extractor after the sign-in's refusal: %v, want too many", err)
 	}
-	c.add(10 * time.Minute)
+	c.Add(10 * time.Minute)
 	var le *signin.LimitedError
 	if _, err := v.Verify(ctx, login, right, "192.0.2.1"); !errors.As(err, &le) || le.RetryAfter != 50*time.Minute {
 		t.Fatalf("the right password 10 minutes later: %v, want limited for 50 minutes", err)
 	}
-	c.add(50 * time.Minute)
+	c.Add(50 * time.Minute)
 	if ok, err := v.Verify(ctx, login, right, "192.0.2.1"); !ok || err != nil {
 		t.Fatalf("the right password after the hour: %v %v, want accepted", ok, err)
 	}

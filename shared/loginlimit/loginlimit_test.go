@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailferry/mailferry/shared/testenv/clocktest"
+
 	"github.com/mailferry/mailferry/shared/broker"
 	"github.com/mailferry/mailferry/shared/imapdial"
 	"github.com/mailferry/mailferry/shared/testenv/brokertest"
@@ -20,22 +22,10 @@ func failures(t *testing.T) *broker.Broker {
 	return brokertest.Embedded(t, "", broker.Needs{Writes: []string{broker.BucketLoginFailures}})
 }
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestAMailboxIsNotTriedAgainOnceItsLoginsWereRefusedAsOftenAsAllowed(t *testing.T) {
 	b := failures(t)
 	ctx := context.Background()
-	c := &clock{now: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	c := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	for _, tt := range []struct {
 		name string
 		max  int
@@ -50,7 +40,7 @@ func TestAMailboxIsNotTriedAgainOnceItsLoginsWereRefusedAsOftenAsAllowed(t *test
 				if err := s.Refused(ctx, user, "a1 NO Invalid password"); err != nil {
 					t.Fatal(err)
 				}
-				c.add(time.Minute)
+				c.Add(time.Minute)
 			}
 			err := s.Allow(ctx, user)
 			if !errors.Is(err, ErrTooMany) || !errors.Is(err, imapdial.ErrLoginRefused) {
@@ -65,7 +55,7 @@ func TestAMailboxIsNotTriedAgainOnceItsLoginsWereRefusedAsOftenAsAllowed(t *test
 				t.Errorf("another mailbox: %v, want allowed", err)
 			}
 			// An hour after the first refusal it counts no more.
-			c.add(time.Hour - time.Duration(tt.max)*time.Minute)
+			c.Add(time.Hour - time.Duration(tt.max)*time.Minute)
 			if err := s.Allow(ctx, user); err != nil {
 				t.Errorf("an hour after the first refusal: %v, want allowed", err)
 			}
@@ -114,14 +104,14 @@ func TestALoginIsAllowedAgainWhenEnoughRefusalsStoppedCounting(t *testing.T) {
 		{"two allowed, three refused", 2, 3, time.Minute + Window},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &clock{now: start}
+			c := clocktest.New(start)
 			s := New(b.LoginFailures, "source", tt.max, c.Now)
 			user := "carl-" + tt.name + "@old.example"
 			for range tt.refs {
 				if err := s.Refused(ctx, user, "NO"); err != nil {
 					t.Fatal(err)
 				}
-				c.add(time.Minute)
+				c.Add(time.Minute)
 			}
 			var tm *TooManyError
 			if err := s.Allow(ctx, user); !errors.As(err, &tm) || !errors.Is(err, ErrTooMany) {
@@ -130,7 +120,7 @@ func TestALoginIsAllowedAgainWhenEnoughRefusalsStoppedCounting(t *testing.T) {
 			if want := start.Add(tt.want); !tm.Until.Equal(want) {
 				t.Errorf("until %v, want %v", tm.Until, want)
 			}
-			c.now = tm.Until
+			c.Add(tm.Until.Sub(c.Now()))
 			if err := s.Allow(ctx, user); err != nil {
 				t.Errorf("at %v: %v, want allowed", tm.Until, err)
 			}

@@ -98,14 +98,7 @@ func TestASourceWithXListButNoSpecialUseIsAskedForRolesWithXList(t *testing.T) {
 	}, dovecottest.Options{})
 	u := p.Users[0]
 	rng := rand.New(rand.NewPCG(4, 16))
-	want := map[string]int{}
-	for src, tgt := range map[string]string{"INBOX": "INBOX", "Sent": "Sent", "Sent Items": "Sent", "Trash": "Trash", "Archive/2019": "Archive.2019"} {
-		msgs := e2etest.Generated(rng, 3, u+src)
-		if err := p.Src.Seed(u, src, msgs); err != nil {
-			t.Fatal(err)
-		}
-		want[tgt] += len(msgs)
-	}
+	want := seedFolders(t, p.Src, u, map[string]string{"INBOX": "INBOX", "Sent": "Sent", "Sent Items": "Sent", "Trash": "Trash", "Archive/2019": "Archive.2019"}, func(src string) []dovecottest.Message { return e2etest.Generated(rng, 3, u+src) })
 	openRawLogs(t, raw, p.Users)
 	_, cfg := p.ConfigOwnPasswords(t, filepath.Join(p.Dir, "nats"), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

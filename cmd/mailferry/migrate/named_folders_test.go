@@ -23,14 +23,7 @@ func TestLegacyRolesLandInAProvidersFoldersThatCarryNoSpecialUse(t *testing.T) {
 	p := e2etest.Start(t, 1, dovecottest.Options{PlainFolders: []string{"Sent", "Drafts", "Trash", "Spam"}})
 	u := p.Users[0]
 	rng := rand.New(rand.NewPCG(5, 6))
-	want := map[string]int{}
-	for src, tgt := range map[string]string{"Sent Items": "Sent", "Deleted Items": "Trash", "Junk E-mail": "Spam", "Drafts": "Drafts", "Archive/2019": "Archive.2019", "INBOX": "INBOX"} {
-		msgs := e2etest.Generated(rng, 3+len(src)%4, u+" "+src)
-		if err := p.Src.Seed(u, src, msgs); err != nil {
-			t.Fatal(err)
-		}
-		want[tgt] += len(msgs)
-	}
+	want := seedFolders(t, p.Src, u, map[string]string{"Sent Items": "Sent", "Deleted Items": "Trash", "Junk E-mail": "Spam", "Drafts": "Drafts", "Archive/2019": "Archive.2019", "INBOX": "INBOX"}, func(src string) []dovecottest.Message { return e2etest.Generated(rng, 3+len(src)%4, u+" "+src) })
 	_, cfg := p.Config(t, filepath.Join(p.Dir, "nats"))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -73,4 +66,20 @@ func requireCounts(ctx context.Context, t *testing.T, s *dovecottest.Server, use
 		}
 	}
 	return got
+}
+
+// seedFolders puts gen(source folder)'s messages into each source folder
+// of into (source folder to the target folder it must land in) and
+// returns how many messages each target folder must then hold.
+func seedFolders(t *testing.T, s *dovecottest.Server, user string, into map[string]string, gen func(src string) []dovecottest.Message) map[string]int {
+	t.Helper()
+	want := map[string]int{}
+	for src, tgt := range into {
+		msgs := gen(src)
+		if err := s.Seed(user, src, msgs); err != nil {
+			t.Fatal(err)
+		}
+		want[tgt] += len(msgs)
+	}
+	return want
 }

@@ -68,14 +68,7 @@ func TestAPrefixedSourceNamespaceMapsOntoTheTargetsFolders(t *testing.T) {
 			p := e2etest.StartWithSource(t, 1, prefixedSource, tc.target)
 			u := p.Users[0]
 			rng := rand.New(rand.NewPCG(7, uint64(len(tc.name))))
-			want := map[string]int{}
-			for src, tgt := range tc.want {
-				msgs := e2etest.Generated(rng, 2+len(src)%3, u+" "+src)
-				if err := p.Src.Seed(u, src, msgs); err != nil {
-					t.Fatal(err)
-				}
-				want[tgt] += len(msgs)
-			}
+			want := seedFolders(t, p.Src, u, tc.want, func(src string) []dovecottest.Message { return e2etest.Generated(rng, 2+len(src)%3, u+" "+src) })
 			_, cfg := p.Config(t, filepath.Join(p.Dir, "nats"))
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
